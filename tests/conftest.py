@@ -1,0 +1,91 @@
+"""Shared fixtures: a clean database per test on SQLite and PostgreSQL, and paths to real data.
+
+Database-backed tests take the ``db`` (initialised) or ``db_url`` (empty) fixture and
+run once per backend. PostgreSQL tests get a fresh schema (via ``search_path``)
+that is dropped afterwards; where no server answers they are skipped with the
+reason. ``XTALBASE_TEST_BACKENDS=sqlite`` limits a local run to one backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+TEST_DATA = ROOT / "tests" / "data"
+PG_URL = os.environ.get("XTALBASE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = [b.strip() for b in os.environ.get("XTALBASE_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+
+
+def shared(*parts: str) -> Path:
+    """Path under ``../shared/data``; skips the test with a clear message when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path} (the ../shared/data checkout is absent)")
+    return path
+
+
+@functools.cache
+def pg_unavailable_reason() -> str | None:
+    """``None`` when the test PostgreSQL server answers, else why not."""
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip PostgreSQL tests
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL not reachable at {PG_URL} ({first}); PostgreSQL tests skipped"
+    return None
+
+
+@functools.cache
+def _pg_admin():
+    import sqlalchemy as sa
+
+    return sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+
+def _pg_schema_url(schema: str) -> str:
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of a new, empty database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    reason = pg_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    import sqlalchemy as sa
+
+    schema = f"xbtest_{uuid.uuid4().hex[:12]}"
+    with _pg_admin().connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _pg_schema_url(schema)
+    finally:
+        with _pg_admin().connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def db(db_url: str):
+    """An initialised (migrated to head) database on each backend."""
+    import xtalbase
+
+    handle = xtalbase.connect(db_url)
+    handle.init()
+    yield handle
+    handle.close()

@@ -1,0 +1,94 @@
+"""The ``xtalbase`` command: a thin root that joins one module per command group.
+
+Command modules import only typer at load time, so ``xtalbase --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from xtalbase.commands import db as db_commands
+from xtalbase.commands import demo as demo_commands
+from xtalbase.commands import runs as runs_commands
+from xtalbase.commands._common import AppState
+
+app = typer.Typer(
+    name="xtalbase",
+    help="A materials database: structures, XRD patterns, DFT calculations, splits, models and predictions with provenance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    db: Annotated[Optional[str], typer.Option("--db", help="Database URL (default: $XTALBASE_DB_URL, else sqlite:///./xtalbase.db).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")] = False,
+) -> None:
+    ctx.obj = AppState(db_url=db, debug=debug)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the xtalbase version and the git revision it runs from."""
+    from xtalbase.platform.provenance import git_revision, package_version
+
+    rev = git_revision()
+    typer.echo(f"xtalbase {package_version()}" + (f" (git {rev})" if rev else ""))
+
+
+app.command("init")(db_commands.init)
+app.command("demo")(demo_commands.demo)
+app.add_typer(db_commands.app, name="db")
+app.add_typer(runs_commands.app, name="runs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 1."""
+    import click
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="xtalbase", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        if debug:
+            raise
+        sys.stderr.write(f"error: {_describe(exc)}\n")
+        sys.exit(1)
+
+
+def _describe(exc: Exception) -> str:
+    from xtalbase.errors import XtalbaseError
+
+    if isinstance(exc, XtalbaseError):
+        return str(exc)
+    try:
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+    except ImportError:  # pragma: no cover
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, DBAPIError):
+        text = str(exc.orig).strip().splitlines()
+        return f"database error: {text[0] if text else type(exc.orig).__name__}"
+    if isinstance(exc, SQLAlchemyError):
+        return f"database error: {str(exc).splitlines()[0]}"
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''} (run with --debug for the traceback)"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""``xtalbase init`` and ``xtalbase db ...``: create, upgrade and inspect the database."""
+
+from __future__ import annotations
+
+import typer
+
+from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table
+
+app = typer.Typer(help="Inspect and administer the database.", no_args_is_help=True)
+
+
+def init(ctx: typer.Context, db: DbOpt = None) -> None:
+    """Create the database schema, or upgrade it to the newest revision (idempotent)."""
+    handle = open_db(ctx, db, require_schema=False)
+    result = handle.init()
+    if result["before"] == result["revision"]:
+        console().print(f"{handle!r}: already at revision {result['revision']}; nothing to do")
+    else:
+        console().print(f"{handle!r}: upgraded {result['before'] or 'empty database'} -> {result['revision']}")
+
+
+@app.command("status")
+def status(ctx: typer.Context, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the URL (password hidden), schema revision and row counts per table."""
+    info = open_db(ctx, db, require_schema=False).status()
+    if as_json:
+        print_json(info)
+        return
+    out = console()
+    out.print(f"url:      {info['url']}")
+    out.print(f"backend:  {info['backend']}")
+    rev = info["revision"] or "none (run `xtalbase init`)"
+    out.print(f"revision: {rev}" + (" (head)" if info["up_to_date"] else f" (head is {info['head']})"))
+    if info["counts"]:
+        print_table([{"table": k, "rows": v} for k, v in info["counts"].items()], ["table", "rows"])

@@ -1,0 +1,21 @@
+"""Exceptions that carry a message meant for the user (printed as one line by the CLI)."""
+
+
+class XtalbaseError(Exception):
+    """Base class: a user-facing problem (bad input, bad configuration, unreachable database)."""
+
+
+class ConfigurationError(XtalbaseError):
+    """A setting such as the database URL is malformed."""
+
+
+class DatabaseUnavailable(XtalbaseError):
+    """The database server cannot be reached or the file cannot be opened."""
+
+
+class SchemaError(XtalbaseError):
+    """The database is not initialised or not at the schema revision this code expects."""
+
+
+class NotFound(XtalbaseError):
+    """A named object (split, dataset, model, structure, ...) does not exist."""

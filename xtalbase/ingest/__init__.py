@@ -1,0 +1,1 @@
+"""Reading structure and DFT files, validating them, identifying duplicates and computing XRD."""

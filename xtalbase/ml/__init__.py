@@ -1,0 +1,1 @@
+"""Splits, datasets, exports, models and evaluation (scikit-learn estimator conventions)."""

@@ -1,0 +1,1 @@
+"""Engine and sessions, configuration, provenance capture, the query API and executors."""

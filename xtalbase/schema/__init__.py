@@ -1,0 +1,33 @@
+"""SQLAlchemy 2.0 models of the xtalbase database and its Alembic migration chain.
+
+Importing this package registers every table on :data:`Base.metadata`.
+"""
+
+from xtalbase.schema.base import Base
+from xtalbase.schema.calculations import Calculation
+from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
+from xtalbase.schema.runs import Quarantine, Run, RunLink, RunNote
+from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
+from xtalbase.schema.xrd import XrdPattern, XrdPeak, XrdRecipe
+
+__all__ = [
+    "Base",
+    "Calculation",
+    "Dataset",
+    "DatasetMember",
+    "Model",
+    "Prediction",
+    "Quarantine",
+    "Run",
+    "RunLink",
+    "RunNote",
+    "Source",
+    "SourceProperty",
+    "Split",
+    "SplitMember",
+    "Structure",
+    "StructureElement",
+    "XrdPattern",
+    "XrdPeak",
+    "XrdRecipe",
+]
