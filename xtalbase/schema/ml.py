@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import Float, ForeignKey, Index, String, Text
+from sqlalchemy import Float, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xtalbase.schema.base import Base, utcnow
 
 
 class Split(Base):
-    """A named, immutable assignment of structures to folds; ``hash`` is over recipe and membership."""
+    """A named, immutable assignment of structures to folds; ``hash`` is over recipe and membership.
+
+    ``sealed`` is set in the transaction that writes the members; database
+    triggers (migration 0004) then refuse any change to the split row or its
+    ``split_members`` rows.
+    """
 
     __tablename__ = "splits"
 
@@ -24,8 +29,12 @@ class Split(Base):
     seed: Mapped[int]
     mode: Mapped[str] = mapped_column(String(16), default="stable")
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
+
+    def __repr__(self) -> str:
+        return f"Split(name={self.name!r}, hash={self.hash[:12]!r}, strategy={self.strategy!r})"
 
 
 class SplitMember(Base):
@@ -41,7 +50,11 @@ class SplitMember(Base):
 
 
 class Dataset(Base):
-    """A named, hashed set of structures, optionally extending a parent set."""
+    """A named, hashed set of structures, optionally extending a parent set.
+
+    ``hash`` is over the members' exact hashes; ``sealed`` works as on splits:
+    once set, triggers refuse changes to the row and its ``dataset_members``.
+    """
 
     __tablename__ = "datasets"
 
@@ -53,8 +66,12 @@ class Dataset(Base):
     fold: Mapped[Optional[str]] = mapped_column(String(16))
     description: Mapped[Optional[str]] = mapped_column(Text)
     n_members: Mapped[int] = mapped_column(default=0)
+    sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
+
+    def __repr__(self) -> str:
+        return f"Dataset(name={self.name!r}, hash={self.hash[:12]!r}, n_members={self.n_members})"
 
 
 class DatasetMember(Base):

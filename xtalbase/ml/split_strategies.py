@@ -1,0 +1,236 @@
+"""Pure fold assignment for splits: no database, no row order, no clock.
+
+Every structure gets a number ``u`` in [0, 1) from a keyed hash of its key
+(blake2b, 64 bits, keyed with the seed), and the fold follows from ``u`` alone:
+
+* **stable** mode (default) compares ``u`` with the cumulative fractions. A
+  structure's fold depends only on (seed, key), so adding structures never moves
+  an existing one; fold sizes match the fractions only in expectation (binomial
+  scatter, about ``sqrt(n f (1 - f))`` members, and whole groups for group splits).
+* **exact** mode sorts the keys by ``u`` and cuts at the target counts (largest
+  remainder rounding), so a fixed set hits the fractions exactly (to within one
+  group for group splits), but adding structures shifts the cuts and can move
+  existing structures.
+
+The key is the canonical hash for ``random`` (so copies of one canonical
+structure always share a fold), the group key for ``group`` and grouped
+``kfold``, and (stratum, canonical hash) for ``stratified``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from xtalbase.errors import XtalbaseError
+
+#: Name and version of the assignment algorithm, recorded in every recipe.
+ALGORITHM = "blake2b64-keyed/v1"
+STRATEGIES = ("random", "stratified", "group", "kfold", "time")
+MODES = ("stable", "exact")
+_FOLDS_BY_COUNT = {1: ("train",), 2: ("train", "test"), 3: ("train", "val", "test")}
+_SEP = "\x1f"  # unit separator: joins (stratum, key) without ambiguity
+
+
+class SplitError(XtalbaseError):
+    """A split recipe or its inputs are invalid."""
+
+
+def fold_names(fractions: Sequence[float] | None = None, k: int | None = None) -> tuple[str, ...]:
+    """Fold names: ``train``/``val``/``test`` for fractions (``train``/``test`` for two), ``fold0..`` for k folds."""
+    if k is not None:
+        return tuple(f"fold{i}" for i in range(k))
+    return _FOLDS_BY_COUNT[len(check_fractions(fractions))]
+
+
+def check_fractions(fractions: Sequence[float] | None) -> tuple[float, ...]:
+    """Validate fractions (1 to 3 values >= 0 summing to 1); returns them as floats."""
+    if fractions is None:
+        raise SplitError("fractions are required (e.g. 0.6 0.2 0.2)")
+    values = tuple(float(f) for f in fractions)
+    if not 1 <= len(values) <= 3:
+        raise SplitError(f"give 1 to 3 fractions (train [val] test), got {len(values)}: {values}")
+    if any(not np.isfinite(f) or f < 0 for f in values):
+        raise SplitError(f"fractions must be finite and >= 0, got {values}")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise SplitError(f"fractions must sum to 1, got {values} (sum {sum(values):.6g})")
+    return values
+
+
+def check_k(k: int | None) -> int:
+    """Validate the number of folds of a k-fold split."""
+    if k is None or int(k) != k or k < 2:
+        raise SplitError(f"kfold needs k >= 2, got {k!r}")
+    return int(k)
+
+
+def unit_hash(keys: Iterable[str], seed: int, salt: str = "") -> np.ndarray:
+    """Map each key to a number in [0, 1), shape (n,) float64: blake2b-64 keyed with ``seed``.
+
+    The same (seed, salt, key) gives the same number on any machine, in any order.
+    About 0.6 µs per key (one C call each); 1,000,000 keys take about 0.6 s.
+    """
+    hkey = f"xtalbase-split:{int(seed)}:{salt}".encode()[:64]
+    b2 = hashlib.blake2b
+    blob = b"".join([b2(k.encode(), digest_size=8, key=hkey).digest() for k in keys])
+    words = np.frombuffer(blob, dtype="<u8")
+    return (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def largest_remainder(total: int, fractions: Sequence[float]) -> np.ndarray:
+    """Integer counts summing to ``total`` closest to ``total * fractions`` (ties to the earlier fold)."""
+    f = np.asarray(fractions, dtype=np.float64)
+    raw = f * total
+    counts = np.floor(raw + 1e-9).astype(np.int64)
+    short = int(total - counts.sum())
+    if short > 0:
+        order = np.lexsort((np.arange(len(f)), -(raw - counts)))
+        counts[order[:short]] += 1
+    return counts
+
+
+def stable_folds(u: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """Fold index of each ``u`` (n,) by comparison with the cumulative fractions; shape (n,) int64."""
+    cuts = np.cumsum(np.asarray(fractions, dtype=np.float64))[:-1]
+    return np.searchsorted(cuts, u, side="right").astype(np.int64)
+
+
+def exact_folds(u: np.ndarray, fractions: Sequence[float], keys: Sequence[str] | np.ndarray | None = None) -> np.ndarray:
+    """Fold index (n,) int64 hitting the fractions exactly: sort members by (group ``u``, key), cut at counts.
+
+    ``keys`` (n,) are group keys: members sharing a key (and hence ``u``) stay
+    together, and a group goes to the fold holding its middle member, so counts
+    are exact for singleton groups and within one group otherwise.
+    """
+    n = len(u)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if keys is None:
+        order = np.argsort(u, kind="stable")
+        group_start = np.arange(n)
+        group_size = np.ones(n)
+        ranks = np.empty(n, dtype=np.int64)
+        ranks[order] = np.arange(n)
+        mid = ranks + 0.5
+    else:
+        keys = np.asarray(keys, dtype=object)
+        order = np.lexsort((keys, u))
+        sorted_keys = keys[order]
+        new_group = np.ones(n, dtype=bool)
+        new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        starts = np.flatnonzero(new_group)
+        sizes = np.diff(np.append(starts, n))
+        gid = np.cumsum(new_group) - 1
+        group_start, group_size = starts[gid], sizes[gid]
+        mid = np.empty(n, dtype=np.float64)
+        mid[order] = group_start + group_size / 2.0
+    bounds = np.cumsum(largest_remainder(n, fractions))[:-1]
+    return np.searchsorted(bounds, mid, side="right").astype(np.int64)
+
+
+def assign(
+    strategy: str,
+    *,
+    canonical: Sequence[str],
+    fractions: Sequence[float] | None = (0.6, 0.2, 0.2),
+    k: int | None = None,
+    groups: Sequence[str] | None = None,
+    strata: Sequence[str] | None = None,
+    later: Sequence[bool] | np.ndarray | None = None,
+    seed: int = 0,
+    mode: str = "stable",
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Assign n structures to folds; returns (fold index per structure (n,) int64, fold names).
+
+    Parameters
+    ----------
+    strategy : ``random``, ``stratified``, ``group``, ``kfold`` or ``time``.
+    canonical : (n,) canonical hashes (the key of ``random``, and within strata).
+    fractions : train [val] test fractions summing to 1 (not used by ``kfold``).
+    k : number of folds for ``kfold``.
+    groups : (n,) group keys for ``group`` (required) and ``kfold`` (optional).
+    strata : (n,) stratum labels for ``stratified``.
+    later : (n,) bool, True for structures past the time cut (``time``: the test side).
+    seed : keys the hash; another seed gives an independent assignment.
+    mode : ``stable`` (never moves existing structures as the set grows) or ``exact``.
+    """
+    if strategy not in STRATEGIES:
+        raise SplitError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if mode not in MODES:
+        raise SplitError(f"unknown mode {mode!r}: choose stable or exact")
+    n = len(canonical)
+    _check_length("groups", groups, n)
+    _check_length("strata", strata, n)
+    _check_length("later", later, n)
+
+    if strategy == "kfold":
+        k = check_k(k)
+        names = fold_names(k=k)
+        keys = list(groups) if groups is not None else list(canonical)
+        return _split_keys(keys, [1.0 / k] * k, seed, mode), names
+
+    fractions = check_fractions(fractions)
+    names = fold_names(fractions)
+    if strategy == "random":
+        return _split_keys(list(canonical), fractions, seed, mode), names
+    if strategy == "group":
+        if groups is None:
+            raise SplitError("group strategy needs group keys (--by COLUMN)")
+        return _split_keys(list(groups), fractions, seed, mode), names
+    if strategy == "stratified":
+        if strata is None:
+            raise SplitError("stratified strategy needs a stratum column (--by COLUMN)")
+        return _split_strata(list(strata), list(canonical), fractions, seed, mode), names
+    # time: later structures are the test side; the earlier ones split train[/val] by hash.
+    if later is None:
+        raise SplitError("time strategy needs the time cut (which structures are later)")
+    if len(fractions) < 2:
+        raise SplitError("time strategy needs a test fraction: give train [val] test fractions")
+    later = np.asarray(later, dtype=bool)
+    out = np.full(n, len(names) - 1, dtype=np.int64)
+    early = np.flatnonzero(~later)
+    head = np.asarray(fractions[:-1], dtype=np.float64)
+    head = head / head.sum() if head.sum() > 0 else np.full(len(head), 1.0 / len(head))
+    out[early] = _split_keys([canonical[i] for i in early], head, seed, mode)
+    return out, names
+
+
+def _check_length(name: str, values: object, n: int) -> None:
+    if values is not None and len(values) != n:  # type: ignore[arg-type]
+        raise SplitError(f"{name} has {len(values)} entries for {n} structures")  # type: ignore[arg-type]
+
+
+def _split_keys(keys: list[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
+    u = unit_hash(keys, seed)
+    if mode == "stable":
+        return stable_folds(u, fractions)
+    return exact_folds(u, fractions, keys)
+
+
+def _split_strata(strata: list[str], canonical: list[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
+    keys = [s + _SEP + c for s, c in zip(strata, canonical)]
+    u = unit_hash(keys, seed)
+    if mode == "stable":
+        return stable_folds(u, fractions)
+    out = np.empty(len(keys), dtype=np.int64)
+    codes = _codes(strata)
+    key_arr = np.asarray(keys, dtype=object)
+    by_stratum = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.diff(codes[by_stratum], prepend=-1))
+    for idx in np.split(by_stratum, starts[1:]):
+        # copies of one canonical structure in a stratum share a key and so a fold
+        out[idx] = exact_folds(u[idx], fractions, key_arr[idx])
+    return out
+
+
+def _codes(labels: list[str]) -> np.ndarray:
+    """Integer code per label (first-seen order), shape (n,) int64."""
+    seen: dict[str, int] = {}
+    return np.fromiter((seen.setdefault(x, len(seen)) for x in labels), dtype=np.int64, count=len(labels))
+
+
+def prototype_key(formula_anonymous: str, spacegroup_number: int | None) -> str:
+    """The prototype of a structure: anonymous formula and space group number (``ABC3_221``)."""
+    return f"{formula_anonymous}_{spacegroup_number if spacegroup_number is not None else 'na'}"
