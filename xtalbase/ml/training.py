@@ -1,0 +1,179 @@
+"""Train an XRD model on a split or dataset, evaluate it on the held-out folds and register it.
+
+>>> report = train_xrd(db, target="crystal_system", split="demo", algorithm="xgboost")   # doctest: +SKIP
+>>> report.metrics["test"]["accuracy"]                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.ml import artifacts, registry
+from xtalbase.ml.estimators import make_estimator
+from xtalbase.ml.evaluation import classification_metrics, regression_metrics
+from xtalbase.ml.feature_recipe import make_recipe
+from xtalbase.ml.xrd_inputs import TARGETS, Fold, check_target, dataset_ids, get_dataset, get_split, load_fold, resolve_recipe, split_fold_ids
+from xtalbase.platform.provenance import code_version
+from xtalbase.schema import Model, Split
+
+if TYPE_CHECKING:
+    from xtalbase.platform.database import Database
+
+EVAL_FOLDS = ("val", "test")
+
+
+@dataclass
+class TrainReport:
+    """What :func:`train_xrd` did: the new model's id, its metrics per fold and timings (seconds)."""
+
+    model_id: int
+    run_id: int
+    target: str
+    algorithm: str
+    metrics: dict[str, Any]
+    artifact_sha256: str
+    n_train: int
+    fit_seconds: float
+    total_seconds: float
+    feature_recipe: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target: str) -> tuple[Any, dict[str, Any], float]:
+    """Fit ``estimator`` on ``train`` and compute metrics on every fold in ``evals``.
+
+    Returns ``(fitted estimator, metrics, fit seconds)``; metrics hold only deterministic numbers.
+    """
+    task, outputs = TARGETS[target]
+    start = time.perf_counter()
+    estimator.fit(train.X, train.y)
+    fit_seconds = time.perf_counter() - start
+    metrics: dict[str, Any] = {"train": {"n": len(train)}}
+    for fold, data in evals.items():
+        if len(data) == 0:
+            metrics[fold] = {"n": 0}
+            continue
+        if task == "classification":
+            proba = estimator.predict_proba(data.X)
+            pred = np.asarray(estimator.classes_)[np.argmax(proba, axis=1)]
+            metrics[fold] = classification_metrics(data.y, pred, proba, estimator.classes_, top=5,
+                                                   confusion=target == "crystal_system", train_labels=train.y)
+        else:
+            pred = np.asarray(estimator.predict(data.X)).reshape(len(data), -1)
+            metrics[fold] = regression_metrics(data.y, pred, outputs)
+            cubic = data.crystal_systems == "cubic"
+            if target == "lattice" and cubic.sum() >= 2:
+                sub = regression_metrics(data.y.reshape(len(data), -1)[cubic, :1], pred[cubic, :1], ["cubic_a"])
+                metrics[fold].update({k: v for k, v in sub.items() if k != "n"}, n_cubic=int(cubic.sum()))
+    return estimator, metrics, fit_seconds
+
+
+def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | None = None, dataset: str | None = None,
+              fold: str = "train", features: str = "peaks11", feature_options: dict[str, Any] | None = None,
+              algorithm: str = "extratrees", recipe: str | int | None = None, seed: int = 0,
+              params: dict[str, Any] | None = None, name: str | None = None,
+              parent_model_id: int | None = None) -> TrainReport:
+    """Train ``algorithm`` on XRD ``features`` of the ``fold`` of ``split`` (or the members of ``dataset``).
+
+    Evaluates on the split's ``val`` and ``test`` folds (a dataset's split when it has one), stores the model
+    row with its artifact inside a ``train`` run and returns a :class:`TrainReport`. A dataset extended from
+    another records the newest model trained on the parent as ``parent_model_id``.
+    """
+    if (split is None) == (dataset is None):
+        raise XtalbaseError("give exactly one of --split NAME or --dataset NAME")
+    task = check_target(target)
+    feature_recipe = make_recipe(features, **(feature_options or {}))
+    try:
+        estimator = make_estimator(algorithm, task, params, seed)
+    except ValueError as exc:
+        raise XtalbaseError(str(exc)) from exc
+    started = time.perf_counter()
+    with db.session() as s:
+        xrd_recipe = resolve_recipe(s, recipe)
+        split_row = get_split(s, split) if split else None
+        dataset_row = get_dataset(s, dataset) if dataset else None
+        if dataset_row is not None:
+            train_ids = dataset_ids(s, dataset_row)
+            split_row = s.get(Split, dataset_row.split_id) if dataset_row.split_id else None
+            fold_name = dataset_row.fold or "train"
+            where = f"dataset {dataset_row.name!r}"
+        else:
+            train_ids = split_fold_ids(s, split_row, fold)
+            fold_name = fold
+            where = f"fold {fold!r} of split {split_row.name!r}"
+        if not train_ids:
+            raise XtalbaseError(f"{where} has no structures to train on")
+        train = load_fold(s, train_ids, target, xrd_recipe.id, feature_recipe, what=f"structures of {where}")
+        evals = {}
+        if split_row is not None:
+            for f in EVAL_FOLDS:
+                if f != fold_name:
+                    ids = split_fold_ids(s, split_row, f)
+                    if ids:
+                        evals[f] = load_fold(s, ids, target, xrd_recipe.id, feature_recipe, what=f"structures of fold {f!r}")
+        if task == "classification" and len(np.unique(train.y)) < 2:
+            raise XtalbaseError(f"{where} has a single {target} class; a classifier needs at least two")
+        parent = parent_model_id or registry.parent_model_for(s, dataset_row, target)
+        split_id, split_hash = (split_row.id, split_row.hash) if split_row else (None, None)
+        dataset_id, dataset_hash = (dataset_row.id, dataset_row.hash) if dataset_row else (None, None)
+        recipe_id, recipe_hash = xrd_recipe.id, xrd_recipe.hash
+
+    run_params = {"target": target, "algorithm": algorithm, "split": split, "dataset": dataset, "fold": fold_name,
+                  "features": feature_recipe, "xrd_recipe_id": recipe_id, "seed": seed, "params": params or {}}
+    with db.run("train", run_params) as run:
+        fitted, metrics, fit_seconds = fit_and_evaluate(estimator, train, evals, target)
+        blob, fmt = artifacts.dump(fitted)
+        digest = artifacts.sha256(blob)
+        hyper = {k: v for k, v in fitted.get_params().items() if k not in ("task", "random_state")}
+        model = Model(name=name, task=task, target=target, algorithm=algorithm, hyperparameters=hyper, seed=seed,
+                      feature_recipe=feature_recipe, xrd_recipe_id=recipe_id, split_id=split_id, dataset_id=dataset_id,
+                      fold=fold_name, training_set_hash=train.set_hash, metrics=metrics,
+                      library_versions=registry.library_versions(), code_version=code_version(), artifact=blob,
+                      artifact_format=fmt, artifact_sha256=digest, parent_model_id=parent, run_id=run.id)
+        run.session.add(model)
+        run.session.flush()
+        if split_id:
+            run.link("input", "split", split_id, split_hash)
+        if dataset_id:
+            run.link("input", "dataset", dataset_id, dataset_hash)
+        run.link("input", "xrd_recipe", recipe_id, recipe_hash)
+        run.link("input", "training_set", train.set_hash[:16], train.set_hash)
+        if parent:
+            run.link("input", "model", parent)
+        run.link("output", "model", model.id, digest)
+        run.summary.update(model_id=model.id, n_train=len(train), fit_seconds=round(fit_seconds, 3),
+                           **{f"{f}_{k}": v for f, m in metrics.items() for k, v in m.items()
+                              if k in ("accuracy", "top5_accuracy", "r2_a", "n")})
+        model_id = model.id
+    return TrainReport(model_id=model_id, run_id=run.id, target=target, algorithm=algorithm, metrics=metrics,
+                       artifact_sha256=digest, n_train=len(train), fit_seconds=fit_seconds,
+                       total_seconds=time.perf_counter() - started, feature_recipe=feature_recipe)
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["n_estimators=200", "max_depth=None"]`` to a dict; values read as int, float, bool, None or text."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise XtalbaseError(f"--param expects key=value, got {pair!r}")
+        out[key.strip()] = _value(text.strip())
+    return out
+
+
+def _value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
