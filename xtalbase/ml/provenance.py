@@ -1,0 +1,149 @@
+"""The provenance chain of a model or prediction, as one JSON-ready dict.
+
+prediction → model (algorithm, hyperparameters, seed, feature recipe, artifact sha256, code and library
+versions) → XRD recipe → split or dataset (hash, recipe, lineage) → training structures (count and set
+hash, re-computed from the stored members and compared with the hash recorded at training time) → the ingest
+runs that wrote them → their source files (count, hash over the file hashes, examples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from xtalbase.errors import NotFound
+from xtalbase.ml.registry import get_model, lineage
+from xtalbase.schema import Dataset, DatasetMember, Model, Prediction, Run, Source, Split, SplitMember, Structure, XrdPattern, XrdRecipe
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+EXAMPLES = 5
+
+
+def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
+    """Everything a model was made from, back to the source files."""
+    model = get_model(session, model_id)
+    ids = _training_ids(model)
+    out: dict[str, Any] = {
+        "model": {
+            "id": model.id, "name": model.name, "task": model.task, "target": model.target, "algorithm": model.algorithm,
+            "hyperparameters": model.hyperparameters, "seed": model.seed, "feature_recipe": model.feature_recipe,
+            "fold": model.fold, "metrics": {f: {k: v for k, v in m.items() if not k.startswith("confusion")}
+                                            for f, m in (model.metrics or {}).items()},
+            "artifact_format": model.artifact_format, "artifact_sha256": model.artifact_sha256,
+            "code_version": model.code_version, "library_versions": model.library_versions,
+            "created_at": model.created_at, "lineage": [m.id for m in lineage(session, model)],
+        },
+        "train_run": _run(session, model.run_id),
+        "xrd_recipe": _recipe(session, model.xrd_recipe_id),
+        "split": _split(session, model.split_id),
+        "dataset": _dataset(session, model.dataset_id),
+    }
+    if ids is not None:
+        if model.target == "cubic_a":
+            ids = ids.where(Structure.crystal_system == "cubic")
+        hashes = sorted(session.scalars(select(Structure.exact_hash).where(Structure.id.in_(ids))))
+        current = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+        out["training_structures"] = {"count": len(hashes), "set_hash": current, "recorded_hash": model.training_set_hash,
+                                      "matches_recorded": current == model.training_set_hash}
+        out["ingest_runs"] = _ingest_runs(session, ids)
+        out["source_files"] = _source_files(session, ids)
+    return out
+
+
+def prediction_chain(session: "Session", prediction_id: int) -> dict[str, Any]:
+    """A prediction, the structure or pattern it was made for (with its sources), and its model's chain."""
+    pred = session.get(Prediction, int(prediction_id))
+    if pred is None:
+        raise NotFound(f"no prediction {prediction_id}")
+    out: dict[str, Any] = {
+        "prediction": {"id": pred.id, "target": pred.target, "label": pred.label, "value": pred.value,
+                       "payload": pred.payload, "created_at": pred.created_at},
+        "predict_run": _run(session, pred.run_id),
+    }
+    if pred.structure_id is not None:
+        st = session.get(Structure, pred.structure_id)
+        sources = session.scalars(select(Source).where(Source.structure_id == st.id).order_by(Source.id)).all()
+        out["structure"] = {
+            "id": st.id, "formula": st.formula_reduced, "exact_hash": st.exact_hash, "canonical_hash": st.canonical_hash,
+            "spacegroup_number": st.spacegroup_number, "crystal_system": st.crystal_system,
+            "ingest_run": _run(session, st.run_id),
+            "sources": [{"database": s.database, "external_id": s.external_id, "file_path": s.file_path,
+                         "file_hash": s.file_hash, "record": s.record_locator, "licence": s.licence, "run_id": s.run_id}
+                        for s in sources],
+        }
+    if pred.pattern_id is not None:
+        pat = session.get(XrdPattern, pred.pattern_id)
+        out["pattern"] = {"id": pat.id, "kind": pat.kind, "name": pat.name, "file_path": pat.file_path,
+                          "file_hash": pat.file_hash, "wavelength": pat.wavelength, "npeaks": pat.npeaks,
+                          "import_run": _run(session, pat.run_id)}
+    out["model_chain"] = model_chain(session, pred.model_id)
+    return out
+
+
+def _training_ids(model: Model):
+    """A SELECT of the structure ids the model trained on, or ``None`` when it is not recorded."""
+    if model.dataset_id is not None:
+        return select(DatasetMember.structure_id).where(DatasetMember.dataset_id == model.dataset_id)
+    if model.split_id is not None and model.fold:
+        return select(SplitMember.structure_id).where(SplitMember.split_id == model.split_id, SplitMember.fold == model.fold)
+    return None
+
+
+def _run(session: "Session", run_id: int | None) -> dict[str, Any] | None:
+    if run_id is None:
+        return None
+    r = session.get(Run, run_id)
+    return {"id": r.id, "kind": r.kind, "status": r.status, "started_at": r.started_at, "ended_at": r.ended_at,
+            "package_version": r.package_version, "git_revision": r.git_revision, "host": r.host, "user": r.user,
+            "params": r.params, "dependency_versions": r.dependency_versions}
+
+
+def _recipe(session: "Session", recipe_id: int | None) -> dict[str, Any] | None:
+    if recipe_id is None:
+        return None
+    r = session.get(XrdRecipe, recipe_id)
+    return {"id": r.id, "hash": r.hash, "name": r.name, "radiation": r.radiation, "wavelength": r.wavelength,
+            "two_theta": [r.two_theta_min, r.two_theta_max], "merge_tol": r.merge_tol, "params": r.params,
+            "code_version": r.code_version}
+
+
+def _split(session: "Session", split_id: int | None) -> dict[str, Any] | None:
+    if split_id is None:
+        return None
+    s = session.get(Split, split_id)
+    return {"id": s.id, "name": s.name, "hash": s.hash, "strategy": s.strategy, "recipe": s.recipe, "seed": s.seed,
+            "mode": s.mode, "counts": s.counts, "run_id": s.run_id}
+
+
+def _dataset(session: "Session", dataset_id: int | None) -> dict[str, Any] | None:
+    if dataset_id is None:
+        return None
+    chain = []
+    ds = session.get(Dataset, dataset_id)
+    while ds is not None and len(chain) < 100:
+        chain.append({"id": ds.id, "name": ds.name, "hash": ds.hash, "n_members": ds.n_members, "split_id": ds.split_id,
+                      "fold": ds.fold, "run_id": ds.run_id})
+        ds = session.get(Dataset, ds.parent_id) if ds.parent_id else None
+    return {**chain[0], "lineage": chain}
+
+
+def _ingest_runs(session: "Session", ids) -> list[dict[str, Any]]:
+    run_ids = set(session.scalars(select(Structure.run_id).distinct().where(Structure.id.in_(ids), Structure.run_id.is_not(None))))
+    run_ids |= set(session.scalars(select(Source.run_id).distinct().where(Source.structure_id.in_(ids), Source.run_id.is_not(None))))
+    return [_run(session, rid) for rid in sorted(run_ids)]
+
+
+def _source_files(session: "Session", ids) -> dict[str, Any]:
+    rows = session.execute(select(Source.file_hash, func.min(Source.file_path), func.min(Source.database))
+                           .where(Source.structure_id.in_(ids)).group_by(Source.file_hash).order_by(Source.file_hash)).all()
+    n_sources = session.scalar(select(func.count()).select_from(Source).where(Source.structure_id.in_(ids)))
+    files_hash = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
+    databases: dict[str, int] = {}
+    for _, _, database in rows:
+        databases[database] = databases.get(database, 0) + 1
+    return {"n_files": len(rows), "n_sources": n_sources, "files_sha256": files_hash, "databases": databases,
+            "examples": [{"file_path": p, "file_hash": h} for h, p, _ in sorted(rows, key=lambda r: r[1])[:EXAMPLES]]}
