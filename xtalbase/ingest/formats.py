@@ -1,0 +1,154 @@
+"""The reader registry and the single entry point :func:`read_structures` (ASE ``ase.io.formats`` style).
+
+Each format is one :class:`Format` line: its name, the reader module under
+:mod:`xtalbase.ingest.readers` (imported only when used), file-name patterns and
+a content sniffer. The format is guessed from the name first (a trailing
+``.gz`` is ignored), then from the first bytes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import importlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.ingest.records import ReadError, Record
+
+
+@dataclass(frozen=True)
+class Format:
+    """One registered format: ``module`` holds ``read(path, **options)``."""
+
+    name: str
+    module: str
+    globs: tuple[str, ...]
+    sniff: Callable[[str], bool]
+    description: str
+
+
+def _has(*needles: str) -> Callable[[str], bool]:
+    return lambda head: all(n in head for n in needles)
+
+
+def _sniff_cif(head: str) -> bool:
+    has_block = any(line.lstrip().lower().startswith("data_") for line in head.splitlines())
+    return has_block and ("_cell" in head or "_atom_site" in head)
+
+
+def _sniff_json_list(head: str) -> bool:
+    return head.lstrip().startswith("[") and '"structure"' in head
+
+
+def _sniff_json_structure(head: str) -> bool:
+    return head.lstrip().startswith("{") and '"lattice"' in head and '"sites"' in head
+
+
+def _sniff_csv(head: str) -> bool:
+    first = head.splitlines()[0] if head else ""
+    return "cif" in [c.strip().strip('"') for c in first.split(",")]
+
+
+def _sniff_extxyz(head: str) -> bool:
+    lines = head.splitlines()
+    return len(lines) > 1 and lines[0].strip().isdigit() and "Lattice=" in lines[1]
+
+
+def _sniff_poscar(head: str) -> bool:
+    lines = head.splitlines()
+    if len(lines) < 8:
+        return False
+    try:
+        float(lines[1].split()[0])
+        return all(len(lines[i].split()) >= 3 and all(_is_float(x) for x in lines[i].split()[:3]) for i in (2, 3, 4))
+    except (IndexError, ValueError):
+        return False
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("cif", "cif", ("*.cif", "*.mcif"), _sniff_cif, "CIF, single or multi-block, P1 or with symmetry operations"),
+    Format("vasprun", "vasprun", ("vasprun*.xml*", "*.vasprun.xml"), _has("<modeling>"), "VASP vasprun.xml"),
+    Format("outcar", "outcar", ("OUTCAR*", "*.OUTCAR", "*OUTCAR"), _has("vasp."), "VASP OUTCAR"),
+    Format("poscar", "poscar", ("POSCAR*", "CONTCAR*", "*.vasp", "*.poscar"), _sniff_poscar, "VASP POSCAR/CONTCAR"),
+    Format("extxyz", "extxyz", ("*.xyz", "*.extxyz"), _sniff_extxyz, "extended XYZ (energy/forces/stress -> calculation)"),
+    Format("cdvae_csv", "cdvae_csv", ("*.csv",), _sniff_csv, "CDVAE-style CSV: a cif column plus property columns"),
+    Format("mlip_json", "mlip_json", ("*.json",), _sniff_json_list, "SNAP/mlearn JSON list of structure + outputs"),
+    Format("pmg_json", "pmg_json", ("*.json",), _sniff_json_structure, "pymatgen Structure JSON (as_dict)"),
+)}
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open ``path`` as text, transparently gunzipping ``*.gz``."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _head(path: Path, size: int = 4096) -> str:
+    try:
+        with open_text(path) as fh:
+            return fh.read(size)
+    except (OSError, EOFError):
+        return ""
+
+
+def detect_format(path: str | Path) -> str | None:
+    """The registered format name for ``path`` (by name, then content), or ``None``."""
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    head = None
+    by_name = [f for f in FORMATS.values() if any(fnmatch.fnmatch(name, g) for g in f.globs)]
+    if len(by_name) == 1 and by_name[0].name not in ("cdvae_csv",):
+        return by_name[0].name
+    head = _head(path)
+    for fmt in by_name or FORMATS.values():
+        if fmt.sniff(head):
+            return fmt.name
+    return None
+
+
+def reader(format: str) -> Callable[..., Iterator[Record | ReadError]]:
+    """The ``read`` function of a registered format."""
+    if format not in FORMATS:
+        raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
+    module = importlib.import_module(f"xtalbase.ingest.readers.{FORMATS[format].module}")
+    return module.read
+
+
+def read_structures(path: str | Path, format: str | None = None, **options: object) -> Iterator[Record | ReadError]:
+    """Read every record of ``path``: yields :class:`Record` or :class:`ReadError` (never raises for bad content).
+
+    Parameters
+    ----------
+    path : str or Path
+        A structure or DFT file (``.gz`` allowed for VASP files).
+    format : str, optional
+        One of :data:`FORMATS`; detected from the name and content when omitted.
+    **options
+        Passed to the reader: ``all_steps`` (VASP: every ionic step), ``skip``
+        (locators to leave out, used to resume).
+    """
+    fmt = format or detect_format(path)
+    if fmt is None:
+        yield ReadError("file", "parse_error", f"{path}: cannot tell the format from the name or content; give --format")
+        return
+    read = reader(fmt)
+    try:
+        yield from read(Path(path), **options)
+    except (EOFError, gzip.BadGzipFile) as exc:
+        yield ReadError("file", "truncated_file", f"{path}: file ends early ({exc or type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - any reader failure becomes a quarantined file, not a crash
+        yield ReadError("file", "parse_error", f"{path}: {fmt} reader failed: {type(exc).__name__}: {str(exc)[:300]}")

@@ -1,0 +1,97 @@
+"""Symmetry (spglib) and the two identities of a structure: exact hash and canonical hash.
+
+* ``exact_hash``: SHA-256 of the stored arrays (cell, numbers, fractional
+  coordinates, occupancies) as written to the database. Two rows share it only
+  when they are bit-for-bit the same configuration.
+* ``canonical_hash`` (version :data:`HASH_VERSION`): SHA-256 of the structure's
+  *type* at the run's ``symprec``: space group number plus the sorted list of
+  (species, Wyckoff letter, sites per primitive cell) of the standardised
+  primitive cell. It holds no continuous parameters, so a structure measured at
+  two temperatures, or entered twice with slightly different digits, gets the
+  same key without any rounding-boundary splits. Equal keys are *candidates*;
+  :mod:`xtalbase.ingest.matching` confirms them with pymatgen's
+  ``StructureMatcher`` before collapsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from xtalbase.schema.arrays import F8, U1, pack
+
+HASH_VERSION = 1
+#: Default spglib distance tolerance in Å (pymatgen's and Materials Project's default).
+DEFAULT_SYMPREC = 0.01
+CRYSTAL_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
+                   (167, "trigonal"), (194, "hexagonal"), (230, "cubic"))
+
+
+@dataclass
+class Symmetry:
+    """spglib's verdict on one cell at ``symprec`` (Å)."""
+
+    number: int
+    symbol: str
+    crystal_system: str
+    wyckoffs: list[str]
+    n_primitive: int
+
+
+def crystal_system(number: int) -> str:
+    """Crystal system name of an international space-group number (1-230)."""
+    return next(name for top, name in CRYSTAL_SYSTEMS if number <= top)
+
+
+def site_labels(species: list[dict[str, float]]) -> list[str]:
+    """One label per site: the element for ordered sites, ``Fe0.5Ni0.5``-style (sorted, 3 decimals) otherwise."""
+    labels = []
+    for occ in species:
+        if len(occ) == 1 and abs(next(iter(occ.values())) - 1.0) < 1e-6:
+            labels.append(next(iter(occ)))
+        else:
+            labels.append("".join(f"{el}{round(v, 3):g}" for el, v in sorted(occ.items())))
+    return labels
+
+
+def symmetry(cell: np.ndarray, frac_coords: np.ndarray, labels: list[str], symprec: float = DEFAULT_SYMPREC) -> Optional[Symmetry]:
+    """Space group of a cell whose sites of equal label are equivalent candidates; ``None`` if spglib finds none."""
+    import spglib
+
+    kinds = {label: i + 1 for i, label in enumerate(sorted(set(labels)))}
+    types = np.array([kinds[label] for label in labels], dtype=np.intc)
+    dataset = spglib.get_symmetry_dataset((cell, frac_coords, types), symprec=symprec)
+    if dataset is None:
+        return None
+    n_primitive = len(set(np.asarray(dataset.mapping_to_primitive).tolist()))
+    return Symmetry(int(dataset.number), str(dataset.international), crystal_system(int(dataset.number)),
+                    list(dataset.wyckoffs), n_primitive)
+
+
+def exact_hash(cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, occupancies: list | None) -> str:
+    """SHA-256 (hex) of the arrays exactly as stored (see :mod:`xtalbase.schema.arrays`)."""
+    h = hashlib.sha256()
+    h.update(pack(cell, F8))
+    h.update(pack(numbers, U1))
+    h.update(pack(frac_coords, F8))
+    if occupancies:
+        h.update(json.dumps(occupancies, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def canonical_hash(labels: list[str], sym: Optional[Symmetry]) -> str:
+    """SHA-256 (hex) of the structure type: space group + sorted (label, Wyckoff, sites per primitive cell)."""
+    if sym is None:  # no symmetry found: fall back to the composition of the cell as given
+        counts = Counter(labels)
+        key = {"v": HASH_VERSION, "sg": 0, "sites": sorted([label, "", n] for label, n in counts.items())}
+    else:
+        per_cell = len(labels) // sym.n_primitive if sym.n_primitive else 1
+        counts = Counter(zip(labels, sym.wyckoffs))
+        key = {"v": HASH_VERSION, "sg": sym.number,
+               "sites": sorted([label, w, n // max(per_cell, 1)] for (label, w), n in counts.items())}
+    return hashlib.sha256(json.dumps(key, separators=(",", ":")).encode()).hexdigest()

@@ -1,0 +1,243 @@
+"""``db.ingest(paths, ...)``: find files, prepare records in worker processes, write them in batches.
+
+The flow (maggma Builder-like): the main process walks the inputs, hashes each
+file and asks the database which of its records are already stored; workers
+(:func:`xtalbase.ingest.prepare.prepare_units`) read, validate, compute symmetry
+and hashes; the main process writes each batch of results in one transaction
+(:mod:`xtalbase.ingest.writer`). Everything runs inside ``db.run("ingest", ...)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from sqlalchemy import select, union_all
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.ingest.formats import FORMATS, detect_format
+from xtalbase.ingest.identity import DEFAULT_SYMPREC
+from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
+from xtalbase.ingest.validate import ValidationOptions
+from xtalbase.ingest.writer import QUARANTINE, SOURCES, FileInfo, write_batch
+from xtalbase.platform.executors import get_executor
+
+if TYPE_CHECKING:
+    from xtalbase.platform.database import Database
+
+#: Records per database transaction.
+BATCH_SIZE = 500
+#: Rows of a multi-record file (CSV) per worker task.
+ROWS_PER_TASK = 100
+#: Files per worker task (amortises the inter-process round trip).
+FILES_PER_TASK = 16
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. ``to_dict()`` has exactly the keys of ``xtalbase ingest --json``.
+
+    ``inserted``: records that created a new structure row; ``duplicates``: records
+    whose structure was already stored (or already ingested from the same file);
+    ``quarantined``: rejected records, by reason code. ``seconds``: wall time.
+    """
+
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    run_id: Optional[int] = None
+    seconds: float = 0.0
+    structure_ids: list[int] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict (new structure ids left out)."""
+        out = asdict(self)
+        out.pop("structure_ids")
+        return out
+
+
+def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] = None) -> list[tuple[Path, str | None]]:
+    """Expand ``paths`` (directories recurse, sorted) into ``(file, format)``; unknown files inside folders are skipped.
+
+    An explicitly named file of unknown format is kept (format ``None``) so that it
+    is quarantined with a reason instead of silently ignored.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out: list[tuple[Path, str | None]] = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+                fmt = format or detect_format(child)
+                if fmt is not None:
+                    out.append((child, fmt))
+        elif path.is_file():
+            out.append((path, format or detect_format(path)))
+        else:
+            raise XtalbaseError(f"no such file or directory: {path}")
+    if format is not None and format not in FORMATS:
+        raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of the file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[dict[str, Any]]]:
+    """Worker entry point: prepare several units in one call."""
+    return [prepare_unit(u, options) for u in units]
+
+
+def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: Optional[str] = None,
+           source: Optional[str] = None, licence: Optional[str] = None, workers: int = 1,
+           symprec: float = DEFAULT_SYMPREC, allow_disorder: bool = False, all_steps: bool = False,
+           require_converged: bool = False, xrd: bool = False, max_sites: int = 1000, min_coord_decimals: int = 3,
+           min_cell_decimals: int = 2, overlap_fraction: float = 0.5, batch_size: int = BATCH_SIZE,
+           scheduler: Optional[str] = None, on_progress: Optional[Callable[[int, int], None]] = None) -> IngestReport:
+    """Read, validate, deduplicate and store structure and DFT files.
+
+    Parameters
+    ----------
+    paths : path or list of paths
+        Files or directories (recursed).
+    format : str, optional
+        Force a reader (see :data:`xtalbase.ingest.formats.FORMATS`); detected otherwise.
+    source, licence : str, optional
+        ``sources.database`` name and licence text for every record (database inferred when omitted).
+    workers : int
+        Worker processes for parsing and symmetry (1 = in this process).
+    symprec : float
+        spglib distance tolerance in Å for space groups and canonical hashes (default 0.01).
+    allow_disorder, all_steps, require_converged : bool
+        Store partial occupancies; store every VASP ionic step; quarantine unconverged DFT.
+    xrd : bool
+        Afterwards compute XRD patterns of the new structures (``xtalbase.ingest.xrd.store.compute_missing``).
+    max_sites, min_coord_decimals, min_cell_decimals, overlap_fraction
+        Validation thresholds (:class:`xtalbase.ingest.validate.ValidationOptions`).
+
+    Returns
+    -------
+    IngestReport
+    """
+    started = time.perf_counter()
+    db.require_schema()
+    files = find_files(paths, format)
+    options = PrepareOptions(symprec=symprec, all_steps=all_steps, validation=ValidationOptions(
+        allow_disorder=allow_disorder, require_converged=require_converged, max_sites=max_sites,
+        min_coord_decimals=min_coord_decimals, min_cell_decimals=min_cell_decimals, overlap_fraction=overlap_fraction))
+    params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "format": format,
+              "source": source, "licence": licence, "workers": workers, "symprec": symprec,
+              "allow_disorder": allow_disorder, "all_steps": all_steps, "require_converged": require_converged,
+              "max_sites": max_sites, "min_coord_decimals": min_coord_decimals, "min_cell_decimals": min_cell_decimals,
+              "overlap_fraction": overlap_fraction, "files": len(files)}
+    report = IngestReport()
+    reasons: Counter = Counter()
+    with db.run("ingest", params) as run:
+        report.run_id = run.id
+        for p in params["paths"]:
+            run.link("input", "path", p)
+        tasks = _tasks(db, files, source, licence)
+        pending: list[tuple[FileInfo, dict[str, Any]]] = []
+        done_files = 0
+        with get_executor(workers, scheduler) as executor:
+            for infos, results in _run_tasks(executor, tasks, options, max(2, 2 * workers)):
+                for info, items in zip(infos, results):
+                    pending.extend((info, item) for item in items)
+                done_files += len({i.path for i in infos if i.format != "cdvae_csv"})
+                if len(pending) >= batch_size:
+                    _flush(db, run.id, pending, report, reasons)
+                    pending = []
+                if on_progress:
+                    on_progress(done_files, len(files))
+            _flush(db, run.id, pending, report, reasons)
+        report.quarantined_by_reason = dict(sorted(reasons.items()))
+        report.seconds = round(time.perf_counter() - started, 3)
+        run.summary = report.to_dict()
+    if xrd and report.structure_ids:
+        from xtalbase.ingest.xrd.store import compute_missing
+
+        compute_missing(db, structure_ids=report.structure_ids, workers=workers)
+        report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _flush(db: "Database", run_id: int, pending: list, report: IngestReport, reasons: Counter) -> None:
+    if not pending:
+        return
+    with db.engine.begin() as conn:
+        result = write_batch(conn, run_id, pending)
+    report.read += len(pending)
+    report.inserted += result.inserted
+    report.duplicates += result.duplicates
+    report.quarantined += sum(result.quarantined.values())
+    reasons.update(result.quarantined)
+    report.structure_ids.extend(result.new_structure_ids)
+
+
+def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
+    """Locators already stored (as sources or quarantine rows) per file hash: skipped on a re-run."""
+    out: dict[str, set[str]] = {}
+    with db.engine.connect() as conn:
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            stmt = union_all(select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(SOURCES.c.file_hash.in_(chunk)),
+                             select(QUARANTINE.c.file_hash, QUARANTINE.c.record_locator).where(QUARANTINE.c.file_hash.in_(chunk)))
+            for h, loc in conn.execute(stmt):
+                out.setdefault(h, set()).add(loc)
+    return out
+
+
+def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
+           licence: Optional[str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit]]]:
+    """Group files (and shares of CSV rows) into worker tasks, with already-stored records marked to skip."""
+    from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
+
+    step = 512
+    group_infos: list[FileInfo] = []
+    group_units: list[WorkUnit] = []
+    for start in range(0, len(files), step):
+        chunk = files[start:start + step]
+        hashes = [file_sha256(path) for path, _ in chunk]
+        stored = _stored_locators(db, sorted(set(hashes)))
+        for (path, fmt), digest in zip(chunk, hashes):
+            info = FileInfo(str(path), digest, fmt or "unknown", source, licence)
+            skip = frozenset(stored.get(digest, ()))
+            if fmt == "cdvae_csv":
+                rows = csv_rows(path)
+                for r in range(0, len(rows), ROWS_PER_TASK):
+                    yield [info], [WorkUnit(str(path), fmt, skip, rows[r:r + ROWS_PER_TASK])]
+                continue
+            group_infos.append(info)
+            group_units.append(WorkUnit(str(path), fmt or "", skip))
+            if len(group_units) >= FILES_PER_TASK:
+                yield group_infos, group_units
+                group_infos, group_units = [], []
+    if group_units:
+        yield group_infos, group_units
+
+
+def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit]]], options: PrepareOptions,
+               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]]]]:
+    """Submit tasks keeping at most ``in_flight`` outstanding; yield results in submission order."""
+    queue: deque = deque()
+    for infos, units in tasks:
+        queue.append((infos, executor.submit(prepare_units, units, options)))
+        if len(queue) >= in_flight:
+            infos_done, future = queue.popleft()
+            yield infos_done, future.result()
+    while queue:
+        infos_done, future = queue.popleft()
+        yield infos_done, future.result()

@@ -1,0 +1,163 @@
+"""The pure, per-record half of ingest that runs in worker processes: read, validate, symmetry, hash.
+
+Nothing here touches the database (maggma's ``process_item``): a work unit goes
+in, plain picklable dicts come out, ready for :mod:`xtalbase.ingest.writer`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from xtalbase.ingest.formats import read_structures
+from xtalbase.ingest.identity import DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, exact_hash, site_labels, symmetry
+from xtalbase.ingest.records import Known, ReadError, Record
+from xtalbase.ingest.validate import ValidationOptions, check, warnings_for
+from xtalbase.schema.arrays import F8, U1, pack
+
+#: Quarantined records keep their text when at most this many characters; else only hash and size.
+MAX_RAW_TEXT = 65_536
+AMU_TO_G_PER_CM3 = 1.66053906660  # (amu / Å^3) -> g/cm^3
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Per-run settings the workers need (picklable)."""
+
+    symprec: float = DEFAULT_SYMPREC
+    all_steps: bool = False
+    validation: ValidationOptions = field(default_factory=ValidationOptions)
+
+
+@dataclass
+class WorkUnit:
+    """One file, or a share of the rows of a multi-record file, for one worker call."""
+
+    path: str
+    format: str
+    skip: frozenset[str] = frozenset()
+    rows: Optional[list] = None
+
+
+def prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
+    """Read ``unit`` and turn each record into a ``record``, ``quarantine`` or ``known`` item (dicts)."""
+    out: list[dict[str, Any]] = []
+    for item in read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps, rows_=unit.rows):
+        if isinstance(item, Known):
+            out.append({"kind": "known", "locator": item.locator})
+        elif isinstance(item, ReadError):
+            out.append(quarantine_item(item.locator, item.reason, item.message, item.raw_text))
+        else:
+            try:
+                out.append(prepare_record(item, options, unit.path))
+            except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
+                out.append(quarantine_item(item.locator, "parse_error",
+                                           f"{unit.path} [{item.locator}]: {type(exc).__name__}: {str(exc)[:300]}", item.raw_text))
+    return out
+
+
+def quarantine_item(locator: str, reason: str, message: str, raw_text: Optional[str]) -> dict[str, Any]:
+    """A quarantine item; large raw records keep only their hash and size."""
+    item: dict[str, Any] = {"kind": "quarantine", "locator": locator[:255], "reason": reason, "message": message,
+                            "raw_text": None, "raw_hash": None, "raw_size": None}
+    if raw_text is not None:
+        if len(raw_text) <= MAX_RAW_TEXT:
+            item["raw_text"] = raw_text
+        else:
+            item["raw_hash"] = hashlib.sha256(raw_text.encode()).hexdigest()
+            item["raw_size"] = len(raw_text)
+    return item
+
+
+def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[str, Any]:
+    """Validate one record and compute its ``structures`` row, element amounts, source and calculation fields."""
+    problem = check(record, options.validation)
+    if problem:
+        return quarantine_item(record.locator, problem[0], f"{path} [{record.locator}]: {problem[1]}", record.raw_text)
+    cell = np.ascontiguousarray(record.cell, dtype=float)
+    frac = np.ascontiguousarray(record.frac_coords, dtype=float)
+    numbers = np.array([_atomic_number(max(occ, key=occ.get)) for occ in record.species], dtype=np.uint8)
+    ordered = all(len(o) == 1 and abs(next(iter(o.values())) - 1.0) < 1e-6 for o in record.species)
+    occupancies = None if ordered else [{k: float(v) for k, v in occ.items()} for occ in record.species]
+    labels = site_labels(record.species)
+    sym = symmetry(cell, frac, labels, options.symprec)
+    elements: dict[str, float] = {}
+    for occ in record.species:
+        for el, amount in occ.items():
+            elements[el] = elements.get(el, 0.0) + float(amount)
+    row = {
+        "exact_hash": exact_hash(cell, numbers, frac, occupancies),
+        "canonical_hash": canonical_hash(labels, sym),
+        "hash_version": HASH_VERSION,
+        **_formulas(elements),
+        "nsites": len(record.species),
+        **_lattice(cell),
+        "density": _mass(elements) * AMU_TO_G_PER_CM3 / abs(float(np.linalg.det(cell))),
+        "cell": pack(cell, F8), "numbers": pack(numbers, U1), "frac_coords": pack(frac, F8),
+        "site_occupancies": occupancies,
+        "spacegroup_number": sym.number if sym else None,
+        "spacegroup_symbol": sym.symbol if sym else None,
+        "crystal_system": sym.crystal_system if sym else None,
+        "symprec": options.symprec,
+    }
+    raw = record.raw_text
+    return {
+        "kind": "record", "locator": record.locator[:255], "structure": row, "elements": elements,
+        "source": {"database": record.database, "external_id": record.external_id,
+                   "raw_hash": hashlib.sha256(raw.encode()).hexdigest() if raw is not None else row["exact_hash"],
+                   "warnings": (record.warnings + warnings_for(record, elements)) or None},
+        "properties": record.properties,
+        "calculation": _calculation(record),
+    }
+
+
+def _calculation(record: Record) -> Optional[dict[str, Any]]:
+    calc = record.calculation
+    if calc is None:
+        return None
+    n = len(record.species)
+    return {
+        "code": calc.code, "code_version": calc.code_version, "functional": calc.functional,
+        "parameters": calc.parameters or {}, "ionic_step": calc.ionic_step,
+        "energy": None if calc.energy is None else float(calc.energy),
+        "energy_per_atom": None if calc.energy is None else float(calc.energy) / n,
+        "forces": None if calc.forces is None else pack(np.asarray(calc.forces, dtype=float).reshape(n, 3), F8),
+        "stress": None if calc.stress is None else pack(np.asarray(calc.stress, dtype=float).reshape(3, 3), F8),
+        "energy_unit": "eV", "forces_unit": "eV/Å", "stress_unit": calc.stress_unit if calc.stress is not None else None,
+        "converged": calc.converged, "electronic_converged": calc.electronic_converged,
+        "ionic_converged": calc.ionic_converged,
+    }
+
+
+def _atomic_number(symbol: str) -> int:
+    from ase.data import atomic_numbers
+
+    return atomic_numbers[symbol]
+
+
+def _mass(elements: dict[str, float]) -> float:
+    from ase.data import atomic_masses, atomic_numbers
+
+    return float(sum(atomic_masses[atomic_numbers[el]] * amount for el, amount in elements.items()))
+
+
+def _formulas(elements: dict[str, float]) -> dict[str, Any]:
+    from pymatgen.core import Composition
+
+    comp = Composition(elements)
+    return {"formula_reduced": comp.reduced_formula, "formula_anonymous": comp.anonymized_formula,
+            "chemical_system": "-".join(sorted(elements)), "nelements": len(elements)}
+
+
+def _lattice(cell: np.ndarray) -> dict[str, float]:
+    lengths = np.linalg.norm(cell, axis=1)
+
+    def angle(i: int, j: int) -> float:
+        cos = float(np.dot(cell[i], cell[j]) / (lengths[i] * lengths[j]))
+        return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+    return {"a": float(lengths[0]), "b": float(lengths[1]), "c": float(lengths[2]),
+            "alpha": angle(1, 2), "beta": angle(0, 2), "gamma": angle(0, 1), "volume": abs(float(np.linalg.det(cell)))}

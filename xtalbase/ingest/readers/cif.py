@@ -1,0 +1,142 @@
+"""CIF reader (pymatgen ``CifParser``): single and multi-block files, symmetry operations, occupancies.
+
+Blocks are split on ``data_`` lines so that every block is its own record
+(``block=<name>``) and one bad block never hides the others. Before parsing, the
+raw block is checked for a cell, coordinates and element symbols so that those
+failures get their own reason codes; the numbers exactly as written are kept for
+the ``low_precision`` check.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.records import Known, ReadError, Record, record_from_pymatgen
+
+CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+FRACT_TAGS = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
+CARTN_TAGS = ("_atom_site_cartn_x", "_atom_site_cartn_y", "_atom_site_cartn_z")
+MISSING = {"?", ".", ""}
+_SYMBOL = re.compile(r"([A-Za-z]{1,2})")
+#: Tags that name the database a block came from, and the name xtalbase gives that database.
+DATABASE_TAGS = {"_cod_database_code": "COD", "_database_code_icsd": "ICSD", "_database_code_amcsd": "AMCSD"}
+
+
+def split_blocks(text: str) -> list[tuple[str, str]]:
+    """``[(block name, block text)]`` in file order; text before the first ``data_`` line is ignored."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.lstrip()
+        if stripped[:5].lower() == "data_":
+            blocks.append((stripped[5:].strip() or f"#{len(blocks)}", [line]))
+        elif blocks:
+            blocks[-1][1].append(line)
+    return [(name, "".join(lines)) for name, lines in blocks]
+
+
+def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
+    """Yield one record per data block of the CIF at ``path``."""
+    with open_text(path) as fh:
+        text = fh.read()
+    blocks = split_blocks(text)
+    if not blocks:
+        yield ReadError("file", "parse_error", f"{path}: no data_ block found", text[:2000])
+        return
+    seen: dict[str, int] = {}
+    for name, block in blocks:
+        seen[name] = seen.get(name, 0) + 1
+        locator = f"block={name}" if seen[name] == 1 else f"block={name}#{seen[name]}"
+        if locator in skip:
+            yield Known(locator)
+            continue
+        yield parse_block(block, locator, f"{path} [{locator}]")
+
+
+def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
+    """Parse one CIF data block into a record, or say why it cannot be read."""
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            parser = CifParser.from_str(block)
+            data = next(iter(parser._cif.data.values())).data  # raw strings, as written
+        except Exception as exc:  # noqa: BLE001 - malformed CIF syntax
+            return ReadError(locator, "parse_error", f"{where}: CIF syntax error: {_short(exc)}", block)
+        data = {k.lower(): v for k, v in data.items()}
+        problem = _check_raw(data, where)
+        if problem:
+            return ReadError(locator, problem[0], problem[1], block)
+        try:
+            structures = parser.parse_structures(primitive=False, check_occu=False, on_error="raise")
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad content
+            return ReadError(locator, "parse_error", f"{where}: cannot build a structure: {_short(exc)}", block)
+    if not structures:
+        return ReadError(locator, "parse_error", f"{where}: no structure in block", block)
+    database, external_id = _database(data)
+    notes = sorted({str(w.message).splitlines()[0][:200] for w in caught if "rounded to ideal" not in str(w.message)})
+    return record_from_pymatgen(
+        structures[0], locator, raw_text=block, database=database, external_id=external_id,
+        raw_values={"cell": [_scalar(data, t) for t in CELL_TAGS], "coords": _coords(data)},
+        warnings=[f"cif: {n}" for n in notes],
+    )
+
+
+def _scalar(data: dict, tag: str) -> str:
+    value = data.get(tag, "?")
+    return value[0] if isinstance(value, list) else value
+
+
+def _coords(data: dict) -> list[str]:
+    tags = FRACT_TAGS if FRACT_TAGS[0] in data else ()
+    return [v for t in tags for v in (data[t] if isinstance(data[t], list) else [data[t]])]
+
+
+def _check_raw(data: dict, where: str) -> tuple[str, str] | None:
+    missing = [t for t in CELL_TAGS if _scalar(data, t).strip() in MISSING]
+    if missing:
+        return "missing_cell", f"{where}: cell not given ({', '.join(missing)} missing)"
+    for tags in (FRACT_TAGS, CARTN_TAGS):
+        if all(t in data for t in tags):
+            values = [v for t in tags for v in (data[t] if isinstance(data[t], list) else [data[t]])]
+            if any(v.strip() in MISSING for v in values):
+                return "missing_coordinates", f"{where}: some atom coordinates are '?' or '.'"
+            break
+    else:
+        return "missing_coordinates", f"{where}: no _atom_site_fract_x/y/z (or Cartn) loop"
+    symbols = data.get("_atom_site_type_symbol") or data.get("_atom_site_label") or []
+    for sym in symbols if isinstance(symbols, list) else [symbols]:
+        if element_of(sym) is None:
+            return "unknown_element", f"{where}: atom type {sym!r} is not a chemical element"
+    return None
+
+
+def element_of(symbol: str) -> str | None:
+    """The element a CIF type symbol or label names (``Fe2+`` -> ``Fe``, ``O1`` -> ``O``), else ``None``."""
+    from ase.data import atomic_numbers
+
+    match = _SYMBOL.match(symbol.strip())
+    if not match:
+        return None
+    letters = match.group(1)
+    for candidate in (letters.title(), letters[0].upper()):
+        if candidate in atomic_numbers and candidate != "X":
+            return candidate
+    return None
+
+
+def _database(data: dict) -> tuple[str | None, str | None]:
+    for tag, name in DATABASE_TAGS.items():
+        value = _scalar(data, tag).strip()
+        if value not in MISSING:
+            return name, value
+    return None, None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

@@ -1,0 +1,94 @@
+"""VASP POSCAR/CONTCAR reader (pymatgen ``Poscar``), VASP 4 and 5 layouts.
+
+Element names come from the species line (VASP 5); else from the comment line
+when it names exactly one element per type (``Li4Mn2O6 (C2/m)``); else from
+per-site labels after the coordinates (``0.5 0.5 0.5 # Na1``). A file that names
+no elements anywhere is rejected as ``unknown_element`` rather than given
+invented placeholder species.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.readers.cif import element_of
+from xtalbase.ingest.records import ReadError, Record, record_from_pymatgen
+
+_ELEMENT = re.compile(r"[A-Z][a-z]?")
+LOCATOR = "index=0"
+
+
+def read(path: Path, **_: object) -> Iterator[Record | ReadError]:
+    """Yield the single structure of a POSCAR/CONTCAR file."""
+    with open_text(path) as fh:
+        text = fh.read()
+    yield parse_poscar(text, str(path))
+
+
+def parse_poscar(text: str, where: str, locator: str = LOCATOR) -> Record | ReadError:
+    """Parse POSCAR text; ``where`` names the record in messages."""
+    import warnings
+
+    from pymatgen.io.vasp import Poscar
+
+    lines = text.splitlines()
+    if len(lines) < 8:
+        return ReadError(locator, "missing_coordinates", f"{where}: POSCAR has {len(lines)} lines, too short for a cell and positions", text)
+    cell_rows = lines[2:5]
+    try:
+        [float(x) for row in cell_rows for x in row.split()[:3]]
+        if any(len(row.split()) < 3 for row in cell_rows):
+            raise ValueError
+    except ValueError:
+        return ReadError(locator, "missing_cell", f"{where}: lines 3-5 are not three lattice vectors", text)
+    counts_line = 5 if lines[5].split() and lines[5].split()[0].isdigit() else 6
+    has_species_line = counts_line == 6
+    names = None
+    if not has_species_line:
+        try:
+            counts = [int(x) for x in lines[counts_line].split()]
+        except ValueError:
+            return ReadError(locator, "parse_error", f"{where}: line {counts_line + 1} should hold the atom counts", text)
+        names = _names_from_comment(lines[0], len(counts)) or _names_from_sites(lines, counts_line, counts)
+        if names is None:
+            return ReadError(locator, "unknown_element", f"{where}: POSCAR names no elements (no species line, no element "
+                             f"per type in the comment line, no site labels); refusing to invent species", text)
+    else:
+        for name in lines[5].split():
+            if element_of(name) is None:
+                return ReadError(locator, "unknown_element", f"{where}: species {name!r} is not a chemical element", text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            poscar = Poscar.from_str(text, default_names=names, read_velocities=False)
+        except Exception as exc:  # noqa: BLE001 - pymatgen raises ValueError/IndexError for malformed files
+            return ReadError(locator, "parse_error", f"{where}: cannot read POSCAR: {type(exc).__name__}: {str(exc)[:200]}", text)
+    start = counts_line + 2 if lines[counts_line + 1].strip()[:1].lower() != "s" else counts_line + 3
+    coords = [tok for line in lines[start:start + len(poscar.structure)] for tok in line.split()[:3]]
+    return record_from_pymatgen(poscar.structure, locator, raw_text=text,
+                                raw_values={"cell": [t for row in cell_rows for t in row.split()[:3]], "coords": coords})
+
+
+def _names_from_comment(comment: str, ntypes: int) -> list[str] | None:
+    for candidate in (comment, comment.split()[0] if comment.split() else ""):
+        found = list(dict.fromkeys(_ELEMENT.findall(candidate)))
+        if len(found) == ntypes and all(element_of(f) == f for f in found):
+            return found
+    return None
+
+
+def _names_from_sites(lines: list[str], counts_line: int, counts: list[int]) -> list[str] | None:
+    start = counts_line + 2 if lines[counts_line + 1].strip()[:1].lower() != "s" else counts_line + 3
+    names, row = [], start
+    for count in counts:
+        parts = lines[row].split() if row < len(lines) else []
+        label = parts[-1].lstrip("#") if len(parts) > 3 else ""
+        element = element_of(label) if label else None
+        if element is None:
+            return None
+        names.append(element)
+        row += count
+    return names

@@ -1,0 +1,213 @@
+"""Checks that decide whether a record is stored or quarantined, and warnings that do not reject.
+
+Each check returns ``(reason, message)`` with a reason code from
+:data:`xtalbase.ingest.records.REASONS`. Thresholds live in
+:class:`ValidationOptions` and are documented in ``docs/ingest.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Optional
+
+import numpy as np
+
+from xtalbase.ingest.records import Record
+
+Problem = Optional[tuple[str, str]]
+#: Denominators of special (symmetry-fixed) fractional coordinates: k/n for these n.
+SPECIAL_DENOMINATORS = (1, 2, 3, 4, 6, 8, 12)
+_UNCERTAINTY = re.compile(r"\(\d+\)$")
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Thresholds of the checks.
+
+    Attributes
+    ----------
+    allow_disorder : bool
+        Store partially occupied sites (with their occupancies) instead of quarantining.
+    require_converged : bool
+        Quarantine DFT results whose electronic or ionic loop did not converge.
+    max_sites : int
+        ``too_many_sites`` above this many sites per cell.
+    min_coord_decimals : int
+        A fractional coordinate that is not on a special position (k/n, n in 1,2,3,4,6,8,12)
+        needs at least this many decimals.
+    special_decimals : int
+        A coordinate near a special value that the written digits cannot represent
+        exactly (``0.333`` for 1/3) needs at least this many decimals.
+    min_cell_decimals : int
+        Cell lengths need at least this many decimals (Å).
+    overlap_fraction : float
+        ``overlapping_atoms`` when two sites are closer than this fraction of the sum of
+        their covalent radii (ASE ``covalent_radii``).
+    """
+
+    allow_disorder: bool = False
+    require_converged: bool = False
+    max_sites: int = 1000
+    min_coord_decimals: int = 3
+    special_decimals: int = 4
+    min_cell_decimals: int = 2
+    overlap_fraction: float = 0.5
+
+
+def check(record: Record, opts: ValidationOptions) -> Problem:
+    """The first problem of ``record``, or ``None`` when it may be stored."""
+    for rule in (_finite, _volume, _sites, _precision, _occupancy, _overlap, _converged):
+        problem = rule(record, opts)
+        if problem:
+            return problem
+    return None
+
+
+def _finite(record: Record, opts: ValidationOptions) -> Problem:
+    if not np.all(np.isfinite(record.cell)):
+        return "non_finite", "cell holds NaN or infinite values"
+    if record.frac_coords.size and not np.all(np.isfinite(record.frac_coords)):
+        return "non_finite", "coordinates hold NaN or infinite values"
+    calc = record.calculation
+    if calc is not None:
+        for name in ("energy", "forces", "stress"):
+            value = getattr(calc, name)
+            if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                return "non_finite", f"calculation {name} holds NaN or infinite values"
+    return None
+
+
+def _volume(record: Record, opts: ValidationOptions) -> Problem:
+    volume = abs(float(np.linalg.det(record.cell)))
+    if volume < 1e-6:
+        return "zero_volume", f"cell volume is {volume:.3g} Å³ (lattice vectors are coplanar or zero)"
+    if not record.species:
+        return "missing_coordinates", "no atoms in the cell"
+    return None
+
+
+def _sites(record: Record, opts: ValidationOptions) -> Problem:
+    if len(record.species) > opts.max_sites:
+        return "too_many_sites", f"{len(record.species)} sites exceed the cap of {opts.max_sites} (--max-sites)"
+    return None
+
+
+def decimals(text: str) -> int:
+    """Digits after the decimal point as written (``0.1234(5)`` -> 4; ``1e-3`` -> 3; ``2`` -> 0)."""
+    text = _UNCERTAINTY.sub("", text.strip().lower())
+    mantissa, _, exponent = text.partition("e")
+    digits = len(mantissa.partition(".")[2])
+    if exponent.lstrip("+-").isdigit():
+        digits -= int(exponent)
+    return max(digits, 0)
+
+
+def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
+    """True when a fractional coordinate is written with too few digits to mean what it must.
+
+    Exactly written special positions (``0``, ``0.5``, ``0.25``, ``0.125``) are fine;
+    near-special values whose digits cannot be exact (``0.333``, ``0.67``) need
+    ``special_decimals``; every other value needs ``min_coord_decimals``.
+    """
+    try:
+        value = float(_UNCERTAINTY.sub("", text.strip())) % 1.0
+    except ValueError:
+        return False
+    ndec = decimals(text)
+    for n in SPECIAL_DENOMINATORS:
+        k = round(value * n)
+        if abs(value - k / n) < 2e-3:
+            exact = Fraction(k, n)
+            written_exactly = (exact * 10**ndec).denominator == 1 and abs(value - k / n) < 10.0 ** -(ndec + 1)
+            return not written_exactly and ndec < opts.special_decimals
+    return ndec < opts.min_coord_decimals
+
+
+def _precision(record: Record, opts: ValidationOptions) -> Problem:
+    raw = record.raw_values
+    if not raw:
+        return None
+    lengths = [t for t in raw.get("cell", [])[:3] if t and t not in ("?", ".")]
+    short = [t for t in lengths if decimals(t) < opts.min_cell_decimals]
+    if short:
+        return "low_precision", (f"cell lengths {', '.join(short)} have fewer than {opts.min_cell_decimals} decimals "
+                                 f"(--min-cell-decimals)")
+    bad = [t for t in raw.get("coords", []) if imprecise_coordinate(t, opts)]
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        return "low_precision", (f"{len(bad)} of {len(raw['coords'])} fractional coordinates have too few digits ({shown}): "
+                                 f"need {opts.min_coord_decimals} decimals, {opts.special_decimals} near special "
+                                 f"positions such as 1/3 (--min-coord-decimals)")
+    return None
+
+
+def is_ordered(record: Record) -> bool:
+    """True when every site holds one element with occupancy 1."""
+    return all(len(occ) == 1 and abs(next(iter(occ.values())) - 1.0) < 1e-6 for occ in record.species)
+
+
+def _occupancy(record: Record, opts: ValidationOptions) -> Problem:
+    over = [i for i, occ in enumerate(record.species) if sum(occ.values()) > 1.0 + 1e-3]
+    if over:
+        return "parse_error", f"site {over[0]} has total occupancy {sum(record.species[over[0]].values()):.3f} > 1"
+    if is_ordered(record) or opts.allow_disorder:
+        return None
+    partial = [i for i, occ in enumerate(record.species) if not (len(occ) == 1 and abs(next(iter(occ.values())) - 1.0) < 1e-6)]
+    return "partial_occupancy", (f"{len(partial)} of {len(record.species)} sites are partially occupied or mixed "
+                                 f"(e.g. site {partial[0]}: {record.species[partial[0]]}); use --allow-disorder to store")
+
+
+def _overlap(record: Record, opts: ValidationOptions) -> Problem:
+    from ase.data import atomic_numbers, covalent_radii
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    full = np.array([len(o) == 1 and next(iter(o.values())) > 1 - 1e-6 for o in record.species])
+    if not full.any():
+        return None
+    symbols = [max(o, key=o.get) for o in record.species]
+    radii = np.array([covalent_radii[atomic_numbers[s]] for s in symbols])
+    cart = np.ascontiguousarray(record.frac_coords @ record.cell, dtype=float)
+    cutoff = float(2 * radii.max() * opts.overlap_fraction)
+    centers, points, _images, dist = find_points_in_spheres(
+        cart, cart, r=cutoff, pbc=np.array([1, 1, 1], dtype=np.int64), lattice=np.ascontiguousarray(record.cell, dtype=float), tol=1e-8)
+    limit = opts.overlap_fraction * (radii[centers] + radii[points])
+    close = (dist < limit) & (dist > 1e-8) | ((dist <= 1e-8) & (centers != points))
+    close &= full[centers] & full[points]  # split sites of disordered structures may sit close by design
+    if not close.any():
+        return None
+    k = int(np.argmax(close))
+    i, j = int(centers[k]), int(points[k])
+    return "overlapping_atoms", (f"sites {i} ({symbols[i]}) and {j} ({symbols[j]}) are {dist[k]:.3f} Å apart, closer than "
+                                 f"{opts.overlap_fraction:g} x the sum of covalent radii ({limit[k]:.3f} Å)")
+
+
+def _converged(record: Record, opts: ValidationOptions) -> Problem:
+    calc = record.calculation
+    if opts.require_converged and calc is not None and calc.converged is False:
+        return "unconverged", (f"DFT step not converged (electronic={calc.electronic_converged}, "
+                               f"ionic={calc.ionic_converged}); stored only without --require-converged")
+    return None
+
+
+def warnings_for(record: Record, elements: dict[str, float]) -> list[str]:
+    """Warnings stored with the source: they flag, they do not reject."""
+    out: list[str] = []
+    if "C" in elements and "H" not in elements and elements["C"] >= 3 and ({"N", "O"} & set(elements)):
+        out.append("organic_without_hydrogen: carbon-rich formula with N/O but no H (hydrogens missing?)")
+    if "O" in elements and is_ordered(record) and _charge_unbalanced(elements):
+        out.append("charge_unbalanced: no combination of common oxidation states makes this oxide neutral")
+    return out
+
+
+def _charge_unbalanced(elements: dict[str, float]) -> bool:
+    from pymatgen.core import Composition
+
+    comp = Composition(elements).reduced_composition
+    if len(comp) > 4 or comp.num_atoms > 40:
+        return False  # the search grows combinatorially; skip rather than stall the ingest
+    try:
+        return not comp.oxi_state_guesses(max_sites=-50)
+    except Exception:  # noqa: BLE001 - a heuristic must never reject a record
+        return False
