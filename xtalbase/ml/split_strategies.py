@@ -20,7 +20,7 @@ structure always share a fold), the group key for ``group`` and grouped
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -234,3 +234,39 @@ def _codes(labels: list[str]) -> np.ndarray:
 def prototype_key(formula_anonymous: str, spacegroup_number: int | None) -> str:
     """The prototype of a structure: anonymous formula and space group number (``ABC3_221``)."""
     return f"{formula_anonymous}_{spacegroup_number if spacegroup_number is not None else 'na'}"
+
+
+def leakage(folds: Sequence[str], keys: Mapping[str, Sequence[str]], examples: int = 5) -> dict[str, dict[str, Any]]:
+    """Values of each identity key that occur in more than one fold.
+
+    Parameters
+    ----------
+    folds : (n,) fold name per structure.
+    keys : key name -> (n,) values (canonical hash, reduced formula, chemical system, prototype, ...).
+    examples : how many leaked values to list per key (most widespread first).
+
+    Returns, per key: ``values`` (number of leaked values), ``structures`` (members
+    carrying a leaked value) and ``examples`` (``value`` and its ``folds`` counts).
+    """
+    import pandas as pd
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in keys.items():
+        _check_length(name, values, len(folds))
+        table = pd.DataFrame({"value": list(values), "fold": list(folds)})
+        per_fold = table.groupby(["value", "fold"], sort=True).size()
+        spread = per_fold.groupby(level=0).size()
+        leaked = spread[spread > 1].index
+        if len(leaked) == 0:
+            out[name] = {"values": 0, "structures": 0, "examples": []}
+            continue
+        leaked_counts = per_fold[per_fold.index.get_level_values(0).isin(leaked)]
+        totals = leaked_counts.groupby(level=0).sum().sort_index()
+        ranked = sorted(totals.index, key=lambda v: (-int(spread[v]), -int(totals[v]), str(v)))
+        out[name] = {
+            "values": int(len(leaked)),
+            "structures": int(totals.sum()),
+            "examples": [{"value": str(v), "folds": {str(f): int(c) for f, c in leaked_counts.loc[v].items()}}
+                         for v in ranked[:examples]],
+        }
+    return out
