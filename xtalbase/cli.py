@@ -12,6 +12,7 @@ import typer
 
 from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
+from xtalbase.commands import ingest as ingest_commands
 from xtalbase.commands import runs as runs_commands
 from xtalbase.commands._common import AppState
 
@@ -47,6 +48,8 @@ app.command("init")(db_commands.init)
 app.command("demo")(demo_commands.demo)
 app.add_typer(db_commands.app, name="db")
 app.add_typer(runs_commands.app, name="runs")
+app.command("ingest")(ingest_commands.ingest)
+app.add_typer(ingest_commands.quarantine_app, name="quarantine")
 
 
 def main(argv: list[str] | None = None) -> None:
