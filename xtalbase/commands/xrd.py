@@ -1,0 +1,150 @@
+"""``xtalbase xrd ...``: compute, show, import and match powder XRD patterns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+
+app = typer.Typer(help="Powder XRD: compute patterns, show them, import measured scans, identify phases.", no_args_is_help=True)
+
+RadiationOpt = Annotated[str, typer.Option("--radiation", help="Named radiation (CuKa, MoKa, CoKa, ...).")]
+WavelengthOpt = Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (overrides --radiation).")]
+TwoThetaOpt = Annotated[tuple[float, float], typer.Option("--two-theta", help="2θ range in degrees: MIN MAX.")]
+
+
+def _recipe_args(radiation: str, wavelength: Optional[float], two_theta: tuple[float, float]) -> dict:
+    return {"radiation": None if wavelength is not None else radiation, "wavelength": wavelength, "two_theta": tuple(two_theta)}
+
+
+@app.command("compute")
+def compute(
+    ctx: typer.Context,
+    db: DbOpt = None,
+    radiation: RadiationOpt = "CuKa",
+    wavelength: WavelengthOpt = None,
+    two_theta: TwoThetaOpt = (0.0, 90.0),
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    only_missing: Annotated[bool, typer.Option("--only-missing/--all", help="Compute only structures without a pattern for the recipe "
+                                               "(stored patterns are never overwritten, so --all only re-checks).")] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Structures per computed and written batch.")] = 2000,
+    hkl: Annotated[bool, typer.Option("--hkl", help="Also store hkl families per peak (slower).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute and store patterns for every structure lacking one for the recipe (idempotent)."""
+    from xtalbase.ingest.xrd.store import compute_missing
+
+    handle = open_db(ctx, db)
+    with progress() as bar:
+        task = bar.add_task("xrd", total=None)
+        summary = compute_missing(handle, _recipe_args(radiation, wavelength, two_theta), workers=workers, batch_size=batch_size,
+                                  hkl=hkl, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        print_json(summary)
+        return
+    out = console()
+    out.print(f"recipe {summary['recipe_id']} ({summary['recipe_hash'][:12]}): {summary['computed']} patterns computed "
+              f"of {summary['missing']} missing in {summary['seconds']} s (run {summary['run_id']})")
+    for failure in summary["failed"][:10]:
+        out.print(f"  structure {failure['structure_id']}: {failure['reason']}")
+
+
+@app.command("recipes")
+def recipes(ctx: typer.Context, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """List stored XRD recipes with their pattern counts."""
+    from sqlalchemy import func, select
+
+    from xtalbase.schema import XrdPattern, XrdRecipe
+
+    handle = open_db(ctx, db)
+    with handle.session() as s:
+        counts = dict(s.execute(select(XrdPattern.recipe_id, func.count()).group_by(XrdPattern.recipe_id)).all())
+        rows = [{"id": r.id, "name": r.name, "hash": r.hash[:12], "wavelength": r.wavelength, "two_theta": f"{r.two_theta_min:g}-{r.two_theta_max:g}",
+                 "merge_tol": r.merge_tol, "patterns": counts.get(r.id, 0)} for r in s.scalars(select(XrdRecipe).order_by(XrdRecipe.id))]
+    print_json(rows) if as_json else print_table(rows)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    structure_id: Annotated[int, typer.Argument(help="Structure id.")],
+    db: DbOpt = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Recipe id, name or hash prefix (default: Cu Kα 0-90°).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: stick pattern with the broadened profile.")] = None,
+    fwhm: Annotated[float, typer.Option("--fwhm", help="Profile FWHM in degrees for the plot.")] = 0.2,
+    top: Annotated[int, typer.Option("--top", help="Peaks listed (strongest first); 0 = all.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a structure's stored pattern (peaks), optionally as a plot."""
+    from xtalbase.ingest.xrd.views import load_pattern, plot_pattern
+
+    handle = open_db(ctx, db)
+    info = load_pattern(handle, structure_id, recipe)
+    if plot is not None:
+        plot_pattern(info, plot, fwhm=fwhm)
+    peaks = [{"two_theta": round(t, 4), "intensity": round(i, 2), "d_spacing": round(d, 5), **({"hkl": h} if h is not None else {})}
+             for t, i, d, h in zip(info["two_theta"].tolist(), info["intensity"].tolist(), info["d_spacing"].tolist(),
+                                   info["hkl_families"] or [None] * len(info["two_theta"]))]
+    listed = sorted(peaks, key=lambda p: -p["intensity"])[: top or None]
+    if as_json:
+        print_json({k: v for k, v in info.items() if k not in ("two_theta", "intensity", "d_spacing", "hkl_families")} | {"peaks": peaks})
+        return
+    out = console()
+    out.print(f"structure {structure_id} {info['formula']}, recipe {info['recipe_id']} ({info['recipe_name']}), {len(peaks)} peaks")
+    print_table(listed, list(listed[0]) if listed else ["two_theta", "intensity", "d_spacing"])
+    if plot is not None:
+        out.print(f"plot written to {plot}")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Measured scan (.xy two/three columns, or .xrdml).")],
+    db: DbOpt = None,
+    structure: Annotated[Optional[int], typer.Option("--structure", help="Link the scan to this structure id.")] = None,
+    wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a measured scan: store the raw profile and its picked peaks as a measured pattern."""
+    from xtalbase.ingest.xrd.measured import import_scan
+
+    result = import_scan(open_db(ctx, db), file, structure_id=structure, wavelength=wavelength)
+    if as_json:
+        print_json(result)
+        return
+    verb = "imported" if result["created"] else "already stored"
+    console().print(f"{file}: {verb} as pattern {result['pattern_id']} ({result['npeaks']} peaks)")
+
+
+@app.command("match")
+def match(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Measured scan (.xy or .xrdml).")],
+    db: DbOpt = None,
+    top: Annotated[int, typer.Option("--top", help="Candidates listed.")] = 5,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Recipe of the computed patterns (default: Cu Kα 0-90°).")] = None,
+    wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")] = None,
+    tol: Annotated[float, typer.Option("--tol", help="2θ distance (degrees) at which a peak pair stops counting.")] = 0.3,
+    max_strain: Annotated[float, typer.Option("--max-strain", help="Largest uniform lattice strain tried (fraction).")] = 0.015,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rank stored structures by how well their computed patterns explain the scan's peaks."""
+    from xtalbase.ingest.xrd.match import match_scan
+    from xtalbase.ingest.xrd.measured import find_peaks, read_scan, with_wavelength
+    from xtalbase.ingest.xrd.views import resolve_recipe_id
+
+    handle = open_db(ctx, db)
+    scan = with_wavelength(read_scan(file), wavelength)
+    peaks = find_peaks(scan)
+    recipe_id = resolve_recipe_id(handle, recipe)
+    found = match_scan(handle, peaks, scan.wavelength, (float(scan.two_theta[0]), float(scan.two_theta[-1])), recipe_id=recipe_id,
+                       top=top, tol=tol, max_strain=max_strain)
+    rows = [{"rank": i + 1, **m.to_dict()} for i, m in enumerate(found)]
+    if as_json:
+        print_json({"file": str(file), "npeaks": len(peaks), "wavelength": scan.wavelength, "matches": rows})
+        return
+    console().print(f"{file}: {len(peaks)} peaks picked, λ = {scan.wavelength:g} Å")
+    print_table(rows, ["rank", "structure_id", "formula", "spacegroup", "score", "explained", "found", "strain"])

@@ -1,0 +1,110 @@
+"""XRD recipes: the measurement set-up a pattern is computed for, stored once per content hash.
+
+The hash covers what changes the peaks (wavelength, 2θ range, merge and intensity tolerances,
+Debye–Waller factors, the engine's physics version), never the label or the code revision, so
+``--radiation CuKa`` and ``--wavelength 1.54184`` are the same recipe and a new wavelength is a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.ingest.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
+from xtalbase.ingest.xrd.tables import WAVELENGTHS, wavelength_of
+from xtalbase.schema import XrdRecipe
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+#: Bumped when the engine's physics or conventions change (so old patterns are not mistaken for new ones).
+PHYSICS_VERSION = "xtalbase-xrd-1 (pymatgen XRDCalculator conventions)"
+DEFAULT_RADIATION = "CuKa"
+DEFAULT_TWO_THETA = (0.0, 90.0)
+
+
+def recipe_spec(radiation: str | None = DEFAULT_RADIATION, wavelength: float | None = None,
+                two_theta: tuple[float, float] = DEFAULT_TWO_THETA, merge_tol: float = TWO_THETA_TOL,
+                scaled_tol: float = SCALED_INTENSITY_TOL, debye_waller: dict[str, float] | None = None) -> dict[str, Any]:
+    """The canonical, hashable description of a recipe (wavelength Å, 2θ degrees); validates every value."""
+    if wavelength is None:
+        if radiation is None:
+            raise XtalbaseError("give a radiation name (e.g. CuKa) or a wavelength in Å")
+        wavelength = wavelength_of(radiation)
+    elif radiation is None:
+        radiation = next((name for name, lam in WAVELENGTHS.items() if abs(lam - wavelength) < 1e-9), None)
+    wavelength = float(wavelength)
+    if not wavelength > 0:
+        raise XtalbaseError(f"wavelength must be positive (Å), got {wavelength}")
+    lo, hi = (float(v) for v in two_theta)
+    if not 0 <= lo < hi <= 180:
+        raise XtalbaseError(f"2θ range must satisfy 0 <= min < max <= 180 degrees, got ({lo}, {hi})")
+    if not merge_tol > 0:
+        raise XtalbaseError(f"merge tolerance must be positive (2θ degrees), got {merge_tol}")
+    return {
+        "radiation": radiation,
+        "wavelength": round(wavelength, 9),
+        "two_theta_min": lo,
+        "two_theta_max": hi,
+        "merge_tol": float(merge_tol),
+        "scaled_tol": float(scaled_tol),
+        "debye_waller": {str(k): float(v) for k, v in sorted((debye_waller or {}).items())},
+        "physics": PHYSICS_VERSION,
+    }
+
+
+def recipe_hash(spec: dict[str, Any]) -> str:
+    """sha256 of the peak-changing fields of ``spec`` (canonical JSON; the radiation label is excluded)."""
+    content = {k: v for k, v in spec.items() if k != "radiation"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def get_or_create_recipe(db_session: "Session", radiation: str | None = DEFAULT_RADIATION, wavelength: float | None = None,
+                         two_theta: tuple[float, float] = DEFAULT_TWO_THETA, merge_tol: float = TWO_THETA_TOL,
+                         *, scaled_tol: float = SCALED_INTENSITY_TOL, debye_waller: dict[str, float] | None = None,
+                         name: str | None = None) -> XrdRecipe:
+    """The stored recipe with this content hash, inserted (and flushed) when new.
+
+    Safe against a concurrent writer inserting the same recipe: the loser re-reads the winner's row.
+    """
+    from xtalbase.platform.provenance import code_version
+
+    spec = recipe_spec(radiation, wavelength, two_theta, merge_tol, scaled_tol, debye_waller)
+    digest = recipe_hash(spec)
+    found = db_session.scalars(select(XrdRecipe).where(XrdRecipe.hash == digest)).first()
+    if found is not None:
+        return found
+    recipe = XrdRecipe(hash=digest, name=name or _default_name(spec), radiation=spec["radiation"], wavelength=spec["wavelength"],
+                       two_theta_min=spec["two_theta_min"], two_theta_max=spec["two_theta_max"], merge_tol=spec["merge_tol"],
+                       params=spec, code_version=code_version())
+    try:
+        with db_session.begin_nested():
+            db_session.add(recipe)
+    except IntegrityError:
+        found = db_session.scalars(select(XrdRecipe).where(XrdRecipe.hash == digest)).first()
+        if found is None:
+            raise
+        return found
+    return recipe
+
+
+def recipe_options(recipe: XrdRecipe) -> dict[str, Any]:
+    """Keyword arguments of :func:`xtalbase.ingest.xrd.compute_xrd` that reproduce ``recipe``."""
+    params = recipe.params or {}
+    return {
+        "wavelength": recipe.wavelength,
+        "two_theta": (recipe.two_theta_min, recipe.two_theta_max),
+        "merge_tol": recipe.merge_tol,
+        "scaled_tol": params.get("scaled_tol", SCALED_INTENSITY_TOL),
+        "debye_waller": params.get("debye_waller") or None,
+    }
+
+
+def _default_name(spec: dict[str, Any]) -> str:
+    label = spec["radiation"] or f"{spec['wavelength']:g}A"
+    return f"{label} {spec['two_theta_min']:g}-{spec['two_theta_max']:g}"

@@ -1,0 +1,222 @@
+"""The XRD builder: find structures without a pattern for a recipe, compute them in batches, write them.
+
+Shaped like a maggma Builder: :func:`missing_structure_ids` reads the sources, :func:`compute_chunk`
+is pure (arrays in, peak arrays out; it runs in worker processes), :func:`write_patterns` writes one
+batch per transaction. Inserts skip (structure, recipe) pairs that already exist, so re-runs and
+concurrent runs are idempotent, and a killed run loses at most its unfinished batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+import numpy as np
+from sqlalchemy import Connection, exists, insert, select
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.ingest.xrd.engine import Pattern
+from xtalbase.schema import Structure, XrdPattern, XrdPeak, XrdRecipe
+from xtalbase.schema.arrays import pack
+
+if TYPE_CHECKING:
+    from xtalbase.platform.database import Database
+
+DEFAULT_BATCH = 2000
+#: Bound on ids per ``IN (...)`` list (SQLite's variable limit is 32766; PostgreSQL's 65535).
+ID_CHUNK = 5000
+
+
+def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = None, *, structure_ids: Sequence[int] | None = None,
+                    workers: int = 1, batch_size: int = DEFAULT_BATCH, hkl: bool = False, progress: Any = None) -> dict[str, Any]:
+    """Compute and store patterns (and ``xrd_peaks`` rows) for structures that lack one for ``recipe``.
+
+    Parameters
+    ----------
+    recipe : XrdRecipe or dict, optional
+        A stored recipe, or keyword arguments of :func:`get_or_create_recipe` (``radiation``,
+        ``wavelength``, ``two_theta``, ``merge_tol``...); default Cu Kα, 2θ 0-90°.
+    structure_ids : sequence of int, optional
+        Only these structures (default: every structure in the database).
+    workers : int
+        Worker processes computing batches (the parent writes).
+    batch_size : int
+        Structures per computed and written batch.
+    hkl : bool
+        Also store ``hkl_families`` per peak.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each written batch.
+
+    Returns
+    -------
+    dict
+        ``run_id``, ``recipe_id``, ``recipe_hash``, ``missing`` (found without a pattern),
+        ``computed`` (patterns written), ``failed`` (list of ``{"structure_id", "reason"}``), ``seconds``.
+    """
+    from xtalbase.ingest.xrd.recipe import get_or_create_recipe, recipe_options
+    from xtalbase.platform.executors import get_executor
+
+    db.require_schema()
+    with db.session() as s:
+        if isinstance(recipe, XrdRecipe):
+            rec = s.get(XrdRecipe, recipe.id)
+        else:
+            rec = get_or_create_recipe(s, **(recipe or {}))
+        s.commit()
+        recipe_id, recipe_hash, options = rec.id, rec.hash, recipe_options(rec)
+    params = {"recipe_id": recipe_id, "recipe_hash": recipe_hash, "workers": workers, "batch_size": batch_size, "hkl": hkl,
+              "structure_ids": len(structure_ids) if structure_ids is not None else "all"}
+    t0 = time.perf_counter()
+    with db.run("xrd", params) as run:
+        run.link("input", "xrd_recipe", recipe_id, recipe_hash)
+        todo = missing_structure_ids(db, recipe_id, structure_ids)
+        summary: dict[str, Any] = {"run_id": run.id, "recipe_id": recipe_id, "recipe_hash": recipe_hash, "missing": len(todo),
+                                   "computed": 0, "failed": []}
+        executor = get_executor(workers)
+        try:
+            done = 0
+            for ids, payload in _results(executor, db, todo, batch_size, options, hkl, workers):
+                patterns, failures = payload
+                with db.engine.begin() as conn:
+                    summary["computed"] += write_patterns(conn, run.id, recipe_id, ids, patterns)
+                summary["failed"].extend(failures)
+                done += len(ids) + len(failures)
+                if progress is not None:
+                    progress(done, len(todo))
+        finally:
+            executor.shutdown()
+        summary["seconds"] = round(time.perf_counter() - t0, 3)
+        run.summary = {k: v for k, v in summary.items() if k != "failed"} | {"failed": summary["failed"][:100], "n_failed": len(summary["failed"])}
+    return summary
+
+
+def missing_structure_ids(db: "Database", recipe_id: int, structure_ids: Sequence[int] | None = None) -> list[int]:
+    """Ids (ascending) of structures without a pattern for ``recipe_id``, optionally among ``structure_ids``."""
+    has_pattern = exists().where(XrdPattern.structure_id == Structure.id, XrdPattern.recipe_id == recipe_id)
+    stmt = select(Structure.id).where(~has_pattern).order_by(Structure.id)
+    with db.session() as s:
+        if structure_ids is None:
+            return list(s.scalars(stmt))
+        wanted = sorted({int(i) for i in structure_ids})
+        found: list[int] = []
+        for lo in range(0, len(wanted), ID_CHUNK):
+            found.extend(s.scalars(stmt.where(Structure.id.in_(wanted[lo:lo + ID_CHUNK]))))
+        return sorted(found)
+
+
+def load_structure_arrays(db: "Database", ids: Sequence[int]) -> list[tuple[int, tuple]]:
+    """``(id, (cell, numbers, frac_coords, occupancy or None))`` of stored structures, decoded from the array columns.
+
+    Disordered structures (``site_occupancies``) become one entry per (site, element) with its occupancy.
+    """
+    from ase.data import atomic_numbers
+
+    from xtalbase.platform.convert import row_arrays
+
+    cols = (Structure.id, Structure.nsites, Structure.cell, Structure.numbers, Structure.frac_coords, Structure.site_occupancies)
+    out = []
+    with db.session() as s:
+        for lo in range(0, len(ids), ID_CHUNK):
+            for row in s.execute(select(*cols).where(Structure.id.in_(list(ids[lo:lo + ID_CHUNK]))).order_by(Structure.id)):
+                cell, numbers, frac = row_arrays(row)
+                occ = None
+                if row.site_occupancies:
+                    z, f, occ_list = [], [], []
+                    for site, species in enumerate(row.site_occupancies):
+                        for element, amount in species.items():
+                            z.append(atomic_numbers[element])
+                            f.append(frac[site])
+                            occ_list.append(float(amount))
+                    numbers, frac, occ = np.array(z), np.array(f), np.array(occ_list)
+                out.append((row.id, (cell, numbers, frac, occ)))
+    return out
+
+
+def compute_chunk(items: list[tuple[int, tuple]], options: dict[str, Any], hkl: bool = False) -> tuple[list[int], tuple[list[Pattern], list[dict]]]:
+    """Pure: patterns of ``items`` (from :func:`load_structure_arrays`); structures the engine rejects are reported, not raised."""
+    from xtalbase.ingest.xrd import compute_xrd
+    from xtalbase.ingest.xrd.tables import scattering_table
+
+    _, known = scattering_table()
+    good, failures = [], []
+    for sid, arrays in items:
+        numbers = np.asarray(arrays[1])
+        if len(numbers) == 0:
+            failures.append({"structure_id": sid, "reason": "structure has no sites"})
+        elif (numbers < 1).any() or (numbers >= len(known)).any() or not known[numbers].all():
+            bad = sorted({int(z) for z in numbers if not (0 < z < len(known) and known[z])})
+            failures.append({"structure_id": sid, "reason": f"no X-ray scattering factors for atomic number(s) {bad}"})
+        else:
+            good.append((sid, arrays))
+    if not good:
+        return [], ([], failures)
+    from xtalbase.platform.convert import StructureArrays
+
+    structures = []
+    for _, (cell, numbers, frac, occ) in good:
+        arrays = _Occupied(cell, numbers, frac, occ)
+        structures.append(arrays if occ is not None else StructureArrays(cell, numbers, frac))
+    patterns = compute_xrd(structures, hkl=hkl, **options)
+    return [sid for sid, _ in good], (patterns, failures)
+
+
+class _Occupied:
+    """Arrays with per-entry occupancy (what :func:`compute_xrd` reads from a disordered structure)."""
+
+    def __init__(self, cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, occupancy: np.ndarray) -> None:
+        self.cell, self.numbers, self.frac_coords, self.occupancy = cell, numbers, frac_coords, occupancy
+
+
+def write_patterns(conn: Connection, run_id: int | None, recipe_id: int, structure_ids: Sequence[int], patterns: Sequence[Pattern]) -> int:
+    """Insert computed patterns and their peak rows in the caller's transaction; existing (structure, recipe) pairs are skipped.
+
+    Returns the number of patterns inserted.
+    """
+    if not patterns:
+        return 0
+    rows = [pattern_row(p, kind="computed", structure_id=sid, recipe_id=recipe_id, run_id=run_id) for sid, p in zip(structure_ids, patterns)]
+    stmt = _insert_ignore(conn, XrdPattern.__table__, ("structure_id", "recipe_id")).returning(XrdPattern.id, XrdPattern.structure_id)
+    inserted = conn.execute(stmt, rows).all()
+    by_structure = dict(zip(structure_ids, patterns))
+    peak_rows = [r for pid, sid in inserted for r in peak_rows_of(by_structure[sid], pid, recipe_id, sid)]
+    if peak_rows:
+        conn.execute(insert(XrdPeak), peak_rows)
+    return len(inserted)
+
+
+def pattern_row(p: Pattern, **fields: Any) -> dict[str, Any]:
+    """Column values of an ``xrd_patterns`` row for ``p`` (peak arrays as float64 bytes)."""
+    return {"npeaks": len(p.two_theta), "two_theta": pack(p.two_theta), "intensity": pack(p.intensity), "d_spacing": pack(p.d_spacing),
+            "hkl_families": p.hkl_families, "wavelength": p.wavelength, **fields}
+
+
+def peak_rows_of(p: Pattern, pattern_id: int, recipe_id: int | None, structure_id: int | None) -> Iterator[dict[str, Any]]:
+    """``xrd_peaks`` rows of one pattern; rank 0 is the lowest 2θ."""
+    for rank, (tt, inten, d) in enumerate(zip(p.two_theta.tolist(), p.intensity.tolist(), p.d_spacing.tolist())):
+        yield {"pattern_id": pattern_id, "rank": rank, "recipe_id": recipe_id, "structure_id": structure_id,
+               "two_theta": tt, "intensity": inten, "d_spacing": d}
+
+
+def _insert_ignore(conn: Connection, table: Any, keys: tuple[str, ...]) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+def _results(executor: Any, db: "Database", todo: list[int], batch_size: int, options: dict[str, Any], hkl: bool,
+             workers: int) -> Iterable[tuple[list[int], tuple[list[Pattern], list[dict]]]]:
+    """Computed batches in order, keeping at most ``2 * workers`` batches in flight."""
+    if batch_size < 1:
+        raise XtalbaseError(f"batch size must be >= 1, got {batch_size}")
+    pending = []
+    for lo in range(0, len(todo), batch_size):
+        items = load_structure_arrays(db, todo[lo:lo + batch_size])
+        pending.append(executor.submit(compute_chunk, items, options, hkl))
+        if len(pending) >= max(2 * workers, 1):
+            yield pending.pop(0).result()
+    for future in pending:
+        yield future.result()

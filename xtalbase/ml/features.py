@@ -1,0 +1,139 @@
+"""XRD features for learning, computed from stored peak arrays (no diffraction physics is recomputed).
+
+* :func:`peaks11`: 2θ of the first 10 peaks from low angle plus the peak count (the crystal-system
+  study's descriptor); fewer than 10 peaks are padded with 0.
+* :func:`profile`: the stick pattern broadened on a fixed 2θ grid (Gaussian or pseudo-Voigt), float32.
+* :func:`load_xrd_features`: the feature matrix of many structures for one recipe, from one query per
+  few thousand ids.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from xtalbase.errors import XtalbaseError
+
+if TYPE_CHECKING:
+    from xtalbase.platform.database import Database
+
+#: Default profile grid: 2θ from 5° to 90° in 0.02° steps (4,251 points).
+DEFAULT_GRID = (5.0, 90.0, 0.02)
+#: Profile peaks are evaluated within this many FWHM of their centre (Gaussian tails are < 1e-15 there).
+PROFILE_WINDOW = 8.0
+ID_CHUNK = 5000
+
+
+def peaks11(two_theta: np.ndarray, intensity: np.ndarray, *, threshold: float = 0.0, n_peaks: int = 10) -> np.ndarray:
+    """``(n_peaks + 1,)`` float32: 2θ (degrees) of the first ``n_peaks`` peaks from low angle, then the peak count.
+
+    Peaks with ``intensity < threshold * max(intensity)`` are ignored (``threshold`` is a fraction in
+    [0, 1); 0 counts every reflection the engine reports). Padding rule: when fewer than ``n_peaks``
+    peaks remain, the missing positions are 0; the last entry is the number of peaks counted.
+    """
+    from xtalbase.ml.feature_recipe import peaks11_row
+
+    if not 0 <= threshold < 1:
+        raise XtalbaseError(f"peaks11 threshold is a fraction of the strongest peak in [0, 1), got {threshold}")
+    recipe = {"n_peaks": n_peaks, "min_intensity": 100.0 * threshold, "merge_tol": 0.0}
+    return peaks11_row(np.asarray(two_theta, dtype=float), np.asarray(intensity, dtype=float), recipe)
+
+
+def profile_grid(grid: tuple[float, float, float] = DEFAULT_GRID) -> np.ndarray:
+    """2θ points (degrees) of ``grid`` = (start, stop, step), stop included when on the grid."""
+    start, stop, step = (float(v) for v in grid)
+    if not step > 0 or stop <= start:
+        raise XtalbaseError(f"profile grid must be (start, stop, step) with stop > start and step > 0, got {grid}")
+    return start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1)
+
+
+def profile(two_theta: np.ndarray, intensity: np.ndarray, *, grid: tuple[float, float, float] = DEFAULT_GRID, fwhm: float = 0.2,
+            shape: str = "gaussian", eta: float = 0.5, normalize: bool = True) -> np.ndarray:
+    """The peaks broadened onto ``grid`` (2θ degrees), ``(npoints,)`` float32.
+
+    ``shape`` is ``"gaussian"`` or ``"pseudo-voigt"`` (``eta`` Lorentzian fraction, both parts with the
+    same ``fwhm`` in degrees). Each peak contributes ``intensity * shape(2θ - centre)`` with unit peak
+    height; the sum is scaled to a maximum of 1 unless ``normalize=False``.
+    """
+    x = profile_grid(grid)
+    tt = np.asarray(two_theta, dtype=float)
+    inten = np.asarray(intensity, dtype=float)
+    if not fwhm > 0:
+        raise XtalbaseError(f"fwhm must be positive (degrees), got {fwhm}")
+    if shape not in ("gaussian", "pseudo-voigt"):
+        raise XtalbaseError(f"profile shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
+    y = np.zeros(len(x))
+    start, step = x[0], x[1] - x[0] if len(x) > 1 else 1.0
+    # pseudo-Voigt's Lorentzian tails decay slowly: evaluate it on the whole grid; Gaussians only near their centre.
+    half = len(x) if shape == "pseudo-voigt" else int(np.ceil(PROFILE_WINDOW * fwhm / step))
+    offsets = np.arange(-half, half + 1)
+    centre = np.rint((tt - start) / step).astype(np.int64)
+    idx = centre[:, None] + offsets[None, :]
+    valid = (idx >= 0) & (idx < len(x))
+    dx = start + idx * step - tt[:, None]
+    sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
+    g = np.exp(-0.5 * (dx / sigma) ** 2)
+    if shape == "pseudo-voigt":
+        g = (1 - eta) * g + eta / (1 + (2 * dx / fwhm) ** 2)
+    np.add.at(y, idx[valid], (inten[:, None] * g)[valid])
+    if normalize and y.max() > 0:
+        y /= y.max()
+    return y.astype(np.float32)
+
+
+def load_patterns(db: "Database", structure_ids: Sequence[int], recipe_id: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{structure_id: (two_theta, intensity)}`` of the stored computed patterns of ``recipe_id``."""
+    from sqlalchemy import select
+
+    from xtalbase.schema import XrdPattern
+    from xtalbase.schema.arrays import unpack
+
+    ids = [int(i) for i in structure_ids]
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    cols = (XrdPattern.structure_id, XrdPattern.two_theta, XrdPattern.intensity)
+    with db.session() as s:
+        for lo in range(0, len(ids), ID_CHUNK):
+            stmt = select(*cols).where(XrdPattern.recipe_id == recipe_id, XrdPattern.structure_id.in_(ids[lo:lo + ID_CHUNK]))
+            for sid, tt, inten in s.execute(stmt):
+                out[sid] = (unpack(tt), unpack(inten))
+    return out
+
+
+def load_xrd_features(db: "Database", structure_ids: Sequence[int], recipe_id: int, kind: str = "peaks11",
+                      **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix of ``structure_ids`` for ``recipe_id`` from stored patterns.
+
+    ``kind`` is ``"peaks11"`` (params: ``threshold``, ``n_peaks``) or ``"profile"`` (params of
+    :func:`profile`). Returns ``X`` (n, n_features) float32 and ``ids`` (n,) int64: the requested
+    structures that have a pattern for the recipe, in the order given.
+    """
+    featurize = {"peaks11": peaks11, "profile": profile}.get(kind)
+    if featurize is None:
+        raise XtalbaseError(f"unknown XRD feature kind {kind!r}; choose peaks11 or profile")
+    found = load_patterns(db, structure_ids, recipe_id)
+    ids = np.array([int(i) for i in structure_ids if int(i) in found], dtype=np.int64)
+    rows = [featurize(*found[int(i)], **params) for i in ids]
+    width = len(featurize(np.zeros(0), np.zeros(0), **params))
+    X = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, width), dtype=np.float32)
+    return X, ids
+
+
+def default_recipe_id(db: "Database") -> int | None:
+    """Id of the default recipe (Cu Kα, 2θ 0-90°, pymatgen tolerances) when it is stored, else ``None``."""
+    from sqlalchemy import select
+
+    from xtalbase.ingest.xrd.recipe import recipe_hash, recipe_spec
+    from xtalbase.schema import XrdRecipe
+
+    with db.session() as s:
+        return s.scalars(select(XrdRecipe.id).where(XrdRecipe.hash == recipe_hash(recipe_spec()))).first()
+
+
+def peaks11_for_structures(db: "Database", structure_ids: Sequence[int], recipe_id: int | None = None) -> dict[int, np.ndarray]:
+    """``{structure_id: peaks11}`` for the structures with a pattern for ``recipe_id`` (default recipe when omitted)."""
+    recipe_id = recipe_id if recipe_id is not None else default_recipe_id(db)
+    if recipe_id is None:
+        return {}
+    X, ids = load_xrd_features(db, structure_ids, recipe_id, "peaks11")
+    return {int(i): x for i, x in zip(ids, X)}
