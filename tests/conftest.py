@@ -8,6 +8,7 @@ reason. ``XTALBASE_TEST_BACKENDS=sqlite`` limits a local run to one backend.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
@@ -62,8 +63,15 @@ def _pg_schema_url(schema: str) -> str:
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """URL of a new, empty database on each backend."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
+    with new_database_url(request.param, tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def new_database_url(backend: str, folder: Path) -> Iterator[str]:
+    """URL of a new, empty database on ``backend`` (a file in ``folder``, or a PostgreSQL schema dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'test.db'}"
         return
     reason = pg_unavailable_reason()
     if reason:

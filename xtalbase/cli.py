@@ -13,6 +13,7 @@ import typer
 from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
 from xtalbase.commands import ingest as ingest_commands
+from xtalbase.commands import query as query_commands
 from xtalbase.commands import runs as runs_commands
 from xtalbase.commands._common import AppState
 
@@ -50,6 +51,8 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(runs_commands.app, name="runs")
 app.command("ingest")(ingest_commands.ingest)
 app.add_typer(ingest_commands.quarantine_app, name="quarantine")
+app.command("query")(query_commands.query)
+app.command("sql")(query_commands.sql)
 
 
 def main(argv: list[str] | None = None) -> None:

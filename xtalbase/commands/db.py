@@ -33,3 +33,25 @@ def status(ctx: typer.Context, db: DbOpt = None, as_json: JsonOpt = False) -> No
     out.print(f"revision: {rev}" + (" (head)" if info["up_to_date"] else f" (head is {info['head']})"))
     if info["counts"]:
         print_table([{"table": k, "rows": v} for k, v in info["counts"].items()], ["table", "rows"])
+
+
+@app.command("grant-readonly")
+def grant_readonly(
+    ctx: typer.Context,
+    role: str = typer.Argument(..., help="PostgreSQL role to create or update."),
+    login: bool = typer.Option(False, "--login/--no-login", help="Let the role connect (asks for a password)."),
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create or update a PostgreSQL ROLE that can read every table and view and write nothing (PostgreSQL only)."""
+    from xtalbase.platform.sql import grant_readonly as grant
+
+    handle = open_db(ctx, db)
+    password = typer.prompt(f"password for {role}", hide_input=True, confirmation_prompt=True) if login and handle.backend == "postgresql" else None
+    info = grant(handle, role, login=login, password=password)
+    if as_json:
+        print_json(info)
+        return
+    verb = "created" if info["created"] else "updated"
+    console().print(f"{verb} read-only role {info['role']!r}: SELECT on {info['readable_relations']} tables/views in "
+                    f"schema {info['schema']!r}, no writes" + (", can log in" if info["login"] else " (NOLOGIN; GRANT it to users)"))

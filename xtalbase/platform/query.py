@@ -1,0 +1,205 @@
+"""The lazy query returned by ``db.query(filter, sort=, limit=)``.
+
+Nothing runs until a result is asked for: ``count()``, ``ids()``, ``frame()``
+(pandas, the columns of the ``v_structures`` view), ``structures()`` (pymatgen),
+``atoms()`` (ASE, with DFT results attached), ``pages(size)`` (any of those in
+chunks) and ``explain()`` (the SQL, or the database's plan for it).
+
+Examples
+--------
+>>> q = db.query('elements HAS ALL "Sr","Ti" AND nsites <= 5', sort="-_xtalbase_volume", limit=10)
+>>> q.count(), q.ids()[:3]
+>>> atoms = q.atoms()          # list of ase.Atoms, energy/forces via SinglePointCalculator
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Literal
+
+from sqlalchemy import Select, column, func, select, table
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.platform.convert import attach_calculation, batch_to_ase, batch_to_pymatgen, decode_batch
+from xtalbase.platform.optimade_filter import FilterError, compile_filter, sort_column
+from xtalbase.schema import Calculation, Structure
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from ase import Atoms
+    from pymatgen.core import Structure as PmgStructure
+
+    from xtalbase.platform.database import Database
+
+#: Columns of the ``v_structures`` view (created by migration 0005), in order.
+V_STRUCTURES_COLUMNS = (
+    "id", "formula_reduced", "formula_anonymous", "chemical_system", "elements", "nelements", "nsites",
+    "spacegroup_number", "spacegroup_symbol", "crystal_system", "a", "b", "c", "alpha", "beta", "gamma",
+    "volume", "density", "source_database", "source_external_id", "nsources", "exact_hash", "canonical_hash",
+    "created_at", "run_id",
+)
+v_structures = table("v_structures", *(column(c) for c in V_STRUCTURES_COLUMNS))
+
+PageKind = Literal["ids", "frame", "structures", "atoms"]
+
+
+class Query:
+    """Structures selected by an OPTIMADE filter, optionally sorted and limited; evaluated on demand.
+
+    Parameters
+    ----------
+    db : Database
+    filter : str, optional
+        OPTIMADE filter (see :mod:`xtalbase.platform.optimade_filter`); ``None`` selects everything.
+    sort : str, optional
+        A sortable field name (``nsites``, ``_xtalbase_density``, ...); prefix ``-`` for descending.
+        Ties and the default order are by structure id.
+    limit : int, optional
+        At most this many structures.
+
+    The filter and sort are checked when the query is made, so a bad filter
+    fails at ``db.query(...)`` with a :class:`FilterError` naming the position.
+    """
+
+    def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None) -> None:
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise XtalbaseError(f"limit must be a non-negative integer, got {limit!r}")
+        self.db = db
+        self.filter = filter
+        self.sort = sort
+        self.limit = limit
+        self.where = compile_filter(filter)
+        if sort:
+            col, descending = sort_column(sort)
+            first = col.desc() if descending else col.asc()
+            self._order = [first.nulls_last(), Structure.id.asc()]
+            self._sort_key: str | None = col.key
+            self._sort_desc = descending
+        else:
+            self._order = [Structure.id.asc()]
+            self._sort_key, self._sort_desc = None, False
+
+    def __repr__(self) -> str:
+        return f"Query(filter={self.filter!r}, sort={self.sort!r}, limit={self.limit!r})"
+
+    # ------------------------------------------------------------------ statements
+    def statement(self, *columns: Any) -> Select:
+        """The SELECT of ``columns`` (default: ``structures.id``) for this filter, order and limit."""
+        stmt = select(*(columns or (Structure.id,))).where(self.where).order_by(*self._order)
+        return stmt.limit(self.limit) if self.limit is not None else stmt
+
+    def explain(self, plan: bool = False) -> str:
+        """The SQL this query runs (values inlined), or with ``plan=True`` the database's query plan for it."""
+        sql = str(self.statement().compile(dialect=self.db.engine.dialect, compile_kwargs={"literal_binds": True}))
+        if not plan:
+            return sql
+        prefix = "EXPLAIN QUERY PLAN " if self.db.backend == "sqlite" else "EXPLAIN "
+        with self.db.read_only_engine().connect() as conn:
+            rows = conn.exec_driver_sql(prefix + sql).all()
+        return "\n".join(" ".join(str(v) for v in (r[-1:] if self.db.backend == "sqlite" else r)) for r in rows)
+
+    # ------------------------------------------------------------------ results
+    def count(self) -> int:
+        """How many structures match (after ``limit``)."""
+        if self.limit is None:
+            stmt = select(func.count()).select_from(Structure).where(self.where)
+        else:
+            stmt = select(func.count()).select_from(self.statement().subquery())
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def ids(self) -> list[int]:
+        """Structure ids in query order."""
+        with self.db.engine.connect() as conn:
+            return list(conn.execute(self.statement()).scalars())
+
+    def frame(self) -> "pd.DataFrame":
+        """A pandas ``DataFrame`` with the ``v_structures`` columns, one row per structure, in query order."""
+        import pandas as pd
+
+        stmt = select(v_structures).where(v_structures.c.id.in_(self.statement()))
+        if self._sort_key is not None:
+            key = v_structures.c[self._sort_key]
+            stmt = stmt.order_by((key.desc() if self._sort_desc else key.asc()).nulls_last())
+        stmt = stmt.order_by(v_structures.c.id)
+        with self.db.engine.connect() as conn:
+            result = conn.execute(stmt)
+            return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+    def structures(self) -> list["PmgStructure"]:
+        """pymatgen ``Structure`` objects in query order (disordered sites keep their occupancies)."""
+        return self._load(self.statement(*_ARRAY_COLUMNS, Structure.site_occupancies), "structures")
+
+    def atoms(self, calculations: bool = True) -> list["Atoms"]:
+        """Periodic ASE ``Atoms`` in query order; ``info["xtalbase_id"]`` is the structure id.
+
+        With ``calculations`` (default), a structure that has a DFT calculation gets
+        its newest one attached as a ``SinglePointCalculator`` (energy eV, forces
+        eV/Å, stress eV/Å³ in ASE's sign convention).
+        """
+        return self._load(self.statement(*_ARRAY_COLUMNS), "atoms", calculations)
+
+    def pages(self, size: int = 1000, kind: PageKind = "ids") -> Iterator[Any]:
+        """Iterate over the result ``size`` structures at a time, each page as ``kind``.
+
+        The default order pages by id (keyset, so each page is one index range);
+        a sorted query pages by offset.
+        """
+        if size <= 0:
+            raise XtalbaseError(f"page size must be positive, got {size}")
+        done, last_id = 0, None
+        while self.limit is None or done < self.limit:
+            n = size if self.limit is None else min(size, self.limit - done)
+            page = Query.__new__(Query)
+            page.__dict__.update(self.__dict__)
+            page.limit = n
+            if self._sort_key is None:
+                page.where = self.where if last_id is None else (self.where & (Structure.id > last_id))
+                page_ids = page.ids()
+            else:
+                page_ids = []
+                page_stmt = self.statement().limit(n).offset(done)
+                with self.db.engine.connect() as conn:
+                    page_ids = list(conn.execute(page_stmt).scalars())
+                page.where = Structure.id.in_(page_ids)
+            if not page_ids:
+                return
+            yield page_ids if kind == "ids" else getattr(page, kind)()
+            done += len(page_ids)
+            last_id = page_ids[-1]
+            if len(page_ids) < n:
+                return
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, stmt: Select, kind: str, calculations: bool = False) -> list[Any]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+            calcs = self._calculations(conn) if calculations and rows else {}
+        if not rows:
+            return []
+        ids, nsites, cells, numbers, fracs = (list(c) for c in zip(*(r[:5] for r in rows)))
+        batch = decode_batch(nsites, cells, numbers, fracs)
+        if kind == "structures":
+            out = batch_to_pymatgen(batch, [r[5] for r in rows])
+            for sid, s in zip(ids, out):
+                s.properties["xtalbase_id"] = sid
+            return out
+        atoms = batch_to_ase(batch)
+        for sid, a in zip(ids, atoms):
+            a.info["xtalbase_id"] = sid
+            calc = calcs.get(sid)
+            if calc is not None:
+                attach_calculation(a, *calc)
+        return atoms
+
+    def _calculations(self, conn: Any) -> dict[int, tuple]:
+        """Newest calculation (highest id) per selected structure: (energy, forces, stress, stress_unit)."""
+        stmt = (select(Calculation.structure_id, Calculation.energy, Calculation.forces, Calculation.stress,
+                       Calculation.stress_unit)
+                .where(Calculation.structure_id.in_(self.statement()))
+                .order_by(Calculation.structure_id, Calculation.id))
+        return {r[0]: tuple(r[1:]) for r in conn.execute(stmt)}
+
+
+_ARRAY_COLUMNS = (Structure.id, Structure.nsites, Structure.cell, Structure.numbers, Structure.frac_coords)
+
+__all__ = ["FilterError", "Query", "V_STRUCTURES_COLUMNS", "v_structures"]
