@@ -15,6 +15,8 @@ from xtalbase.commands import demo as demo_commands
 from xtalbase.commands import ingest as ingest_commands
 from xtalbase.commands import query as query_commands
 from xtalbase.commands import runs as runs_commands
+from xtalbase.commands import dataset as dataset_commands
+from xtalbase.commands import split as split_commands
 from xtalbase.commands._common import AppState
 
 app = typer.Typer(
@@ -51,6 +53,8 @@ app.add_typer(db_commands.app, name="db")
 app.add_typer(runs_commands.app, name="runs")
 app.command("ingest")(ingest_commands.ingest)
 app.add_typer(ingest_commands.quarantine_app, name="quarantine")
+app.add_typer(split_commands.app, name="split")
+app.add_typer(dataset_commands.app, name="dataset")
 app.command("query")(query_commands.query)
 app.command("sql")(query_commands.sql)
 
