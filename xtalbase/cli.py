@@ -15,6 +15,7 @@ from xtalbase.commands import demo as demo_commands
 from xtalbase.commands import ingest as ingest_commands
 from xtalbase.commands import query as query_commands
 from xtalbase.commands import runs as runs_commands
+from xtalbase.commands import xrd as xrd_commands
 from xtalbase.commands import dataset as dataset_commands
 from xtalbase.commands import split as split_commands
 from xtalbase.commands._common import AppState
@@ -55,6 +56,7 @@ app.command("ingest")(ingest_commands.ingest)
 app.add_typer(ingest_commands.quarantine_app, name="quarantine")
 app.add_typer(split_commands.app, name="split")
 app.add_typer(dataset_commands.app, name="dataset")
+app.add_typer(xrd_commands.app, name="xrd")
 app.command("query")(query_commands.query)
 app.command("sql")(query_commands.sql)
 
