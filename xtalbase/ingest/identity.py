@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
@@ -65,7 +66,12 @@ def symmetry(cell: np.ndarray, frac_coords: np.ndarray, labels: list[str], sympr
 
     kinds = {label: i + 1 for i, label in enumerate(sorted(set(labels)))}
     types = np.array([kinds[label] for label in labels], dtype=np.intc)
-    dataset = spglib.get_symmetry_dataset((cell, frac_coords, types), symprec=symprec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its old error handling
+        try:
+            dataset = spglib.get_symmetry_dataset((cell, frac_coords, types), symprec=symprec)
+        except Exception:  # noqa: BLE001 - newer spglib raises SpglibError where older returned None
+            dataset = None
     if dataset is None:
         return None
     n_primitive = len(set(np.asarray(dataset.mapping_to_primitive).tolist()))

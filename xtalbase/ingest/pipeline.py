@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from sqlalchemy import select, union_all
+from sqlalchemy import select
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.formats import FORMATS, detect_format
 from xtalbase.ingest.identity import DEFAULT_SYMPREC
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
 from xtalbase.ingest.validate import ValidationOptions
-from xtalbase.ingest.writer import QUARANTINE, SOURCES, FileInfo, write_batch
+from xtalbase.ingest.writer import SOURCES, FileInfo, write_batch
 from xtalbase.platform.executors import get_executor
 
 if TYPE_CHECKING:
@@ -188,13 +188,16 @@ def _flush(db: "Database", run_id: int, pending: list, report: IngestReport, rea
 
 
 def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
-    """Locators already stored (as sources or quarantine rows) per file hash: skipped on a re-run."""
+    """Locators already stored as sources per file hash: skipped on a re-run.
+
+    Quarantined records are read again: a later run may use other options
+    (``allow_disorder``) that accept them; their quarantine row is not duplicated.
+    """
     out: dict[str, set[str]] = {}
     with db.engine.connect() as conn:
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
-            stmt = union_all(select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(SOURCES.c.file_hash.in_(chunk)),
-                             select(QUARANTINE.c.file_hash, QUARANTINE.c.record_locator).where(QUARANTINE.c.file_hash.in_(chunk)))
+            stmt = select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(SOURCES.c.file_hash.in_(chunk))
             for h, loc in conn.execute(stmt):
                 out.setdefault(h, set()).add(loc)
     return out

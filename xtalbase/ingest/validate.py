@@ -20,6 +20,8 @@ Problem = Optional[tuple[str, str]]
 #: Denominators of special (symmetry-fixed) fractional coordinates: k/n for these n.
 SPECIAL_DENOMINATORS = (1, 2, 3, 4, 6, 8, 12)
 _UNCERTAINTY = re.compile(r"\(\d+\)$")
+#: A coordinate this close to k/n is read as meant to be on that special position.
+NEAR_SPECIAL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -111,14 +113,17 @@ def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
     near-special values whose digits cannot be exact (``0.333``, ``0.67``) need
     ``special_decimals``; every other value needs ``min_coord_decimals``.
     """
+    stripped = text.strip()
     try:
-        value = float(_UNCERTAINTY.sub("", text.strip())) % 1.0
+        value = float(_UNCERTAINTY.sub("", stripped)) % 1.0
     except ValueError:
         return False
     ndec = decimals(text)
+    if _UNCERTAINTY.search(stripped):  # a refined (free) parameter with its standard uncertainty
+        return ndec < opts.min_coord_decimals
     for n in SPECIAL_DENOMINATORS:
         k = round(value * n)
-        if abs(value - k / n) < 2e-3:
+        if abs(value - k / n) < NEAR_SPECIAL:
             exact = Fraction(k, n)
             written_exactly = (exact * 10**ndec).denominator == 1 and abs(value - k / n) < 10.0 ** -(ndec + 1)
             return not written_exactly and ndec < opts.special_decimals

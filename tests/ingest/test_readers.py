@@ -1,0 +1,141 @@
+"""Every registered reader on real fixture files, and format detection (one test per format, ASE style)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.ingest.helpers import BAD, CIF, DATA
+from xtalbase.ingest import FORMATS, detect_format, read_structures
+from xtalbase.ingest.records import ReadError, Record
+
+REAL_FILES = {
+    "cif": CIF / "1100108.cif",
+    "poscar": DATA / "poscar" / "POSCAR-78",
+    "extxyz": DATA / "extxyz" / "sic_dft.xyz",
+    "cdvae_csv": DATA / "perov5_head.csv",
+    "vasprun": DATA / "vasp" / "io" / "vasprun.xml.gz",
+    "outcar": DATA / "vasp" / "io" / "OUTCAR.gz",
+    "mlip_json": DATA / "mlip" / "mlearn_Mo_test_first3.json",
+}
+
+
+def test_every_format_has_a_real_fixture_or_a_generated_one():
+    assert set(FORMATS) - {"pmg_json"} == set(REAL_FILES)
+
+
+@pytest.mark.parametrize("fmt", sorted(REAL_FILES))
+def test_reader_reads_real_file_and_detects_its_format(fmt):
+    path = REAL_FILES[fmt]
+    assert detect_format(path) == fmt
+    records = list(read_structures(path))
+    assert records and all(isinstance(r, Record) for r in records), [getattr(r, "message", r) for r in records]
+    for r in records:
+        assert r.cell.shape == (3, 3) and r.frac_coords.shape == (len(r.species), 3)
+        assert abs(np.linalg.det(r.cell)) > 1.0
+    assert len({r.locator for r in records}) == len(records)
+
+
+def test_pmg_json_round_trip(tmp_path):
+    from pymatgen.io.cif import CifParser
+
+    structure = CifParser(CIF / "CaTiO3.cif").parse_structures(primitive=False)[0]
+    path = tmp_path / "catio3.json"
+    path.write_text(structure.to_json())
+    assert detect_format(path) == "pmg_json"
+    (record,) = read_structures(path)
+    assert np.allclose(record.cell, structure.lattice.matrix)
+    assert [next(iter(s)) for s in record.species] == [site.specie.symbol for site in structure]
+
+
+def test_multiblock_cif_gives_one_record_per_block():
+    records = list(read_structures(CIF / "multiblock_Ti_TiO.cif"))
+    assert len(records) == 2 and all(isinstance(r, Record) for r in records)
+    assert records[0].locator != records[1].locator and all(r.locator.startswith("block=") for r in records)
+    assert {el for r in records for occ in r.species for el in occ} == {"Ti", "O"}
+
+
+def test_cif_with_symmetry_operations_is_expanded():
+    (record,) = read_structures(CIF / "CaTiO3.cif")
+    assert len(record.species) == 5  # Ca, Ti and 3 O generated from the symmetry operations
+    assert record.database == "COD" and record.external_id == "1011211"
+
+
+def test_cod_cif_names_its_database_and_id():
+    (record,) = read_structures(CIF / "1100108.cif")
+    assert record.database == "COD" and record.external_id == "1100108"
+
+
+def test_csv_columns_become_id_and_properties():
+    records = list(read_structures(DATA / "perov5_head.csv"))
+    assert len(records) == 20
+    first = records[0]
+    assert first.external_id == "3961" and first.locator == "row=0"
+    assert first.properties["heat_ref"] == pytest.approx(1.4383314936574307)
+    assert first.properties["formula"] == "TiOsOFN" and "cif" not in first.properties
+
+
+def test_poscar_element_names_from_comment_line_and_site_labels():
+    (from_comment,) = read_structures(DATA / "poscar" / "POSCAR-012")
+    assert {el for occ in from_comment.species for el in occ} == {"Li", "Mn", "O"}
+    (from_labels,) = read_structures(DATA / "poscar" / "POSCAR-195")
+    assert {el for occ in from_labels.species for el in occ} == {"Na", "Co", "N", "O"}
+
+
+def test_poscar_without_any_element_names_is_refused():
+    (error,) = read_structures(DATA / "poscar" / "POSCAR-11")
+    assert isinstance(error, ReadError) and error.reason == "unknown_element"
+
+
+def test_vasprun_final_step_by_default_and_every_step_on_request():
+    path = REAL_FILES["vasprun"]
+    (last,) = read_structures(path)
+    steps = list(read_structures(path, all_steps=True))
+    assert len(steps) == 3 and steps[-1].locator == last.locator == "ionic_step=2"
+    calc = last.calculation
+    assert calc.code == "VASP" and calc.code_version == "6.4.2" and calc.stress_unit == "kBar"
+    assert calc.parameters["potcar_titles"] == ["PAW_PBE Si 05Jan2001"]
+    assert calc.forces.shape == (2, 3) and calc.stress.shape == (3, 3) and calc.converged is True
+    assert calc.parameters["incar"]["NELM"] == 100 and calc.parameters["kpoints"]["kpts"]
+
+
+def test_outcar_and_vasprun_of_one_run_agree():
+    (from_xml,) = read_structures(REAL_FILES["vasprun"])
+    (from_outcar,) = read_structures(REAL_FILES["outcar"])
+    a, b = from_xml.calculation, from_outcar.calculation
+    assert a.energy == pytest.approx(b.energy, abs=1e-5)
+    assert np.allclose(a.forces, b.forces, atol=1e-4)
+    assert np.allclose(a.stress, b.stress, atol=1e-3)  # both kBar in VASP's sign
+
+
+def test_extxyz_frames_carry_energy_forces_stress():
+    frames = list(read_structures(REAL_FILES["extxyz"]))
+    assert len(frames) == 8
+    calc = frames[0].calculation
+    assert calc.energy == pytest.approx(-131.2208143780268)
+    assert calc.forces.shape == (len(frames[0].species), 3) and calc.stress.shape == (3, 3) and calc.stress_unit == "eV/Å^3"
+
+
+def test_mlip_entries_are_calculations_with_kbar_stress():
+    records = list(read_structures(DATA / "mlip" / "snap_Mo_AIMD_first2.json"))
+    assert len(records) == 2
+    calc = records[0].calculation
+    assert calc.energy == pytest.approx(-583.01041526) and calc.stress_unit == "kBar"
+    assert calc.stress[0, 0] == pytest.approx(22.30216879) and calc.parameters["group"] == "Mo"
+
+
+def test_truncated_vasprun_is_a_truncated_file():
+    (error,) = read_structures(BAD / "vasprun_truncated.xml")
+    assert isinstance(error, ReadError) and error.reason == "truncated_file"
+    (real,) = read_structures(DATA / "vasp" / "truncated" / "vasprun.xml")
+    assert real.reason == "truncated_file"
+    (outcar,) = read_structures(DATA / "vasp" / "truncated" / "OUTCAR")
+    assert outcar.reason == "truncated_file"
+
+
+def test_unknown_format_is_a_read_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("nothing crystalline here\n")
+    assert detect_format(path) is None
+    (error,) = read_structures(path)
+    assert error.reason == "parse_error" and "format" in error.message
