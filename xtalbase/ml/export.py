@@ -299,6 +299,8 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     from xtalbase.ingest.identity import DEFAULT_SYMPREC
     from xtalbase.ingest.matching import first_match, structure_of
     from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
+    from xtalbase.ingest.readers.cdvae_csv import ID_COLUMNS
+    from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
     from xtalbase.ingest.validate import ValidationOptions
     from xtalbase.ml.manifest import sha256_file
 
@@ -320,13 +322,15 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     report: dict[str, Any] = {"directory": str(directory), "rows": 0, "matched": 0, "matched_exact": 0,
                               "matched_canonical": 0, "by_fold": {}, "unmatched": [], "conflicts": [], "duplicates": 0}
     for fold, path in files:
-        items = prepare_unit(WorkUnit(str(path), "cdvae_csv"), options)
+        table = csv_rows(path)
+        items = prepare_unit(WorkUnit(str(path), "cdvae_csv", rows=table), options)
+        ids_of = {f"row={i}": next((r[c].strip() for c in ID_COLUMNS if (r.get(c) or "").strip()), None) for i, r in table}
         report["by_fold"][fold] = {"rows": len(items), "matched": 0}
         for item in items:
             report["rows"] += 1
             if progress:
                 progress(1)
-            where = {"file": path.name, "row": item.get("locator"), "material_id": (item.get("source") or {}).get("external_id")}
+            where = {"file": path.name, "row": item.get("locator"), "material_id": ids_of.get(item.get("locator"))}
             if item["kind"] != "record":
                 report["unmatched"].append({**where, "reason": f"unreadable: {item.get('reason')}: {item.get('message', '')[:200]}"})
                 continue

@@ -363,7 +363,7 @@ class SplitStore:
         """Group/stratum key per selected structure from a structure column or a source property."""
         if column == "prototype":
             return [prototype_key(a, n) for a, n in zip(rows["formula_anonymous"], rows["spacegroup_number"])]
-        if column in rows and column not in ("id", "created_at", "run_id", "exact_hash"):
+        if column in rows and column not in ("id", "created_at", "run_id"):
             values = rows[column]
         else:
             values = self._property_values(rows["id"], column)
@@ -381,7 +381,7 @@ class SplitStore:
             found = s.execute(stmt).all()
             if not found:
                 names = list(s.scalars(select(SourceProperty.name).distinct().order_by(SourceProperty.name).limit(30)))
-                columns = sorted(set(SCALAR_COLUMNS) - {"id", "created_at", "run_id", "exact_hash"}) + ["prototype"]
+                columns = sorted(set(SCALAR_COLUMNS) - {"id", "created_at", "run_id"}) + ["prototype"]
                 raise SplitError(f"unknown --by column {name!r}: not a structure column ({', '.join(columns)}) "
                                  f"nor a stored source property ({', '.join(names) or 'none stored'})")
         best: dict[int, tuple[int, Any]] = {}
