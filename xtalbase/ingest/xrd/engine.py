@@ -22,6 +22,7 @@ Every step is plain array code (exp, matmul, gather, sort) that maps one to one 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -92,6 +93,13 @@ class SiteBatch:
         return np.diff(self.offsets)
 
 
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def two_theta_to_g(two_theta: float, wavelength: float) -> float:
     """|g| in Å⁻¹ of a reflection at ``two_theta`` degrees (Bragg: |g| = 2 sin θ / λ)."""
     return 2 * math.sin(math.radians(two_theta / 2)) / wavelength
@@ -140,8 +148,10 @@ def compute_batch(
     slot, zslots = _element_slots(batch)
     rank = _rank_within_slot(batch, slot)
     ff_table = FormFactorTable(np.unique(batch.numbers), (max_r + SPHERE_TOL) ** 2 / 4, coeffs, dw)
-    refl = [_group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision)
-            for members in _groups(batch.nsites, zslots, bounds)]
+    # The matrices are small: one BLAS thread is fastest, and multi-threaded BLAS collapses on a busy machine.
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        refl = [_group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision)
+                for members in _groups(batch.nsites, zslots, bounds)]
     refl = [r for r in refl if r is not None]
     if refl:
         struct, hkls, g, intensity = (np.concatenate(parts) for parts in zip(*refl))
@@ -319,8 +329,9 @@ def _merge(struct, hkls, g, tth, intensity, nstruct, cells, merge_tol, scaled_to
     keys = np.round(tth / merge_tol).astype(np.int64)
     combined = struct * (int(keys.max(initial=0)) + 1) + keys
     if cells is not None:
-        # pymatgen's order inside a bin (|g|, then -h, -k, -l) fixes the order of the hkl families.
-        order = np.lexsort((-hkls[:, 2], -hkls[:, 1], -hkls[:, 0], g, combined))
+        # pymatgen's order inside a bin (|g|, then -h, -k, -l) fixes the order of the hkl families; |g| is
+        # rounded to 1e-12 Å⁻¹ so symmetry-equivalent reflections tie exactly and order by -h, -k, -l.
+        order = np.lexsort((-hkls[:, 2], -hkls[:, 1], -hkls[:, 0], np.round(g, 12), combined))
         hkls = hkls[order]
     else:
         order = np.argsort(combined, kind="stable")
