@@ -18,6 +18,9 @@ from tests.conftest import BACKENDS, TEST_DATA, new_database_url
 
 QUERY_DATA = TEST_DATA / "query"
 N_STRUCTURES = 62
+STRUCTURE_FOLDERS = ("perov5", "mp_cgcnn", "cod")
+#: 8 SiC DFT frames (energy, forces, stress) for calculation tests, ingested apart.
+CALC_FILE = QUERY_DATA / "calc" / "sic_dft.xyz"
 
 
 @dataclass
@@ -77,7 +80,7 @@ def qdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     with new_database_url(request.param, tmp_path_factory.mktemp("query")) as url:
         db = xtalbase.connect(url)
         db.init()
-        report = db.ingest([QUERY_DATA])
+        report = db.ingest([QUERY_DATA / name for name in STRUCTURE_FOLDERS])
         assert report.inserted == N_STRUCTURES, report
         yield db
         db.close()

@@ -72,19 +72,32 @@ def _structures_text(atoms: list[Any], fmt: str) -> str:
     buf = io.StringIO()
     if fmt == "poscar":
         for a in atoms:
-            write(buf, a, format="vasp", direct=True, label=f"xtalbase id={a.info['xtalbase_id']} {a.get_chemical_formula()}")
+            buf.write(_poscar(a))
+    elif fmt == "cif" and atoms:
+        raw = io.BytesIO()  # ASE's CIF writer wants a binary file
+        write(raw, atoms, format="cif")
+        return raw.getvalue().decode()
     elif atoms:
-        write(buf, atoms, format="cif" if fmt == "cif" else "extxyz")
+        write(buf, atoms, format="extxyz")
     return buf.getvalue()
 
 
-def _write_poscar_folder(atoms: list[Any], folder: Path) -> None:
+def _poscar(atoms: Any) -> str:
+    """POSCAR text whose comment line names the structure id and formula."""
+    import io
+
     from ase.io import write
 
+    buf = io.StringIO()
+    write(buf, atoms, format="vasp", direct=True)
+    body = buf.getvalue().split("\n", 1)[1]
+    return f"xtalbase id={atoms.info['xtalbase_id']} {atoms.get_chemical_formula()}\n{body}"
+
+
+def _write_poscar_folder(atoms: list[Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for a in atoms:
-        write(folder / f"{a.info['xtalbase_id']}.vasp", a, format="vasp", direct=True,
-              label=f"xtalbase id={a.info['xtalbase_id']} {a.get_chemical_formula()}")
+        (folder / f"{a.info['xtalbase_id']}.vasp").write_text(_poscar(a))
     sys.stderr.write(f"wrote {len(atoms)} POSCAR file(s) to {folder}\n")
 
 

@@ -468,7 +468,7 @@ class _ToSql:
     r_constant = r_non_string_value = r_value
 
     def r_not_implemented_string(self, c: list[Any]) -> Any:
-        raise FilterError("invalid filter: a quoted string cannot stand before the operator; write the property first")
+        raise FilterError("invalid filter: comparing two constants is not supported; put a property on one side")
 
     def r_comparison(self, c: list[Any]) -> Any:
         return c[0]
@@ -538,8 +538,10 @@ class _ToSql:
         values = c[-1] if isinstance(c[-1], list) else [c[-1]]
         return "set", (mode or "ALL", op, values)
 
-    def r_set_zip_op_rhs(self, c: list[Any]) -> Any:
+    def r_property_zip_addon(self, c: list[Any]) -> Any:
         raise FilterError("invalid filter: zipped HAS (a:b HAS x:y) is not supported; xtalbase has no list fields besides elements")
+
+    r_set_zip_op_rhs = r_property_zip_addon
 
     def r_length_op_rhs(self, c: list[Any]) -> tuple[str, tuple]:
         op = next((str(x) for x in c if getattr(x, "type", None) == "OPERATOR"), "=")
@@ -564,6 +566,8 @@ class _ToSql:
                 raise FilterError(_where(f"nperiodic_dimensions is a number, not {_show(value)}", prop.pos))
             return true() if _OPS[op](3, value) else false()  # every stored structure is 3D-periodic
         fld = self._field(prop)
+        if isinstance(value, _Prop):
+            self._field(value)  # an unknown name on the right is reported as such
         if prop.name == "id" and isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         return fld.compare(op, value, prop.pos)

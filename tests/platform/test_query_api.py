@@ -1,0 +1,146 @@
+"""The lazy Query: pandas, pymatgen and ASE results, DFT results on Atoms, pages, explain, XRD peak and energy filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.platform.test_query_fixtures import CALC_FILE, N_STRUCTURES, build_truth, qdb  # noqa: F401 - fixture
+from xtalbase.errors import XtalbaseError
+from xtalbase.platform.optimade_filter import FilterError
+from xtalbase.platform.query import V_STRUCTURES_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def truth(qdb):  # noqa: F811
+    return build_truth(qdb)
+
+
+def test_frame_has_view_columns_in_query_order(qdb, truth):  # noqa: F811
+    frame = qdb.query('elements HAS "O"', sort="-_xtalbase_density").frame()
+    assert list(frame.columns) == list(V_STRUCTURES_COLUMNS)
+    assert list(frame["id"]) == qdb.query('elements HAS "O"', sort="-_xtalbase_density").ids()
+    assert frame["density"].is_monotonic_decreasing
+    for row in frame.itertuples():
+        t = truth[row.id]
+        assert row.elements == ",".join(sorted(t.elements))
+        assert row.nsites == len(t.structure)
+        assert row.formula_reduced == t.structure.composition.reduced_formula
+        assert row.volume == pytest.approx(t.structure.volume, rel=1e-6)
+        assert row.density == pytest.approx(t.structure.density, rel=1e-3)  # ASE vs pymatgen atomic masses
+
+
+def test_structures_match_the_source_files(qdb, truth):  # noqa: F811
+    q = qdb.query("nsites < 10", sort="nsites")
+    structures = q.structures()
+    assert [s.properties["xtalbase_id"] for s in structures] == q.ids()
+    for s in structures:
+        ref = truth[s.properties["xtalbase_id"]].structure
+        assert s.composition == ref.composition
+        assert np.allclose(s.lattice.matrix, ref.lattice.matrix, atol=1e-6)
+        assert s.matches(ref, scale=False)
+
+
+def test_atoms_match_structures(qdb):  # noqa: F811
+    q = qdb.query("_xtalbase_source = \"MP\"")
+    atoms, structures = q.atoms(), q.structures()
+    assert len(atoms) == len(structures) == 24
+    for a, s in zip(atoms, structures):
+        assert a.info["xtalbase_id"] == s.properties["xtalbase_id"]
+        assert a.pbc.all() and a.calc is None
+        assert list(a.numbers) == [site.specie.Z for site in s]
+        assert np.allclose(a.positions, s.cart_coords, atol=1e-8)
+        assert np.allclose(a.cell[:], s.lattice.matrix)
+        a.positions += 0.1  # decoded arrays are writable copies
+        a.copy()
+
+
+def test_pages_cover_the_result_once(qdb):  # noqa: F811
+    every = qdb.query("nsites >= 5").ids()
+    pages = list(qdb.query("nsites >= 5").pages(size=7))
+    assert [i for p in pages for i in p] == every and all(len(p) <= 7 for p in pages)
+    limited = list(qdb.query("nsites >= 5", limit=10).pages(size=4))
+    assert [len(p) for p in limited] == [4, 4, 2]
+    sorted_pages = list(qdb.query(None, sort="-nsites").pages(size=25, kind="frame"))
+    assert [len(p) for p in sorted_pages] == [25, 25, 12]
+    nsites = [n for p in sorted_pages for n in p["nsites"]]
+    assert nsites == sorted(nsites, reverse=True)
+    atoms_pages = list(qdb.query("nsites < 4").pages(size=2, kind="atoms"))
+    assert sum(len(p) for p in atoms_pages) == qdb.query("nsites < 4").count()
+
+
+def test_explain_shows_parameters_inlined_and_a_plan(qdb):  # noqa: F811
+    q = qdb.query('elements HAS ALL "Fe","O" AND nsites < 20')
+    sql = q.explain()
+    assert "structure_elements" in sql and "'Fe'" in sql and "20" in sql
+    plan = q.explain(plan=True)
+    assert plan and ("structure_elements" in plan or "ix_" in plan or "Index" in plan or "Scan" in plan)
+
+
+def test_empty_filter_selects_everything_and_bad_arguments_fail(qdb):  # noqa: F811
+    assert qdb.query().count() == qdb.query("").count() == N_STRUCTURES
+    with pytest.raises(FilterError, match="cannot sort by 'elements'.*nsites"):
+        qdb.query(sort="elements")
+    with pytest.raises(XtalbaseError, match="limit"):
+        qdb.query(limit=-1)
+    with pytest.raises(XtalbaseError, match="page size"):
+        next(qdb.query().pages(0))
+
+
+def test_atoms_carry_dft_results_and_energy_filters(qdb):  # noqa: F811
+    from ase.io import read
+
+    report = qdb.ingest(CALC_FILE)
+    assert report.inserted == 8
+    frames = read(CALC_FILE, index=":")
+    atoms = qdb.query('_xtalbase_source = "extxyz"').atoms()
+    assert len(atoms) == 8
+    for a, ref in zip(atoms, frames):
+        assert a.get_potential_energy() == pytest.approx(ref.get_potential_energy())
+        assert np.allclose(a.get_forces(), ref.get_forces())
+        assert np.allclose(a.get_stress(), ref.get_stress())
+        assert np.allclose(a.positions, ref.positions, atol=1e-8)
+    per_atom = sorted(f.get_potential_energy() / len(f) for f in frames)
+    cut = (per_atom[2] + per_atom[3]) / 2
+    assert qdb.query(f"_xtalbase_energy_per_atom < {cut}").count() == 3
+    assert qdb.query(f"_xtalbase_energy_per_atom >= {cut} AND elements HAS ONLY \"Si\",\"C\"").count() == 5
+    assert qdb.query("_xtalbase_energy_per_atom IS KNOWN").count() == 8
+    assert qdb.query("_xtalbase_energy_per_atom IS UNKNOWN").count() == N_STRUCTURES
+    assert qdb.query("_xtalbase_energy < 0 AND _xtalbase_source = \"perov5\"").count() == 0
+    without = qdb.query('_xtalbase_source = "extxyz"').atoms(calculations=False)
+    assert all(a.calc is None for a in without)
+
+
+def test_xrd_peak_windows_match_stored_patterns(qdb):  # noqa: F811
+    from sqlalchemy import select
+
+    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.schema import XrdPattern
+    from xtalbase.schema.arrays import unpack
+
+    ids = qdb.query('_xtalbase_source = "COD" OR _xtalbase_source = "perov5"').ids()
+    result = compute_missing(qdb, structure_ids=ids)
+    assert result["computed"] == len(ids) == 38
+    with qdb.session() as s:
+        patterns = {p.structure_id: (unpack(p.two_theta), unpack(p.intensity)) for p in s.scalars(select(XrdPattern))}
+
+    def has_peak(sid, lo, hi, above):
+        tt, inten = patterns.get(sid, (np.array([]), np.array([])))
+        return bool(np.any((tt >= lo) & (tt <= hi) & (inten > above)))
+
+    one = "_xtalbase_xrd_peak_2theta >= 31 AND _xtalbase_xrd_peak_2theta <= 33 AND _xtalbase_xrd_peak_intensity > 50"
+    want = {sid for sid in patterns if has_peak(sid, 31, 33, 50)}
+    assert set(qdb.query(one).ids()) == want and 0 < len(want) < len(ids)
+    # two peaks: each parenthesised group is its own peak
+    two = f"({one}) AND (_xtalbase_xrd_peak_two_theta >= 44 AND _xtalbase_xrd_peak_two_theta <= 47 AND _xtalbase_xrd_peak_intensity > 20)"
+    want_two = {sid for sid in want if has_peak(sid, 44, 47, 20)}
+    assert set(qdb.query(two).ids()) == want_two
+    # the window binds to one peak: a strong peak elsewhere does not satisfy a weak window
+    loose = "_xtalbase_xrd_peak_2theta >= 31 AND _xtalbase_xrd_peak_2theta <= 33"
+    assert set(qdb.query(loose).ids()) == {sid for sid in patterns if has_peak(sid, 31, 33, -1)}
+    assert set(qdb.query(f"NOT ({one})").ids()) == set(qdb.query().ids()) - want
+    recipe = result["recipe_id"]
+    assert set(qdb.query(f"{one} AND _xtalbase_xrd_recipe_id = {recipe}").ids()) == want
+    assert qdb.query(f"{one} AND _xtalbase_xrd_recipe_id = {recipe + 1000}").count() == 0
+    d = "_xtalbase_xrd_peak_d_spacing > 2.8 AND _xtalbase_xrd_peak_d_spacing < 2.9 AND elements HAS \"O\""
+    assert qdb.query(d).count() >= 1
