@@ -157,9 +157,9 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)
                 done_files += len({i.path for i in infos if i.format != "cdvae_csv"})
-                if len(pending) >= batch_size:
-                    _flush(db, run.id, pending, report, reasons)
-                    pending = []
+                while len(pending) >= batch_size:  # exactly batch_size records per transaction
+                    _flush(db, run.id, pending[:batch_size], report, reasons)
+                    pending = pending[batch_size:]
                 if on_progress:
                     on_progress(done_files, len(files))
             _flush(db, run.id, pending, report, reasons)

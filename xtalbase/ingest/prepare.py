@@ -20,7 +20,7 @@ from xtalbase.schema.arrays import F8, U1, pack
 
 #: Quarantined records keep their text when at most this many characters; else only hash and size.
 MAX_RAW_TEXT = 65_536
-AMU_TO_G_PER_CM3 = 1.66053906660  # (amu / Å^3) -> g/cm^3
+AMU_TO_G_PER_CM3 = 1.66053906660  # (amu / Å^3) -> g/cm^3; masses are pymatgen's, as in Structure.density
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,16 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
     for occ in record.species:
         for el, amount in occ.items():
             elements[el] = elements.get(el, 0.0) + float(amount)
+    formulas = _formulas(elements)
+    weight = formulas.pop("weight")  # amu per cell
     row = {
         "exact_hash": exact_hash(cell, numbers, frac, occupancies),
         "canonical_hash": canonical_hash(labels, sym),
         "hash_version": HASH_VERSION,
-        **_formulas(elements),
+        **formulas,
         "nsites": len(record.species),
         **_lattice(cell),
-        "density": _mass(elements) * AMU_TO_G_PER_CM3 / abs(float(np.linalg.det(cell))),
+        "density": weight * AMU_TO_G_PER_CM3 / abs(float(np.linalg.det(cell))),
         "cell": pack(cell, F8), "numbers": pack(numbers, U1), "frac_coords": pack(frac, F8),
         "site_occupancies": occupancies,
         "spacegroup_number": sym.number if sym else None,
@@ -138,18 +140,12 @@ def _atomic_number(symbol: str) -> int:
     return atomic_numbers[symbol]
 
 
-def _mass(elements: dict[str, float]) -> float:
-    from ase.data import atomic_masses, atomic_numbers
-
-    return float(sum(atomic_masses[atomic_numbers[el]] * amount for el, amount in elements.items()))
-
-
 def _formulas(elements: dict[str, float]) -> dict[str, Any]:
     from pymatgen.core import Composition
 
     comp = Composition(elements)
     return {"formula_reduced": comp.reduced_formula, "formula_anonymous": comp.anonymized_formula,
-            "chemical_system": "-".join(sorted(elements)), "nelements": len(elements)}
+            "chemical_system": "-".join(sorted(elements)), "nelements": len(elements), "weight": float(comp.weight)}
 
 
 def _lattice(cell: np.ndarray) -> dict[str, float]:

@@ -2,8 +2,8 @@
 
 Database names, first that applies: ``--source``; the record's own tag
 (``_cod_database_code`` -> ``COD``, ``_database_code_ICSD`` -> ``ICSD``); the
-path (``mp-<n>`` file names or an ``mp_cgcnn`` folder -> ``MP``, ``perov5``,
-``spglib``, ``cod`` -> ``COD``, ``snap``/``mlearn`` -> ``mlip``); DFT formats ->
+path (``mp-<n>`` file names or an ``mp_cgcnn`` folder -> ``MP``; folder or file names
+starting ``perov5``, ``spglib``; ``cod_`` -> ``COD``, ``snap``/``mlearn`` -> ``mlip``); DFT formats ->
 ``vasp``/``extxyz``; else ``local``.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 _MP_ID = re.compile(r"^mp-\d+$|^mvc-\d+$")
-PATH_HINTS = (("mp_cgcnn", "MP"), ("perov5", "perov5"), ("spglib", "spglib"), ("cod_", "COD"), ("cod", "COD"),
+#: (prefix of a folder or file name, database name), first match wins.
+PATH_HINTS = (("mp_cgcnn", "MP"), ("perov5", "perov5"), ("spglib", "spglib"), ("cod_", "COD"),
               ("snap_", "mlip"), ("mlearn", "mlip"), ("mlip", "mlip"))
 FORMAT_DATABASES = {"vasprun": "vasp", "outcar": "vasp", "extxyz": "extxyz", "mlip_json": "mlip"}
 PROPERTIES_FILE = "properties.csv"
@@ -33,7 +34,7 @@ def database_for(path: Path, fmt: str, given: Optional[str], from_record: Option
         return "MP"
     parts = [p.lower() for p in path.parts]
     for hint, name in PATH_HINTS:
-        if any(p == hint or p.startswith(hint) for p in parts[:-1]):
+        if any(p.startswith(hint) for p in parts):
             return name
     return FORMAT_DATABASES.get(fmt, "local")
 

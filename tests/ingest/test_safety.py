@@ -1,0 +1,89 @@
+"""Crash safety and concurrency: a SIGKILLed ingest leaves whole batches and resumes; two ingests at once do not collide."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from tests.conftest import ROOT
+from tests.ingest.helpers import CIF, DATA, count
+from xtalbase.schema import Run, Source, SourceProperty, Structure
+
+BATCH = 40
+
+
+def _big_csv(tmp_path: Path, copies: int = 60) -> Path:
+    """The 20 real perov5 rows repeated under new material ids: 1,200 records of 20 distinct structures."""
+    csv.field_size_limit(sys.maxsize)
+    with open(DATA / "perov5_head.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    path = tmp_path / "perov5_repeated.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for k in range(copies):
+            for row in rows:
+                writer.writerow({**row, "material_id": f"{row['material_id']}-{k}"})
+    return path
+
+
+def _ingest_process(url: str, *paths: Path, batch: int = BATCH) -> subprocess.Popen:
+    code = ("import sys, xtalbase; db = xtalbase.connect(sys.argv[1]); "
+            f"print(db.ingest(sys.argv[2:], batch_size={batch}).to_dict())")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code, url, *map(str, paths)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_leaves_whole_batches_and_a_rerun_completes(db, tmp_path):
+    path = _big_csv(tmp_path)
+    proc = _ingest_process(db.url, path)
+    deadline = time.monotonic() + 120
+    while count(db, Source) < 2 * BATCH and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = count(db, Source)
+    assert stored % BATCH == 0 and 0 < stored < 1200, stored  # only whole batches survive
+    assert count(db, SourceProperty) == 5 * stored  # every stored source has all its properties
+    report = db.ingest(path, batch_size=BATCH)
+    assert report.read == 1200 and report.duplicates == 1200 - report.inserted
+    assert count(db, Source) == 1200 and count(db, Structure) == 20
+    with db.session() as s:
+        runs = {r.id: r for r in s.scalars(select(Run).where(Run.kind == "ingest"))}
+        dup = s.execute(select(Source.file_hash, Source.record_locator, func.count()).group_by(
+            Source.file_hash, Source.record_locator).having(func.count() > 1)).all()
+    killed = min(runs)
+    assert runs[killed].status == "failed" and "abandoned" in runs[killed].error
+    assert runs[report.run_id].status == "succeeded" and dup == []
+
+
+def test_two_ingests_of_overlapping_inputs_at_once(db, tmp_path):
+    path = _big_csv(tmp_path, copies=15)
+    shared_inputs = [CIF, path]
+    first = _ingest_process(db.url, *shared_inputs, DATA / "mp", batch=25)
+    second = _ingest_process(db.url, DATA / "poscar", *shared_inputs, batch=25)
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, [err[-2000:] for _, err in outs]
+    with db.session() as s:
+        dup_sources = s.execute(select(Source.file_hash, Source.record_locator).group_by(
+            Source.file_hash, Source.record_locator).having(func.count() > 1)).all()
+        dup_structures = s.execute(select(Structure.exact_hash).group_by(Structure.exact_hash).having(func.count() > 1)).all()
+        structures = s.scalar(select(func.count()).select_from(Structure))
+        sources = s.scalar(select(func.count()).select_from(Source))
+    assert dup_sources == [] and dup_structures == []
+    import xtalbase
+
+    reference = xtalbase.connect(f"sqlite:///{tmp_path / 'serial.db'}")
+    reference.init()
+    reference.ingest([*shared_inputs, DATA / "mp", DATA / "poscar"])
+    assert (structures, sources) == (count(reference, Structure), count(reference, Source))
+    reference.close()
