@@ -150,7 +150,7 @@ def compute_batch(
     ff_table = FormFactorTable(np.unique(batch.numbers), (max_r + SPHERE_TOL) ** 2 / 4, coeffs, dw)
     # The matrices are small: one BLAS thread is fastest, and multi-threaded BLAS collapses on a busy machine.
     with _blas_controller().limit(limits=1, user_api="blas"):
-        refl = [_group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision)
+        refl = [_group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision, hkl)
                 for members in _groups(batch.nsites, zslots, bounds)]
     refl = [r for r in refl if r is not None]
     if refl:
@@ -183,21 +183,24 @@ class FormFactorTable:
             if row is None or len(row) < npts:
                 s2 = np.arange(max(npts, 2 * len(row) if row is not None else npts)) * FF_STEP
                 self._rows[z] = z - 41.78214 * s2 * np.sum(coeffs[z, :, 0, None] * np.exp(-coeffs[z, :, 1, None] * s2), axis=0)
-        self.values = np.zeros((len(numbers) + 1, npts))  # row 0: padding slots, f = 0
-        for r, z in enumerate(numbers.tolist(), start=1):
-            self.values[r] = self._rows[z][:npts]
-        self.row = np.zeros(MAX_Z + 1, dtype=np.int64)
-        self.row[numbers] = np.arange(1, len(numbers) + 1)
+        # (s² point, element) layout: the E factors a reflection needs sit in one or two cache lines
+        self.values = np.zeros((npts, len(numbers) + 1))  # column 0: padding slots, f = 0
+        for col, z in enumerate(numbers.tolist(), start=1):
+            self.values[:, col] = self._rows[z][:npts]
+        self.col = np.zeros(MAX_Z + 1, dtype=np.int64)
+        self.col[numbers] = np.arange(1, len(numbers) + 1)
         self.dw = dw if dw.any() else None
 
     def lookup(self, z: np.ndarray, s2: np.ndarray) -> np.ndarray:
         """f for atomic numbers ``z`` (M, E) at ``s2`` (M,) Å⁻²; padding slots (z = 0) give 0."""
+        ncol = self.values.shape[1]
         pos = s2 / FF_STEP
-        i = np.minimum(pos.astype(np.int64), self.values.shape[1] - 2)
+        i = np.minimum(pos.astype(np.int64), self.values.shape[0] - 2)
         t = (pos - i)[:, None]
         flat = self.values.ravel()
-        base = self.row[z] * self.values.shape[1] + i[:, None]
-        f = flat[base] * (1 - t) + flat[base + 1] * t
+        base = i[:, None] * ncol + self.col[z]
+        lower = flat[base]
+        f = lower + (flat[base + ncol] - lower) * t
         if self.dw is not None:
             f = f * np.exp(-self.dw[z] * s2[:, None])
         return f
@@ -256,7 +259,7 @@ def _groups(nsites: np.ndarray, zslots: list[np.ndarray], bounds: np.ndarray) ->
     return groups
 
 
-def _group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision):
+def _group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision, with_hkl):
     """Structure factors of one padded group: (struct index, hkl, |g|, |F|²) of its half-space reflections.
 
     Sites are laid out element by element (block ``e`` holds up to ``count_e`` sites of each
@@ -320,7 +323,7 @@ def _group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_ta
         s_e = np.matmul(a[:, :, blk], ez[:, blk, :])  # (G, HK, 2L+1)
         fsum += f[:, e].astype(ctype, copy=False) * s_e[gi, hk_index, il]
     intensity = fsum.real.astype(float) ** 2 + fsum.imag.astype(float) ** 2
-    hkls = np.stack([hr[ih], kr[ik], lr[il]], axis=1)
+    hkls = np.stack([hr[ih], kr[ik], lr[il]], axis=1) if with_hkl else np.zeros((len(gi), 3), np.int64)
     return members[gi], hkls, g, intensity
 
 
