@@ -66,17 +66,25 @@ def check_k(k: int | None) -> int:
     return int(k)
 
 
-def unit_hash(keys: Iterable[str], seed: int, salt: str = "") -> np.ndarray:
-    """Map each key to a number in [0, 1), shape (n,) float64: blake2b-64 keyed with ``seed``.
+def hash_words(keys: Iterable[str], seed: int, salt: str = "") -> np.ndarray:
+    """64-bit keyed blake2b of each key, shape (n,) uint64: the same (seed, salt, key) gives the same word anywhere.
 
-    The same (seed, salt, key) gives the same number on any machine, in any order.
     About 0.6 µs per key (one C call each); 1,000,000 keys take about 0.6 s.
     """
     hkey = f"xtalbase-split:{int(seed)}:{salt}".encode()[:64]
     b2 = hashlib.blake2b
     blob = b"".join([b2(k.encode(), digest_size=8, key=hkey).digest() for k in keys])
-    words = np.frombuffer(blob, dtype="<u8")
+    return np.frombuffer(blob, dtype="<u8").astype(np.uint64)
+
+
+def to_unit(words: np.ndarray) -> np.ndarray:
+    """Map uint64 hash words to floats in [0, 1) (top 53 bits), shape unchanged."""
     return (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def unit_hash(keys: Iterable[str], seed: int, salt: str = "") -> np.ndarray:
+    """Map each key to a number in [0, 1), shape (n,) float64: blake2b-64 keyed with ``seed``."""
+    return to_unit(hash_words(keys, seed, salt))
 
 
 def largest_remainder(total: int, fractions: Sequence[float]) -> np.ndarray:
@@ -97,37 +105,54 @@ def stable_folds(u: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
     return np.searchsorted(cuts, u, side="right").astype(np.int64)
 
 
-def exact_folds(u: np.ndarray, fractions: Sequence[float], keys: Sequence[str] | np.ndarray | None = None) -> np.ndarray:
-    """Fold index (n,) int64 hitting the fractions exactly: sort members by (group ``u``, key), cut at counts.
+def exact_folds(u: np.ndarray, fractions: Sequence[float], groups: np.ndarray | None = None) -> np.ndarray:
+    """Fold index (n,) int64 hitting the fractions exactly: sort members by (``u``, group), cut at counts.
 
-    ``keys`` (n,) are group keys: members sharing a key (and hence ``u``) stay
-    together, and a group goes to the fold holding its middle member, so counts
-    are exact for singleton groups and within one group otherwise.
+    ``u`` (n,) are hash values (floats in [0, 1) or uint64 words); ``groups`` (n,) integer
+    group codes (see :func:`keyed_words`): members of one group share ``u`` and stay
+    together, and a group goes to the fold
+    holding its middle member, so counts are exact for singleton groups and within one
+    group otherwise.
     """
     n = len(u)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if keys is None:
-        order = np.argsort(u, kind="stable")
-        group_start = np.arange(n)
-        group_size = np.ones(n)
-        ranks = np.empty(n, dtype=np.int64)
-        ranks[order] = np.arange(n)
-        mid = ranks + 0.5
-    else:
-        keys = np.asarray(keys, dtype=object)
-        order = np.lexsort((keys, u))
-        sorted_keys = keys[order]
-        new_group = np.ones(n, dtype=bool)
-        new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        starts = np.flatnonzero(new_group)
-        sizes = np.diff(np.append(starts, n))
-        gid = np.cumsum(new_group) - 1
-        group_start, group_size = starts[gid], sizes[gid]
-        mid = np.empty(n, dtype=np.float64)
-        mid[order] = group_start + group_size / 2.0
+    if groups is None:
+        groups = np.arange(n)
+    order = np.lexsort((groups, u))
+    sorted_groups = groups[order]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = sorted_groups[1:] != sorted_groups[:-1]
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.append(starts, n))
+    gid = np.cumsum(new_group) - 1
+    mid = np.empty(n, dtype=np.float64)
+    mid[order] = starts[gid] + sizes[gid] / 2.0
     bounds = np.cumsum(largest_remainder(n, fractions))[:-1]
     return np.searchsorted(bounds, mid, side="right").astype(np.int64)
+
+
+def factorize(keys: Sequence[str], sort: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Integer code per key, shape (n,) int64, and the distinct keys (first-seen order, or sorted)."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(keys, dtype=object), sort=sort)
+    return codes.astype(np.int64), list(uniques)
+
+
+def keyed_words(keys: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hash word per member (n,) uint64, group code per member (n,) int64), hashing each distinct key once.
+
+    Codes follow first-seen order unless two distinct keys share a 64-bit word (odds about
+    n²/2^65); then they are renumbered in sorted key order, so sorting by (word, code)
+    never depends on row order.
+    """
+    codes, uniques = factorize(keys)
+    words = hash_words(uniques, seed)
+    if len(np.unique(words)) < len(words):
+        codes, uniques = factorize(keys, sort=True)
+        words = hash_words(uniques, seed)
+    return (words[codes] if len(codes) else np.zeros(0, dtype=np.uint64)), codes
 
 
 def assign(
@@ -202,33 +227,26 @@ def _check_length(name: str, values: object, n: int) -> None:
         raise SplitError(f"{name} has {len(values)} entries for {n} structures")  # type: ignore[arg-type]
 
 
-def _split_keys(keys: list[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
-    u = unit_hash(keys, seed)
+def _split_keys(keys: Sequence[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
+    words, codes = keyed_words(keys, seed)  # a group of ten members costs one hash, not ten
     if mode == "stable":
-        return stable_folds(u, fractions)
-    return exact_folds(u, fractions, keys)
+        return stable_folds(to_unit(words), fractions)
+    return exact_folds(words, fractions, codes)
 
 
 def _split_strata(strata: list[str], canonical: list[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
     keys = [s + _SEP + c for s, c in zip(strata, canonical)]
-    u = unit_hash(keys, seed)
     if mode == "stable":
-        return stable_folds(u, fractions)
+        return _split_keys(keys, fractions, seed, mode)
+    words, codes = keyed_words(keys, seed)
     out = np.empty(len(keys), dtype=np.int64)
-    codes = _codes(strata)
-    key_arr = np.asarray(keys, dtype=object)
-    by_stratum = np.argsort(codes, kind="stable")
-    starts = np.flatnonzero(np.diff(codes[by_stratum], prepend=-1))
+    stratum_codes, _ = factorize(strata)
+    by_stratum = np.argsort(stratum_codes, kind="stable")
+    starts = np.flatnonzero(np.diff(stratum_codes[by_stratum], prepend=-1))
     for idx in np.split(by_stratum, starts[1:]):
         # copies of one canonical structure in a stratum share a key and so a fold
-        out[idx] = exact_folds(u[idx], fractions, key_arr[idx])
+        out[idx] = exact_folds(words[idx], fractions, codes[idx])
     return out
-
-
-def _codes(labels: list[str]) -> np.ndarray:
-    """Integer code per label (first-seen order), shape (n,) int64."""
-    seen: dict[str, int] = {}
-    return np.fromiter((seen.setdefault(x, len(seen)) for x in labels), dtype=np.int64, count=len(labels))
 
 
 def prototype_key(formula_anonymous: str, spacegroup_number: int | None) -> str:
