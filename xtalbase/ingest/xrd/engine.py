@@ -174,10 +174,19 @@ class FormFactorTable:
     """
 
     _rows: dict[int, np.ndarray] = {}
+    _assembled: dict[tuple, np.ndarray] = {}
 
     def __init__(self, numbers: np.ndarray, s2_max: float, coeffs: np.ndarray, dw: np.ndarray) -> None:
         npts = int(s2_max / FF_STEP) + 3
         numbers = np.asarray(numbers, dtype=np.int64)
+        self.col = np.zeros(MAX_Z + 1, dtype=np.int64)
+        self.col[numbers] = np.arange(1, len(numbers) + 1)
+        self.dw = dw if dw.any() else None
+        key = (tuple(numbers.tolist()), npts)
+        cached = self._assembled.get(key)
+        if cached is not None:
+            self.values = cached
+            return
         for z in numbers.tolist():
             row = self._rows.get(z)
             if row is None or len(row) < npts:
@@ -187,9 +196,9 @@ class FormFactorTable:
         self.values = np.zeros((npts, len(numbers) + 1))  # column 0: padding slots, f = 0
         for col, z in enumerate(numbers.tolist(), start=1):
             self.values[:, col] = self._rows[z][:npts]
-        self.col = np.zeros(MAX_Z + 1, dtype=np.int64)
-        self.col[numbers] = np.arange(1, len(numbers) + 1)
-        self.dw = dw if dw.any() else None
+        if len(self._assembled) >= 8:  # a few recent element sets; a batch of a new set rebuilds in milliseconds
+            self._assembled.pop(next(iter(self._assembled)))
+        self._assembled[key] = self.values
 
     def lookup(self, z: np.ndarray, s2: np.ndarray) -> np.ndarray:
         """f for atomic numbers ``z`` (M, E) at ``s2`` (M,) Å⁻²; padding slots (z = 0) give 0."""
@@ -214,7 +223,9 @@ def _element_slots(batch: SiteBatch) -> tuple[np.ndarray, list[np.ndarray]]:
     uniq_owner = uniq // (MAX_Z + 1)
     first = np.searchsorted(uniq_owner, np.arange(len(batch)))
     slot = inverse - first[owner]
-    zslots = np.split(uniq % (MAX_Z + 1), first[1:])
+    zs = uniq % (MAX_Z + 1)
+    cuts = [*first.tolist(), len(zs)]
+    zslots = [zs[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
     return slot, zslots
 
 
@@ -238,22 +249,24 @@ def _groups(nsites: np.ndarray, zslots: list[np.ndarray], bounds: np.ndarray) ->
     box_hk = (bounds[:, 0] + 1) * (2 * bounds[:, 1] + 1)
     box_l = 2 * bounds[:, 2] + 1
     work = (nsites * box_hk * (1 + box_l) + box_hk * nel * box_l).astype(float)
+    dims = np.column_stack([nsites, nel, bounds]).tolist()
+    work_list = work.tolist()
     groups, current = [], []
-    pad = np.zeros(5, dtype=np.int64)
+    pad = (0, 0, 0, 0, 0)
     total = 0.0
     for i in order.tolist():
-        new_pad = np.maximum(pad, (nsites[i], nel[i], *bounds[i])) if current else np.array((nsites[i], nel[i], *bounds[i]))
-        n, e, h, k, l_ = new_pad.tolist()
+        row = dims[i]
+        n, e, h, k, l_ = (max(p, r) for p, r in zip(pad, row)) if current else row
         hk, ll = (h + 1) * (2 * k + 1), 2 * l_ + 1
         per = n * hk * (1 + ll) + hk * e * ll
         size = len(current) + 1
-        if current and (per * size > GROUP_WASTE * (total + work[i]) or per * size > GROUP_ENTRIES):
+        if current and (per * size > GROUP_WASTE * (total + work_list[i]) or per * size > GROUP_ENTRIES):
             groups.append(np.array(current))
             current, total = [], 0.0
-            new_pad = np.array((nsites[i], nel[i], *bounds[i]))
+            n, e, h, k, l_ = row
         current.append(i)
-        total += work[i]
-        pad = new_pad
+        total += work_list[i]
+        pad = (n, e, h, k, l_)
     if current:
         groups.append(np.array(current))
     return groups
