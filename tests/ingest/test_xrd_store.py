@@ -135,3 +135,20 @@ def test_cli_compute_recipes_show_and_plot(loaded, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     missing = runner.invoke(app, ["xrd", "show", "999999", "--db", db.url])
     assert missing.exit_code != 0 and "no structure with id 999999" in str(missing.exception)
+
+
+def test_disordered_structure_and_worker_processes(db):
+    from pymatgen.core import Structure as PmgStructure
+
+    cif = XRD_DATA / "disordered" / "1011100.cif"  # COD Ti0.88N0.88: partially occupied sites
+    report = db.ingest([cif], allow_disorder=True)
+    assert report.inserted == 1, report.to_dict()
+    db.ingest(sorted((XRD_DATA / "mp").glob("*.cif")))
+    summary = compute_missing(db, workers=2, batch_size=3)
+    assert summary["computed"] == 8 and summary["failed"] == []
+    with db.session() as s:
+        row = s.scalars(select(Structure).where(Structure.site_occupancies.is_not(None))).one()
+        stored = s.scalars(select(XrdPattern).where(XrdPattern.structure_id == row.id)).one()
+        (expected,) = xtalbase.compute_xrd([PmgStructure.from_file(cif)])
+        np.testing.assert_allclose(unpack(stored.two_theta), expected.two_theta, atol=1e-6)
+        np.testing.assert_allclose(unpack(stored.intensity), expected.intensity, atol=1e-6)
