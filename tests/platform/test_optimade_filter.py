@@ -25,7 +25,7 @@ def _sql(filter_: str, dialect=sqlite.dialect()) -> tuple[str, dict]:
 @pytest.mark.parametrize(
     "filter_, position, words",
     [
-        ('elements HAS ALL "Fe",, AND', 23, "unexpected character ','"),
+        ('elements HAS ALL "Fe",, AND', 23, "unexpected ','"),
         ("nsites <", 9, "ends too early"),
         ("nsites < 3 AND", 15, "ends too early"),
         ("Nsites = 3", 1, "lower case"),

@@ -386,11 +386,22 @@ def _element_values(values: list[Any], prop: _Prop) -> list[str]:
     return out
 
 
+#: Elements roughly by how many inorganic crystal structures contain them, commonest first. Only used to
+#: pick which element of ``HAS ALL`` drives the search (the rarest); answers never depend on it.
+COMMON_ELEMENTS = ("O", "Li", "F", "P", "S", "N", "Mn", "Fe", "Co", "Na", "Mg", "Si", "H", "C", "Se", "Cu", "V", "Ni",
+                   "K", "Ba", "Ca", "Sr", "Zn", "Cl", "Al", "Ti", "Cr", "B", "Te", "Ge", "Sn", "Bi", "Sb", "Ga", "In")
+
+
 def _has_all(elements: list[str]) -> ColumnElement[bool]:
-    if len(elements) == 1:
-        return Structure.id.in_(select(_SE.structure_id).where(_SE.element == elements[0]))
-    sub = (select(_SE.structure_id).where(_SE.element.in_(elements))
-           .group_by(_SE.structure_id).having(func.count() == len(elements)))
+    # Walk the (element, structure_id) index for the rarest element and probe the primary key
+    # (structure_id, element) for each other one: cost follows the rarest element, not the commonest.
+    rank = {el: i for i, el in enumerate(COMMON_ELEMENTS)}
+    ordered = sorted(elements, key=lambda el: -rank.get(el, len(COMMON_ELEMENTS)))
+    driver = _SE.__table__.alias("se_driver")
+    sub = select(driver.c.structure_id).where(driver.c.element == ordered[0])
+    for i, el in enumerate(ordered[1:]):
+        other = _SE.__table__.alias(f"se_{i}")
+        sub = sub.where(select(other.c.structure_id).where(other.c.structure_id == driver.c.structure_id, other.c.element == el).exists())
     return Structure.id.in_(sub)
 
 
@@ -620,16 +631,19 @@ GRAMMAR_VERSION = (1, 2, 0)
 
 @functools.cache
 def _parser() -> Any:
-    """The OPTIMADE grammar file shipped by the ``optimade`` package, loaded as its ``LarkParser`` does.
+    """A parser for the OPTIMADE grammar file shipped by the ``optimade`` package.
 
-    Positions are propagated so that ``TRUE``/``FALSE`` (anonymous tokens the
-    tree drops) can be read back from the filter text.
+    ``optimade``'s own ``LarkParser`` loads the same file with lark's Earley
+    algorithm; the grammar is LALR(1) without conflicts, and lark's LALR parser
+    gives the same trees about 25 times faster (under 1 ms a filter), which
+    matters when a filter must answer in milliseconds. Positions are propagated
+    so that ``TRUE``/``FALSE`` (anonymous tokens the tree drops) can be read back.
     """
     from lark import Lark
     from optimade.filterparser.lark_parser import AVAILABLE_PARSERS
 
     grammar = AVAILABLE_PARSERS[GRAMMAR_VERSION]["default"]
-    return Lark(grammar.read_text(), maybe_placeholders=False, propagate_positions=True)
+    return Lark(grammar.read_text(), parser="lalr", maybe_placeholders=False, propagate_positions=True)
 
 
 _TERMINAL_NAMES = {
