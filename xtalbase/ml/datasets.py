@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.schema import Dataset, DatasetMember, Run, Split, Structure
@@ -243,7 +243,8 @@ class DatasetStore:
             s.add(row)
             s.flush()
             for start in range(0, len(members), _CHUNK):
-                s.execute(insert(DatasetMember), [dict(m, dataset_id=row.id) for m in members[start:start + _CHUNK]])
+                s.execute(DatasetMember.__table__.insert(),
+                          [dict(m, dataset_id=row.id) for m in members[start:start + _CHUNK]])
             s.execute(update(Dataset).where(Dataset.id == row.id).values(sealed=True))
             run.link("output", "dataset", name, sha256=content)
             run.summary.update({"dataset": name, "hash": content, "n_members": len(members)})

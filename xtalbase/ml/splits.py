@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import NotFound
@@ -143,8 +143,8 @@ class SplitHandle:
                 .where(SplitMember.split_id == self.pk).order_by(Structure.id))
         if fold is not None:
             stmt = stmt.where(SplitMember.fold == fold)
-        with self.db.session() as s:
-            rows = s.execute(stmt).all()
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
         df = pd.DataFrame.from_records(rows, columns=["fold", *SCALAR_COLUMNS]).rename(columns={"id": "structure_id"})
         df.insert(0, "structure_id", df.pop("structure_id"))
         df.insert(3, "prototype", [prototype_key(a, n) for a, n in zip(df["formula_anonymous"], df["spacegroup_number"])])
@@ -332,9 +332,8 @@ class SplitStore:
     def _select(self, filter: str | None, ids: Sequence[int] | None, predicate: Callable | None) -> dict[str, list]:
         """Scalar columns (column -> list, ordered by id) of the selected structures."""
         stmt = select(*[Structure.__table__.c[c] for c in SCALAR_COLUMNS]).order_by(Structure.id)
-        with self.db.session() as s:
-            result = s.execute(stmt)
-            records = [tuple(r) for r in result]
+        with self.db.engine.connect() as conn:  # Core: no ORM row bookkeeping for large selections
+            records = [tuple(r) for r in conn.execute(stmt)]
         keep: set[int] | None = None
         if ids is not None:
             wanted = {int(i) for i in ids}
@@ -441,7 +440,7 @@ def named_row(session: Any, model: type, name: str, kind: str) -> Any:
 def write_members(session: Any, split_pk: int, ids: Sequence[int], folds: Sequence[str]) -> None:
     """Insert ``split_members`` rows in chunks (executemany) inside the caller's transaction."""
     for start in range(0, len(ids), _CHUNK):
-        session.execute(insert(SplitMember), [
+        session.execute(SplitMember.__table__.insert(), [  # Core executemany: no ORM bookkeeping per row
             {"split_id": split_pk, "structure_id": int(i), "fold": f}
             for i, f in zip(ids[start:start + _CHUNK], folds[start:start + _CHUNK])
         ])
