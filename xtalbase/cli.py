@@ -18,6 +18,10 @@ from xtalbase.commands import runs as runs_commands
 from xtalbase.commands import xrd as xrd_commands
 from xtalbase.commands import dataset as dataset_commands
 from xtalbase.commands import split as split_commands
+from xtalbase.commands import models as models_commands
+from xtalbase.commands import predict as predict_commands
+from xtalbase.commands import provenance as provenance_commands
+from xtalbase.commands import train as train_commands
 from xtalbase.commands._common import AppState
 
 app = typer.Typer(
@@ -59,6 +63,10 @@ app.add_typer(dataset_commands.app, name="dataset")
 app.add_typer(xrd_commands.app, name="xrd")
 app.command("query")(query_commands.query)
 app.command("sql")(query_commands.sql)
+app.add_typer(train_commands.app, name="train")
+app.command("predict")(predict_commands.predict)
+app.add_typer(models_commands.app, name="models")
+app.add_typer(provenance_commands.app, name="provenance")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -230,6 +230,7 @@ class XGBoostModel(BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels (n_samples,) or values (n_samples[, n_outputs])."""
+        check_is_fitted(self, "booster_")
         if self.task == "classification":
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
         return self._raw_predict(X)

@@ -148,3 +148,4 @@ def structures_of_split(db: "Database", split: str, fold: str) -> list[int]:
         raise XtalbaseError(f"fold {fold!r} of split {split!r} is empty")
     return ids
 
+

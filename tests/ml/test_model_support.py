@@ -1,0 +1,61 @@
+"""Shared fixtures of the model tests: one populated database per backend and module.
+
+``trained_db`` ingests the vendored real subset (350 Materials Project structures, 50 per crystal system,
+``xtalbase/data/mp_subset``), computes their Cu Kα patterns and stores a random 60/20/20 split ``models``;
+building it once per module keeps the model tests fast. No tests live here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import BACKENDS, _pg_admin, _pg_schema_url, pg_unavailable_reason
+
+DATA = Path(__file__).resolve().parents[2] / "xtalbase" / "data"
+MP_CIFS = DATA / "mp_subset" / "cifs"
+SCANS = DATA / "xrd_experimental" / "Spectra"
+SPLIT = "models"
+
+
+def populate(db) -> None:
+    """Ingest the vendored MP subset, compute XRD, create the random split ``models`` (seed 0)."""
+    from xtalbase.ingest.xrd.store import compute_missing
+
+    report = db.ingest([MP_CIFS])
+    assert report.inserted == 350, report
+    assert compute_missing(db)["computed"] == 350
+    db.splits.create(SPLIT, strategy="random", fractions=(0.6, 0.2, 0.2), seed=0)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def trained_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """An initialised database with the vendored subset, its patterns and the split ``models``, per backend."""
+    import sqlalchemy as sa
+
+    import xtalbase
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('models') / 'models.db'}"
+        schema = None
+    else:
+        reason = pg_unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+        schema = f"xbtest_{uuid.uuid4().hex[:12]}"
+        with _pg_admin().connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        url = _pg_schema_url(schema)
+    db = xtalbase.connect(url)
+    try:
+        db.init()
+        populate(db)
+        yield db
+    finally:
+        db.close()
+        if schema:
+            with _pg_admin().connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))

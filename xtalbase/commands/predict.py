@@ -1,0 +1,82 @@
+"""``xtalbase predict MODEL_ID``: apply a registered model and store the predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+
+
+def predict(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(help="Model id (or name) from `xtalbase models list`.")],
+    split: Annotated[Optional[str], typer.Option(help="Predict the structures of this split's --fold.")] = None,
+    fold: Annotated[str, typer.Option(help="Fold of --split.")] = "test",
+    filter: Annotated[Optional[str], typer.Option("--filter", help="Predict the structures an OPTIMADE filter selects.")] = None,
+    pattern: Annotated[Optional[list[Path]], typer.Option("--pattern", help="Measured scan (.xy, .xrdml) to import, peak-pick and predict (repeatable).")] = None,
+    show: Annotated[int, typer.Option(help="Print at most this many predictions.")] = 10,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict for a split fold, a filter or measured patterns; store the predictions and print a summary."""
+    from xtalbase.errors import XtalbaseError
+    from xtalbase.ml import predict as predicting
+
+    chosen = [x for x in (split, filter, pattern) if x]
+    if len(chosen) != 1:
+        raise XtalbaseError("give exactly one of --split NAME [--fold F], --filter F or --pattern FILE")
+    handle = open_db(ctx, db)
+    with progress() as bar:
+        task = bar.add_task(f"predicting with model {model_id}", total=1)
+        if split:
+            report = predicting.predict_structures(handle, model_id, predicting.structures_of_split(handle, split, fold),
+                                                   source=f"split {split}/{fold}")
+        elif filter:
+            ids = handle.query(filter).ids()
+            report = predicting.predict_structures(handle, model_id, list(ids), source=f"filter {filter}")
+        else:
+            report = predicting.predict_patterns(handle, model_id, import_patterns(handle, pattern))
+        bar.advance(task)
+    if as_json:
+        print_json({"run_id": report.run_id, "model_id": report.model_id, "summary": report.summary, "predictions": report.rows})
+        return
+    print_predictions(report, show)
+
+
+def import_patterns(handle: Any, paths: list[Path], on_progress: Any = None) -> list[int]:
+    """Import measured scans with the XRD module's reader and peak picking; returns their pattern ids.
+
+    Re-importing a file returns the pattern already stored for its content.
+    """
+    from xtalbase.ingest.xrd.measured import import_scan
+
+    ids = []
+    for path in paths:
+        ids.append(int(import_scan(handle, path)["pattern_id"]))
+        if on_progress:
+            on_progress(1)
+    return ids
+
+
+def print_predictions(report: Any, show: int = 10) -> None:
+    """The summary line and the first ``show`` predictions as a table."""
+    out = console()
+    s = report.summary
+    line = f"stored {len(report.prediction_ids)} predictions of model {report.model_id} (run {report.run_id})"
+    if "accuracy_vs_stored" in s:
+        line += f"; accuracy against stored labels {s['accuracy_vs_stored']:.3f}, top-5 {s['top5_vs_stored']:.3f}"
+    if "mae_vs_stored" in s:
+        line += f"; MAE against stored values {s['mae_vs_stored']:.3f} Å"
+    out.print(line)
+    if "predicted" in s:
+        out.print("predicted: " + ", ".join(f"{k} {v}" for k, v in s["predicted"].items()))
+    rows = []
+    for r in report.rows[:show]:
+        what = r.get("name") or (f"{r.get('formula')} (#{r['structure_id']})" if r.get("structure_id") else "")
+        top = ", ".join(f"{c} {p:.2f}" for c, p in r.get("top_k", [])[:3])
+        rows.append({"prediction": r["prediction_id"], "input": what,
+                     "output": r.get("label") or ", ".join(f"{k}={v:.3f}" for k, v in r.get("values", {}).items()), "top-3": top})
+    print_table(rows, ["prediction", "input", "output", "top-3"])

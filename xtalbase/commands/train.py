@@ -1,0 +1,85 @@
+"""``xtalbase train xrd``: train a crystal-system, space-group or lattice-constant model on XRD features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+
+app = typer.Typer(help="Train models and register them with their provenance.", no_args_is_help=True)
+
+
+@app.command("xrd")
+def train_xrd(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help="crystal_system | space_group | lattice (a, b, c) | cubic_a.")] = "crystal_system",
+    split: Annotated[Optional[str], typer.Option(help="Split to train on (its --fold) and evaluate on (val, test).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to train on instead of a split fold (evaluated on its split).")] = None,
+    fold: Annotated[str, typer.Option(help="Training fold of --split.")] = "train",
+    features: Annotated[str, typer.Option(help="peaks11 (first 10 peak positions + peak count) | profile (broadened pattern).")] = "peaks11",
+    algorithm: Annotated[str, typer.Option(help="extratrees | xgboost.")] = "extratrees",
+    recipe: Annotated[Optional[str], typer.Option(help="XRD recipe id, name or hash prefix (default: the one with most patterns).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (same inputs + seed = same model and artifact hash).")] = 0,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Hyperparameter key=value (repeatable), e.g. n_estimators=300.")] = None,
+    min_intensity: Annotated[Optional[float], typer.Option(help="Count only peaks >= this % of the strongest (default 0: every reflection).")] = None,
+    merge_tol: Annotated[Optional[float], typer.Option(help="Merge peaks closer than this (2θ degrees) before counting (default 0).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="A name for the model.")] = None,
+    parent: Annotated[Optional[int], typer.Option(help="Parent model id (default: the newest model on the dataset's parent).")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Write confusion matrix, importances and surrogate-tree PNGs here.")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model on XRD features of a split fold or dataset, print its metrics and register it."""
+    from xtalbase.ml.training import parse_params, train_xrd as train
+
+    handle = open_db(ctx, db)
+    options = {"min_intensity": min_intensity, "merge_tol": merge_tol}
+    with progress() as bar:
+        task = bar.add_task(f"training {algorithm} for {target}", total=1)
+        report = train(handle, target=target, split=split, dataset=dataset, fold=fold, features=features,
+                       feature_options={k: v for k, v in options.items() if v is not None}, algorithm=algorithm,
+                       recipe=recipe, seed=seed, params=parse_params(param), name=name, parent_model_id=parent)
+        bar.advance(task)
+    written = write_plots(handle, report.model_id, plots) if plots else []
+    if as_json:
+        print_json({"model_id": report.model_id, "run_id": report.run_id, "metrics": report.metrics,
+                    "artifact_sha256": report.artifact_sha256, "fit_seconds": report.fit_seconds, "plots": [str(p) for p in written]})
+        return
+    out = console()
+    out.print(f"model {report.model_id}: {algorithm} {target} on {report.n_train} structures "
+              f"(fit {report.fit_seconds:.2f} s, artifact sha256 {report.artifact_sha256[:16]}...)")
+    print_metrics(report.metrics)
+    for path in written:
+        out.print(f"plot: {path}")
+
+
+def print_metrics(metrics: dict[str, Any], title: str | None = None) -> None:
+    """Metrics per fold as a table, then the test (else val) confusion matrix when there is one."""
+    folds = [f for f in ("val", "test") if metrics.get(f, {}).get("n")]
+    keys = [k for k in ("accuracy", "top5_accuracy", "macro_f1", "majority_accuracy", "r2_a", "mae_a", "r2_b", "mae_b",
+                        "r2_c", "mae_c", "r2_cubic_a", "mae_cubic_a") if any(k in metrics[f] for f in folds)]
+    rows = [{"fold": f, "n": metrics[f]["n"], **{k: _fmt(metrics[f].get(k)) for k in keys}} for f in folds]
+    if rows:
+        print_table(rows, ["fold", "n", *keys], title=title)
+    for f in ("test", "val"):
+        m = metrics.get(f, {})
+        if "confusion_matrix" in m:
+            labels = [str(x) for x in m["confusion_labels"]]
+            print_table([{"true \\ predicted": lab, **{p[:5]: v for p, v in zip(labels, row)}}
+                         for lab, row in zip(labels, m["confusion_matrix"])],
+                        ["true \\ predicted", *[p[:5] for p in labels]], title=f"confusion matrix ({f})")
+            break
+
+
+def write_plots(handle: Any, model_id: int, folder: Path) -> list[Path]:
+    """Confusion matrix, feature importances and (for crystal-system models) the surrogate tree."""
+    from xtalbase.ml.plots import plots_for_model
+
+    return plots_for_model(handle, model_id, folder)
+
+
+def _fmt(value: Any) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
