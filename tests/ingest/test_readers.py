@@ -139,3 +139,20 @@ def test_unknown_format_is_a_read_error(tmp_path):
     assert detect_format(path) is None
     (error,) = read_structures(path)
     assert error.reason == "parse_error" and "format" in error.message
+
+
+def test_p1_fast_path_gives_what_cifparser_gives():
+    """MP and CDVAE blocks skip CifParser's symmetry expansion; the sites and cell must be the same."""
+    from pymatgen.io.cif import CifParser
+
+    from xtalbase.ingest.readers.cdvae_csv import rows
+    from xtalbase.ingest.readers.cif import parse_block
+
+    texts = [p.read_text() for p in sorted((DATA / "mp" / "cifs").glob("*.cif"))]
+    texts += [row["cif"] for _, row in rows(DATA / "perov5_head.csv")]
+    for text in texts:
+        record = parse_block(text, "block=x", "test")
+        reference = CifParser.from_str(text).parse_structures(primitive=False)[0]
+        assert np.array_equal(record.cell, reference.lattice.matrix)
+        ours = sorted(zip([next(iter(o)) for o in record.species], map(tuple, record.frac_coords.tolist())))
+        assert ours == sorted(zip([sp.symbol for sp in reference.species], map(tuple, reference.frac_coords.tolist())))

@@ -7,6 +7,7 @@ Each check returns ``(reason, message)`` with a reason code from
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -212,7 +213,14 @@ def _charge_unbalanced(elements: dict[str, float]) -> bool:
     comp = Composition(elements).reduced_composition
     if len(comp) > 4 or comp.num_atoms > 40:
         return False  # the search grows combinatorially; skip rather than stall the ingest
+    return _unbalanced_formula(comp.formula)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unbalanced_formula(formula: str) -> bool:
+    from pymatgen.core import Composition
+
     try:
-        return not comp.oxi_state_guesses(max_sites=-50)
+        return not Composition(formula).oxi_state_guesses(max_sites=-50)
     except Exception:  # noqa: BLE001 - a heuristic must never reject a record
         return False

@@ -22,6 +22,8 @@ FRACT_TAGS = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
 CARTN_TAGS = ("_atom_site_cartn_x", "_atom_site_cartn_y", "_atom_site_cartn_z")
 MISSING = {"?", ".", ""}
 _SYMBOL = re.compile(r"([A-Za-z]{1,2})")
+_PLAIN_ELEMENT = re.compile(r"^(H|He|Li|Be|B|C|N|O|F|Ne|Na|Mg|Al|Si|P|S|Cl|Ar|K|Ca|Sc|Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Ga|Ge|As|Se|Br|Kr|Rb|Sr|Y|Zr|Nb|Mo|Tc|Ru|Rh|Pd|Ag|Cd|In|Sn|Sb|Te|I|Xe|Cs|Ba|La|Ce|Pr|Nd|Pm|Sm|Eu|Gd|Tb|Dy|Ho|Er|Tm|Yb|Lu|Hf|Ta|W|Re|Os|Ir|Pt|Au|Hg|Tl|Pb|Bi|Po|At|Rn|Fr|Ra|Ac|Th|Pa|U|Np|Pu|Am|Cm|Bk|Cf|Es|Fm|Md|No|Lr)$")
+_UNCERTAINTY_SUFFIX = re.compile(r"\(.+\)*")
 #: Tags that name the database a block came from, and the name xtalbase gives that database.
 DATABASE_TAGS = {"_cod_database_code": "COD", "_database_code_icsd": "ICSD", "_database_code_amcsd": "AMCSD"}
 
@@ -60,30 +62,70 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
     """Parse one CIF data block into a record, or say why it cannot be read."""
     from pymatgen.io.cif import CifParser
 
+    from pymatgen.io.cif import CifFile
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            parser = CifParser.from_str(block)
-            data = next(iter(parser._cif.data.values())).data  # raw strings, as written
+            raw = next(iter(CifFile.from_str(block).data.values())).data  # raw strings, as written
         except Exception as exc:  # noqa: BLE001 - malformed CIF syntax
             return ReadError(locator, "parse_error", f"{where}: CIF syntax error: {_short(exc)}", block)
-        data = {k.lower(): v for k, v in data.items()}
+        data = {k.lower(): v for k, v in raw.items()}
         problem = _check_raw(data, where)
         if problem:
             return ReadError(locator, problem[0], problem[1], block)
+        database, external_id = _database(data)
+        raw_values = {"cell": [_scalar(data, t) for t in CELL_TAGS], "coords": _coords(data)}
+        fast = _p1_record(data, locator)
+        if fast is not None:
+            fast.raw_text, fast.raw_values, fast.database, fast.external_id = block, raw_values, database, external_id
+            return fast
         try:
-            structures = parser.parse_structures(primitive=False, check_occu=False, on_error="raise")
+            structures = CifParser.from_str(block).parse_structures(primitive=False, check_occu=False, on_error="raise")
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad content
             return ReadError(locator, "parse_error", f"{where}: cannot build a structure: {_short(exc)}", block)
     if not structures:
         return ReadError(locator, "parse_error", f"{where}: no structure in block", block)
-    database, external_id = _database(data)
     notes = sorted({str(w.message).splitlines()[0][:200] for w in caught if "rounded to ideal" not in str(w.message)})
-    return record_from_pymatgen(
-        structures[0], locator, raw_text=block, database=database, external_id=external_id,
-        raw_values={"cell": [_scalar(data, t) for t in CELL_TAGS], "coords": _coords(data)},
-        warnings=[f"cif: {n}" for n in notes],
-    )
+    return record_from_pymatgen(structures[0], locator, raw_text=block, database=database, external_id=external_id,
+                                raw_values=raw_values, warnings=[f"cif: {n}" for n in notes])
+
+
+def _p1_record(data: dict, locator: str) -> Record | None:
+    """Fast path for ordered P1 blocks (as pymatgen writes for MP and CDVAE): build the record directly.
+
+    Gives the same cell (``Lattice.from_parameters``) and the same wrapped coordinates as
+    ``CifParser``, in file order, without its symmetry expansion; ``None`` sends the block
+    to ``CifParser`` (symmetry operations, occupancies, oxidation states, labels only...).
+    """
+    import numpy as np
+    from pymatgen.core import Lattice
+
+    ops = data.get("_symmetry_equiv_pos_as_xyz", data.get("_space_group_symop_operation_xyz"))
+    if ops is None or any(op.replace(" ", "").replace("'", "").lower() != "x,y,z" for op in (ops if isinstance(ops, list) else [ops])):
+        return None
+    symbols = data.get("_atom_site_type_symbol")
+    if not isinstance(symbols, list) or not all(_PLAIN_ELEMENT.match(x) for x in symbols):
+        return None
+    occupancy = data.get("_atom_site_occupancy")
+    try:
+        if occupancy is not None and any(str2float(x) != 1.0 for x in (occupancy if isinstance(occupancy, list) else [occupancy])):
+            return None
+        frac = np.array([[str2float(v) for v in data[t]] for t in FRACT_TAGS], dtype=float).T
+        cell = Lattice.from_parameters(*(str2float(_scalar(data, t)) for t in CELL_TAGS)).matrix
+    except (ValueError, TypeError, KeyError):
+        return None
+    if frac.shape != (len(symbols), 3):
+        return None
+    for ideal in (1 / 3, 2 / 3):  # CifParser's own clean-up of 0.333333-style values (frac_tolerance 1e-4)
+        frac[np.abs(frac / ideal - 1) <= 1e-4] = ideal
+    return Record(locator=locator, cell=np.array(cell, dtype=float), species=[{x: 1.0} for x in symbols],
+                  frac_coords=frac - np.floor(frac))
+
+
+def str2float(text: str) -> float:
+    """A CIF number without its standard uncertainty (``1.234(5)`` -> 1.234)."""
+    return float(_UNCERTAINTY_SUFFIX.sub("", text))
 
 
 def _scalar(data: dict, tag: str) -> str:

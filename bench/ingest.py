@@ -1,0 +1,157 @@
+"""Ingest throughput: xtalbase (1 and 2 workers) against a naive loop and ase.db, side by side in one run.
+
+Data: ``../shared/data/perov5/test.csv`` (3,785 records) and a 5,000-file random
+sample (seed 0) of ``../shared/data/mp_cgcnn/cifs``. Every contender starts from
+an empty SQLite file and reads the same records:
+
+(a) naive: pymatgen ``CifParser``, ``SpacegroupAnalyzer``, one ORM ``Structure`` +
+    ``Source`` insert and commit per record (the obvious script);
+(b) ase.db: ``ase.io.read`` of the CIF, ``ase.db`` ``write`` per record (its default:
+    one transaction per write);
+(c) xtalbase ``db.ingest`` with 1 and 2 workers (validation, symmetry, exact and
+    canonical hashes, dedup, properties, batched inserts).
+
+Prints structures/s and the ratios of (c) to (a) and (b). Run:
+``python bench/ingest.py [--sample 5000] [--only perov5|mp]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (ROOT / ".." / "shared" / "data").resolve()
+
+
+def records_perov5() -> list[tuple[str, str]]:
+    """``[(locator, cif text)]`` of perov5 test.csv."""
+    csv.field_size_limit(sys.maxsize)
+    with open(SHARED / "perov5" / "test.csv", newline="") as fh:
+        return [(f"row={i}", row["cif"]) for i, row in enumerate(csv.DictReader(fh))]
+
+
+def mp_sample(n: int) -> list[Path]:
+    """``n`` MP CIF paths drawn with seed 0."""
+    files = sorted((SHARED / "mp_cgcnn" / "cifs").glob("*.cif"))
+    return sorted(random.Random(0).sample(files, min(n, len(files))))
+
+
+def naive(url: str, items: list[tuple[str, str]]) -> int:
+    """(a) pymatgen parse + SpacegroupAnalyzer + one ORM insert and commit per record."""
+    import numpy as np
+    from pymatgen.io.cif import CifParser
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    import xtalbase
+    from xtalbase.schema import Source, Structure
+    from xtalbase.schema.arrays import U1, pack
+
+    db = xtalbase.connect(url)
+    db.init()
+    n = 0
+    with db.session() as s:
+        for locator, text in items:
+            structure = CifParser(io.StringIO(text)).parse_structures(primitive=False)[0]
+            sga = SpacegroupAnalyzer(structure, symprec=0.01)
+            cell, frac = structure.lattice.matrix, structure.frac_coords
+            numbers = np.array(structure.atomic_numbers)
+            digest = hashlib.sha256(pack(cell) + pack(numbers, U1) + pack(frac)).hexdigest()
+            comp = structure.composition
+            row = Structure(
+                exact_hash=digest, canonical_hash=digest, formula_reduced=comp.reduced_formula,
+                formula_anonymous=comp.anonymized_formula, chemical_system=comp.chemical_system,
+                nelements=len(comp), nsites=len(structure), a=structure.lattice.a, b=structure.lattice.b,
+                c=structure.lattice.c, alpha=structure.lattice.alpha, beta=structure.lattice.beta,
+                gamma=structure.lattice.gamma, volume=structure.volume, density=float(structure.density),
+                cell=pack(cell), numbers=pack(numbers, U1), frac_coords=pack(frac),
+                spacegroup_number=sga.get_space_group_number(), spacegroup_symbol=sga.get_space_group_symbol(),
+                crystal_system=sga.get_crystal_system(), symprec=0.01)
+            s.add(row)
+            s.flush()
+            s.add(Source(structure_id=row.id, database="bench", file_path="bench", file_hash=digest,
+                         record_locator=locator, format="cif", raw_hash=digest))
+            s.commit()
+            n += 1
+    db.close()
+    return n
+
+
+def ase_db(path: str, items: list[tuple[str, str]]) -> int:
+    """(b) ase.io.read + ase.db write per record."""
+    import ase.db
+    import ase.io
+
+    con = ase.db.connect(path)
+    n = 0
+    for _, text in items:
+        atoms = ase.io.read(io.StringIO(text), format="cif")
+        con.write(atoms)
+        n += 1
+    return n
+
+
+def ours(url: str, paths: list[Path], workers: int) -> int:
+    """(c) xtalbase db.ingest."""
+    import xtalbase
+
+    db = xtalbase.connect(url)
+    db.init()
+    report = db.ingest(paths, workers=workers)
+    db.close()
+    return report.read
+
+
+def timed(fn, *args) -> tuple[int, float]:
+    start = time.perf_counter()
+    n = fn(*args)
+    return n, time.perf_counter() - start
+
+
+def bench(name: str, items: list[tuple[str, str]], paths: list[Path], tmp: Path) -> None:
+    tag = "".join(c if c.isalnum() else "_" for c in name)
+    results = {}
+    results["naive"] = timed(naive, f"sqlite:///{tmp / f'{tag}-naive.db'}", items)
+    results["ase.db"] = timed(ase_db, str(tmp / f"{tag}-ase.db"), items)
+    for w in (1, 2):
+        results[f"xtalbase w={w}"] = timed(ours, f"sqlite:///{tmp / f'{tag}-ours{w}.db'}", paths, w)
+    print(f"\n## {name}: {len(items)} records")
+    print(f"{'contender':<16}{'records':>9}{'seconds':>10}{'struct/s':>10}{'vs naive':>10}{'vs ase.db':>11}")
+    rate = {k: n / t for k, (n, t) in results.items()}
+    for key, (n, t) in results.items():
+        print(f"{key:<16}{n:>9}{t:>10.2f}{rate[key]:>10.1f}{rate[key] / rate['naive']:>9.2f}x{rate[key] / rate['ase.db']:>10.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=5000, help="MP CIFs in the sample (default 5000)")
+    parser.add_argument("--only", choices=["perov5", "mp"], help="run one data set")
+    args = parser.parse_args()
+    if not SHARED.exists():
+        sys.exit(f"shared data not found at {SHARED}")
+    warnings.filterwarnings("ignore")
+    print(f"# bench/ingest.py  python {platform.python_version()}  {platform.machine()}  cpus={os.cpu_count()}  "
+          f"load={os.getloadavg()[0]:.1f}  SQLite (WAL)")
+    with tempfile.TemporaryDirectory(prefix="xtalbase-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        if args.only in (None, "perov5"):
+            csv_path = SHARED / "perov5" / "test.csv"
+            bench("perov5/test.csv", records_perov5(), [csv_path], tmp)
+        if args.only in (None, "mp"):
+            files = mp_sample(args.sample)
+            items = [(f.name, f.read_text()) for f in files]
+            bench(f"mp_cgcnn sample of {len(files)}", items, files, tmp)
+
+
+if __name__ == "__main__":
+    main()
