@@ -56,7 +56,7 @@ class XrdPattern(Base):
     hkl_families: Mapped[Optional[list[Any]]]
     name: Mapped[Optional[str]] = mapped_column(String(255))
     file_path: Mapped[Optional[str]] = mapped_column(Text)
-    file_hash: Mapped[Optional[str]] = mapped_column(String(64))
+    file_hash: Mapped[Optional[str]] = mapped_column(String(64), index=True)  # re-importing a scan finds it
     wavelength: Mapped[Optional[float]] = mapped_column(Float)
     profile_x: Mapped[Optional[bytes]]
     profile_y: Mapped[Optional[bytes]]
