@@ -88,3 +88,17 @@ def test_errors_are_one_line_and_exit_1(url, tmp_path, capsys):
             main(args)
         err = capsys.readouterr().err
         assert exit_info.value.code == 1 and message in err and err.count("\n") == 1, (args, err)
+
+
+def test_create_from_an_id_file_a_filter_and_a_time_cut(url, db, tmp_path):
+    ids = db.query('elements HAS "O"').ids()[:30]
+    (tmp_path / "ids.txt").write_text("# structures to split\n" + "\n".join(map(str, ids)) + "\n")
+    by_ids = json.loads(invoke("split", "create", "ids", "--ids", str(tmp_path / "ids.txt"), "--db", url, "--json").output)
+    assert sum(by_ids["counts"].values()) == 30 and by_ids["recipe"]["selection"]["ids"]["n"] == 30
+    by_filter = json.loads(invoke("split", "create", "f", "--filter", "nelements = 3", "--mode", "exact",
+                                  "--db", url, "--json").output)
+    assert sum(by_filter["counts"].values()) == db.query("nelements = 3").count()
+    pd.read_csv(PEROV, index_col=0).iloc[100:110].to_csv(tmp_path / "more.csv")
+    db.ingest(tmp_path / "more.csv")
+    timed = json.loads(invoke("split", "create", "t", "--strategy", "time", "--db", url, "--json").output)
+    assert timed["counts"]["test"] == 10 and timed["recipe"]["resolved"]["cut"]["run_id"] >= 1

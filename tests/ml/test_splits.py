@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -192,6 +193,12 @@ def test_time_split_puts_later_runs_on_the_test_side(perov, tmp_path):
     assert split.counts["test"] == 20
     explicit = perov.splits.create("time-explicit", strategy="time", cut=first_run)
     assert explicit.ids("test") == split.ids("test")
+    # a timestamp cut: everything created after the last structure of the first run
+    last_early = frame.loc[frame["run_id"] == first_run, "created_at"].max()
+    by_time = perov.splits.create("time-at", strategy="time", cut=pd.Timestamp(last_early).isoformat())
+    assert by_time.ids("test") == split.ids("test") and "created_after" in by_time.recipe["resolved"]["cut"]
+    with pytest.raises(SplitError, match="neither a run id nor an ISO timestamp"):
+        perov.splits.create("time-bad", strategy="time", cut="yesterday")
     with pytest.raises(SplitError, match="one run"):
         perov.splits.create("time-one", strategy="time", ids=split.ids("test"))
 

@@ -55,7 +55,7 @@ class Member:
 
 def members(handle: "SplitHandle", fold: str | None = None, *, calculations: bool = False) -> Iterator[Member]:
     """Members of ``fold`` (all when ``None``) in structure-id order, loaded in chunks with sources and properties."""
-    fold_of = handle.members()
+    fold_of = handle.members() if fold is None else None
     ids = handle.ids(fold)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
@@ -80,7 +80,8 @@ def members(handle: "SplitHandle", fold: str | None = None, *, calculations: boo
                     if current is None or calc.converged is not False or current.converged is False:
                         best[calc.structure_id] = calc
         for sid in chunk:
-            yield Member(rows[sid], fold_of[sid], external.get(sid), props.get(sid, {}), best.get(sid))
+            yield Member(rows[sid], fold_of[sid] if fold_of is not None else fold, external.get(sid),
+                         props.get(sid, {}), best.get(sid))
 
 
 def property_columns(names: set[str]) -> list[str]:
