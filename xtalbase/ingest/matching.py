@@ -25,11 +25,14 @@ def _matcher() -> Any:
 
 
 def first_match(structure: Any, candidates: Iterable[tuple[T, Any]]) -> Optional[T]:
-    """The key of the first candidate ``(key, pymatgen Structure)`` that matches ``structure``, else ``None``."""
+    """The key of the first candidate ``(key, row)`` whose structure matches ``structure``, else ``None``.
+
+    Rows (dicts or SQL rows) are decoded only when compared.
+    """
     matcher = _matcher()
     for key, other in candidates:
         try:
-            if matcher.fit(structure, other):
+            if matcher.fit(structure, structure_of(other)):
                 return key
         except Exception:  # noqa: BLE001 - a matcher failure means: not shown to be the same
             continue

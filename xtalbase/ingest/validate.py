@@ -131,6 +131,15 @@ def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
     return ndec < opts.min_coord_decimals
 
 
+def _all_plainly_precise(values: list[str], needed: int) -> bool:
+    """Quick pass for the common case: plain decimals (no exponent or uncertainty) with enough digits each."""
+    for text in values:
+        dot = text.find(".")
+        if dot < 0 or len(text) - dot - 1 < needed or "e" in text or "E" in text or "(" in text:
+            return False
+    return True
+
+
 def _precision(record: Record, opts: ValidationOptions) -> Problem:
     raw = record.raw_values
     if not raw:
@@ -140,7 +149,10 @@ def _precision(record: Record, opts: ValidationOptions) -> Problem:
     if short:
         return "low_precision", (f"cell lengths {', '.join(short)} have fewer than {opts.min_cell_decimals} decimals "
                                  f"(--min-cell-decimals)")
-    bad = [t for t in raw.get("coords", []) if imprecise_coordinate(t, opts)]
+    coords = raw.get("coords", [])
+    if _all_plainly_precise(coords, max(opts.min_coord_decimals, opts.special_decimals)):
+        return None
+    bad = [t for t in coords if imprecise_coordinate(t, opts)]
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
         return "low_precision", (f"{len(bad)} of {len(raw['coords'])} fractional coordinates have too few digits ({shown}): "

@@ -139,7 +139,7 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         by_exact.update((h, i) for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))))
     plain_keys = {it["structure"]["canonical_hash"] for _, it in fresh
                   if it["calculation"] is None and it["structure"]["exact_hash"] not in by_exact}
-    candidates = _candidates(conn, plain_keys)  # canonical hash -> [(id or exact hash, pymatgen structure)]
+    candidates = _candidates(conn, plain_keys)  # canonical hash -> [(id or exact hash, structures row)]
     alias: dict[str, str | int] = {}  # exact hash of a record -> existing id, or exact hash of a new row in this batch
     new_rows: dict[str, dict[str, Any]] = {}
     new_elements: dict[str, dict[str, float]] = {}
@@ -159,7 +159,7 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         new_elements[h] = item["elements"]
         result.inserted += 1
         if item["calculation"] is None:
-            candidates.setdefault(row["canonical_hash"], []).append((h, structure_of(row)))
+            candidates.setdefault(row["canonical_hash"], []).append((h, row))
     insert_ignore(conn, STRUCTURES, list(new_rows.values()), ["exact_hash"])
     for chunk in _chunks(sorted(new_rows), 500):
         for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))):
@@ -180,7 +180,7 @@ def _candidates(conn: Connection, keys: set[str]) -> dict[str, list[tuple[Any, A
     has_calc = exists().where(CALCULATIONS.c.structure_id == STRUCTURES.c.id)
     for chunk in _chunks(sorted(keys), 500):
         for row in conn.execute(select(*cols).where(STRUCTURES.c.canonical_hash.in_(chunk), ~has_calc).order_by(STRUCTURES.c.id)):
-            out[row.canonical_hash].append((row.id, structure_of(row)))
+            out[row.canonical_hash].append((row.id, row))
     return out
 
 
