@@ -1,15 +1,15 @@
-"""Helpers for the split, dataset and export tests: hand-made structure rows and real Perov-5 rows.
+"""Helpers for the split, dataset and export tests: hand-made structure rows.
 
-``add_synthetic`` writes hand-made ``structures`` rows (rock-salt-like cells with
-chosen formulas, space groups and canonical hashes) so split logic can be tested
-without the ingest pipeline; ``ingest_perov5`` loads real rows through
-``db.ingest`` from a slice of ``../shared/data/perov5/test.csv``.
+``add_synthetic`` writes hand-made ``structures`` rows (cubic cells with chosen
+formulas, space groups, canonical hashes and source properties), for cases real
+data cannot plant on purpose (two structures sharing a canonical hash, a chosen
+leak) and for fast dataset tests. Real-data tests ingest
+``tests/data/splits/perov5_220.csv`` through ``db.ingest``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -83,15 +83,3 @@ def population(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [spec(i, FORMULAS[(i * 7) % len(FORMULAS)], [225, 221, 62, 136, 12][i % 5], band_gap=round((i % 11) * 0.5, 2),
                  tag=f"t{i % 4}") for i in range(start, start + n)]
 
-
-def perov5_slice(tmp_path: Path, rows: int, start: int = 0) -> Path:
-    """A CSV with the header and rows ``start:start+rows`` of ``perov5/test.csv`` (real data)."""
-    import pandas as pd
-
-    from tests.conftest import shared
-
-    source = shared("perov5", "test.csv")
-    df = pd.read_csv(source, index_col=0)
-    out = tmp_path / f"perov5_{start}_{start + rows}.csv"
-    df.iloc[start:start + rows].to_csv(out)
-    return out

@@ -23,7 +23,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import NotFound
-from xtalbase.ml.split_strategies import ALGORITHM, MODES, STRATEGIES, SplitError, assign, leakage, prototype_key
+from xtalbase.ml.split_strategies import (
+    ALGORITHM, MODES, STRATEGIES, SplitError, assign, check_fractions, check_k, leakage, prototype_key,
+)
 from xtalbase.schema import Source, SourceProperty, Split, SplitMember, Structure
 
 if TYPE_CHECKING:
@@ -296,6 +298,10 @@ class SplitStore:
             raise SplitError("--k applies to the kfold strategy only")
         if int(seed) != seed:
             raise SplitError(f"seed must be an integer, got {seed!r}")
+        if strategy == "kfold":
+            check_k(k)
+        else:
+            fractions = check_fractions(fractions)
         resolved_by = by if by is not None else DEFAULT_BY.get(strategy)
         if resolved_by is not None:
             resolved_by = BY_ALIASES.get(resolved_by, resolved_by)
