@@ -97,3 +97,17 @@ def test_xrd_flag_computes_patterns_of_the_new_structures(db):
     with db.session() as s:
         patterned = set(s.scalars(select(XrdPattern.structure_id)))
     assert patterned == set(report.structure_ids)
+
+
+def test_a_file_given_twice_is_read_once(db):
+    report = db.ingest([DATA / "vasp" / "io" / "vasprun.xml.gz", DATA / "vasp" / "io", DATA / "vasp" / "io" / "vasprun.xml.gz"])
+    assert report.read == 2 and report.inserted == 2
+    from xtalbase.schema import Calculation
+
+    assert count(db, Calculation) == 2
+
+
+def test_progress_reaches_every_file(db):
+    seen: list[tuple[int, int]] = []
+    db.ingest([DATA / "perov5_head.csv", DATA / "poscar"], on_progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (5, 5)

@@ -28,6 +28,7 @@ def ingest(
     max_sites: Annotated[int, typer.Option("--max-sites", help="Quarantine cells with more sites (too_many_sites).")] = 1000,
     min_coord_decimals: Annotated[int, typer.Option("--min-coord-decimals", help="Decimals a non-special fractional coordinate needs (low_precision).")] = 3,
     min_cell_decimals: Annotated[int, typer.Option("--min-cell-decimals", help="Decimals a cell length needs (low_precision).")] = 2,
+    overlap_fraction: Annotated[float, typer.Option("--overlap-fraction", help="overlapping_atoms below this fraction of the summed covalent radii.")] = 0.5,
     as_json: JsonOpt = False,
 ) -> None:
     """Read, validate, deduplicate and store structure and DFT files; print read/inserted/duplicates/quarantined."""
@@ -38,7 +39,7 @@ def ingest(
             paths, format=format, source=source, licence=licence, workers=workers, symprec=symprec,
             allow_disorder=allow_disorder, all_steps=all_steps, require_converged=require_converged, xrd=xrd,
             max_sites=max_sites, min_coord_decimals=min_coord_decimals, min_cell_decimals=min_cell_decimals,
-            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            overlap_fraction=overlap_fraction, on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     summary = report.to_dict()
     if as_json:

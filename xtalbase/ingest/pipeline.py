@@ -71,17 +71,21 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out: list[tuple[Path, str | None]] = []
+    seen: set[Path] = set()
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                fmt = format or detect_format(child)
-                if fmt is not None:
-                    out.append((child, fmt))
+            found = [(child, format or detect_format(child)) for child in sorted(path.rglob("*"))
+                     if child.is_file() and not child.name.startswith(".")]
+            found = [(child, fmt) for child, fmt in found if fmt is not None]
         elif path.is_file():
-            out.append((path, format or detect_format(path)))
+            found = [(path, format or detect_format(path))]
         else:
             raise XtalbaseError(f"no such file or directory: {path}")
+        for child, fmt in found:
+            if child.resolve() not in seen:  # a file given twice (or inside two given folders) is read once
+                seen.add(child.resolve())
+                out.append((child, fmt))
     if format is not None and format not in FORMATS:
         raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
     return out
@@ -153,10 +157,10 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = 0
         with get_executor(workers, scheduler) as executor:
-            for infos, results in _run_tasks(executor, tasks, options, max(2, 2 * workers)):
+            for infos, results, finished in _run_tasks(executor, tasks, options, max(2, 2 * workers)):
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)
-                done_files += len({i.path for i in infos if i.format != "cdvae_csv"})
+                done_files += finished
                 while len(pending) >= batch_size:  # exactly batch_size records per transaction
                     _flush(db, run.id, pending[:batch_size], report, reasons)
                     pending = pending[batch_size:]
@@ -204,8 +208,11 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
-           licence: Optional[str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit]]]:
-    """Group files (and shares of CSV rows) into worker tasks, with already-stored records marked to skip."""
+           licence: Optional[str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], int]]:
+    """Group files (and shares of CSV rows) into worker tasks, with already-stored records marked to skip.
+
+    Yields ``(file infos, work units, files finished by this task)``.
+    """
     from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
 
     step = 512
@@ -220,27 +227,28 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
             skip = frozenset(stored.get(digest, ()))
             if fmt == "cdvae_csv":
                 rows = csv_rows(path)
-                for r in range(0, len(rows), ROWS_PER_TASK):
-                    yield [info], [WorkUnit(str(path), fmt, skip, rows[r:r + ROWS_PER_TASK])]
+                starts = list(range(0, len(rows), ROWS_PER_TASK)) or [0]
+                for r in starts:
+                    yield [info], [WorkUnit(str(path), fmt, skip, rows[r:r + ROWS_PER_TASK])], int(r == starts[-1])
                 continue
             group_infos.append(info)
             group_units.append(WorkUnit(str(path), fmt or "", skip))
             if len(group_units) >= FILES_PER_TASK:
-                yield group_infos, group_units
+                yield group_infos, group_units, len(group_units)
                 group_infos, group_units = [], []
     if group_units:
-        yield group_infos, group_units
+        yield group_infos, group_units, len(group_units)
 
 
-def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit]]], options: PrepareOptions,
-               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]]]]:
+def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], int]], options: PrepareOptions,
+               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]], int]]:
     """Submit tasks keeping at most ``in_flight`` outstanding; yield results in submission order."""
     queue: deque = deque()
-    for infos, units in tasks:
-        queue.append((infos, executor.submit(prepare_units, units, options)))
+    for infos, units, finished in tasks:
+        queue.append((infos, finished, executor.submit(prepare_units, units, options)))
         if len(queue) >= in_flight:
-            infos_done, future = queue.popleft()
-            yield infos_done, future.result()
+            infos_done, finished_done, future = queue.popleft()
+            yield infos_done, future.result(), finished_done
     while queue:
-        infos_done, future = queue.popleft()
-        yield infos_done, future.result()
+        infos_done, finished_done, future = queue.popleft()
+        yield infos_done, future.result(), finished_done

@@ -77,8 +77,13 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
     if not records:
         return result
 
-    known = _existing_sources(conn, {(i.file_hash, it["locator"]) for i, it in records})
-    fresh = [(i, it) for i, it in records if (i.file_hash, it["locator"]) not in known]
+    seen = _existing_sources(conn, {(i.file_hash, it["locator"]) for i, it in records})
+    fresh = []
+    for info, item in records:  # also drops a record met twice in one batch (a file given twice)
+        key = (info.file_hash, item["locator"])
+        if key not in seen:
+            seen.add(key)
+            fresh.append((info, item))
     result.duplicates += len(records) - len(fresh)
     structure_ids = _assign_structures(conn, run_id, fresh, result)
 
