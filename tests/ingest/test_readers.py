@@ -156,3 +156,25 @@ def test_p1_fast_path_gives_what_cifparser_gives():
         assert np.array_equal(record.cell, reference.lattice.matrix)
         ours = sorted(zip([next(iter(o)) for o in record.species], map(tuple, record.frac_coords.tolist())))
         assert ours == sorted(zip([sp.symbol for sp in reference.species], map(tuple, reference.frac_coords.tolist())))
+
+
+def test_shared_vasp_files_unconverged_and_all_steps(db):
+    from sqlalchemy import select
+
+    from tests.conftest import shared
+    from xtalbase.schema import Calculation, Quarantine
+
+    vasp = shared("vasp")
+    report = db.ingest(vasp)
+    assert report.quarantined_by_reason == {"truncated_file": 2}  # large_cell_real_optlay vasprun.xml and OUTCAR
+    with db.session() as s:
+        calcs = {c.source_id: c for c in s.scalars(select(Calculation))}
+        unconverged = [c for c in calcs.values() if c.converged is False]
+        reasons = set(s.scalars(select(Quarantine.file_path)))
+    assert len(calcs) == report.inserted + report.duplicates == 8
+    assert len(unconverged) == 1 and unconverged[0].ionic_converged is False  # unconverged/vasprun.xml.ionic
+    assert {p.rsplit("/", 2)[-2] for p in reasons} == {"large_cell_real_optlay"}
+    steps = db.ingest(vasp / "postprocess" / "vasprun.xml", all_steps=True)
+    assert steps.read == 28 and steps.duplicates == 1 and steps.inserted == 27  # the final step was already stored
+    strict = db.ingest(vasp / "unconverged", require_converged=True)
+    assert strict.duplicates == 1  # already stored as converged=false; a new file would be quarantined 'unconverged'
