@@ -115,7 +115,7 @@ def bench_perov() -> None:
         t2 = time.perf_counter()
         split.export(Path(tmp) / "cdvae", "cdvae-csv")
         t3 = time.perf_counter()
-        imported, result = db.splits.import_cdvae("perov5-imported", Path(tmp) / "cdvae")
+        imported, result = db.splits.import_cdvae("perov5-imported", Path(tmp) / "cdvae", workers=min(2, os.cpu_count() or 1))
         t4 = time.perf_counter()
         same = imported.members() == split.members()
         print(f"ingest {report.inserted} structures {t1 - t0:6.2f} s | split {t2 - t1:5.2f} s {split.counts} | "

@@ -61,7 +61,8 @@ def test_export_verify_import(url, tmp_path):
     out = tmp_path / "cdvae"
     invoke("split", "export", "p", str(out), "--format", "cdvae-csv", "--db", url)
     assert "3 files match" in invoke("split", "verify", str(out)).output
-    imported = json.loads(invoke("split", "import", "p2", "--cdvae-dir", str(out), "--db", url, "--json").output)
+    imported = json.loads(invoke("split", "import", "p2", "--cdvae-dir", str(out), "--workers", "2", "--db", url,
+                                 "--json").output)
     assert imported["matched"] == imported["rows"] == 100 and imported["unmatched"] == []
     shown = {n: json.loads(invoke("split", "show", n, "--db", url, "--json").output)["counts"] for n in ("p", "p2")}
     assert shown["p"] == shown["p2"]

@@ -183,6 +183,7 @@ def import_split(
     name: Annotated[str, typer.Argument(help="Name for the imported split.")],
     cdvae_dir: Annotated[Path, typer.Option("--cdvae-dir", help="Folder with train.csv, val.csv, test.csv (CDVAE layout).")],
     symprec: Annotated[Optional[float], typer.Option(help="spglib tolerance (Å) for hashing; default: ingest's.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes parsing and hashing the CSV rows.")] = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -190,7 +191,7 @@ def import_split(
     handle = open_db(ctx, db)
     with progress() as bar:
         task = bar.add_task(f"import {cdvae_dir}", total=None)
-        split, report = handle.splits.import_cdvae(name, str(cdvae_dir), symprec=symprec,
+        split, report = handle.splits.import_cdvae(name, str(cdvae_dir), symprec=symprec, workers=workers,
                                                    progress=lambda n: bar.advance(task, n))
     if as_json:
         print_json(report)

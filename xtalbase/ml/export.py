@@ -38,6 +38,7 @@ CDVAE_PROPERTY_ORDER = (
     "formation_energy_per_atom", "band_gap", "pretty_formula", "e_above_hull", "elements", "spacegroup.number",  # mp_20
 )
 _CHUNK = 2_000
+_IMPORT_CHUNK = 250  # CSV rows per worker task of an import
 #: stress units converted to ASE's eV/Å³ (VASP's kBar has the opposite sign to ASE's convention)
 _STRESS_TO_ASE = {"ev/å^3": 1.0, "ev/a^3": 1.0, "ev/å³": 1.0, "ev/ang^3": 1.0, "kbar": -0.1, "kb": -0.1}
 
@@ -288,14 +289,15 @@ CDVAE_FOLDS = ("train", "val", "test")
 
 
 def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, symprec: float | None = None,
-                 progress: Callable[[int], None] | None = None) -> tuple["SplitHandle", dict[str, Any]]:
+                 workers: int = 1, progress: Callable[[int], None] | None = None) -> tuple["SplitHandle", dict[str, Any]]:
     """Rebuild a published split from ``train.csv``/``val.csv``/``test.csv`` (CDVAE layout) in ``directory``.
 
     Each row's CIF is read and hashed by the ingest code (:mod:`xtalbase.ingest.prepare`, at ``symprec``,
     default the ingest default) and matched to a stored structure: first by exact hash, then among the
     structures sharing its canonical hash, confirmed by pymatgen ``StructureMatcher``
     (:mod:`xtalbase.ingest.matching`). Rows that match nothing, fail to parse, or name a structure already
-    placed in another fold are reported, not guessed. Returns the stored split and the report.
+    placed in another fold are reported, not guessed. ``workers`` processes parse and hash the rows
+    (:func:`xtalbase.platform.executors.get_executor`). Returns the stored split and the report.
     """
     from xtalbase.ingest.identity import DEFAULT_SYMPREC
     from xtalbase.ingest.matching import first_match, structure_of
@@ -304,6 +306,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
     from xtalbase.ingest.validate import ValidationOptions
     from xtalbase.ml.manifest import sha256_file
+    from xtalbase.platform.executors import get_executor
 
     directory = Path(directory)
     files = [(fold, directory / f"{fold}.csv") for fold in CDVAE_FOLDS if (directory / f"{fold}.csv").is_file()]
@@ -324,7 +327,10 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
                               "matched_canonical": 0, "by_fold": {}, "unmatched": [], "conflicts": [], "duplicates": 0}
     for fold, path in files:
         table = csv_rows(path)
-        items = prepare_unit(WorkUnit(str(path), "cdvae_csv", rows=table), options)
+        with get_executor(workers) as pool:
+            chunks = [table[i:i + _IMPORT_CHUNK] for i in range(0, len(table), _IMPORT_CHUNK)]
+            futures = [pool.submit(prepare_unit, WorkUnit(str(path), "cdvae_csv", rows=chunk), options) for chunk in chunks]
+            items = [item for future in futures for item in future.result()]
         ids_of = {f"row={i}": next((r[c].strip() for c in ID_COLUMNS if (r.get(c) or "").strip()), None) for i, r in table}
         report["by_fold"][fold] = {"rows": len(items), "matched": 0}
         for item in items:
@@ -386,4 +392,4 @@ def _confirm(store: "SplitStore", row: dict[str, Any], candidates: list[int], fi
     """The candidate structure id that StructureMatcher confirms as the same structure as ``row``."""
     with store.db.session() as s:
         stored = list(s.scalars(select(Structure).where(Structure.id.in_(candidates)).order_by(Structure.id)))
-    return first_match(structure_of(row), ((r.id, structure_of(r)) for r in stored))
+    return first_match(structure_of(row), ((r.id, r) for r in stored))  # rows are decoded as they are compared
