@@ -157,6 +157,9 @@ def test_bad_input_is_rejected_with_the_structure_named():
         xtalbase.compute_xrd([s], two_theta=(50, 10))
     with pytest.raises(XtalbaseError, match="cannot compute XRD for a str"):
         xtalbase.compute_xrd(["not a structure"])
+    flat = StructureArrays(np.array([[4.0, 0, 0], [0, 4.0, 0], [8.0, 0, 0]]), np.array([8]), np.zeros((1, 3)))
+    with pytest.raises(XtalbaseError, match="structure 1: degenerate or non-finite cell"):
+        xtalbase.compute_xrd([s, flat])
     assert xtalbase.compute_xrd([]) == []
     # a cell too small to diffract inside the range gives an empty pattern, not an error
     tiny = StructureArrays(np.eye(3) * 0.7, np.array([1]), np.zeros((1, 3)))

@@ -140,6 +140,9 @@ def compute_batch(
 
     min_r, max_r = (0.0, 2 / wavelength) if two_theta is None else (two_theta_to_g(two_theta[0], wavelength), two_theta_to_g(two_theta[1], wavelength))
     cells = np.asarray(batch.cells, dtype=float)
+    volume = np.abs(np.linalg.det(cells))
+    if (volume < 1e-6).any() or not np.isfinite(cells).all():
+        raise XtalbaseError(f"structure {int(np.argmax((volume < 1e-6) | ~np.isfinite(volume)))}: degenerate or non-finite cell")
     recip = np.linalg.inv(cells).transpose(0, 2, 1)  # rows a*, b*, c* (Å⁻¹, no 2π)
     metric = recip @ recip.transpose(0, 2, 1)  # (B, 3, 3) reciprocal metric tensor
     # |h| = |g · a| <= |g| |a|: the box of Miller indices that holds the limiting sphere.
@@ -294,7 +297,7 @@ def _phase_powers(x: np.ndarray, n: int, symmetric: bool = True) -> np.ndarray:
 
 
 def _group_reflections(batch, members, bounds, metric, slot, rank, zslots, ff_table, min_r, max_r, single_precision, with_hkl):
-    """Structure factors of one padded group: (struct index, hkl, |g|, |F|²) of its half-space reflections.
+    """Structure factors of one padded group: (struct index, |g|, |F|², hkl or None) of its half-space reflections.
 
     Sites are laid out element by element (block ``e`` holds up to ``count_e`` sites of each
     structure's e-th element), so ``S_e(hkl) = Σ_{j∈e} w_j e^{2πi(hx+ky+lz)}`` is one batched
