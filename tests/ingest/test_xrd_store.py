@@ -111,9 +111,11 @@ def test_failed_structures_are_reported_not_fatal(loaded):
 
     good = (np.eye(3) * 4.0, np.array([8]), np.zeros((1, 3)), None)
     bad = (np.eye(3) * 4.0, np.array([0]), np.zeros((1, 3)), None)
-    ids, (patterns, failures) = compute_chunk([(1, good), (2, bad)], {"wavelength": 1.54184, "two_theta": (0, 90)})
+    flat = (np.array([[4.0, 0, 0], [0, 4.0, 0], [8.0, 0, 0]]), np.array([8]), np.zeros((1, 3)), None)
+    ids, (patterns, failures) = compute_chunk([(1, good), (2, bad), (3, flat)], {"wavelength": 1.54184, "two_theta": (0, 90)})
     assert ids == [1] and len(patterns) == 1
-    assert failures == [{"structure_id": 2, "reason": "no X-ray scattering factors for atomic number(s) [0]"}]
+    assert failures == [{"structure_id": 2, "reason": "no X-ray scattering factors for atomic number(s) [0]"},
+                        {"structure_id": 3, "reason": "degenerate or non-finite cell"}]
 
 
 def test_cli_compute_recipes_show_and_plot(loaded, tmp_path):

@@ -143,6 +143,8 @@ def compute_chunk(items: list[tuple[int, tuple]], options: dict[str, Any], hkl: 
         numbers = np.asarray(arrays[1])
         if len(numbers) == 0:
             failures.append({"structure_id": sid, "reason": "structure has no sites"})
+        elif not np.isfinite(arrays[0]).all() or abs(np.linalg.det(arrays[0])) < 1e-6:
+            failures.append({"structure_id": sid, "reason": "degenerate or non-finite cell"})
         elif (numbers < 1).any() or (numbers >= len(known)).any() or not known[numbers].all():
             bad = sorted({int(z) for z in numbers if not (0 < z < len(known) and known[z])})
             failures.append({"structure_id": sid, "reason": f"no X-ray scattering factors for atomic number(s) {bad}"})
