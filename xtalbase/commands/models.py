@@ -34,9 +34,8 @@ def list_models(
                       "features": r["feature_recipe"].get("kind"), "trained on": _trained_on(r),
                       "n train": r["metrics"].get("train", {}).get("n"),
                       "test acc/R²": f"{headline:.3f}" if isinstance(headline, float) else "",
-                      "lineage": " <- ".join(map(str, r["lineage"])), "sha256": r["artifact_sha256"][:12],
-                      "created": f"{r['created_at']:%Y-%m-%d %H:%M}"})
-    print_table(table, ["id", "name", "target", "algorithm", "features", "trained on", "n train", "test acc/R²", "lineage", "sha256", "created"])
+                      "lineage": " <- ".join(map(str, r["lineage"])), "sha256": r["artifact_sha256"][:8]})
+    print_table(table, ["id", "name", "target", "algorithm", "features", "trained on", "n train", "test acc/R²", "lineage", "sha256"])
 
 
 @app.command("show")

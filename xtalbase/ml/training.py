@@ -98,7 +98,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
         dataset_row = get_dataset(s, dataset) if dataset else None
         if dataset_row is not None:
             train_ids = dataset_ids(s, dataset_row)
-            split_row = s.get(Split, dataset_row.split_id) if dataset_row.split_id else None
+            split_row = _root_split(s, dataset_row)
             fold_name = dataset_row.fold or "train"
             where = f"dataset {dataset_row.name!r}"
         else:
@@ -112,7 +112,8 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
         if split_row is not None:
             for f in EVAL_FOLDS:
                 if f != fold_name:
-                    ids = split_fold_ids(s, split_row, f)
+                    # an extended dataset may have absorbed held-out structures: never evaluate on training data
+                    ids = sorted(set(split_fold_ids(s, split_row, f)) - set(train_ids))
                     if ids:
                         evals[f] = load_fold(s, ids, target, xrd_recipe.id, feature_recipe, what=f"structures of fold {f!r}")
         if task == "classification" and len(np.unique(train.y)) < 2:
@@ -152,6 +153,19 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
     return TrainReport(model_id=model_id, run_id=run.id, target=target, algorithm=algorithm, metrics=metrics,
                        artifact_sha256=digest, n_train=len(train), fit_seconds=fit_seconds,
                        total_seconds=time.perf_counter() - started, feature_recipe=feature_recipe)
+
+
+def _root_split(session, dataset: Any) -> Split | None:
+    """The split a dataset (or the nearest ancestor that has one) was cut from; its val/test folds evaluate it."""
+    from xtalbase.schema import Dataset
+
+    seen = set()
+    while dataset is not None and dataset.id not in seen:
+        if dataset.split_id is not None:
+            return session.get(Split, dataset.split_id)
+        seen.add(dataset.id)
+        dataset = session.get(Dataset, dataset.parent_id) if dataset.parent_id else None
+    return None
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:

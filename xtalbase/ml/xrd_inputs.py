@@ -148,6 +148,8 @@ def conventional_lattice(rows: Sequence[Any]) -> np.ndarray:
     The XRD pattern does not depend on the cell a structure was stored in; the conventional (standardised)
     cell is the one whose constants a pattern determines.
     """
+    import warnings
+
     import spglib
 
     from xtalbase.platform.convert import row_arrays
@@ -155,7 +157,9 @@ def conventional_lattice(rows: Sequence[Any]) -> np.ndarray:
     out = np.empty((len(rows), 3))
     for i, r in enumerate(rows):
         cell, numbers, frac = row_arrays(r)
-        std = spglib.standardize_cell((cell, frac, numbers), to_primitive=False, no_idealize=False, symprec=r.symprec or 0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error-handling mode
+            std = spglib.standardize_cell((cell, frac, numbers), to_primitive=False, no_idealize=False, symprec=r.symprec or 0.01)
         lattice = std[0] if std is not None else cell
         out[i] = np.linalg.norm(lattice, axis=1)
     return out
