@@ -6,6 +6,7 @@ in, plain picklable dicts come out, ready for :mod:`xtalbase.ingest.writer`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -145,7 +146,16 @@ def _formulas(elements: dict[str, float]) -> dict[str, Any]:
 
     comp = Composition(elements)
     return {"formula_reduced": comp.reduced_formula, "formula_anonymous": comp.anonymized_formula,
-            "chemical_system": "-".join(sorted(elements)), "nelements": len(elements), "weight": float(comp.weight)}
+            "chemical_system": "-".join(sorted(elements)), "nelements": len(elements),
+            "weight": sum(_atomic_mass(el) * amount for el, amount in elements.items())}
+
+
+@functools.lru_cache(maxsize=None)
+def _atomic_mass(symbol: str) -> float:
+    """pymatgen's atomic mass in amu (cached: ``Element.atomic_mass`` carries units and is slow)."""
+    from pymatgen.core import Element
+
+    return float(Element(symbol).atomic_mass)
 
 
 def _lattice(cell: np.ndarray) -> dict[str, float]:
