@@ -95,6 +95,12 @@ class Known:
     locator: str
 
 
+def ionic_steps(count: int, all_steps: bool, skip: frozenset[str]) -> list[tuple[int, str, bool]]:
+    """``(index, locator, already stored)`` of the steps a DFT reader yields: the last one, or all of them."""
+    chosen = range(count) if all_steps else [count - 1]
+    return [(i, f"ionic_step={i}", f"ionic_step={i}" in skip) for i in chosen]
+
+
 def species_from_pymatgen(structure: Any) -> list[dict[str, float]]:
     """``[{symbol: occupancy}]`` per site of a pymatgen ``Structure`` (oxidation states dropped)."""
     out = []

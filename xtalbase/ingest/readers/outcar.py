@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from xtalbase.ingest.formats import open_text
-from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_ase
+from xtalbase.ingest.records import Calculation, Known, ReadError, Record, ionic_steps, record_from_ase
 
 _ABORT = re.compile(r"aborting loop (because EDIFF is reached|EDIFF was not reached)")
 _POTCAR = re.compile(r"^\s*POTCAR:\s+(.+?)\s*$", re.M)
@@ -50,9 +50,8 @@ def read(path: Path, *, all_steps: bool = False, skip: frozenset[str] = frozense
     relaxation = ibrion in (1, 2, 3) and nsw not in (0, 1)
     molecular_dynamics = ibrion == 0 and nsw not in (0, 1)  # MD has no ionic convergence
     last = len(frames) - 1
-    for i in range(len(frames)) if all_steps else [last]:
-        locator = f"ionic_step={i}"
-        if locator in skip:
+    for i, locator, stored in ionic_steps(len(frames), all_steps, skip):
+        if stored:
             yield Known(locator)
             continue
         atoms = frames[i]

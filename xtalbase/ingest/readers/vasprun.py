@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from xtalbase.ingest.formats import open_text
-from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_pymatgen
+from xtalbase.ingest.records import Calculation, Known, ReadError, Record, ionic_steps, record_from_pymatgen
 
 
 def read(path: Path, *, all_steps: bool = False, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
@@ -38,9 +38,8 @@ def read(path: Path, *, all_steps: bool = False, skip: frozenset[str] = frozense
         return
     params = _parameters(run)
     last = len(steps) - 1
-    for i in range(len(steps)) if all_steps else [last]:
-        locator = f"ionic_step={i}"
-        if locator in skip:
+    for i, locator, stored in ionic_steps(len(steps), all_steps, skip):
+        if stored:
             yield Known(locator)
             continue
         step = steps[i]
