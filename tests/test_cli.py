@@ -67,6 +67,9 @@ def test_debug_shows_traceback():
 
 
 def test_demo_creates_initialised_database(tmp_path):
+    # the full pipeline runs in tests/test_demo.py; here: a used folder is refused and left untouched
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "xtalbase.db").write_bytes(b"keep")
     result = runner.invoke(app, ["demo", str(tmp_path / "demo")])
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "xtalbase.db").exists()
+    assert result.exit_code != 0 and "already exists" in result.output
+    assert (tmp_path / "demo" / "xtalbase.db").read_bytes() == b"keep"

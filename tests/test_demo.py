@@ -1,0 +1,75 @@
+"""``xtalbase demo`` end to end on the vendored data: a fresh SQLite database, models, predictions, plots, SQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+import xtalbase
+from xtalbase.cli import app
+from xtalbase.schema import Model, Prediction, Run, Source, XrdPattern
+
+runner = CliRunner()
+PACKAGE_DATA = (Path(xtalbase.__file__).resolve().parent / "data").resolve()
+
+
+@pytest.fixture(scope="module")
+def demo_result(tmp_path_factory) -> dict:
+    """One demo run (the slowest test of the suite: keep it to one)."""
+    folder = tmp_path_factory.mktemp("demo") / "run"
+    result = runner.invoke(app, ["demo", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_demo_runs_the_whole_pipeline(demo_result):
+    out = demo_result
+    assert out["ingest"]["inserted"] == 406 and out["ingest"]["quarantined"] == 0
+    assert out["xrd_patterns"] == 406 and out["measured_patterns"] == 8
+    assert sum(out["split"]["counts"].values()) == 406
+    assert [m["algorithm"] for m in out["models"]] == ["extratrees", "xgboost"]
+    for m in out["models"]:
+        test = m["metrics"]["test"]
+        assert test["accuracy"] > 2 * test["majority_accuracy"], test
+        assert m["test_predictions"] == test["n"] and len(m["scan_predictions"]) == 8
+    assert len(out["plots"]) == 6 and all(Path(p).stat().st_size > 5000 for p in out["plots"])
+    assert [len(q["rows"]) > 0 for q in out["queries"]] == [True, True, True]
+    assert out["seconds"] < 180
+
+    db = xtalbase.connect(out["url"])
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Model)) == 2
+        n_pred = s.scalar(select(func.count()).select_from(Prediction))
+        assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"])
+        assert s.scalar(select(func.count()).select_from(XrdPattern).where(XrdPattern.kind == "measured")) == 8
+        # the demo reads only the data shipped inside the package, never ../shared
+        paths = [Path(p).resolve() for p in s.scalars(select(Source.file_path))]
+        paths += [Path(p).resolve() for p in s.scalars(select(XrdPattern.file_path).where(XrdPattern.file_path.is_not(None)))]
+        assert paths and all(PACKAGE_DATA in p.parents for p in paths)
+        assert {r.status for r in s.scalars(select(Run))} == {"succeeded"}
+        kinds = set(s.scalars(select(Run.kind)))
+    assert {"ingest", "train", "predict"} <= kinds
+    # SQL answers agree with the stored predictions
+    acc = {row[0]: row[3] for row in out["queries"][1]["rows"]}
+    for m in out["models"]:
+        assert abs(acc[m["model_id"]] - m["metrics"]["test"]["accuracy"]) < 1e-3
+    db.close()
+
+
+def test_demo_prints_tables_and_where_things_are(demo_result, capsys, monkeypatch):
+    from xtalbase.commands.demo import report
+
+    monkeypatch.setenv("COLUMNS", "200")
+    report(demo_result)
+    printed = capsys.readouterr().out
+    for needle in ("crystal system from XRD", "measured scans", "Structures per crystal system", "SELECT",
+                   f"database: {demo_result['database']}", "provenance prediction", "plots:", ".png", "extratrees", "xgboost"):
+        assert needle in printed, needle
+    # the provenance command the demo suggests works on the demo database
+    pid = demo_result["models"][0]["example_prediction_id"]
+    chain = runner.invoke(app, ["provenance", "prediction", str(pid), "--db", demo_result["url"], "--json"])
+    assert chain.exit_code == 0 and json.loads(chain.stdout)["model_chain"]["training_structures"]["matches_recorded"]
