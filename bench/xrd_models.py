@@ -143,6 +143,7 @@ def main() -> None:
     ap.add_argument("--plots", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/xtalbase-bench-xrd-models.npz"))
     ap.add_argument("--skip-space-group", action="store_true")
+    ap.add_argument("--skip-profile", action="store_true", help="leave out XGBoost on the profile (the slow fit)")
     args = ap.parse_args()
 
     from xtalbase.ml.estimators import ExtraTreesModel, XGBoostModel
@@ -173,7 +174,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     results = {}
     fitted = {}
-    for label, make, X in (("ExtraTrees", et, feats[0.0]), ("XGBoost", xg, feats[0.0]), ("XGBoost", xg, feats["profile"])):
+    methods = [("ExtraTrees", et, feats[0.0]), ("XGBoost", xg, feats[0.0])]
+    if not args.skip_profile:
+        methods.append(("XGBoost", xg, feats["profile"]))
+    for label, make, X in methods:
         fname = "profile" if X is feats["profile"] else "peaks11"
         for split, fold in folds.items():
             m, sec, est = run(make(), X, systems, fold)

@@ -52,7 +52,9 @@ def feature_names(recipe: dict[str, Any]) -> list[str]:
 
 def profile_grid(recipe: dict[str, Any]) -> np.ndarray:
     """2θ grid (degrees) of a profile recipe, (npoints,)."""
-    return np.arange(float(recipe["two_theta_min"]), float(recipe["two_theta_max"]) + 1e-9, float(recipe["step"]))
+    from xtalbase.ml.features import profile_grid as grid_points
+
+    return grid_points((float(recipe["two_theta_min"]), float(recipe["two_theta_max"]), float(recipe["step"])))
 
 
 def select_peaks(two_theta: np.ndarray, intensity: np.ndarray, recipe: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -94,14 +96,11 @@ def peaks11_row(two_theta: np.ndarray, intensity: np.ndarray, recipe: dict[str, 
 
 def profile_row(two_theta: np.ndarray, intensity: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
     """Gaussian-broadened pattern on the recipe's grid, scaled to a maximum of 1, (npoints,) float32."""
+    from xtalbase.ml.features import profile
+
     tt, inten = select_peaks(two_theta, intensity, recipe)
-    grid = profile_grid(recipe)
-    sigma = float(recipe["fwhm"]) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    if len(tt) == 0:
-        return np.zeros(len(grid), dtype=np.float32)
-    y = (inten[None, :] * np.exp(-0.5 * ((grid[:, None] - tt[None, :]) / sigma) ** 2)).sum(axis=1)
-    top = y.max()
-    return (y / top if top > 0 else y).astype(np.float32)
+    grid = (float(recipe["two_theta_min"]), float(recipe["two_theta_max"]), float(recipe["step"]))
+    return profile(tt, inten, grid=grid, fwhm=float(recipe["fwhm"]))
 
 
 def featurize(peaks: list[tuple[np.ndarray, np.ndarray]], recipe: dict[str, Any]) -> np.ndarray:
