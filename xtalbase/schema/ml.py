@@ -123,6 +123,9 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
 
+    def __repr__(self) -> str:
+        return f"Model(id={self.id}, target={self.target!r}, algorithm={self.algorithm!r}, sha256={(self.artifact_sha256 or '')[:12]!r})"
+
 
 class Prediction(Base):
     """One model output for one structure or pattern: a number, a label and/or a JSON payload."""
@@ -139,3 +142,6 @@ class Prediction(Base):
     payload: Mapped[Optional[dict[str, Any]]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
+
+    def __repr__(self) -> str:
+        return f"Prediction(id={self.id}, model_id={self.model_id}, label={self.label!r}, value={self.value})"
