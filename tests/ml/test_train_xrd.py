@@ -76,11 +76,14 @@ def test_threshold_is_part_of_the_recipe_and_changes_the_features(trained_db):
     assert strict.artifact_sha256 != every.artifact_sha256
 
 
-def test_train_cli_prints_metrics_and_json(trained_db):
+def test_train_cli_prints_metrics_and_json(trained_db, tmp_path):
     result = runner.invoke(app, ["train", "xrd", "--db", trained_db.url, "--split", SPLIT, "--algorithm", "xgboost",
-                                 "--param", "n_estimators=30", "--param", "max_depth=4"])
+                                 "--param", "n_estimators=30", "--param", "max_depth=4", "--plots", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "confusion matrix" in result.output and "test" in result.output
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(pngs) == 3 and [n.endswith(e) for n, e in zip(pngs, ("_confusion.png", "_importances.png", "_surrogate_peak3_npeaks.png"))] == [True] * 3
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in tmp_path.glob("*.png"))
     result = runner.invoke(app, ["train", "xrd", "--db", trained_db.url, "--split", SPLIT, "--json", "--min-intensity", "1",
                                  "--param", "n_estimators=30"])
     assert result.exit_code == 0, result.output

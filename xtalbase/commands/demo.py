@@ -166,6 +166,8 @@ def report(result: dict[str, Any]) -> None:
         for r in m["scan_predictions"]:
             scan_rows.append({"scan": r["scan"], "algorithm": m["algorithm"], "predicted": r["label"], "p": f"{r['probability']:.2f}"})
     print_table(scan_rows, title="measured scans (XRD-AutoAnalyzer examples)")
+    out.print("note: peaks11 counts every computed reflection, while peak picking on a measured scan finds only the clear "
+              "ones, so scans lean towards high-symmetry (few-peak) classes; see docs/models.md")
     for q in result["queries"]:
         out.print(f"\n[bold]{q['title']}[/bold]\n  {q['sql']}")
         print_table([dict(zip(q["columns"], r)) for r in q["rows"]], q["columns"])
