@@ -3,7 +3,7 @@
 The structures are the Perov-5 test set and the first Materials Project CIFs of
 ``../shared/data`` (read with xtalbase's own readers), replicated with random
 strains (up to 3 %) and same-group element substitutions until there are N
-distinct cells. xtalbase rows are built by ingest's own ``prepare_record`` and
+distinct structures (copies ingest recognises as duplicates are not counted). xtalbase rows are built by ingest's own ``prepare_record`` and
 stored with its ``write_batch`` (inside a ``db.run``); the ase.db copy is
 written from the stored xtalbase rows, so both hold exactly the same cells,
 with ``spacegroup``, ``density`` and ``volume`` as ase.db key-value pairs
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import platform
 import random
@@ -66,22 +67,24 @@ def base_records(mp_files: int) -> list[Any]:
     return out
 
 
-def variants(bases: list[Any], n: int, seed: int = 0) -> Iterator[Any]:
-    """``n`` records: the bases, then strained and substituted copies (each cell distinct)."""
+def variants(bases: list[Any], seed: int = 0) -> Iterator[Any]:
+    """The bases, then endlessly strained and substituted copies of them."""
     from xtalbase.ingest.records import Record
 
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
-    for i in range(n):
+    i = 0
+    while True:
         base = bases[i % len(bases)]
         cell, species = np.array(base.cell, float), [dict(s) for s in base.species]
         if i >= len(bases):
-            strain = np.eye(3) + nrng.uniform(-0.03, 0.03, (3, 3)) * (nrng.random() < 0.5)
-            cell = cell @ (strain + strain.T) / 2 * nrng.uniform(0.97, 1.03)
+            strain = np.eye(3) + nrng.uniform(-0.03, 0.03, (3, 3))
+            cell = cell @ (strain + strain.T) / 2
             present = sorted({next(iter(s)) for s in species})
-            swap = {el: rng.choice(MATES[el]) for el in present if el in MATES and rng.random() < 0.5}
+            swap = {el: rng.choice(MATES[el]) for el in present if el in MATES and rng.random() < 0.7}
             species = [{swap.get(next(iter(s)), next(iter(s))): 1.0} for s in species]
         yield Record(locator=f"variant={i}", cell=cell, species=species, frac_coords=np.array(base.frac_coords, float))
+        i += 1
 
 
 def _prepare(records: list[Any]) -> list[dict]:
@@ -102,26 +105,19 @@ def build_xtalbase(path: Path, n: int, workers: int) -> None:
     db.init()
     info = FileInfo(path="bench/query.py", file_hash=hashlib.sha256(f"bench-query-{n}".encode()).hexdigest(),
                     format="bench", source="bench")
-    started, done = time.perf_counter(), 0
+    started, stored = time.perf_counter(), 0
+    records = variants(bases)
     with db.run("bench-query-build", {"n": n, "bases": len(bases)}) as run, get_executor(workers) as pool:
-        chunks = _chunked(variants(bases, n), 2000)
-        for items in pool.map(_prepare, chunks):
-            with db.engine.begin() as conn:
-                write_batch(conn, run.id, [(info, item) for item in items])
-            done += len(items)
-            print(f"  xtalbase: {done}/{n} structures ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        # Copies that ingest recognises as the same structure are not stored again, so keep going until n are stored.
+        while stored < n:
+            need = n - stored
+            chunks = [list(itertools.islice(records, min(2000, need))) for _ in range(max(1, min(workers, need // 2000)))]
+            for items in pool.map(_prepare, chunks):
+                with db.engine.begin() as conn:
+                    write_batch(conn, run.id, [(info, item) for item in items])
+            stored = db.query().count()
+            print(f"  xtalbase: {stored}/{n} structures ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     db.close()
-
-
-def _chunked(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def build_asedb(path: Path, xtal_path: Path) -> None:

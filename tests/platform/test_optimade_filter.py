@@ -119,6 +119,9 @@ def test_element_filters_use_the_element_index_and_compile_on_both_backends():
 def test_not_on_a_nullable_column_keeps_unknown_values():
     sql, _ = _sql("NOT _xtalbase_space_group_number = 225")
     assert "spacegroup_number IS NOT NULL" in sql
+    # but != never matches an unknown value (a comparison with unknown is false in OPTIMADE)
+    sql, _ = _sql('_xtalbase_crystal_system != "cubic"')
+    assert "crystal_system IS NOT NULL AND" in sql and "NOT IN" in sql
 
 
 def test_peak_terms_in_one_clause_merge_into_one_peak():

@@ -89,7 +89,7 @@ def decode_batch(nsites: list[int], cells: list[bytes], numbers: list[bytes], fr
 
 
 def _atoms_factory() -> Any:
-    """A constructor of periodic ``Atoms`` from (numbers, positions, cell) arrays.
+    """A constructor of periodic ``Atoms`` from (numbers, positions, cell, info).
 
     ``Atoms.__init__`` validates and fills default arrays one call at a time
     (about 8 µs); when this ASE's ``Atoms`` holds exactly the attributes a
@@ -101,23 +101,30 @@ def _atoms_factory() -> Any:
 
     probe = Atoms(numbers=[1], positions=[[0.0, 0.0, 0.0]], cell=np.eye(3), pbc=True)
     if set(probe.__dict__) != {"_cellobj", "_pbc", "arrays", "_celldisp", "_constraints", "info", "_calc"} or set(probe.arrays) != {"numbers", "positions"}:
-        return lambda numbers, positions, cell: Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True)
+        return lambda numbers, positions, cell, info: Atoms(numbers=numbers, positions=positions, cell=cell, pbc=True, info=info)
 
-    def make(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray) -> "Atoms":
-        atoms = Atoms.__new__(Atoms)
-        atoms.__dict__.update(_cellobj=Cell(np.array(cell)), _pbc=np.ones(3, bool), arrays={"numbers": numbers, "positions": positions},
-                              _celldisp=np.zeros((3, 1)), _constraints=[], info={}, _calc=None)
+    pbc, celldisp, new = probe._pbc, probe._celldisp, Atoms.__new__
+
+    def make(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, info: dict) -> "Atoms":
+        atoms = new(Atoms)
+        atoms.__dict__ = {"_cellobj": Cell(cell), "_pbc": pbc.copy(), "arrays": {"numbers": numbers, "positions": positions},
+                          "_celldisp": celldisp.copy(), "_constraints": [], "info": info, "_calc": None}
         return atoms
 
     return make
 
 
-def batch_to_ase(batch: StructureBatch) -> list["Atoms"]:
-    """Periodic ASE ``Atoms`` for every structure of ``batch`` (positions in Å)."""
+def batch_to_ase(batch: StructureBatch, ids: list[int] | None = None) -> list["Atoms"]:
+    """Periodic ASE ``Atoms`` for every structure of ``batch`` (positions in Å).
+
+    Each ``Atoms`` owns a disjoint slice of the batch's arrays (no copy per
+    structure); ``ids`` go to ``info["xtalbase_id"]``.
+    """
     make = _atoms_factory()
-    positions = batch.cartesian()
-    o = batch.offsets
-    return [make(batch.numbers[o[i]:o[i + 1]].copy(), positions[o[i]:o[i + 1]].copy(), batch.cells[i])
+    positions, numbers, cells = batch.cartesian(), batch.numbers, batch.cells.copy()
+    o = batch.offsets.tolist()
+    ids = ids if ids is not None else [None] * len(batch)
+    return [make(numbers[o[i]:o[i + 1]], positions[o[i]:o[i + 1]], cells[i], {"xtalbase_id": ids[i]} if ids[i] is not None else {})
             for i in range(len(batch))]
 
 

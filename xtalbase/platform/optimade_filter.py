@@ -122,8 +122,7 @@ class Field:
         value = self._check_value(value, pos)
         if self.normalise is not None and op in ("=", "!="):
             spellings = self.normalise(value)
-            cond = self.column.in_(spellings)
-            return self._wrap(cond) if op == "=" else not_(self._wrap(cond))
+            return self._wrap(self.column.in_(spellings) if op == "=" else self.column.not_in(spellings))
         if self.kind == "bool" and op not in ("=", "!="):
             raise FilterError(_where(f"{self.name} is TRUE or FALSE: use = or !=", pos))
         return self._wrap(_OPS[op](self.column, value))

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from sqlalchemy import Select, column, func, select, table
+from sqlalchemy import Select, column, func, select, table, type_coerce
+from sqlalchemy.types import NullType
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.convert import attach_calculation, batch_to_ase, batch_to_pymatgen, decode_batch
@@ -183,12 +184,12 @@ class Query:
             for sid, s in zip(ids, out):
                 s.properties["xtalbase_id"] = sid
             return out
-        atoms = batch_to_ase(batch)
-        for sid, a in zip(ids, atoms):
-            a.info["xtalbase_id"] = sid
-            calc = calcs.get(sid)
-            if calc is not None:
-                attach_calculation(a, *calc)
+        atoms = batch_to_ase(batch, ids)
+        if calcs:
+            for sid, a in zip(ids, atoms):
+                calc = calcs.get(sid)
+                if calc is not None:
+                    attach_calculation(a, *calc)
         return atoms
 
     def _calculations(self, conn: Any) -> dict[int, tuple]:
@@ -200,6 +201,8 @@ class Query:
         return {r[0]: tuple(r[1:]) for r in conn.execute(stmt)}
 
 
-_ARRAY_COLUMNS = (Structure.id, Structure.nsites, Structure.cell, Structure.numbers, Structure.frac_coords)
+# Raw DBAPI bytes for the array columns: LargeBinary's per-value result processing costs more than decoding.
+_ARRAY_COLUMNS = (Structure.id, Structure.nsites, *(type_coerce(c, NullType()).label(c.key)
+                                                    for c in (Structure.cell, Structure.numbers, Structure.frac_coords)))
 
 __all__ = ["FilterError", "Query", "V_STRUCTURES_COLUMNS", "v_structures"]
