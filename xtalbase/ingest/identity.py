@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ def site_labels(species: list[dict[str, float]]) -> list[str]:
 
 def symmetry(cell: np.ndarray, frac_coords: np.ndarray, labels: list[str], symprec: float = DEFAULT_SYMPREC) -> Optional[Symmetry]:
     """Space group of a cell whose sites of equal label are equivalent candidates; ``None`` if spglib finds none."""
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes on stderr would drown the progress bar
     import spglib
 
     kinds = {label: i + 1 for i, label in enumerate(sorted(set(labels)))}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -45,6 +46,12 @@ class WorkUnit:
 
 def prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
     """Read ``unit`` and turn each record into a ``record``, ``quarantine`` or ``known`` item (dicts)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library notes (pymatgen, ASE) are not the user's business; readers record their own
+        return _prepare_unit(unit, options)
+
+
+def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for item in read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps, rows_=unit.rows):
         if isinstance(item, Known):
