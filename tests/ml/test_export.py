@@ -199,3 +199,12 @@ def test_export_is_a_recorded_run_and_manifest_names_the_split(perov, tmp_path):
         links = {(l.direction, l.kind, l.sha256) for l in s.scalars(select(RunLink).where(RunLink.run_id == run.id))}
     assert ("input", "split", split.id) in links
     assert {("output", "file", e["sha256"]) for e in manifest["files"].values()} <= links
+
+
+def test_import_hashes_at_the_tolerance_the_database_used(db, tmp_path):
+    db.ingest(perov_csv(tmp_path, 0, 40), symprec=0.1)  # canonical hashes depend on symprec
+    split = db.splits.create("loose", strategy="random", mode="exact")
+    split.export(tmp_path / "out", "cdvae-csv")
+    imported, report = db.splits.import_cdvae("loose-again", tmp_path / "out")
+    assert imported.recipe["source"]["symprec"] == 0.1
+    assert report["matched"] == 40 and imported.members() == split.members()

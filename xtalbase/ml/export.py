@@ -292,8 +292,8 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
                  workers: int = 1, progress: Callable[[int], None] | None = None) -> tuple["SplitHandle", dict[str, Any]]:
     """Rebuild a published split from ``train.csv``/``val.csv``/``test.csv`` (CDVAE layout) in ``directory``.
 
-    Each row's CIF is read and hashed by the ingest code (:mod:`xtalbase.ingest.prepare`, at ``symprec``,
-    default the ingest default) and matched to a stored structure: first by exact hash, then among the
+    Each row's CIF is read and hashed by the ingest code (:mod:`xtalbase.ingest.prepare`, at ``symprec``;
+    default: the tolerance most stored structures were hashed with) and matched to a stored structure: first by exact hash, then among the
     structures sharing its canonical hash, confirmed by pymatgen ``StructureMatcher``
     (:mod:`xtalbase.ingest.matching`). Rows that match nothing, fail to parse, or name a structure already
     placed in another fold are reported, not guessed. ``workers`` processes parse and hash the rows
@@ -313,7 +313,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     if not files:
         raise ExportError(f"{directory}: no train.csv, val.csv or test.csv to import")
     # matching only: records are read as ingest reads them but not judged for precision or size
-    options = PrepareOptions(symprec=symprec or DEFAULT_SYMPREC,
+    options = PrepareOptions(symprec=symprec or _stored_symprec(store) or DEFAULT_SYMPREC,
                              validation=ValidationOptions(**_lenient_validation(ValidationOptions)))
     by_exact: dict[str, int] = {}
     by_canonical: dict[str, list[int]] = {}
@@ -375,6 +375,16 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     report["split"] = handle.name
     report["id"] = handle.id
     return handle, report
+
+
+def _stored_symprec(store: "SplitStore") -> float | None:
+    """The spglib tolerance (Å) most stored structures were hashed with (canonical hashes depend on it)."""
+    from sqlalchemy import func
+
+    stmt = (select(Structure.symprec).where(Structure.symprec.is_not(None)).group_by(Structure.symprec)
+            .order_by(func.count().desc(), Structure.symprec).limit(1))
+    with store.db.session() as s:
+        return s.scalar(stmt)
 
 
 def _lenient_validation(options_cls: type) -> dict[str, Any]:
