@@ -127,6 +127,9 @@ def test_extxyz_carries_energy_forces_and_stress(db, tmp_path):
         assert np.allclose(frame.get_forces(), source.get_forces())
         assert np.allclose(frame.get_stress(voigt=False), source.get_stress(voigt=False))
         assert np.allclose(frame.positions, source.positions) and frame.info["fold"] in split.folds
+    in_memory = split.atoms("train")  # the Python API carries the same calculations
+    assert [a.info["structure_id"] for a in in_memory] == split.ids("train")
+    assert all(round(a.get_potential_energy(), 8) in by_energy for a in in_memory)
 
 
 def test_extxyz_converts_vasp_kbar_stress_like_ase(db, tmp_path):

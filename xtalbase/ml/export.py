@@ -176,7 +176,7 @@ def _xrd_features(handle: "SplitHandle", ids: list[int]) -> list | None:
     return [found.get(i) for i in ids]
 
 
-def _ase_atoms(m: Member) -> Any:
+def member_atoms(m: Member) -> Any:
     """ASE ``Atoms`` of a member with identity info and, when present, a single-point calculator."""
     import numpy as np
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -220,7 +220,7 @@ def _write_extxyz(handle: "SplitHandle", directory: Path, progress: Callable[[in
     for fold in handle.folds:
         frames = []
         for m in members(handle, fold, calculations=True):
-            frames.append(_ase_atoms(m))
+            frames.append(member_atoms(m))
             progress(1)
         write(directory / f"{fold}.extxyz", frames, format="extxyz")
         written[f"{fold}.extxyz"] = len(frames)

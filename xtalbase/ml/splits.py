@@ -167,10 +167,15 @@ class SplitHandle:
         return [to_pymatgen(r) for r in self.rows(fold)]
 
     def atoms(self, fold: str | None = None) -> list["Atoms"]:
-        """ASE ``Atoms`` of ``fold``, ordered by structure id."""
-        from xtalbase.platform.convert import to_ase
+        """ASE ``Atoms`` of ``fold``, ordered by structure id.
 
-        return [to_ase(r) for r in self.rows(fold)]
+        ``info`` holds ``structure_id``, ``canonical_hash`` and ``fold``; a structure with a
+        calculation carries it as a single-point calculator (energy eV, forces eV/Å,
+        stress eV/Å³), as in the ``extxyz`` export.
+        """
+        from xtalbase.ml.export import member_atoms, members
+
+        return [member_atoms(m) for m in members(self, fold, calculations=True)]
 
     def check(self, examples: int = 5) -> dict[str, Any]:
         """Leakage report: values of each identity key found in more than one fold; see :func:`leakage`."""
