@@ -178,3 +178,10 @@ def test_shared_vasp_files_unconverged_and_all_steps(db):
     assert steps.read == 28 and steps.duplicates == 1 and steps.inserted == 27  # the final step was already stored
     strict = db.ingest(vasp / "unconverged", require_converged=True)
     assert strict.duplicates == 1  # already stored as converged=false; a new file would be quarantined 'unconverged'
+
+
+def test_measured_xrd_scans_are_not_mistaken_for_poscars(tmp_path):
+    scan = tmp_path / "scan.xy"
+    scan.write_text("".join(f"{10 + i / 100:.2f}\t{2000 + i}\t{2085 + i}\n" for i in range(20)))
+    assert detect_format(scan) is None
+    assert detect_format(DATA / "poscar" / "POSCAR-195") == "poscar"

@@ -64,9 +64,12 @@ def _sniff_poscar(head: str) -> bool:
         return False
     try:
         float(lines[1].split()[0])
-        return all(len(lines[i].split()) >= 3 and all(_is_float(x) for x in lines[i].split()[:3]) for i in (2, 3, 4))
+        vectors = all(len(lines[i].split()) >= 3 and all(_is_float(x) for x in lines[i].split()[:3]) for i in (2, 3, 4))
     except (IndexError, ValueError):
         return False
+    # the coordinate mode line (Direct / Cartesian, after an optional Selective dynamics line) follows the counts
+    modes = [lines[i].strip()[:1].lower() for i in (6, 7) if i < len(lines) and lines[i].strip()]
+    return vectors and any(m in ("d", "c", "k", "s") for m in modes)
 
 
 def _is_float(text: str) -> bool:
