@@ -144,3 +144,14 @@ def test_xrd_peak_windows_match_stored_patterns(qdb):  # noqa: F811
     assert qdb.query(f"{one} AND _xtalbase_xrd_recipe_id = {recipe + 1000}").count() == 0
     d = "_xtalbase_xrd_peak_d_spacing > 2.8 AND _xtalbase_xrd_peak_d_spacing < 2.9 AND elements HAS \"O\""
     assert qdb.query(d).count() >= 1
+
+
+def test_queries_inside_an_open_run_do_not_wait_for_its_write_lock(qdb):  # noqa: F811
+    import time
+
+    with qdb.run("query-probe") as run:
+        run.link("input", "filter", "nsites > 20")
+        run.session.flush()  # the run's transaction now holds SQLite's write lock
+        started = time.perf_counter()
+        assert qdb.query("nsites > 20").count() == len(qdb.query("nsites > 20").ids()) > 0
+        assert time.perf_counter() - started < 5

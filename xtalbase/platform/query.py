@@ -98,6 +98,14 @@ class Query:
             rows = conn.exec_driver_sql(prefix + sql).all()
         return "\n".join(" ".join(str(v) for v in (r[-1:] if self.db.backend == "sqlite" else r)) for r in rows)
 
+    def _connect(self) -> Any:
+        """A read-only connection: plain ``BEGIN`` on SQLite (the writer engine takes the write lock with
+        ``BEGIN IMMEDIATE``, which would queue reads behind an open ``db.run``), read-only transactions on PostgreSQL."""
+        engine = self.db.engine
+        if self.db.backend != "sqlite" or engine.url.database not in (None, "", ":memory:"):
+            engine = self.db.read_only_engine()
+        return engine.connect()
+
     # ------------------------------------------------------------------ results
     def count(self) -> int:
         """How many structures match (after ``limit``)."""
@@ -105,12 +113,12 @@ class Query:
             stmt = select(func.count()).select_from(Structure).where(self.where)
         else:
             stmt = select(func.count()).select_from(self.statement().subquery())
-        with self.db.engine.connect() as conn:
+        with self._connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def ids(self) -> list[int]:
         """Structure ids in query order."""
-        with self.db.engine.connect() as conn:
+        with self._connect() as conn:
             return list(conn.execute(self.statement()).scalars())
 
     def frame(self) -> "pd.DataFrame":
@@ -122,7 +130,7 @@ class Query:
             key = v_structures.c[self._sort_key]
             stmt = stmt.order_by((key.desc() if self._sort_desc else key.asc()).nulls_last())
         stmt = stmt.order_by(v_structures.c.id)
-        with self.db.engine.connect() as conn:
+        with self._connect() as conn:
             result = conn.execute(stmt)
             return pd.DataFrame(result.all(), columns=list(result.keys()))
 
@@ -159,7 +167,7 @@ class Query:
             else:
                 page_ids = []
                 page_stmt = self.statement().limit(n).offset(done)
-                with self.db.engine.connect() as conn:
+                with self._connect() as conn:
                     page_ids = list(conn.execute(page_stmt).scalars())
                 page.where = Structure.id.in_(page_ids)
             if not page_ids:
@@ -172,7 +180,7 @@ class Query:
 
     # ------------------------------------------------------------------ loading
     def _load(self, stmt: Select, kind: str, calculations: bool = False) -> list[Any]:
-        with self.db.engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(stmt).all()
             calcs = self._calculations(conn) if calculations and rows else {}
         if not rows:
