@@ -4,7 +4,7 @@ The XRD tables themselves are in 0001; importing a measured scan looks it up by 
 so that a re-import is a no-op.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0001
 Create Date: 2026-11-21
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa  # noqa: F401
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
