@@ -7,13 +7,12 @@ building it once per module keeps the model tests fast. No tests live here.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.conftest import BACKENDS, _pg_admin, _pg_schema_url, pg_unavailable_reason
+from tests.conftest import BACKENDS, new_database_url
 
 DATA = Path(__file__).resolve().parents[2] / "xtalbase" / "data"
 MP_CIFS = DATA / "mp_subset" / "cifs"
@@ -34,28 +33,13 @@ def populate(db) -> None:
 @pytest.fixture(scope="module", params=BACKENDS)
 def trained_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """An initialised database with the vendored subset, its patterns and the split ``models``, per backend."""
-    import sqlalchemy as sa
-
     import xtalbase
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('models') / 'models.db'}"
-        schema = None
-    else:
-        reason = pg_unavailable_reason()
-        if reason:
-            pytest.skip(reason)
-        schema = f"xbtest_{uuid.uuid4().hex[:12]}"
-        with _pg_admin().connect() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        url = _pg_schema_url(schema)
-    db = xtalbase.connect(url)
-    try:
-        db.init()
-        populate(db)
-        yield db
-    finally:
-        db.close()
-        if schema:
-            with _pg_admin().connect() as conn:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with new_database_url(request.param, tmp_path_factory.mktemp("models")) as url:
+        db = xtalbase.connect(url)
+        try:
+            db.init()
+            populate(db)
+            yield db
+        finally:
+            db.close()
