@@ -111,3 +111,17 @@ def test_progress_reaches_every_file(db):
     seen: list[tuple[int, int]] = []
     db.ingest([DATA / "perov5_head.csv", DATA / "poscar"], on_progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (5, 5)
+
+
+def test_unnamed_poscar_is_quarantined_then_stored_with_placeholders_on_request(db):
+    first = db.ingest(DATA / "poscar" / "POSCAR-11")
+    assert first.quarantined_by_reason == {"unknown_element": 1}
+    second = db.ingest(DATA / "poscar" / "POSCAR-11", poscar_species="placeholder")  # quarantined records are read again
+    assert second.inserted == 1
+    with db.session() as s:
+        source = s.scalars(select(Source)).one()
+        run = s.get(Run, second.run_id)
+        structure = s.get(Structure, source.structure_id)
+    assert source.warnings[0].startswith("species_placeholder")
+    assert structure.chemical_system == "H-He-Li" and run.params["poscar_species"] == "placeholder"
+    assert db.ingest(DATA / "poscar" / "POSCAR-11", poscar_species="placeholder").inserted == 0

@@ -82,9 +82,39 @@ def test_poscar_element_names_from_comment_line_and_site_labels():
     assert {el for occ in from_labels.species for el in occ} == {"Na", "Co", "N", "O"}
 
 
-def test_poscar_without_any_element_names_is_refused():
+def test_poscar_without_any_element_names_is_refused_and_says_how_to_name_them():
     (error,) = read_structures(DATA / "poscar" / "POSCAR-11")
     assert isinstance(error, ReadError) and error.reason == "unknown_element"
+    assert "POSCAR-11" in error.message and "--poscar-species" in error.message
+
+
+def test_poscar_species_given_by_the_caller_in_type_order():
+    (record,) = read_structures(DATA / "poscar" / "POSCAR-11", species="Ca,Ti,O")  # counts 4 2 8
+    assert [next(iter(o)) for o in record.species] == ["Ca"] * 4 + ["Ti"] * 2 + ["O"] * 8
+    assert any("given by the caller" in w for w in record.warnings)
+    (short,) = read_structures(DATA / "poscar" / "POSCAR-11", species="Ca,O")
+    assert short.reason == "unknown_element" and "2 element names but the file has 3 atom types" in short.message
+    (bad,) = read_structures(DATA / "poscar" / "POSCAR-11", species="Ca,Xx,O")
+    assert bad.reason == "unknown_element" and "'Xx'" in bad.message
+
+
+def test_poscar_placeholder_species_keep_the_geometry_and_are_flagged():
+    (record,) = read_structures(DATA / "poscar" / "POSCAR-11", species="placeholder")
+    assert [next(iter(o)) for o in record.species] == ["H"] * 4 + ["He"] * 2 + ["Li"] * 8
+    assert record.warnings[0].startswith("species_placeholder")
+    assert np.isclose(record.cell[0, 0], 11.32741769) and record.frac_coords.shape == (14, 3)
+    (named,) = read_structures(DATA / "poscar" / "POSCAR-012", species="placeholder")  # the file's own names win
+    assert {el for occ in named.species for el in occ} == {"Li", "Mn", "O"} and not named.warnings
+
+
+def test_poscar_takes_element_names_from_a_potcar_beside_it(tmp_path):
+    (tmp_path / "POSCAR").write_text((DATA / "poscar" / "POSCAR-11").read_text())
+    titels = ["PAW_PBE Sr_sv 07Sep2000", "PAW_PBE Ti_pv 07Sep2000", "PAW_PBE O 08Apr2002"]
+    (tmp_path / "POTCAR").write_text("".join(f"  {t.split()[1]}\n   TITEL  = {t}\n   POMASS = 1.0\n End of Dataset\n"
+                                             for t in titels))
+    (record,) = read_structures(tmp_path / "POSCAR")
+    assert {el for occ in record.species for el in occ} == {"Sr", "Ti", "O"}
+    assert any("POTCAR" in w for w in record.warnings)
 
 
 def test_vasprun_final_step_by_default_and_every_step_on_request():

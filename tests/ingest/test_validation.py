@@ -103,3 +103,17 @@ def test_warnings_are_stored_with_the_source(db, tmp_path):
     with db.session() as s:
         source = s.scalars(select(Source)).one()
     assert source.warnings and any(w.startswith("charge_unbalanced") for w in source.warnings)
+
+
+def test_poscar_lattice_zeros_are_exact_but_short_components_are_low_precision(db, tmp_path):
+    text = (DATA / "poscar" / "POSCAR-11").read_text()  # lattice rows hold plain 0.0 components
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "POSCAR").write_text(text)
+    assert db.ingest(tmp_path / "ok", poscar_species="Ca,Ti,O").inserted == 1
+    (tmp_path / "short").mkdir()
+    (tmp_path / "short" / "POSCAR").write_text(text.replace("11.32741769", "11.3"))
+    report = db.ingest(tmp_path / "short", poscar_species="Ca,Ti,O")
+    assert report.quarantined_by_reason == {"low_precision": 1}
+    with db.session() as s:
+        message = s.scalars(select(Quarantine.message)).one()
+    assert "lattice-vector components 11.3" in message

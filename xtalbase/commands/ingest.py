@@ -24,6 +24,7 @@ def ingest(
     allow_disorder: Annotated[bool, typer.Option("--allow-disorder", help="Store partially occupied sites instead of quarantining them.")] = False,
     all_steps: Annotated[bool, typer.Option("--all-steps", help="VASP: store every ionic step, not only the last.")] = False,
     require_converged: Annotated[bool, typer.Option("--require-converged", help="Quarantine unconverged DFT results (reason 'unconverged').")] = False,
+    poscar_species: Annotated[Optional[str], typer.Option("--poscar-species", help="Element names for POSCARs that name none: 'Si,O' (atom-type order) or 'placeholder' (type i -> element Z=i, flagged).")] = None,
     xrd: Annotated[bool, typer.Option("--xrd", help="Afterwards compute XRD patterns of the new structures.")] = False,
     max_sites: Annotated[int, typer.Option("--max-sites", help="Quarantine cells with more sites (too_many_sites).")] = 1000,
     min_coord_decimals: Annotated[int, typer.Option("--min-coord-decimals", help="Decimals a non-special fractional coordinate needs (low_precision).")] = 3,
@@ -37,7 +38,8 @@ def ingest(
         task = bar.add_task("ingest", total=None)
         report = handle.ingest(
             paths, format=format, source=source, licence=licence, workers=workers, symprec=symprec,
-            allow_disorder=allow_disorder, all_steps=all_steps, require_converged=require_converged, xrd=xrd,
+            allow_disorder=allow_disorder, all_steps=all_steps, require_converged=require_converged,
+            poscar_species=poscar_species, xrd=xrd,
             max_sites=max_sites, min_coord_decimals=min_coord_decimals, min_cell_decimals=min_cell_decimals,
             overlap_fraction=overlap_fraction, on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )

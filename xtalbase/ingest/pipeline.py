@@ -108,7 +108,8 @@ def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[d
 def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: Optional[str] = None,
            source: Optional[str] = None, licence: Optional[str] = None, workers: int = 1,
            symprec: float = DEFAULT_SYMPREC, allow_disorder: bool = False, all_steps: bool = False,
-           require_converged: bool = False, xrd: bool = False, max_sites: int = 1000, min_coord_decimals: int = 3,
+           require_converged: bool = False, poscar_species: Optional[str] = None, xrd: bool = False,
+           max_sites: int = 1000, min_coord_decimals: int = 3,
            min_cell_decimals: int = 2, overlap_fraction: float = 0.5, batch_size: int = BATCH_SIZE,
            scheduler: Optional[str] = None, on_progress: Optional[Callable[[int, int], None]] = None) -> IngestReport:
     """Read, validate, deduplicate and store structure and DFT files.
@@ -127,6 +128,9 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         spglib distance tolerance in Å for space groups and canonical hashes (default 0.01).
     allow_disorder, all_steps, require_converged : bool
         Store partial occupancies; store every VASP ionic step; quarantine unconverged DFT.
+    poscar_species : str, optional
+        Element names for POSCARs that name none: ``"Si,O"`` in atom-type order, or
+        ``"placeholder"`` (type i stored as the element with atomic number i, flagged on the source).
     xrd : bool
         Afterwards compute XRD patterns of the new structures (``xtalbase.ingest.xrd.store.compute_missing``).
     max_sites, min_coord_decimals, min_cell_decimals, overlap_fraction
@@ -139,12 +143,13 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     started = time.perf_counter()
     db.require_schema()
     files = find_files(paths, format)
-    options = PrepareOptions(symprec=symprec, all_steps=all_steps, validation=ValidationOptions(
+    options = PrepareOptions(symprec=symprec, all_steps=all_steps, poscar_species=poscar_species, validation=ValidationOptions(
         allow_disorder=allow_disorder, require_converged=require_converged, max_sites=max_sites,
         min_coord_decimals=min_coord_decimals, min_cell_decimals=min_cell_decimals, overlap_fraction=overlap_fraction))
     params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "format": format,
               "source": source, "licence": licence, "workers": workers, "symprec": symprec,
               "allow_disorder": allow_disorder, "all_steps": all_steps, "require_converged": require_converged,
+              "poscar_species": poscar_species,
               "max_sites": max_sites, "min_coord_decimals": min_coord_decimals, "min_cell_decimals": min_cell_decimals,
               "overlap_fraction": overlap_fraction, "files": len(files)}
     report = IngestReport()

@@ -31,6 +31,7 @@ class PrepareOptions:
 
     symprec: float = DEFAULT_SYMPREC
     all_steps: bool = False
+    poscar_species: Optional[str] = None
     validation: ValidationOptions = field(default_factory=ValidationOptions)
 
 
@@ -53,7 +54,8 @@ def prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]
 
 def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for item in read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps, rows_=unit.rows):
+    for item in read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps, rows_=unit.rows,
+                                   species=options.poscar_species):
         if isinstance(item, Known):
             out.append({"kind": "known", "locator": item.locator})
         elif isinstance(item, ReadError):

@@ -57,8 +57,9 @@ class Record:
     frac_coords : ndarray, shape (nsites, 3)
         Fractional coordinates.
     raw_values : dict, optional
-        The numbers exactly as written (``cell``: list of str, ``coords``: list of
-        str), for the ``low_precision`` check of text formats.
+        The numbers exactly as written, for the ``low_precision`` check of text
+        formats: ``cell`` (CIF a, b, c, alpha, beta, gamma) or ``cell_vectors``
+        (POSCAR: the nine lattice-vector components), and ``coords``; lists of str.
     """
 
     locator: str

@@ -131,6 +131,13 @@ def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
     return ndec < opts.min_coord_decimals
 
 
+def _nonzero(text: str) -> bool:
+    try:
+        return float(text) != 0.0
+    except ValueError:
+        return True
+
+
 def _all_plainly_precise(values: list[str], needed: int) -> bool:
     """Quick pass for the common case: plain decimals (no exponent or uncertainty) with enough digits each."""
     for text in values:
@@ -145,9 +152,12 @@ def _precision(record: Record, opts: ValidationOptions) -> Problem:
     if not raw:
         return None
     lengths = [t for t in raw.get("cell", [])[:3] if t and t not in ("?", ".")]
-    short = [t for t in lengths if decimals(t) < opts.min_cell_decimals]
+    # A zero component of a lattice vector (``0.0`` in a POSCAR) is exact, however it is written.
+    vectors = [t for t in raw.get("cell_vectors", []) if _nonzero(t)]
+    short = [t for t in lengths + vectors if decimals(t) < opts.min_cell_decimals]
     if short:
-        return "low_precision", (f"cell lengths {', '.join(short)} have fewer than {opts.min_cell_decimals} decimals "
+        what = "cell lengths" if lengths else "lattice-vector components"
+        return "low_precision", (f"{what} {', '.join(short)} have fewer than {opts.min_cell_decimals} decimals "
                                  f"(--min-cell-decimals)")
     coords = raw.get("coords", [])
     if _all_plainly_precise(coords, max(opts.min_coord_decimals, opts.special_decimals)):

@@ -2,9 +2,14 @@
 
 Element names come from the species line (VASP 5); else from the comment line
 when it names exactly one element per type (``Li4Mn2O6 (C2/m)``); else from
-per-site labels after the coordinates (``0.5 0.5 0.5 # Na1``). A file that names
-no elements anywhere is rejected as ``unknown_element`` rather than given
-invented placeholder species.
+per-site labels after the coordinates (``0.5 0.5 0.5 # Na1``); else from the
+``TITEL`` lines of a ``POTCAR`` in the same folder (as VASP itself does; only the
+element names are read). A file that names no elements anywhere is rejected as
+``unknown_element`` unless the caller says what the types are (``species``):
+a comma list in type order (``"Si,O"``, the POTCAR order), or ``"placeholder"``
+to store atom type *i* as the element with atomic number *i* (H, He, Li, ...),
+which keeps geometry and symmetry (spglib's own test cells are such files) and
+is flagged on the source with a ``species_placeholder`` warning.
 """
 
 from __future__ import annotations
@@ -18,18 +23,26 @@ from xtalbase.ingest.readers.cif import element_of
 from xtalbase.ingest.records import ReadError, Record, record_from_pymatgen
 
 _ELEMENT = re.compile(r"[A-Z][a-z]?")
+_TITEL = re.compile(r"^\s*TITEL\s*=\s*\S+\s+([A-Za-z]{1,2})", re.MULTILINE)
 LOCATOR = "index=0"
+#: ``species`` value that stores atom type i as the element with atomic number i.
+PLACEHOLDER = "placeholder"
 
 
-def read(path: Path, **_: object) -> Iterator[Record | ReadError]:
-    """Yield the single structure of a POSCAR/CONTCAR file."""
+def read(path: Path, *, species: str | None = None, **_: object) -> Iterator[Record | ReadError]:
+    """Yield the single structure of a POSCAR/CONTCAR file (``species``: see the module notes)."""
     with open_text(path) as fh:
         text = fh.read()
-    yield parse_poscar(text, str(path))
+    yield parse_poscar(text, str(path), species=species, potcar=_potcar_names(path))
 
 
-def parse_poscar(text: str, where: str, locator: str = LOCATOR) -> Record | ReadError:
-    """Parse POSCAR text; ``where`` names the record in messages."""
+def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str | None = None,
+                 potcar: list[str] | None = None) -> Record | ReadError:
+    """Parse POSCAR text; ``where`` names the record in messages.
+
+    ``species`` and ``potcar`` (element names from a POSCAR's POTCAR) are used only
+    when the file itself names no elements.
+    """
     import warnings
 
     from pymatgen.io.vasp import Poscar
@@ -47,15 +60,22 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR) -> Record | Read
     counts_line = 5 if lines[5].split() and lines[5].split()[0].isdigit() else 6
     has_species_line = counts_line == 6
     names = None
+    notes: list[str] = []
     if not has_species_line:
         try:
             counts = [int(x) for x in lines[counts_line].split()]
         except ValueError:
             return ReadError(locator, "parse_error", f"{where}: line {counts_line + 1} should hold the atom counts", text)
         names = _names_from_comment(lines[0], len(counts)) or _names_from_sites(lines, counts_line, counts)
-        if names is None:
-            return ReadError(locator, "unknown_element", f"{where}: POSCAR names no elements (no species line, no element "
-                             f"per type in the comment line, no site labels); refusing to invent species", text)
+        if names is None and potcar is not None and len(potcar) == len(counts):
+            names, notes = potcar, ["poscar: element names taken from the POTCAR beside the file"]
+        elif names is None:
+            names, problem = _names_given(species, len(counts), where)
+            if problem:
+                return ReadError(locator, "unknown_element", problem, text)
+            notes = [f"species_placeholder: the file names no elements; atom type i is stored as the element with "
+                     f"atomic number i ({', '.join(names)}): geometry and symmetry are real, chemistry is not"] \
+                if species == PLACEHOLDER else [f"poscar: element names given by the caller ({','.join(names)})"]
     else:
         for name in lines[5].split():
             if element_of(name) is None:
@@ -68,8 +88,43 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR) -> Record | Read
             return ReadError(locator, "parse_error", f"{where}: cannot read POSCAR: {type(exc).__name__}: {str(exc)[:200]}", text)
     start = counts_line + 2 if lines[counts_line + 1].strip()[:1].lower() != "s" else counts_line + 3
     coords = [tok for line in lines[start:start + len(poscar.structure)] for tok in line.split()[:3]]
-    return record_from_pymatgen(poscar.structure, locator, raw_text=text,
-                                raw_values={"cell": [t for row in cell_rows for t in row.split()[:3]], "coords": coords})
+    return record_from_pymatgen(poscar.structure, locator, raw_text=text, warnings=notes,
+                                raw_values={"cell_vectors": [t for row in cell_rows for t in row.split()[:3]], "coords": coords})
+
+
+def _names_given(species: str | None, ntypes: int, where: str) -> tuple[list[str], str | None]:
+    """Element names from the caller's ``species`` option, or the reason they cannot be used."""
+    if not species:
+        return [], (f"{where}: POSCAR names no elements (no species line, no element per type in the comment line, "
+                    f"no site labels, no POTCAR beside it); give them with --poscar-species Si,O (type order) or "
+                    f"--poscar-species placeholder")
+    if species == PLACEHOLDER:
+        from ase.data import chemical_symbols
+
+        if ntypes >= len(chemical_symbols):
+            return [], f"{where}: {ntypes} atom types is more than there are elements for placeholders"
+        return list(chemical_symbols[1:ntypes + 1]), None
+    names = [n.strip() for n in species.split(",") if n.strip()]
+    bad = [n for n in names if element_of(n) != n]
+    if bad:
+        return [], f"{where}: --poscar-species names {', '.join(map(repr, bad))}, which are not chemical elements"
+    if len(names) != ntypes:
+        return [], f"{where}: --poscar-species gives {len(names)} element names but the file has {ntypes} atom types"
+    return names, None
+
+
+def _potcar_names(path: Path) -> list[str] | None:
+    """Element names from the ``TITEL`` lines of a POTCAR next to ``path`` (VASP's own source of names)."""
+    for name in ("POTCAR", "POTCAR.gz"):
+        candidate = path.parent / name
+        if candidate.is_file():
+            try:
+                with open_text(candidate) as fh:
+                    found = [element_of(m) for m in _TITEL.findall(fh.read())]
+            except (OSError, EOFError, UnicodeDecodeError):
+                return None
+            return None if None in found else found
+    return None
 
 
 def _names_from_comment(comment: str, ntypes: int) -> list[str] | None:
