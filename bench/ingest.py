@@ -9,7 +9,8 @@ an empty SQLite file and reads the same records:
 (b) ase.db: ``ase.io.read`` of the CIF, ``ase.db`` ``write`` per record (its default:
     one transaction per write);
 (c) xtalbase ``db.ingest`` with 1 and 2 workers (validation, symmetry, exact and
-    canonical hashes, dedup, properties, batched inserts).
+    canonical hashes, dedup, properties, batched inserts), with its default symmetry
+    engine (spglib, as the naive loop) and with ``symmetry_engine="moyo"`` (moyopy).
 
 Prints structures/s and the ratios of (c) to (a) and (b). Run:
 ``python bench/ingest.py [--sample 5000] [--only perov5|mp]``.
@@ -101,13 +102,13 @@ def ase_db(path: str, items: list[tuple[str, str]]) -> int:
     return n
 
 
-def ours(url: str, paths: list[Path], workers: int) -> int:
+def ours(url: str, paths: list[Path], workers: int, engine: str = "spglib") -> int:
     """(c) xtalbase db.ingest."""
     import xtalbase
 
     db = xtalbase.connect(url)
     db.init()
-    report = db.ingest(paths, workers=workers)
+    report = db.ingest(paths, workers=workers, symmetry_engine=engine)
     db.close()
     return report.read
 
@@ -123,13 +124,14 @@ def bench(name: str, items: list[tuple[str, str]], paths: list[Path], tmp: Path)
     results = {}
     results["naive"] = timed(naive, f"sqlite:///{tmp / f'{tag}-naive.db'}", items)
     results["ase.db"] = timed(ase_db, str(tmp / f"{tag}-ase.db"), items)
-    for w in (1, 2):
-        results[f"xtalbase w={w}"] = timed(ours, f"sqlite:///{tmp / f'{tag}-ours{w}.db'}", paths, w)
+    for engine in ("spglib", "moyo"):
+        for w in (1, 2):
+            results[f"xtalbase {engine} w={w}"] = timed(ours, f"sqlite:///{tmp / f'{tag}-{engine}{w}.db'}", paths, w, engine)
     print(f"\n## {name}: {len(items)} records")
-    print(f"{'contender':<16}{'records':>9}{'seconds':>10}{'struct/s':>10}{'vs naive':>10}{'vs ase.db':>11}")
+    print(f"{'contender':<24}{'records':>9}{'seconds':>10}{'struct/s':>10}{'vs naive':>10}{'vs ase.db':>11}")
     rate = {k: n / t for k, (n, t) in results.items()}
     for key, (n, t) in results.items():
-        print(f"{key:<16}{n:>9}{t:>10.2f}{rate[key]:>10.1f}{rate[key] / rate['naive']:>9.2f}x{rate[key] / rate['ase.db']:>10.2f}x")
+        print(f"{key:<24}{n:>9}{t:>10.2f}{rate[key]:>10.1f}{rate[key] / rate['naive']:>9.2f}x{rate[key] / rate['ase.db']:>10.2f}x")
 
 
 def main() -> None:

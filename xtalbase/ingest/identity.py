@@ -1,22 +1,35 @@
-"""Symmetry (spglib) and the two identities of a structure: exact hash and canonical hash.
+"""Symmetry and the two identities of a structure: exact hash and canonical hash.
 
+* ``symmetry``: space group, symbol, crystal system and crystallographic orbits
+  of a cell at ``symprec`` (Å), from one of two engines of the spglib project:
+  ``spglib`` itself (the default: the reference pymatgen, ASE and the Materials
+  Project use) or ``moyo`` (moyopy, its Rust successor, about 5x faster per cell;
+  its tolerance is effectively looser: at 0.01 Å it reports another space group
+  for 0.1% of the shared MP cells and 3.6% of the slightly distorted Perov-5
+  cells, nearly always a higher one, see ``docs/ingest.md``). The symbol is always spglib's
+  international short symbol of the number (``P2_1/c``, ``Fm-3m``), whichever
+  engine found it.
 * ``exact_hash``: SHA-256 of the stored arrays (cell, numbers, fractional
   coordinates, occupancies) as written to the database. Two rows share it only
   when they are bit-for-bit the same configuration.
 * ``canonical_hash`` (version :data:`HASH_VERSION`): SHA-256 of the structure's
   *type* at the run's ``symprec``: space group number plus the sorted list of
-  (species, Wyckoff letter, sites per primitive cell) of the standardised
-  primitive cell. It holds no continuous parameters, so a structure measured at
-  two temperatures, or entered twice with slightly different digits, gets the
-  same key without any rounding-boundary splits. Equal keys are *candidates*;
-  :mod:`xtalbase.ingest.matching` confirms them with pymatgen's
+  (species, multiplicity of the orbit in the primitive cell, number of such
+  orbits). It holds no continuous parameters, so a structure measured at two
+  temperatures, or entered twice with slightly different digits, gets the same
+  key without any rounding-boundary splits; and no Wyckoff letters, which depend
+  on the origin an engine picks among equivalent ones (version 1 used them and
+  could split NaCl with Na on 4a from NaCl with Na on 4b). Equal keys are
+  *candidates*; :mod:`xtalbase.ingest.matching` confirms them with pymatgen's
   ``StructureMatcher`` before collapsing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import warnings
 from collections import Counter
@@ -27,21 +40,29 @@ import numpy as np
 
 from xtalbase.schema.arrays import F8, U1, pack
 
-HASH_VERSION = 1
-#: Default spglib distance tolerance in Å (pymatgen's and Materials Project's default).
+HASH_VERSION = 2
+#: Default distance tolerance in Å (pymatgen's and Materials Project's default).
 DEFAULT_SYMPREC = 0.01
+#: Symmetry engines: spglib (default) and moyopy.
+SYMMETRY_ENGINES = ("spglib", "moyo")
+DEFAULT_ENGINE = "spglib"
 CRYSTAL_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
                    (167, "trigonal"), (194, "hexagonal"), (230, "cubic"))
 
 
 @dataclass
 class Symmetry:
-    """spglib's verdict on one cell at ``symprec`` (Å)."""
+    """A symmetry engine's verdict on one cell at ``symprec`` (Å).
+
+    ``orbits[i]`` is the index of the representative of site *i*'s
+    crystallographic orbit (equivalence under the primitive cell's symmetry);
+    ``n_primitive`` the number of sites in the primitive cell.
+    """
 
     number: int
     symbol: str
     crystal_system: str
-    wyckoffs: list[str]
+    orbits: list[int]
     n_primitive: int
 
 
@@ -61,24 +82,72 @@ def site_labels(species: list[dict[str, float]]) -> list[str]:
     return labels
 
 
-def symmetry(cell: np.ndarray, frac_coords: np.ndarray, labels: list[str], symprec: float = DEFAULT_SYMPREC) -> Optional[Symmetry]:
-    """Space group of a cell whose sites of equal label are equivalent candidates; ``None`` if spglib finds none."""
+def symmetry(cell: np.ndarray, frac_coords: np.ndarray, labels: list[str], symprec: float = DEFAULT_SYMPREC,
+             engine: str = DEFAULT_ENGINE) -> Optional[Symmetry]:
+    """Space group of a cell whose sites of equal label are equivalent candidates; ``None`` if the engine finds none."""
+    kinds = {label: i + 1 for i, label in enumerate(sorted(set(labels)))}
+    types = [kinds[label] for label in labels]
+    if engine == "moyo":
+        return _moyo(cell, frac_coords, types, symprec)
+    if engine == "spglib":
+        return _spglib(cell, frac_coords, types, symprec)
+    raise ValueError(f"unknown symmetry engine {engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
+
+
+def _moyo(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: float) -> Optional[Symmetry]:
+    import moyopy
+
+    _quiet_moyo()
+    try:
+        dataset = moyopy.MoyoDataset(moyopy.Cell(np.asarray(cell).tolist(), np.asarray(frac_coords).tolist(), types),
+                                     symprec=symprec)
+    except Exception:  # noqa: BLE001 - moyopy raises when no consistent space group exists at this tolerance
+        return None
+    number = int(dataset.number)
+    return Symmetry(number, spglib_symbol(number), crystal_system(number), list(dataset.orbits),
+                    len(dataset.prim_std_cell.numbers))
+
+
+def _spglib(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: float) -> Optional[Symmetry]:
     os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes on stderr would drown the progress bar
     import spglib
 
-    kinds = {label: i + 1 for i, label in enumerate(sorted(set(labels)))}
-    types = np.array([kinds[label] for label in labels], dtype=np.intc)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its old error handling
         try:
-            dataset = spglib.get_symmetry_dataset((cell, frac_coords, types), symprec=symprec)
+            dataset = spglib.get_symmetry_dataset((cell, frac_coords, np.array(types, dtype=np.intc)), symprec=symprec)
         except Exception:  # noqa: BLE001 - newer spglib raises SpglibError where older returned None
             dataset = None
     if dataset is None:
         return None
+    number = int(dataset.number)
     n_primitive = len(set(np.asarray(dataset.mapping_to_primitive).tolist()))
-    return Symmetry(int(dataset.number), str(dataset.international), crystal_system(int(dataset.number)),
-                    list(dataset.wyckoffs), n_primitive)
+    return Symmetry(number, spglib_symbol(number), crystal_system(number),
+                    np.asarray(dataset.crystallographic_orbits).tolist(), n_primitive)
+
+
+@functools.cache
+def _quiet_moyo() -> None:
+    # moyo logs a note per cell (omitted operations, large symmetrisation displacements) through Python
+    # logging's last-resort handler; on a bulk ingest they would drown the progress bar.
+    logging.getLogger("moyo").setLevel(logging.ERROR)
+
+
+@functools.cache
+def _symbols() -> dict[int, str]:
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")
+    import spglib
+
+    table: dict[int, str] = {}
+    for hall in range(1, 531):  # the first Hall setting of each number is spglib's default (standardised) one
+        entry = spglib.get_spacegroup_type(hall)
+        table.setdefault(int(entry.number), str(entry.international_short))
+    return table
+
+
+def spglib_symbol(number: int) -> str:
+    """spglib's international short symbol of a space-group number in its default setting (``14`` -> ``P2_1/c``)."""
+    return _symbols()[number]
 
 
 def exact_hash(cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, occupancies: list | None) -> str:
@@ -93,13 +162,14 @@ def exact_hash(cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, o
 
 
 def canonical_hash(labels: list[str], sym: Optional[Symmetry]) -> str:
-    """SHA-256 (hex) of the structure type: space group + sorted (label, Wyckoff, sites per primitive cell)."""
+    """SHA-256 (hex) of the structure type: space group + sorted (label, orbit multiplicity per primitive cell, orbits)."""
     if sym is None:  # no symmetry found: fall back to the composition of the cell as given
         counts = Counter(labels)
-        key = {"v": HASH_VERSION, "sg": 0, "sites": sorted([label, "", n] for label, n in counts.items())}
+        key = {"v": HASH_VERSION, "sg": 0, "sites": sorted([label, n, 1] for label, n in counts.items())}
     else:
-        per_cell = len(labels) // sym.n_primitive if sym.n_primitive else 1
-        counts = Counter(zip(labels, sym.wyckoffs))
+        cells = max(len(labels) // sym.n_primitive, 1) if sym.n_primitive else 1  # primitive cells in the input cell
+        orbit_sizes = Counter(sym.orbits)
+        per_orbit = Counter((labels[rep], size // cells) for rep, size in orbit_sizes.items())
         key = {"v": HASH_VERSION, "sg": sym.number,
-               "sites": sorted([label, w, n // max(per_cell, 1)] for (label, w), n in counts.items())}
+               "sites": sorted([label, mult, n] for (label, mult), n in per_orbit.items())}
     return hashlib.sha256(json.dumps(key, separators=(",", ":")).encode()).hexdigest()

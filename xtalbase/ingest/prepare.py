@@ -15,7 +15,8 @@ from typing import Any, Optional
 import numpy as np
 
 from xtalbase.ingest.formats import read_structures
-from xtalbase.ingest.identity import DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, exact_hash, site_labels, symmetry
+from xtalbase.ingest.identity import (DEFAULT_ENGINE, DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, exact_hash, site_labels,
+                                      symmetry)
 from xtalbase.ingest.records import Known, ReadError, Record
 from xtalbase.ingest.validate import ValidationOptions, check, warnings_for
 from xtalbase.schema.arrays import F8, U1, pack
@@ -30,6 +31,7 @@ class PrepareOptions:
     """Per-run settings the workers need (picklable)."""
 
     symprec: float = DEFAULT_SYMPREC
+    symmetry_engine: str = DEFAULT_ENGINE
     all_steps: bool = False
     poscar_species: Optional[str] = None
     validation: ValidationOptions = field(default_factory=ValidationOptions)
@@ -93,7 +95,7 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
     ordered = all(len(o) == 1 and abs(next(iter(o.values())) - 1.0) < 1e-6 for o in record.species)
     occupancies = None if ordered else [{k: float(v) for k, v in occ.items()} for occ in record.species]
     labels = site_labels(record.species)
-    sym = symmetry(cell, frac, labels, options.symprec)
+    sym = symmetry(cell, frac, labels, options.symprec, options.symmetry_engine)
     elements: dict[str, float] = {}
     for occ in record.species:
         for el, amount in occ.items():

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 KEY_DEPENDENCIES = (
-    "numpy", "scipy", "pandas", "pyarrow", "sqlalchemy", "alembic", "pymatgen", "ase", "spglib",
+    "numpy", "scipy", "pandas", "pyarrow", "sqlalchemy", "alembic", "pymatgen", "ase", "spglib", "moyopy",
     "scikit-learn", "xgboost", "torch", "skops", "psycopg", "optimade", "dask",
 )
 
