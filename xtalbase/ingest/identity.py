@@ -1,27 +1,29 @@
 """Symmetry and the two identities of a structure: exact hash and canonical hash.
 
-* ``symmetry``: space group, symbol, crystal system and crystallographic orbits
-  of a cell at ``symprec`` (Å), from one of two engines of the spglib project:
-  ``spglib`` itself (the default: the reference pymatgen, ASE and the Materials
-  Project use) or ``moyo`` (moyopy, its Rust successor, about 5x faster per cell;
-  its tolerance is effectively looser: at 0.01 Å it reports another space group
-  for 0.1% of the shared MP cells and 3.6% of the slightly distorted Perov-5
-  cells, nearly always a higher one, see ``docs/ingest.md``). The symbol is always spglib's
-  international short symbol of the number (``P2_1/c``, ``Fm-3m``), whichever
-  engine found it.
+* ``symmetry``: space group, symbol, crystal system and Wyckoff letters of a cell
+  at ``symprec`` (Å), from one of two engines of the spglib project: ``spglib``
+  itself (the default: the reference pymatgen, ASE and the Materials Project use)
+  or ``moyo`` (moyopy, its Rust successor, about 5x faster per cell; its
+  tolerance is effectively looser: at 0.01 Å it reports another space group for
+  0.1% of the shared MP cells and 3.6% of the slightly distorted Perov-5 cells,
+  nearly always a higher one, see ``docs/ingest.md``). The symbol is always
+  spglib's international short symbol of the number (``P2_1/c``, ``Fm-3m``),
+  whichever engine found it.
 * ``exact_hash``: SHA-256 of the stored arrays (cell, numbers, fractional
   coordinates, occupancies) as written to the database. Two rows share it only
   when they are bit-for-bit the same configuration.
 * ``canonical_hash`` (version :data:`HASH_VERSION`): SHA-256 of the structure's
   *type* at the run's ``symprec``: space group number plus the sorted list of
-  (species, multiplicity of the orbit in the primitive cell, number of such
-  orbits). It holds no continuous parameters, so a structure measured at two
+  (species, Wyckoff letter, sites per primitive cell) of the standardised cell.
+  It holds no continuous parameters, so a structure measured at two
   temperatures, or entered twice with slightly different digits, gets the same
-  key without any rounding-boundary splits; and no Wyckoff letters, which depend
-  on the origin an engine picks among equivalent ones (version 1 used them and
-  could split NaCl with Na on 4a from NaCl with Na on 4b). Equal keys are
-  *candidates*; :mod:`xtalbase.ingest.matching` confirms them with pymatgen's
-  ``StructureMatcher`` before collapsing.
+  key without any rounding-boundary splits. Equal keys are *candidates*;
+  :mod:`xtalbase.ingest.matching` confirms them with pymatgen's
+  ``StructureMatcher`` before collapsing. Wyckoff letters depend on which of
+  several equivalent origins the engine picks, so the same structure entered
+  with another origin can get a second key (stored twice: a missed duplicate,
+  never a wrong merge); a coarser key without letters avoided that but made
+  Perov-5 ingest twice as slow (one ``StructureMatcher`` call per 11 records).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import numpy as np
 
 from xtalbase.schema.arrays import F8, U1, pack
 
-HASH_VERSION = 2
+HASH_VERSION = 1
 #: Default distance tolerance in Å (pymatgen's and Materials Project's default).
 DEFAULT_SYMPREC = 0.01
 #: Symmetry engines: spglib (default) and moyopy.
@@ -52,17 +54,12 @@ CRYSTAL_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (
 
 @dataclass
 class Symmetry:
-    """A symmetry engine's verdict on one cell at ``symprec`` (Å).
-
-    ``orbits[i]`` is the index of the representative of site *i*'s
-    crystallographic orbit (equivalence under the primitive cell's symmetry);
-    ``n_primitive`` the number of sites in the primitive cell.
-    """
+    """A symmetry engine's verdict on one cell at ``symprec`` (Å): ``wyckoffs`` per input site."""
 
     number: int
     symbol: str
     crystal_system: str
-    orbits: list[int]
+    wyckoffs: list[str]
     n_primitive: int
 
 
@@ -104,7 +101,7 @@ def _moyo(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: 
     except Exception:  # noqa: BLE001 - moyopy raises when no consistent space group exists at this tolerance
         return None
     number = int(dataset.number)
-    return Symmetry(number, spglib_symbol(number), crystal_system(number), list(dataset.orbits),
+    return Symmetry(number, spglib_symbol(number), crystal_system(number), list(dataset.wyckoffs),
                     len(dataset.prim_std_cell.numbers))
 
 
@@ -122,8 +119,7 @@ def _spglib(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec
         return None
     number = int(dataset.number)
     n_primitive = len(set(np.asarray(dataset.mapping_to_primitive).tolist()))
-    return Symmetry(number, spglib_symbol(number), crystal_system(number),
-                    np.asarray(dataset.crystallographic_orbits).tolist(), n_primitive)
+    return Symmetry(number, spglib_symbol(number), crystal_system(number), list(dataset.wyckoffs), n_primitive)
 
 
 @functools.cache
@@ -162,14 +158,13 @@ def exact_hash(cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, o
 
 
 def canonical_hash(labels: list[str], sym: Optional[Symmetry]) -> str:
-    """SHA-256 (hex) of the structure type: space group + sorted (label, orbit multiplicity per primitive cell, orbits)."""
+    """SHA-256 (hex) of the structure type: space group + sorted (label, Wyckoff, sites per primitive cell)."""
     if sym is None:  # no symmetry found: fall back to the composition of the cell as given
         counts = Counter(labels)
-        key = {"v": HASH_VERSION, "sg": 0, "sites": sorted([label, n, 1] for label, n in counts.items())}
+        key = {"v": HASH_VERSION, "sg": 0, "sites": sorted([label, "", n] for label, n in counts.items())}
     else:
-        cells = max(len(labels) // sym.n_primitive, 1) if sym.n_primitive else 1  # primitive cells in the input cell
-        orbit_sizes = Counter(sym.orbits)
-        per_orbit = Counter((labels[rep], size // cells) for rep, size in orbit_sizes.items())
+        per_cell = len(labels) // sym.n_primitive if sym.n_primitive else 1
+        counts = Counter(zip(labels, sym.wyckoffs))
         key = {"v": HASH_VERSION, "sg": sym.number,
-               "sites": sorted([label, mult, n] for (label, mult), n in per_orbit.items())}
+               "sites": sorted([label, w, n // max(per_cell, 1)] for (label, w), n in counts.items())}
     return hashlib.sha256(json.dumps(key, separators=(",", ":")).encode()).hexdigest()
