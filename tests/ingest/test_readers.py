@@ -115,6 +115,9 @@ def test_poscar_takes_element_names_from_a_potcar_beside_it(tmp_path):
     (record,) = read_structures(tmp_path / "POSCAR")
     assert {el for occ in record.species for el in occ} == {"Sr", "Ti", "O"}
     assert any("POTCAR" in w for w in record.warnings)
+    (tmp_path / "CONTCAR").write_text((DATA / "poscar" / "POSCAR-012").read_text())  # names its own elements
+    (named,) = read_structures(tmp_path / "CONTCAR")
+    assert {el for occ in named.species for el in occ} == {"Li", "Mn", "O"} and not named.warnings
 
 
 def test_vasprun_final_step_by_default_and_every_step_on_request():

@@ -33,15 +33,15 @@ def read(path: Path, *, species: str | None = None, **_: object) -> Iterator[Rec
     """Yield the single structure of a POSCAR/CONTCAR file (``species``: see the module notes)."""
     with open_text(path) as fh:
         text = fh.read()
-    yield parse_poscar(text, str(path), species=species, potcar=_potcar_names(path))
+    yield parse_poscar(text, str(path), species=species, folder=path.parent)
 
 
 def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str | None = None,
-                 potcar: list[str] | None = None) -> Record | ReadError:
+                 folder: Path | None = None) -> Record | ReadError:
     """Parse POSCAR text; ``where`` names the record in messages.
 
-    ``species`` and ``potcar`` (element names from a POSCAR's POTCAR) are used only
-    when the file itself names no elements.
+    Only when the file itself names no elements are a POTCAR in ``folder`` and then
+    ``species`` consulted (so a run folder's CONTCAR never costs a POTCAR read).
     """
     import warnings
 
@@ -67,6 +67,7 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str 
         except ValueError:
             return ReadError(locator, "parse_error", f"{where}: line {counts_line + 1} should hold the atom counts", text)
         names = _names_from_comment(lines[0], len(counts)) or _names_from_sites(lines, counts_line, counts)
+        potcar = _potcar_names(folder) if names is None and folder is not None else None
         if names is None and potcar is not None and len(potcar) == len(counts):
             names, notes = potcar, ["poscar: element names taken from the POTCAR beside the file"]
         elif names is None:
@@ -113,10 +114,10 @@ def _names_given(species: str | None, ntypes: int, where: str) -> tuple[list[str
     return names, None
 
 
-def _potcar_names(path: Path) -> list[str] | None:
-    """Element names from the ``TITEL`` lines of a POTCAR next to ``path`` (VASP's own source of names)."""
+def _potcar_names(folder: Path) -> list[str] | None:
+    """Element names from the ``TITEL`` lines of a POTCAR in ``folder`` (VASP's own source of names)."""
     for name in ("POTCAR", "POTCAR.gz"):
-        candidate = path.parent / name
+        candidate = folder / name
         if candidate.is_file():
             try:
                 with open_text(candidate) as fh:
