@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import shared
 from tests.ingest.helpers import BAD, CIF, DATA
 from xtalbase.ingest import FORMATS, detect_format, read_structures
 from xtalbase.ingest.records import ReadError, Record
@@ -218,3 +219,71 @@ def test_measured_xrd_scans_are_not_mistaken_for_poscars(tmp_path):
     scan.write_text("".join(f"{10 + i / 100:.2f}\t{2000 + i}\t{2085 + i}\n" for i in range(20)))
     assert detect_format(scan) is None
     assert detect_format(DATA / "poscar" / "POSCAR-195") == "poscar"
+
+
+def _cif_texts() -> list[str]:
+    """Every CIF block of the fixtures: COD (comments, symmetry operations, text fields), MP, Perov-5."""
+    from xtalbase.ingest.readers.cdvae_csv import rows
+    from xtalbase.ingest.readers.cif import split_blocks
+
+    texts = [p.read_text() for p in sorted(DATA.rglob("*.cif"))]
+    texts += [row["cif"] for _, row in rows(DATA / "perov5_head.csv")]
+    return [block for text in texts for _, block in split_blocks(text)]
+
+
+def test_plain_cif_tokenizer_gives_exactly_what_cifblock_gives():
+    """The fast tokenizer either declines a block or returns pymatgen CifBlock's very dict."""
+    from pymatgen.io.cif import CifFile
+
+    from xtalbase.ingest.readers.cif import plain_block_data
+
+    blocks = _cif_texts()
+    accepted = 0
+    for block in blocks:
+        fast = plain_block_data(block)
+        if fast is not None:
+            accepted += 1
+            assert fast == next(iter(CifFile.from_str(block).data.values())).data
+    assert accepted >= len(blocks) // 2  # MP and Perov-5 blocks take the fast path
+
+
+@pytest.mark.parametrize("block, why", [
+    ("data_x\n# a comment\n_cell_length_a 4.0\n", "comment"),
+    ("data_x\n_publ_section_title\n;\nA title\n;\n_cell_length_a 4.0\n", "text field"),
+    ("data_x\n_cell_length_a 4.0\n4.1\n", "stray value"),
+    ("data_x\nloop_\n_atom_site_label\n_atom_site_fract_x\nFe1 0.0\nFe2\n", "ragged loop"),
+    ("data_x\n_chemical_name_common 'Fe\u00e9'\n", "non-ASCII"),
+])
+def test_plain_cif_tokenizer_declines_what_it_does_not_handle(block, why):
+    from xtalbase.ingest.readers.cif import plain_block_data
+
+    assert plain_block_data(block) is None, why
+
+
+def test_plain_cif_tokenizer_keeps_quoted_values_and_loops():
+    from xtalbase.ingest.readers.cif import plain_block_data
+
+    data = plain_block_data("data_x\n_symmetry_space_group_name_H-M   'P 1'\nloop_\n _symmetry_equiv_pos_site_id\n"
+                            " _symmetry_equiv_pos_as_xyz\n  1  'x, y, z'\n_cell_length_a 4.0(1)\n")
+    assert data == {"_symmetry_space_group_name_H-M": "P 1", "_symmetry_equiv_pos_site_id": ["1"],
+                    "_symmetry_equiv_pos_as_xyz": ["x, y, z"], "_cell_length_a": "4.0(1)"}
+
+
+def test_plain_cif_tokenizer_on_shared_mp_and_cod_files():
+    """On real files we do not ship: 1,000 MP CIFs and every COD one-per-space-group CIF."""
+    import random
+
+    from pymatgen.io.cif import CifFile
+
+    from xtalbase.ingest.readers.cif import plain_block_data, split_blocks
+
+    mp = sorted(shared("mp_cgcnn", "cifs").glob("*.cif"))
+    files = random.Random(1).sample(mp, 1000) + sorted(shared("cod_one_per_spacegroup").rglob("*.cif"))
+    accepted = 0
+    for path in files:
+        for _, block in split_blocks(path.read_text(errors="replace")):
+            fast = plain_block_data(block)
+            if fast is not None:
+                accepted += 1
+                assert fast == next(iter(CifFile.from_str(block).data.values())).data, path
+    assert accepted >= 1000
