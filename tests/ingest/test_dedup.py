@@ -137,3 +137,46 @@ def test_source_ids_and_properties(db):
     assert props["heat_ref"] == (pytest.approx(1.4383314936574307), None) and props["formula"] == (None, "TiOsOFN")
     assert set(props) == {"formula", "heat_all", "heat_ref", "dir_gap", "ind_gap"}
     assert mp.database == "MP" and mp_props == {"formation_energy_per_atom": pytest.approx(-1.7923372100000003)}
+
+
+def _parsed(name: str):
+    from pymatgen.io.cif import CifParser
+
+    return CifParser(CIF / name).parse_structures(primitive=False)[0]
+
+
+def test_matcher_gives_structure_matchers_answer_and_reduces_each_structure_once():
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from xtalbase.ingest.matching import Matcher
+
+    names = ["1100108.cif", "9000657.cif", "1000017.cif", "9009684.cif", "CaO.cif", "CaTiO3.cif"]
+    structures = {n: _parsed(n) for n in names}
+    swapped = structures["CaTiO3.cif"].copy()  # same composition, Ca and Ti exchanged on two sites: another structure
+    ca = next(i for i, s in enumerate(swapped) if s.specie.symbol == "Ca")
+    ti = next(i for i, s in enumerate(swapped) if s.specie.symbol == "Ti")
+    swapped.replace(ca, "Ti")
+    swapped.replace(ti, "Ca")
+    structures["swapped"] = swapped
+    reference = StructureMatcher()
+    matcher = Matcher()
+    answers = []
+    for a in structures:
+        for b in structures:
+            ours = matcher.fit(a, structures[a], b, structures[b])
+            assert ours == reference.fit(structures[a], structures[b]), (a, b)
+            answers.append(ours)
+    assert any(answers) and not all(answers)
+    assert matcher.fit("1100108.cif", structures["1100108.cif"], "9000657.cif", structures["9000657.cif"])
+    assert not matcher.fit("CaTiO3.cif", structures["CaTiO3.cif"], "swapped", swapped)
+    assert len(matcher._reduced) == len(structures)  # one reduced cell per structure, however often compared
+
+
+def test_matcher_cache_is_bounded():
+    from xtalbase.ingest.matching import Matcher
+
+    matcher = Matcher(cache_size=2)
+    fe = _parsed("1100108.cif")
+    for key in range(5):
+        matcher.reduced(key, fe)
+    assert list(matcher._reduced) == [3, 4]

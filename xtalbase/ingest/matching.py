@@ -5,38 +5,85 @@ an equal key only nominates a candidate. Two structures are the same when
 ``StructureMatcher`` with its defaults (``ltol=0.2``, ``stol=0.3``,
 ``angle_tol=5``, primitive cells, volumes scaled) maps one onto the other:
 the Materials Project's notion of one material.
+
+:class:`Matcher` gives exactly ``StructureMatcher().fit``'s answer but reduces
+each structure (Niggli, then primitive, as ``fit`` does) once and keeps it:
+one record is often compared with several stored polymorphs of the same key,
+and ``fit``'s own reduced-cell cache confirms every hit by comparing the two
+structures site by site, which costs seconds per batch on 40-site cells.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Iterable, Optional, TypeVar
+import inspect
+from collections import OrderedDict
+from typing import Any, Hashable, Iterable, Optional, TypeVar
 
 from xtalbase.platform.convert import to_pymatgen
 
-T = TypeVar("T")
+T = TypeVar("T", bound=Hashable)
+#: Reduced structures kept per :class:`Matcher` (least recently used dropped first).
+CACHE_SIZE = 4096
 
 
-@functools.cache
-def _matcher() -> Any:
-    from pymatgen.analysis.structure_matcher import StructureMatcher
+class Matcher:
+    """``StructureMatcher()`` with each structure's reduced cell computed once, keyed by the caller's id."""
 
-    return StructureMatcher()
+    def __init__(self, cache_size: int = CACHE_SIZE) -> None:
+        self.cache_size = cache_size
+        self._reduced: OrderedDict[Hashable, Any] = OrderedDict()
+        self._matcher: Any = None
+        self._can_skip = False
+
+    @property
+    def matcher(self) -> Any:
+        """The ``StructureMatcher`` (made on first use: importing it takes a second)."""
+        if self._matcher is None:
+            from pymatgen.analysis.structure_matcher import StructureMatcher
+
+            self._matcher = StructureMatcher()
+            # pymatgen releases without this keyword reduce inside fit(), as before
+            self._can_skip = "skip_structure_reduction" in inspect.signature(StructureMatcher.fit).parameters
+        return self._matcher
+
+    def reduced(self, key: Hashable, row: Any) -> Any:
+        """The Niggli-reduced primitive ``Structure`` of ``row`` (a row dict, SQL row or ``Structure``)."""
+        found = self._reduced.get(key)
+        if found is not None:
+            self._reduced.move_to_end(key)
+            return found
+        structure = row if hasattr(row, "lattice") else structure_of(row)
+        if self.matcher is not None and self._can_skip:  # the same two steps, with the same defaults, as StructureMatcher's own reduction
+            structure = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
+        self._reduced[key] = structure
+        if len(self._reduced) > self.cache_size:
+            self._reduced.popitem(last=False)
+        return structure
+
+    def fit(self, key1: Hashable, row1: Any, key2: Hashable, row2: Any) -> bool:
+        """``StructureMatcher().fit`` of the two structures; a matcher error means: not shown to be the same."""
+        try:
+            s1, s2 = self.reduced(key1, row1), self.reduced(key2, row2)
+            if self._can_skip:
+                return bool(self.matcher.fit(s1, s2, skip_structure_reduction=True))
+            return bool(self.matcher.fit(s1, s2))
+        except Exception:  # noqa: BLE001 - pymatgen raises many types on degenerate cells
+            return False
+
+    def first_match(self, key: Hashable, row: Any, candidates: Iterable[tuple[T, Any]]) -> Optional[T]:
+        """The key of the first candidate ``(key, row)`` that matches ``row``, else ``None``."""
+        for other_key, other in candidates:
+            if self.fit(key, row, other_key, other):
+                return other_key
+        return None
 
 
 def first_match(structure: Any, candidates: Iterable[tuple[T, Any]]) -> Optional[T]:
     """The key of the first candidate ``(key, row)`` whose structure matches ``structure``, else ``None``.
 
-    Rows (dicts or SQL rows) are decoded only when compared.
+    A one-off comparison; hold a :class:`Matcher` to compare many records.
     """
-    matcher = _matcher()
-    for key, other in candidates:
-        try:
-            if matcher.fit(structure, structure_of(other)):
-                return key
-        except Exception:  # noqa: BLE001 - a matcher failure means: not shown to be the same
-            continue
-    return None
+    return Matcher().first_match(object(), structure, candidates)
 
 
 class RowView:

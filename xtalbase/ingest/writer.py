@@ -19,7 +19,7 @@ from typing import Any, Iterable, Optional
 
 from sqlalchemy import Connection, Table, exists, select, tuple_
 
-from xtalbase.ingest.matching import first_match, structure_of
+from xtalbase.ingest.matching import Matcher
 from xtalbase.schema import Calculation, Quarantine, Source, SourceProperty, Structure, StructureElement
 
 #: Arbitrary constant naming the ingest writer lock on PostgreSQL (pg_advisory_xact_lock).
@@ -55,8 +55,13 @@ class BatchResult:
     new_structure_ids: list[int] = field(default_factory=list)
 
 
-def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dict[str, Any]]]) -> BatchResult:
-    """Store one batch of prepared items inside the caller's transaction on ``conn``."""
+def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dict[str, Any]]],
+                matcher: Optional[Matcher] = None) -> BatchResult:
+    """Store one batch of prepared items inside the caller's transaction on ``conn``.
+
+    ``matcher`` confirms canonical-hash candidates; pass the same one to every batch of
+    a run so that each structure's reduced cell is computed once.
+    """
     from xtalbase.ingest.sources import database_for, external_id_for, sidecar_properties
 
     _lock(conn)
@@ -85,7 +90,7 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
             seen.add(key)
             fresh.append((info, item))
     result.duplicates += len(records) - len(fresh)
-    structure_ids = _assign_structures(conn, run_id, fresh, result)
+    structure_ids = _assign_structures(conn, run_id, fresh, result, matcher or Matcher())
 
     source_rows, extras = [], []
     for info, item in fresh:
@@ -136,7 +141,7 @@ def _existing_sources(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple
 
 
 def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo, dict[str, Any]]],
-                       result: BatchResult) -> dict[str, int]:
+                       result: BatchResult, matcher: Matcher) -> dict[str, int]:
     """Map every record's exact hash to a structure id, inserting the structures that are new."""
     exact = {it["structure"]["exact_hash"] for _, it in fresh}
     by_exact: dict[str, int] = {}
@@ -155,7 +160,7 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
             result.duplicates += 1
             continue
         if item["calculation"] is None and candidates.get(row["canonical_hash"]):
-            match = first_match(structure_of(row), candidates[row["canonical_hash"]][:MAX_CANDIDATES])
+            match = matcher.first_match(h, row, candidates[row["canonical_hash"]][:MAX_CANDIDATES])
             if match is not None:
                 alias[h] = match
                 result.duplicates += 1

@@ -28,6 +28,7 @@ from xtalbase.ml.manifest import MANIFEST, ExportError, verify_manifest, write_m
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure
 
 if TYPE_CHECKING:
+    from xtalbase.ingest.matching import Matcher
     from xtalbase.ml.splits import SplitHandle, SplitStore
 
 #: Property column order of the CDVAE/DiffCSP benchmark CSVs (perov_5, carbon_24, mp_20, mpts_52);
@@ -300,7 +301,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     (:func:`xtalbase.platform.executors.get_executor`). Returns the stored split and the report.
     """
     from xtalbase.ingest.identity import DEFAULT_SYMPREC
-    from xtalbase.ingest.matching import first_match, structure_of
+    from xtalbase.ingest.matching import Matcher
     from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
     from xtalbase.ingest.readers.cdvae_csv import ID_COLUMNS
     from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
@@ -322,6 +323,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
             by_exact[exact] = sid
             by_canonical.setdefault(canonical, []).append(sid)
     exact_of = {sid: exact for exact, sid in by_exact.items()}
+    matcher = Matcher()
     fold_of: dict[int, str] = {}
     report: dict[str, Any] = {"directory": str(directory), "rows": 0, "matched": 0, "matched_exact": 0,
                               "matched_canonical": 0, "by_fold": {}, "unmatched": [], "conflicts": [], "duplicates": 0}
@@ -347,7 +349,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
             if sid is None:
                 how = "canonical"
                 candidates = by_canonical.get(row["canonical_hash"], [])
-                sid = _confirm(store, row, candidates, first_match, structure_of) if candidates else None
+                sid = _confirm(store, row, candidates, matcher) if candidates else None
             if sid is None:
                 reason = "no stored structure with this canonical hash" if not by_canonical.get(row["canonical_hash"]) \
                     else "canonical hash found but StructureMatcher rejects every candidate"
@@ -397,9 +399,8 @@ def _lenient_validation(options_cls: type) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if k in names}
 
 
-def _confirm(store: "SplitStore", row: dict[str, Any], candidates: list[int], first_match: Callable,
-             structure_of: Callable) -> int | None:
+def _confirm(store: "SplitStore", row: dict[str, Any], candidates: list[int], matcher: "Matcher") -> int | None:
     """The candidate structure id that StructureMatcher confirms as the same structure as ``row``."""
     with store.db.session() as s:
         stored = list(s.scalars(select(Structure).where(Structure.id.in_(candidates)).order_by(Structure.id)))
-    return first_match(structure_of(row), ((r.id, r) for r in stored))  # rows are decoded as they are compared
+    return matcher.first_match(row["exact_hash"], row, ((r.id, r) for r in stored))  # decoded as compared
