@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.ingest.helpers import BAD, CIF, DATA, count
 from xtalbase.cli import app
+from xtalbase.errors import XtalbaseError
 from xtalbase.schema import Run, Source, Structure
 
 runner = CliRunner()
@@ -125,3 +128,15 @@ def test_unnamed_poscar_is_quarantined_then_stored_with_placeholders_on_request(
     assert source.warnings[0].startswith("species_placeholder")
     assert structure.chemical_system == "H-He-Li" and run.params["poscar_species"] == "placeholder"
     assert db.ingest(DATA / "poscar" / "POSCAR-11", poscar_species="placeholder").inserted == 0
+
+
+def test_a_file_named_twice_or_through_a_link_is_read_once(tmp_path):
+    from xtalbase.ingest.pipeline import find_files
+
+    link = tmp_path / "fe.cif"
+    link.symlink_to(CIF / "1100108.cif")
+    found = find_files([CIF / "1100108.cif", link, CIF / "1100108.cif", CIF])
+    assert [p.name for p, _ in found].count("1100108.cif") == 1
+    assert all(fmt == "cif" for _, fmt in found) and len(found) == len(list(CIF.glob("*.cif")))
+    with pytest.raises(XtalbaseError, match="no such file or directory"):
+        find_files([tmp_path / "missing.cif"])

@@ -12,6 +12,8 @@ import fnmatch
 import gzip
 import importlib
 import io
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -92,6 +94,11 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 )}
 
 
+#: One compiled pattern per format (``fnmatch`` semantics, case as the platform compares names).
+_NAME_PATTERNS = {f.name: re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(g))})" for g in f.globs))
+                  for f in FORMATS.values()}
+
+
 def open_text(path: str | Path) -> IO[str]:
     """Open ``path`` as text, transparently gunzipping ``*.gz``."""
     path = Path(path)
@@ -113,7 +120,8 @@ def detect_format(path: str | Path) -> str | None:
     path = Path(path)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     head = None
-    by_name = [f for f in FORMATS.values() if any(fnmatch.fnmatch(name, g) for g in f.globs)]
+    name = os.path.normcase(name)
+    by_name = [f for f in FORMATS.values() if _NAME_PATTERNS[f.name].match(name)]
     if len(by_name) == 1 and by_name[0].name not in ("cdvae_csv",):
         return by_name[0].name
     head = _head(path)

@@ -10,6 +10,7 @@ and hashes; the main process writes each batch of results in one transaction
 from __future__ import annotations
 
 import hashlib
+import stat
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.formats import FORMATS, detect_format
 from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
+from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
 from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, write_batch
@@ -35,6 +37,9 @@ BATCH_SIZE = 500
 ROWS_PER_TASK = 100
 #: Files per worker task (amortises the inter-process round trip).
 FILES_PER_TASK = 16
+#: Tasks outstanding per worker: enough queued work that workers stay busy while the main
+#: process writes a batch (a 500-record transaction takes a few hundred ms).
+TASKS_IN_FLIGHT_PER_WORKER = 8
 
 
 @dataclass
@@ -71,20 +76,25 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out: list[tuple[Path, str | None]] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()  # (device, inode): a file given twice, or by two names, is read once
     for given in paths:
         path = Path(given)
-        if path.is_dir():
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            raise XtalbaseError(f"no such file or directory: {path}") from None
+        if stat.S_ISDIR(mode):
             found = [(child, format or detect_format(child)) for child in sorted(path.rglob("*"))
-                     if child.is_file() and not child.name.startswith(".")]
+                     if not child.name.startswith(".") and child.is_file()]
             found = [(child, fmt) for child, fmt in found if fmt is not None]
-        elif path.is_file():
+        elif stat.S_ISREG(mode):
             found = [(path, format or detect_format(path))]
         else:
-            raise XtalbaseError(f"no such file or directory: {path}")
+            raise XtalbaseError(f"not a regular file or directory: {path}")
         for child, fmt in found:
-            if child.resolve() not in seen:  # a file given twice (or inside two given folders) is read once
-                seen.add(child.resolve())
+            st = child.stat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
                 out.append((child, fmt))
     if format is not None and format not in FORMATS:
         raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
@@ -169,17 +179,18 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         tasks = _tasks(db, files, source, licence)
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = 0
+        matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
         with get_executor(workers, scheduler) as executor:
-            for infos, results, finished in _run_tasks(executor, tasks, options, max(2, 2 * workers)):
+            for infos, results, finished in _run_tasks(executor, tasks, options, max(2, TASKS_IN_FLIGHT_PER_WORKER * workers)):
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)
                 done_files += finished
                 while len(pending) >= batch_size:  # exactly batch_size records per transaction
-                    _flush(db, run.id, pending[:batch_size], report, reasons)
+                    _flush(db, run.id, pending[:batch_size], report, reasons, matcher)
                     pending = pending[batch_size:]
                 if on_progress:
                     on_progress(done_files, len(files))
-            _flush(db, run.id, pending, report, reasons)
+            _flush(db, run.id, pending, report, reasons, matcher)
         report.quarantined_by_reason = dict(sorted(reasons.items()))
         report.seconds = round(time.perf_counter() - started, 3)
         run.summary = report.to_dict()
@@ -191,11 +202,12 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     return report
 
 
-def _flush(db: "Database", run_id: int, pending: list, report: IngestReport, reasons: Counter) -> None:
+def _flush(db: "Database", run_id: int, pending: list, report: IngestReport, reasons: Counter,
+           matcher: Matcher) -> None:
     if not pending:
         return
     with db.engine.begin() as conn:
-        result = write_batch(conn, run_id, pending)
+        result = write_batch(conn, run_id, pending, matcher)
     report.read += len(pending)
     report.inserted += result.inserted
     report.duplicates += result.duplicates
