@@ -146,6 +146,7 @@ def _calculation(record: Record) -> Optional[dict[str, Any]]:
     }
 
 
+@functools.lru_cache(maxsize=None)
 def _atomic_number(symbol: str) -> int:
     from ase.data import atomic_numbers
 

@@ -9,6 +9,7 @@ the ``low_precision`` check.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -113,7 +114,8 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
         if "'" in line or '"' in line:
             tokens.extend((t[0], "".join(t)) for t in _CIF_TOKEN.findall(line))
         else:
-            tokens.extend((t, t) for t in line.split())
+            parts = line.split()
+            tokens.extend(zip(parts, parts))
     if not tokens or not tokens[0][0].startswith("data_") or "powder_pattern" in tokens[0][0]:
         return None
     data: dict[str, str | list[str]] = {}
@@ -178,7 +180,7 @@ def _p1_record(data: dict, locator: str) -> Record | None:
 
 def str2float(text: str) -> float:
     """A CIF number without its standard uncertainty (``1.234(5)`` -> 1.234)."""
-    return float(_UNCERTAINTY_SUFFIX.sub("", text))
+    return float(_UNCERTAINTY_SUFFIX.sub("", text) if "(" in text else text)
 
 
 def _scalar(data: dict, tag: str) -> str:
@@ -210,6 +212,7 @@ def _check_raw(data: dict, where: str) -> tuple[str, str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def element_of(symbol: str) -> str | None:
     """The element a CIF type symbol or label names (``Fe2+`` -> ``Fe``, ``O1`` -> ``O``), else ``None``."""
     from ase.data import atomic_numbers
