@@ -222,13 +222,14 @@ def test_measured_xrd_scans_are_not_mistaken_for_poscars(tmp_path):
 
 
 def _cif_texts() -> list[str]:
-    """Every CIF block of the fixtures: COD (comments, symmetry operations, text fields), MP, Perov-5."""
+    """Every CIF block of the fixtures (COD: comments, symmetry operations, text fields; MP), and the
+    Perov-5 CSV cells whole (a comment line before ``data_``), as the CSV reader passes them."""
     from xtalbase.ingest.readers.cdvae_csv import rows
     from xtalbase.ingest.readers.cif import split_blocks
 
     texts = [p.read_text() for p in sorted(DATA.rglob("*.cif"))]
-    texts += [row["cif"] for _, row in rows(DATA / "perov5_head.csv")]
-    return [block for text in texts for _, block in split_blocks(text)]
+    return [block for text in texts for _, block in split_blocks(text)] + [
+        row["cif"] for _, row in rows(DATA / "perov5_head.csv")]
 
 
 def test_plain_cif_tokenizer_gives_exactly_what_cifblock_gives():

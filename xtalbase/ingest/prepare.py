@@ -100,7 +100,7 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
     for occ in record.species:
         for el, amount in occ.items():
             elements[el] = elements.get(el, 0.0) + float(amount)
-    formulas = _formulas(elements)
+    formulas = dict(_formulas(tuple(elements.items())))
     weight = formulas.pop("weight")  # amu per cell
     row = {
         "exact_hash": exact_hash(cell, numbers, frac, occupancies),
@@ -153,9 +153,11 @@ def _atomic_number(symbol: str) -> int:
     return atomic_numbers[symbol]
 
 
-def _formulas(elements: dict[str, float]) -> dict[str, Any]:
+@functools.lru_cache(maxsize=65536)  # data sets repeat compositions (AIMD frames, Perov-5); Composition is slow
+def _formulas(amounts: tuple[tuple[str, float], ...]) -> dict[str, Any]:
     from pymatgen.core import Composition
 
+    elements = dict(amounts)
     comp = Composition(elements)
     return {"formula_reduced": comp.reduced_formula, "formula_anonymous": comp.anonymized_formula,
             "chemical_system": "-".join(sorted(elements)), "nelements": len(elements),

@@ -11,7 +11,7 @@ import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -187,10 +187,17 @@ def _occupancy(record: Record, opts: ValidationOptions) -> Problem:
                                  f"(e.g. site {partial[0]}: {record.species[partial[0]]}); use --allow-disorder to store")
 
 
-def _overlap(record: Record, opts: ValidationOptions) -> Problem:
+@functools.cache
+def _neighbour_search() -> tuple[Any, Any, Any]:
+    """ASE's atomic numbers and covalent radii, pymatgen's cell-list neighbour search (imported once)."""
     from ase.data import atomic_numbers, covalent_radii
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
+    return atomic_numbers, covalent_radii, find_points_in_spheres
+
+
+def _overlap(record: Record, opts: ValidationOptions) -> Problem:
+    atomic_numbers, covalent_radii, find_points_in_spheres = _neighbour_search()
     full = np.array([len(o) == 1 and next(iter(o.values())) > 1 - 1e-6 for o in record.species])
     if not full.any():
         return None

@@ -24,6 +24,7 @@ CARTN_TAGS = ("_atom_site_cartn_x", "_atom_site_cartn_y", "_atom_site_cartn_z")
 MISSING = {"?", ".", ""}
 _SYMBOL = re.compile(r"([A-Za-z]{1,2})")
 _PLAIN_ELEMENT = re.compile(r"^(H|He|Li|Be|B|C|N|O|F|Ne|Na|Mg|Al|Si|P|S|Cl|Ar|K|Ca|Sc|Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Ga|Ge|As|Se|Br|Kr|Rb|Sr|Y|Zr|Nb|Mo|Tc|Ru|Rh|Pd|Ag|Cd|In|Sn|Sb|Te|I|Xe|Cs|Ba|La|Ce|Pr|Nd|Pm|Sm|Eu|Gd|Tb|Dy|Ho|Er|Tm|Yb|Lu|Hf|Ta|W|Re|Os|Ir|Pt|Au|Hg|Tl|Pb|Bi|Po|At|Rn|Fr|Ra|Ac|Th|Pa|U|Np|Pu|Am|Cm|Bk|Cf|Es|Fm|Md|No|Lr)$")
+_BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE)
 #: pymatgen ``CifBlock``'s token pattern (bare word | 'quoted' | "quoted").
 _CIF_TOKEN = re.compile(r"""([^'"\s][\S]*)|'(.*?)'(?!\S)|"(.*?)"(?!\S)""")
 _UNCERTAINTY_SUFFIX = re.compile(r"\(.+\)*")
@@ -99,12 +100,17 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
 def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
     """Tag values of a plain CIF block, exactly as pymatgen's ``CifBlock`` gives them, or ``None``.
 
+    Text before the first ``data_`` line is ignored, as ``CifFile`` ignores it.
     Handles the common case (ASCII, no comments, no ``;`` text fields: what pymatgen,
     CDVAE and most databases write) with ``str.split`` per line, quoted values with
     pymatgen's own token pattern, at a fifth of ``CifFile``'s cost. ``None`` for
     anything else (and for anything ``CifBlock`` would warn about or reject), which
     then goes to ``CifFile``.
     """
+    start = _BLOCK_START.search(block)  # CifFile ignores whatever precedes the first data_ line
+    if start is None:
+        return None
+    block = block[start.end() - len("data_"):]
     if "#" in block or not block.isascii():
         return None
     tokens: list[tuple[str, str]] = []  # (text if unquoted else "", text): tags and loop_ are never quoted
