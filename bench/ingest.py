@@ -12,7 +12,9 @@ an empty SQLite file and reads the same records:
     canonical hashes, dedup, properties, batched inserts), with its default symmetry
     engine (spglib, as the naive loop) and with ``symmetry_engine="moyo"`` (moyopy).
 
-Prints structures/s and the ratios of (c) to (a) and (b). Run:
+Prints structures/s, the ratios of (c) to (a) and (b), and the CPU time the
+hypervisor stole during each contender (on a shared VM a busy neighbour slows the
+two-worker runs more than the one-process anchors). Run:
 ``python bench/ingest.py [--sample 5000] [--only perov5|mp]``.
 """
 
@@ -113,6 +115,16 @@ def ours(url: str, paths: list[Path], workers: int, engine: str = "spglib") -> i
     return report.read
 
 
+def cpu_steal() -> float:
+    """CPU seconds the hypervisor gave to other guests since boot (Linux ``/proc/stat``; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def timed(fn, *args) -> tuple[int, float]:
     start = time.perf_counter()
     n = fn(*args)
@@ -121,17 +133,22 @@ def timed(fn, *args) -> tuple[int, float]:
 
 def bench(name: str, items: list[tuple[str, str]], paths: list[Path], tmp: Path) -> None:
     tag = "".join(c if c.isalnum() else "_" for c in name)
-    results = {}
-    results["naive"] = timed(naive, f"sqlite:///{tmp / f'{tag}-naive.db'}", items)
-    results["ase.db"] = timed(ase_db, str(tmp / f"{tag}-ase.db"), items)
-    for engine in ("spglib", "moyo"):
-        for w in (1, 2):
-            results[f"xtalbase {engine} w={w}"] = timed(ours, f"sqlite:///{tmp / f'{tag}-{engine}{w}.db'}", paths, w, engine)
+    results, stolen = {}, {}
+    for key, fn, args in [("naive", naive, (f"sqlite:///{tmp / f'{tag}-naive.db'}", items)),
+                          ("ase.db", ase_db, (str(tmp / f"{tag}-ase.db"), items))] + [
+            (f"xtalbase {engine} w={w}", ours, (f"sqlite:///{tmp / f'{tag}-{engine}{w}.db'}", paths, w, engine))
+            for engine in ("spglib", "moyo") for w in (1, 2)]:
+        steal = cpu_steal()
+        results[key] = timed(fn, *args)
+        stolen[key] = cpu_steal() - steal
     print(f"\n## {name}: {len(items)} records")
-    print(f"{'contender':<24}{'records':>9}{'seconds':>10}{'struct/s':>10}{'vs naive':>10}{'vs ase.db':>11}")
+    print(f"{'contender':<24}{'records':>9}{'seconds':>10}{'struct/s':>10}{'vs naive':>10}{'vs ase.db':>11}{'steal s':>9}")
     rate = {k: n / t for k, (n, t) in results.items()}
     for key, (n, t) in results.items():
-        print(f"{key:<24}{n:>9}{t:>10.2f}{rate[key]:>10.1f}{rate[key] / rate['naive']:>9.2f}x{rate[key] / rate['ase.db']:>10.2f}x")
+        print(f"{key:<24}{n:>9}{t:>10.2f}{rate[key]:>10.1f}{rate[key] / rate['naive']:>9.2f}x{rate[key] / rate['ase.db']:>10.2f}x"
+              f"{stolen[key]:>9.1f}")
+    print("(steal s: CPU seconds the hypervisor gave to other guests during that contender; "
+          "more than a few means the ratios are disturbed: run again)")
 
 
 def main() -> None:
@@ -142,6 +159,7 @@ def main() -> None:
     if not SHARED.exists():
         sys.exit(f"shared data not found at {SHARED}")
     warnings.filterwarnings("ignore")
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes (naive loop) would interleave with the table
     print(f"# bench/ingest.py  python {platform.python_version()}  {platform.machine()}  cpus={os.cpu_count()}  "
           f"load={os.getloadavg()[0]:.1f}  SQLite (WAL)")
     with tempfile.TemporaryDirectory(prefix="xtalbase-bench-") as tmpdir:
