@@ -21,7 +21,7 @@ def ingest(
     licence: Annotated[Optional[str], typer.Option("--licence", help="Licence text stored with every source.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes for parsing and symmetry.")] = 1,
     symprec: Annotated[float, typer.Option("--symprec", help="Symmetry tolerance in Å for space groups and canonical hashes.")] = 0.01,
-    symmetry_engine: Annotated[str, typer.Option("--symmetry-engine", help="spglib (the reference) or moyo (moyopy: 1.6x the MP ingest rate; another group for 0.1% of MP and 3.6% of Perov-5 cells).")] = "spglib",
+    symmetry_engine: Annotated[str, typer.Option("--symmetry-engine", help="spglib (the reference) or moyo (moyopy: about twice the MP ingest rate; another group for 0.1% of MP and 3.6% of Perov-5 cells).")] = "spglib",
     allow_disorder: Annotated[bool, typer.Option("--allow-disorder", help="Store partially occupied sites instead of quarantining them.")] = False,
     all_steps: Annotated[bool, typer.Option("--all-steps", help="VASP: store every ionic step, not only the last.")] = False,
     require_converged: Annotated[bool, typer.Option("--require-converged", help="Quarantine unconverged DFT results (reason 'unconverged').")] = False,

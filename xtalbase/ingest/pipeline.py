@@ -138,7 +138,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     symprec : float
         Symmetry distance tolerance in Å for space groups and canonical hashes (default 0.01).
     symmetry_engine : {"spglib", "moyo"}
-        Which engine finds the space group: spglib (default) or moyopy (1.6x the MP ingest rate, looser; docs/ingest.md).
+        Which engine finds the space group: spglib (default) or moyopy (about twice the MP ingest rate, looser; docs/ingest.md).
     allow_disorder, all_steps, require_converged : bool
         Store partial occupancies; store every VASP ionic step; quarantine unconverged DFT.
     poscar_species : str, optional
