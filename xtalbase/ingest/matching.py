@@ -42,18 +42,24 @@ class Matcher:
             from pymatgen.analysis.structure_matcher import StructureMatcher
 
             self._matcher = StructureMatcher()
-            # pymatgen releases without this keyword reduce inside fit(), as before
             self._can_skip = "skip_structure_reduction" in inspect.signature(StructureMatcher.fit).parameters
         return self._matcher
 
+    @property
+    def reduces_outside_fit(self) -> bool:
+        """True when this pymatgen's ``fit`` accepts ``skip_structure_reduction`` (else ``fit`` reduces, as before)."""
+        return self.matcher is not None and self._can_skip
+
     def reduced(self, key: Hashable, row: Any) -> Any:
-        """The Niggli-reduced primitive ``Structure`` of ``row`` (a row dict, SQL row or ``Structure``)."""
+        """The Niggli-reduced primitive ``Structure`` of ``row`` (a row dict, SQL row or pymatgen structure)."""
         found = self._reduced.get(key)
         if found is not None:
             self._reduced.move_to_end(key)
             return found
-        structure = row if hasattr(row, "lattice") else structure_of(row)
-        if self.matcher is not None and self._can_skip:  # the same two steps, with the same defaults, as StructureMatcher's own reduction
+        from pymatgen.core import IStructure
+
+        structure = row if isinstance(row, IStructure) else structure_of(row)
+        if self.reduces_outside_fit:  # the same two steps, with the same defaults, as fit's own reduction
             structure = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
         self._reduced[key] = structure
         if len(self._reduced) > self.cache_size:
@@ -64,7 +70,7 @@ class Matcher:
         """``StructureMatcher().fit`` of the two structures; a matcher error means: not shown to be the same."""
         try:
             s1, s2 = self.reduced(key1, row1), self.reduced(key2, row2)
-            if self._can_skip:
+            if self.reduces_outside_fit:
                 return bool(self.matcher.fit(s1, s2, skip_structure_reduction=True))
             return bool(self.matcher.fit(s1, s2))
         except Exception:  # noqa: BLE001 - pymatgen raises many types on degenerate cells

@@ -103,7 +103,7 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
     Text before the first ``data_`` line is ignored, as ``CifFile`` ignores it.
     Handles the common case (ASCII, no comments, no ``;`` text fields: what pymatgen,
     CDVAE and most databases write) with ``str.split`` per line, quoted values with
-    pymatgen's own token pattern, at a fifth of ``CifFile``'s cost. ``None`` for
+    pymatgen's own token pattern, at about 40% of ``CifFile``'s cost. ``None`` for
     anything else (and for anything ``CifBlock`` would warn about or reject), which
     then goes to ``CifFile``.
     """
