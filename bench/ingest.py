@@ -12,7 +12,8 @@ an empty SQLite file and reads the same records:
     canonical hashes, dedup, properties, batched inserts), with its default symmetry
     engine (spglib, as the naive loop) and with ``symmetry_engine="moyo"`` (moyopy).
 
-Prints structures/s, the ratios of (c) to (a) and (b), and the CPU time the
+Each contender runs in a fresh interpreter (imports and caches start cold, for
+every side alike). Prints structures/s, the ratios of (c) to (a) and (b), and the CPU time the
 hypervisor stole during each contender (on a shared VM a busy neighbour slows the
 two-worker runs more than the one-process anchors). Run:
 ``python bench/ingest.py [--sample 5000] [--only perov5|mp] [--repeat N]``.
@@ -125,10 +126,25 @@ def cpu_steal() -> float:
         return 0.0
 
 
-def timed(fn, *args) -> tuple[int, float]:
+def _timed_here(fn, args: tuple) -> tuple[int, float]:
+    warnings.filterwarnings("ignore")
     start = time.perf_counter()
     n = fn(*args)
     return n, time.perf_counter() - start
+
+
+def timed(fn, *args) -> tuple[int, float]:
+    """Records and seconds of ``fn(*args)``, run in a fresh interpreter.
+
+    Every contender starts cold, as a user's script would: no imports, and none of the
+    caches an earlier contender filled (xtalbase's composition and element caches,
+    pymatgen's), in this process or inherited by forked workers.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_timed_here, fn, args).result()
 
 
 def bench(name: str, items: list[tuple[str, str]], paths: list[Path], tmp: Path, repeat: int = 1) -> None:

@@ -180,3 +180,12 @@ def test_matcher_cache_is_bounded():
     for key in range(5):
         matcher.reduced(key, fe)
     assert list(matcher._reduced) == [3, 4]
+
+
+def test_one_off_first_match_returns_the_callers_key_even_when_keys_repeat():
+    from xtalbase.ingest.matching import first_match
+
+    fe, cao = _parsed("1100108.cif"), _parsed("CaO.cif")
+    assert first_match(_parsed("9000657.cif"), [("k", cao), ("k", fe)]) == "k"
+    assert first_match(fe, [({"unhashable": 1}, cao), ({"unhashable": 2}, fe)]) == {"unhashable": 2}
+    assert first_match(fe, [("x", cao)]) is None

@@ -254,6 +254,8 @@ def test_plain_cif_tokenizer_gives_exactly_what_cifblock_gives():
     ("data_x\n_cell_length_a 4.0\n4.1\n", "stray value"),
     ("data_x\nloop_\n_atom_site_label\n_atom_site_fract_x\nFe1 0.0\nFe2\n", "ragged loop"),
     ("data_x\n_chemical_name_common 'Fe\u00e9'\n", "non-ASCII"),
+    ("data_a\n_x 1\n_y\ndata_b\n_x 2\n", "two blocks in one text (CifFile keeps one)"),
+    ("data_x _a powder_pattern\n_b 1\n", "powder-pattern header (CifFile skips the block)"),
 ])
 def test_plain_cif_tokenizer_declines_what_it_does_not_handle(block, why):
     from xtalbase.ingest.readers.cif import plain_block_data

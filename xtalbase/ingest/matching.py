@@ -21,7 +21,7 @@ from typing import Any, Hashable, Iterable, Optional, TypeVar
 
 from xtalbase.platform.convert import to_pymatgen
 
-T = TypeVar("T", bound=Hashable)
+T = TypeVar("T")
 #: Reduced structures kept per :class:`Matcher` (least recently used dropped first).
 CACHE_SIZE = 4096
 
@@ -77,7 +77,10 @@ class Matcher:
             return False
 
     def first_match(self, key: Hashable, row: Any, candidates: Iterable[tuple[T, Any]]) -> Optional[T]:
-        """The key of the first candidate ``(key, row)`` that matches ``row``, else ``None``."""
+        """The key of the first candidate ``(key, row)`` that matches ``row``, else ``None``.
+
+        Keys are the cache's keys: hashable, one structure each (a row id, an exact hash).
+        """
         for other_key, other in candidates:
             if self.fit(key, row, other_key, other):
                 return other_key
@@ -89,7 +92,9 @@ def first_match(structure: Any, candidates: Iterable[tuple[T, Any]]) -> Optional
 
     A one-off comparison; hold a :class:`Matcher` to compare many records.
     """
-    return Matcher().first_match(object(), structure, candidates)
+    pairs = list(candidates)  # the cache is keyed by position: callers' keys may repeat or be unhashable
+    found = Matcher().first_match(-1, structure, ((i, row) for i, (_, row) in enumerate(pairs)))
+    return None if found is None else pairs[found][0]
 
 
 class RowView:

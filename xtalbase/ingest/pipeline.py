@@ -92,7 +92,10 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
         else:
             raise XtalbaseError(f"not a regular file or directory: {path}")
         for child, fmt in found:
-            st = child.stat()
+            try:
+                st = child.stat()
+            except OSError as exc:
+                raise XtalbaseError(f"cannot read {child}: {exc.strerror}") from None
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 out.append((child, fmt))

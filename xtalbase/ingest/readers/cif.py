@@ -110,6 +110,8 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
     start = _BLOCK_START.search(block)  # CifFile ignores whatever precedes the first data_ line
     if start is None:
         return None
+    if _BLOCK_START.search(block, start.end()) or "powder_pattern" in block[start.end():].split("\n", 1)[0]:
+        return None  # CifFile keeps one of several blocks, and skips powder-pattern blocks: leave both to it
     block = block[start.end() - len("data_"):]
     if "#" in block or not block.isascii():
         return None
@@ -122,7 +124,7 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
         else:
             parts = line.split()
             tokens.extend(zip(parts, parts))
-    if not tokens or not tokens[0][0].startswith("data_") or "powder_pattern" in tokens[0][0]:
+    if not tokens or not tokens[0][0].startswith("data_"):
         return None
     data: dict[str, str | list[str]] = {}
     i, n = 1, len(tokens)
