@@ -36,7 +36,7 @@ import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -105,10 +105,15 @@ def _moyo(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: 
                     len(dataset.prim_std_cell.numbers))
 
 
-def _spglib(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: float) -> Optional[Symmetry]:
+def _spglib_module() -> Any:
     os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes on stderr would drown the progress bar
     import spglib
 
+    return spglib
+
+
+def _spglib(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: float) -> Optional[Symmetry]:
+    spglib = _spglib_module()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its old error handling
         try:
@@ -131,9 +136,7 @@ def _quiet_moyo() -> None:
 
 @functools.cache
 def _symbols() -> dict[int, str]:
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")
-    import spglib
-
+    spglib = _spglib_module()
     table: dict[int, str] = {}
     for hall in range(1, 531):  # the first Hall setting of each number is spglib's default (standardised) one
         entry = spglib.get_spacegroup_type(hall)

@@ -115,7 +115,8 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
     block = block[start.end() - len("data_"):]
     if "#" in block or not block.isascii():
         return None
-    tokens: list[tuple[str, str]] = []  # (text if unquoted else "", text): tags and loop_ are never quoted
+    # (text if unquoted else "", text): tags and loop_ are never quoted; tokens[0] is the data_ name
+    tokens: list[tuple[str, str]] = []
     for line in block.splitlines():
         if line.startswith(";"):
             return None
@@ -124,8 +125,6 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
         else:
             parts = line.split()
             tokens.extend(zip(parts, parts))
-    if not tokens or not tokens[0][0].startswith("data_"):
-        return None
     data: dict[str, str | list[str]] = {}
     i, n = 1, len(tokens)
     while i < n:
@@ -141,10 +140,10 @@ def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
             while i < n and tokens[i][0].startswith("_"):
                 columns.append(tokens[i][1])
                 i += 1
-            start = i
+            first = i
             while i < n and not tokens[i][0].startswith(("loop_", "_")):
                 i += 1
-            items = [text.strip() for _, text in tokens[start:i]]
+            items = [text.strip() for _, text in tokens[first:i]]
             if not columns or not items or len(items) % len(columns) or len(set(columns)) < len(columns):
                 return None  # CifBlock raises or misreads these: let it say so
             for k, column in enumerate(columns):
