@@ -189,3 +189,21 @@ def test_one_off_first_match_returns_the_callers_key_even_when_keys_repeat():
     assert first_match(_parsed("9000657.cif"), [("k", cao), ("k", fe)]) == "k"
     assert first_match(fe, [({"unhashable": 1}, cao), ({"unhashable": 2}, fe)]) == {"unhashable": 2}
     assert first_match(fe, [("x", cao)]) is None
+
+
+def test_stored_lattice_parameters_equal_pymatgens_on_oblique_cells(db):
+    # triclinic cells with three different angles (mp-976, mp-607464), rhombohedral and hexagonal ones
+    xrd_mp = DATA.parent / "xrd" / "mp"
+    paths = sorted((DATA / "mp" / "cifs").glob("*.cif")) + [CIF / "1000017.cif", xrd_mp / "mp-976.cif",
+                                                            xrd_mp / "mp-607464.cif"]
+    db.ingest(paths)
+    with db.session() as s:
+        rows = s.scalars(select(Structure)).all()
+    assert len(rows) == len(paths)
+    assert {round(r.alpha, 3) for r in rows} >= {109.471, 60.0, 90.0, 149.244, 67.634}
+    for row in rows:
+        back = to_pymatgen(row)
+        assert (row.a, row.b, row.c, row.alpha, row.beta, row.gamma) == pytest.approx(
+            (*back.lattice.abc, *back.lattice.angles), rel=1e-12)
+        assert row.volume == pytest.approx(back.volume, rel=1e-12)
+        assert row.density == pytest.approx(float(back.density), rel=1e-6)

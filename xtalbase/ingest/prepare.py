@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -102,14 +103,15 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
             elements[el] = elements.get(el, 0.0) + float(amount)
     formulas = dict(_formulas(tuple(elements.items())))
     weight = formulas.pop("weight")  # amu per cell
+    lattice = _lattice(cell)
     row = {
         "exact_hash": exact_hash(cell, numbers, frac, occupancies),
         "canonical_hash": canonical_hash(labels, sym),
         "hash_version": HASH_VERSION,
         **formulas,
         "nsites": len(record.species),
-        **_lattice(cell),
-        "density": weight * AMU_TO_G_PER_CM3 / abs(float(np.linalg.det(cell))),
+        **lattice,
+        "density": weight * AMU_TO_G_PER_CM3 / lattice["volume"],
         "cell": pack(cell, F8), "numbers": pack(numbers, U1), "frac_coords": pack(frac, F8),
         "site_occupancies": occupancies,
         "spacegroup_number": sym.number if sym else None,
@@ -173,11 +175,15 @@ def _atomic_mass(symbol: str) -> float:
 
 
 def _lattice(cell: np.ndarray) -> dict[str, float]:
-    lengths = np.linalg.norm(cell, axis=1)
+    # Plain floats: numpy's per-call overhead on a 3x3 cell cost more than the arithmetic (0.07 ms per record).
+    rows = cell.tolist()
+    lengths = [math.sqrt(x * x + y * y + z * z) for x, y, z in rows]
 
     def angle(i: int, j: int) -> float:
-        cos = float(np.dot(cell[i], cell[j]) / (lengths[i] * lengths[j]))
-        return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+        cos = sum(u * v for u, v in zip(rows[i], rows[j])) / (lengths[i] * lengths[j])
+        return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
 
-    return {"a": float(lengths[0]), "b": float(lengths[1]), "c": float(lengths[2]),
-            "alpha": angle(1, 2), "beta": angle(0, 2), "gamma": angle(0, 1), "volume": abs(float(np.linalg.det(cell)))}
+    (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
+    volume = abs(ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx))
+    return {"a": lengths[0], "b": lengths[1], "c": lengths[2],
+            "alpha": angle(1, 2), "beta": angle(0, 2), "gamma": angle(0, 1), "volume": volume}
