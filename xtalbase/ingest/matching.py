@@ -15,7 +15,6 @@ structures site by site, which costs seconds per batch on 40-site cells.
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from typing import Any, Hashable, Iterable, Optional, TypeVar
 
@@ -33,7 +32,6 @@ class Matcher:
         self.cache_size = cache_size
         self._reduced: OrderedDict[Hashable, Any] = OrderedDict()
         self._matcher: Any = None
-        self._can_skip = False
 
     @property
     def matcher(self) -> Any:
@@ -42,13 +40,7 @@ class Matcher:
             from pymatgen.analysis.structure_matcher import StructureMatcher
 
             self._matcher = StructureMatcher()
-            self._can_skip = "skip_structure_reduction" in inspect.signature(StructureMatcher.fit).parameters
         return self._matcher
-
-    @property
-    def reduces_outside_fit(self) -> bool:
-        """True when this pymatgen's ``fit`` accepts ``skip_structure_reduction`` (else ``fit`` reduces, as before)."""
-        return self.matcher is not None and self._can_skip
 
     def reduced(self, key: Hashable, row: Any) -> Any:
         """The Niggli-reduced primitive ``Structure`` of ``row`` (a row dict, SQL row or pymatgen structure)."""
@@ -59,8 +51,8 @@ class Matcher:
         from pymatgen.core import IStructure
 
         structure = row if isinstance(row, IStructure) else structure_of(row)
-        if self.reduces_outside_fit:  # the same two steps, with the same defaults, as fit's own reduction
-            structure = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
+        # the same two steps, with the same defaults, as fit's own reduction (which skip_structure_reduction turns off)
+        structure = structure.get_reduced_structure(reduction_algo="niggli").get_primitive_structure()
         self._reduced[key] = structure
         if len(self._reduced) > self.cache_size:
             self._reduced.popitem(last=False)
@@ -70,9 +62,7 @@ class Matcher:
         """``StructureMatcher().fit`` of the two structures; a matcher error means: not shown to be the same."""
         try:
             s1, s2 = self.reduced(key1, row1), self.reduced(key2, row2)
-            if self.reduces_outside_fit:
-                return bool(self.matcher.fit(s1, s2, skip_structure_reduction=True))
-            return bool(self.matcher.fit(s1, s2))
+            return bool(self.matcher.fit(s1, s2, skip_structure_reduction=True))
         except Exception:  # noqa: BLE001 - pymatgen raises many types on degenerate cells
             return False
 
