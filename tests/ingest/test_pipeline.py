@@ -140,3 +140,14 @@ def test_a_file_named_twice_or_through_a_link_is_read_once(tmp_path):
     assert all(fmt == "cif" for _, fmt in found) and len(found) == len(list(CIF.glob("*.cif")))
     with pytest.raises(XtalbaseError, match="no such file or directory"):
         find_files([tmp_path / "missing.cif"])
+
+
+def test_a_folder_skips_dangling_links_and_hidden_files(tmp_path):
+    from xtalbase.ingest.pipeline import find_files
+
+    (tmp_path / "ca.cif").write_text((CIF / "CaO.cif").read_text())
+    (tmp_path / ".hidden.cif").write_text((CIF / "CaO.cif").read_text())
+    (tmp_path / "gone.cif").symlink_to(tmp_path / "nowhere.cif")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "fe.cif").symlink_to(CIF / "1100108.cif")
+    assert [(p.name, fmt) for p, fmt in find_files(tmp_path)] == [("ca.cif", "cif"), ("fe.cif", "cif")]

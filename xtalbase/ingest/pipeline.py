@@ -80,24 +80,29 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     for given in paths:
         path = Path(given)
         try:
-            mode = path.stat().st_mode
+            st = path.stat()
         except OSError:
             raise XtalbaseError(f"no such file or directory: {path}") from None
-        if stat.S_ISDIR(mode):
-            found = [(child, format or detect_format(child)) for child in sorted(path.rglob("*"))
-                     if not child.name.startswith(".") and child.is_file()]
-            found = [(child, fmt) for child, fmt in found if fmt is not None]
-        elif stat.S_ISREG(mode):
-            found = [(path, format or detect_format(path))]
+        if stat.S_ISDIR(st.st_mode):
+            found = []
+            for child in sorted(path.rglob("*")):
+                if child.name.startswith("."):
+                    continue
+                try:
+                    child_st = child.stat()
+                except OSError:  # a dangling link or a file gone meanwhile: skipped, as Path.is_file() would
+                    continue
+                if stat.S_ISREG(child_st.st_mode):
+                    fmt = format or detect_format(child)
+                    if fmt is not None:
+                        found.append((child, fmt, child_st))
+        elif stat.S_ISREG(st.st_mode):
+            found = [(path, format or detect_format(path), st)]
         else:
             raise XtalbaseError(f"not a regular file or directory: {path}")
-        for child, fmt in found:
-            try:
-                st = child.stat()
-            except OSError as exc:
-                raise XtalbaseError(f"cannot read {child}: {exc.strerror}") from None
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
+        for child, fmt, child_st in found:  # one stat per file: its type, then its identity
+            if (child_st.st_dev, child_st.st_ino) not in seen:
+                seen.add((child_st.st_dev, child_st.st_ino))
                 out.append((child, fmt))
     if format is not None and format not in FORMATS:
         raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
