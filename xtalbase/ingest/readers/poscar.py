@@ -1,8 +1,11 @@
 """VASP POSCAR/CONTCAR reader (pymatgen ``Poscar``), VASP 4 and 5 layouts.
 
 Element names come from the species line (VASP 5); else from the comment line
-when it names exactly one element per type (``Li4Mn2O6 (C2/m)``); else from
-per-site labels after the coordinates (``0.5 0.5 0.5 # Na1``); else from the
+when its first word, or the whole line, is element symbols with counts and
+nothing else, one element per type (``Li4Mn2O6 (C2/m)``, ``Si O``: never an
+ordinary word such as ``Primitive`` or ``Cubic``); else from per-site labels
+after the coordinates (``0.5 0.5 0.5 Na1``, never selective-dynamics ``T``/``F``
+flags); both are noted on the source; else from the
 ``TITEL`` lines of a ``POTCAR`` in the same folder (as VASP itself does; only the
 element names are read). A file that names no elements anywhere is rejected as
 ``unknown_element`` unless the caller says what the types are (``species``):
@@ -23,6 +26,9 @@ from xtalbase.ingest.readers.cif import element_of
 from xtalbase.ingest.records import ReadError, Record, record_from_pymatgen
 
 _ELEMENT = re.compile(r"[A-Z][a-z]?")
+#: A word that is only element symbols with optional counts (``Li4Mn2O6``, ``Si``, ``Fe0.5``).
+_ELEMENT_AMOUNT = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)?")
+_FORMULA_WORD = re.compile(r"^(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?)+$")
 _TITEL = re.compile(r"^\s*TITEL\s*=\s*\S+\s+([A-Za-z]{1,2})", re.MULTILINE)
 LOCATOR = "index=0"
 #: ``species`` value that stores atom type i as the element with atomic number i.
@@ -66,7 +72,12 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str 
             counts = [int(x) for x in lines[counts_line].split()]
         except ValueError:
             return ReadError(locator, "parse_error", f"{where}: line {counts_line + 1} should hold the atom counts", text)
-        names = _names_from_comment(lines[0], len(counts)) or _names_from_sites(lines, counts_line, counts)
+        names = _names_from_comment(lines[0], counts)
+        if names is not None:
+            notes = [f"poscar: element names read from the comment line ({' '.join(names)})"]
+        else:
+            names = _names_from_sites(lines, counts_line, counts)
+            notes = [f"poscar: element names read from the site labels ({' '.join(names)})"] if names else []
         potcar = _potcar_names(folder) if names is None and folder is not None else None
         if names is None and potcar is not None and len(potcar) == len(counts):
             names, notes = potcar, ["poscar: element names taken from the POTCAR beside the file"]
@@ -81,6 +92,10 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str 
         for name in lines[5].split():
             if element_of(name) is None:
                 return ReadError(locator, "unknown_element", f"{where}: species {name!r} is not a chemical element", text)
+        names_count, counts_count = len(lines[5].split()), len(lines[6].split()) if len(lines) > 6 else 0
+        if names_count != counts_count:
+            return ReadError(locator, "parse_error", f"{where}: the species line names {names_count} elements but the "
+                                                     f"counts line gives {counts_count} counts", text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -128,20 +143,34 @@ def _potcar_names(folder: Path) -> list[str] | None:
     return None
 
 
-def _names_from_comment(comment: str, ntypes: int) -> list[str] | None:
-    for candidate in (comment, comment.split()[0] if comment.split() else ""):
-        found = list(dict.fromkeys(_ELEMENT.findall(candidate)))
-        if len(found) == ntypes and all(element_of(f) == f for f in found):
+def _names_from_comment(comment: str, counts: list[int]) -> list[str] | None:
+    """One element per type from a formula-only comment whose amounts (1 when omitted) are proportional to ``counts``."""
+    words = comment.split()
+    for candidate in (words, words[:1]):  # the whole line ("Si O"), or its first word ("Li4Mn2O6 (C2/m)")
+        if not candidate or not all(_FORMULA_WORD.match(w) for w in candidate):
+            continue
+        amounts: dict[str, float] = {}
+        for symbol, amount in _ELEMENT_AMOUNT.findall("".join(candidate)):
+            amounts[symbol] = amounts.get(symbol, 0.0) + float(amount or 1)
+        found = list(amounts)
+        if len(found) != len(counts) or any(element_of(f) != f for f in found):
+            continue
+        ratio = counts[0] / amounts[found[0]]
+        if all(abs(counts[i] - ratio * amounts[f]) < 1e-6 * max(counts[i], 1) for i, f in enumerate(found)):
             return found
     return None
 
 
 def _names_from_sites(lines: list[str], counts_line: int, counts: list[int]) -> list[str] | None:
-    start = counts_line + 2 if lines[counts_line + 1].strip()[:1].lower() != "s" else counts_line + 3
+    selective = lines[counts_line + 1].strip()[:1].lower() == "s"
+    start = counts_line + 3 if selective else counts_line + 2
     names, row = [], start
     for count in counts:
         parts = lines[row].split() if row < len(lines) else []
-        label = parts[-1].lstrip("#") if len(parts) > 3 else ""
+        # after x y z (and the three T/F flags of selective dynamics, which are not fluorine labels)
+        extra = [p.lstrip("!#") for p in parts[6 if selective else 3:]]
+        extra = [p for p in extra if p]
+        label = extra[0] if extra else ""
         element = element_of(label) if label else None
         if element is None:
             return None
