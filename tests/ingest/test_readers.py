@@ -49,6 +49,30 @@ def test_pmg_json_round_trip(tmp_path):
     assert [next(iter(s)) for s in record.species] == [site.specie.symbol for site in structure]
 
 
+def test_a_utf8_byte_order_mark_is_ignored_in_cif_json_and_csv(tmp_path):
+    from xtalbase.ingest.pipeline import find_files
+
+    bom = b"\xef\xbb\xbf"
+    cif = tmp_path / "CaO.cif"
+    text = (CIF / "CaO.cif").read_text()
+    cif.write_bytes(bom + text[text.index("data_"):].encode())  # the mark right before data_
+    (record,) = read_structures(cif)
+    assert isinstance(record, Record) and {el for occ in record.species for el in occ} == {"Ca", "O"}
+    csv = tmp_path / "rows.csv"
+    csv.write_bytes(bom + (DATA / "perov5_head.csv").read_bytes())  # as Excel saves it
+    first = next(read_structures(csv))
+    assert first.external_id == "3961" and not any(name.startswith("\ufeff") for name in first.properties)
+    folder = tmp_path / "json"
+    folder.mkdir()
+    from pymatgen.core import Structure
+
+    text = Structure.from_file(CIF / "CaO.cif").to_json()
+    (folder / "CaO.json").write_bytes(bom + text.encode())
+    assert find_files(folder) == [(folder / "CaO.json", "pmg_json")]  # not skipped as an unknown file
+    (record,) = read_structures(folder / "CaO.json")
+    assert isinstance(record, Record)
+
+
 def test_multiblock_cif_gives_one_record_per_block():
     records = list(read_structures(CIF / "multiblock_Ti_TiO.cif"))
     assert len(records) == 2 and all(isinstance(r, Record) for r in records)

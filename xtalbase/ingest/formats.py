@@ -100,11 +100,15 @@ _NAME_PATTERNS = {f.name: re.compile("|".join(f"(?:{fnmatch.translate(os.path.no
 
 
 def open_text(path: str | Path) -> IO[str]:
-    """Open ``path`` as text, transparently gunzipping ``*.gz``."""
+    """Open ``path`` as text, transparently gunzipping ``*.gz``; a leading UTF-8 byte-order mark is dropped.
+
+    (Windows tools and Excel write the mark; left in, it hides a CIF's first ``data_``
+    line, a JSON document's opening brace and a CSV's first column name.)
+    """
     path = Path(path)
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")
 
 
 def _head(path: Path, size: int = 4096) -> str:
