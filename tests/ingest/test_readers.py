@@ -73,6 +73,40 @@ def test_a_utf8_byte_order_mark_is_ignored_in_cif_json_and_csv(tmp_path):
     assert isinstance(record, Record)
 
 
+ND4CL = """data_ND4Cl
+_publ_section_comment
+;
+data_ collected at 100 K (neutrons): a text field, not a new block
+;
+_cell_length_a 3.8200
+_cell_length_b 3.8200
+_cell_length_c 3.8200
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'P -4 3 m'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+N1 N 0 0 0
+Cl1 Cl 0.5 0.5 0.5
+D1 D 0.1528(2) 0.1528(2) 0.1528(2)
+"""
+
+
+def test_neutron_cif_with_deuterium_and_a_data_line_in_a_text_field(tmp_path):
+    path = tmp_path / "nd4cl.cif"
+    path.write_text(ND4CL)
+    (record,) = read_structures(path)  # one block, not two; D is hydrogen (as pymatgen reads it), and noted
+    assert isinstance(record, Record) and record.locator == "block=ND4Cl"
+    assert sorted(next(iter(o)) for o in record.species) == ["Cl", "H", "H", "H", "H", "N"]
+    assert "cif: hydrogen isotopes (D) stored as H" in record.warnings
+    assert record.raw_text == ND4CL  # stored as written
+
+
 def test_multiblock_cif_gives_one_record_per_block():
     records = list(read_structures(CIF / "multiblock_Ti_TiO.cif"))
     assert len(records) == 2 and all(isinstance(r, Record) for r in records)

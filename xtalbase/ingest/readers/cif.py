@@ -22,6 +22,8 @@ CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_
 FRACT_TAGS = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
 CARTN_TAGS = ("_atom_site_cartn_x", "_atom_site_cartn_y", "_atom_site_cartn_z")
 MISSING = {"?", ".", ""}
+#: Hydrogen isotopes that neutron-diffraction CIFs name as atom types (ICSD: ``D1 D``); stored as H, as pymatgen does.
+ISOTOPES = {"D": "H", "T": "H"}
 _SYMBOL = re.compile(r"([A-Za-z]{1,2})")
 _PLAIN_ELEMENT = re.compile(r"^(H|He|Li|Be|B|C|N|O|F|Ne|Na|Mg|Al|Si|P|S|Cl|Ar|K|Ca|Sc|Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Ga|Ge|As|Se|Br|Kr|Rb|Sr|Y|Zr|Nb|Mo|Tc|Ru|Rh|Pd|Ag|Cd|In|Sn|Sb|Te|I|Xe|Cs|Ba|La|Ce|Pr|Nd|Pm|Sm|Eu|Gd|Tb|Dy|Ho|Er|Tm|Yb|Lu|Hf|Ta|W|Re|Os|Ir|Pt|Au|Hg|Tl|Pb|Bi|Po|At|Rn|Fr|Ra|Ac|Th|Pa|U|Np|Pu|Am|Cm|Bk|Cf|Es|Fm|Md|No|Lr)$")
 _BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE)
@@ -33,11 +35,18 @@ DATABASE_TAGS = {"_cod_database_code": "COD", "_database_code_icsd": "ICSD", "_d
 
 
 def split_blocks(text: str) -> list[tuple[str, str]]:
-    """``[(block name, block text)]`` in file order; text before the first ``data_`` line is ignored."""
+    """``[(block name, block text)]`` in file order; text before the first ``data_`` line is ignored.
+
+    A ``data_`` line inside a ``;``-delimited text field (a comment that begins
+    "data_ collected at 100 K") is text, not the start of a block.
+    """
     blocks: list[tuple[str, list[str]]] = []
+    in_text_field = False
     for line in text.splitlines(keepends=True):
+        if line.startswith(";"):
+            in_text_field = not in_text_field
         stripped = line.lstrip()
-        if stripped[:5].lower() == "data_":
+        if not in_text_field and stripped[:5].lower() == "data_":
             blocks.append((stripped[5:].strip() or f"#{len(blocks)}", [line]))
         elif blocks:
             blocks[-1][1].append(line)
@@ -64,6 +73,7 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iter
 
 def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
     """Parse one CIF data block into a record, or say why it cannot be read."""
+    raw_text, block = block, _defuse_text_fields(block)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         raw = plain_block_data(block)
@@ -73,28 +83,46 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
             try:
                 raw = next(iter(CifFile.from_str(block).data.values())).data  # raw strings, as written
             except Exception as exc:  # noqa: BLE001 - malformed CIF syntax
-                return ReadError(locator, "parse_error", f"{where}: CIF syntax error: {_short(exc)}", block)
+                return ReadError(locator, "parse_error", f"{where}: CIF syntax error: {_short(exc)}", raw_text)
         data = {k.lower(): v for k, v in raw.items()}
         problem = _check_raw(data, where)
         if problem:
-            return ReadError(locator, problem[0], problem[1], block)
+            return ReadError(locator, problem[0], problem[1], raw_text)
         database, external_id = _database(data)
         raw_values = {"cell": [_scalar(data, t) for t in CELL_TAGS], "coords": _coords(data)}
         fast = _p1_record(data, locator)
         if fast is not None:
-            fast.raw_text, fast.raw_values, fast.database, fast.external_id = block, raw_values, database, external_id
+            fast.raw_text, fast.raw_values, fast.database, fast.external_id = raw_text, raw_values, database, external_id
             return fast
         from pymatgen.io.cif import CifParser
 
         try:
             structures = CifParser.from_str(block).parse_structures(primitive=False, check_occu=False, on_error="raise")
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad content
-            return ReadError(locator, "parse_error", f"{where}: cannot build a structure: {_short(exc)}", block)
+            return ReadError(locator, "parse_error", f"{where}: cannot build a structure: {_short(exc)}", raw_text)
     if not structures:
-        return ReadError(locator, "parse_error", f"{where}: no structure in block", block)
-    notes = sorted({str(w.message).splitlines()[0][:200] for w in caught if "rounded to ideal" not in str(w.message)})
-    return record_from_pymatgen(structures[0], locator, raw_text=block, database=database, external_id=external_id,
-                                raw_values=raw_values, warnings=[f"cif: {n}" for n in notes])
+        return ReadError(locator, "parse_error", f"{where}: no structure in block", raw_text)
+    notes = [f"cif: {n}" for n in sorted({str(w.message).splitlines()[0][:200] for w in caught
+                                          if "rounded to ideal" not in str(w.message)})]
+    isotopes = isotope_note(data)
+    return record_from_pymatgen(structures[0], locator, raw_text=raw_text, database=database, external_id=external_id,
+                                raw_values=raw_values, warnings=notes + ([isotopes] if isotopes else []))
+
+
+def _defuse_text_fields(block: str) -> str:
+    """``block`` with ``data_`` at the start of a line inside a ``;`` text field turned into ``.data_``.
+
+    pymatgen's ``CifFile`` (like a plain line scan) would start a new block there and lose the rest of this one.
+    """
+    if block.count("data_") < 2:
+        return block
+    lines, in_text_field = block.splitlines(keepends=True), False
+    for i, line in enumerate(lines):
+        if line.startswith(";"):
+            in_text_field = not in_text_field
+        elif in_text_field and line.lstrip()[:5].lower() == "data_":
+            lines[i] = "." + line.lstrip()
+    return "".join(lines)
 
 
 def plain_block_data(block: str) -> dict[str, str | list[str]] | None:
@@ -231,7 +259,17 @@ def element_of(symbol: str) -> str | None:
     for candidate in (letters.title(), letters[0].upper()):
         if candidate in atomic_numbers and candidate != "X":
             return candidate
+        if candidate in ISOTOPES:
+            return ISOTOPES[candidate]
     return None
+
+
+def isotope_note(data: dict) -> str | None:
+    """A source warning when the block's atom types name deuterium or tritium, which are stored as hydrogen."""
+    symbols = data.get("_atom_site_type_symbol") or data.get("_atom_site_label") or []
+    named = sorted({s for s in (symbols if isinstance(symbols, list) else [symbols])
+                    if element_of(s) == "H" and not s.strip().upper().startswith("H")})
+    return f"cif: hydrogen isotopes ({', '.join(named[:5])}) stored as H" if named else None
 
 
 def _database(data: dict) -> tuple[str | None, str | None]:
