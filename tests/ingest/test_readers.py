@@ -107,6 +107,47 @@ def test_neutron_cif_with_deuterium_and_a_data_line_in_a_text_field(tmp_path):
     assert record.raw_text == ND4CL  # stored as written
 
 
+def _cif(tmp_path, name: str, group: str, sites: str, a: float = 5.4310, c: float | None = None) -> object:
+    path = tmp_path / f"{name}.cif"
+    path.write_text(f"""data_{name}
+_cell_length_a {a:.4f}
+_cell_length_b {a:.4f}
+_cell_length_c {c or a:.4f}
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+{group}
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+{sites}
+""")
+    (item,) = read_structures(path)
+    return item
+
+
+@pytest.mark.parametrize("group", ["_symmetry_space_group_name_H-M 'F d -3 m:2'", "_space_group_name_H-M_alt 'F d -3 m Z'",
+                                   "_space_group_name_Hall '-F 4vw 2vw 3'"])
+def test_cif_origin_choice_2_or_hall_symbol_without_operations_is_expanded_right(tmp_path, group):
+    # diamond in origin choice 2: Si on 8a at 1/8; origin-1 operations would give 16 atoms
+    record = _cif(tmp_path, "Si", group, "Si1 Si 0.1250 0.1250 0.1250")
+    assert isinstance(record, Record) and len(record.species) == 8
+    assert any("from spglib's table" in w for w in record.warnings)
+
+
+def test_cif_hall_only_rutile_is_expanded_and_an_unusable_group_is_refused(tmp_path):
+    sites = "Ti1 Ti 0.0000 0.0000 0.0000\nO1 O 0.30476(6) 0.30476(6) 0.0000"
+    rutile = _cif(tmp_path, "rutile", "_space_group_name_Hall '-P 4n 2n'", sites, a=4.5937, c=2.9587)
+    assert isinstance(rutile, Record) and sorted(next(iter(o)) for o in rutile.species) == ["O"] * 4 + ["Ti"] * 2
+    unknown = _cif(tmp_path, "odd", "_space_group_name_Hall '-P 9q'", sites, a=4.5937, c=2.9587)
+    assert unknown.reason == "parse_error" and "'-P 9q' is not one of the 530 settings" in unknown.message
+    p1 = _cif(tmp_path, "p1", "_symmetry_space_group_name_H-M 'Q 4/z'", sites, a=4.5937, c=2.9587)
+    assert p1.reason == "parse_error" and "would store only the asymmetric unit" in p1.message
+
+
 def test_multiblock_cif_gives_one_record_per_block():
     records = list(read_structures(CIF / "multiblock_Ti_TiO.cif"))
     assert len(records) == 2 and all(isinstance(r, Record) for r in records)

@@ -96,17 +96,81 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
             return fast
         from pymatgen.io.cif import CifParser
 
+        setting = _named_setting(data)
+        if isinstance(setting, str):
+            return ReadError(locator, "parse_error", f"{where}: {setting}", raw_text)
+        if setting is not None:  # operations the block implies but pymatgen would not derive (Hall, origin choice 2)
+            block += "\nloop_\n_symmetry_equiv_pos_as_xyz\n" + "\n".join(f"'{op}'" for op in setting[1]) + "\n"
         try:
             structures = CifParser.from_str(block).parse_structures(primitive=False, check_occu=False, on_error="raise")
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad content
             return ReadError(locator, "parse_error", f"{where}: cannot build a structure: {_short(exc)}", raw_text)
     if not structures:
         return ReadError(locator, "parse_error", f"{where}: no structure in block", raw_text)
-    notes = [f"cif: {n}" for n in sorted({str(w.message).splitlines()[0][:200] for w in caught
-                                          if "rounded to ideal" not in str(w.message)})]
+    messages = {str(w.message).splitlines()[0][:200] for w in caught if "rounded to ideal" not in str(w.message)}
+    group = _group_name(data)
+    if any("Defaulting to P1" in m for m in messages) and group is not None:
+        return ReadError(locator, "parse_error", f"{where}: the block names space group {group} but lists no symmetry "
+                                                 f"operations that can be used; expanding it as P1 would store only the "
+                                                 f"asymmetric unit", raw_text)
+    notes = [f"cif: {n}" for n in sorted(messages)] + ([f"cif: {setting[0]}"] if setting is not None else [])
     isotopes = isotope_note(data)
     return record_from_pymatgen(structures[0], locator, raw_text=raw_text, database=database, external_id=external_id,
                                 raw_values=raw_values, warnings=notes + ([isotopes] if isotopes else []))
+
+
+SYMOP_TAGS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz", "_space_group_symop.operation_xyz")
+HALL_TAGS = ("_space_group_name_hall", "_symmetry_space_group_name_hall", "_space_group.name_hall")
+HM_TAGS = ("_space_group_name_h-m_alt", "_symmetry_space_group_name_h-m", "_space_group.name_h-m_alt")
+NUMBER_TAGS = ("_space_group_it_number", "_symmetry_int_tables_number", "_space_group.it_number")
+#: Origin-choice suffixes of Hermann-Mauguin symbols: ITA ``:1``/``:2``, ICSD ``S`` (origin 1) and ``Z`` (origin 2).
+_ORIGIN_CHOICE = re.compile(r"^(.*?)\s*(?::\s*([12])|\s([SZsz]))$")
+
+
+def _group_name(data: dict) -> str | None:
+    """How the block names its space group (``Hall '-P 4n 2n'``), unless it names none or P1."""
+    for tags, kind in ((HALL_TAGS, "Hall"), (HM_TAGS, "H-M"), (NUMBER_TAGS, "number")):
+        for tag in tags:
+            value = _scalar(data, tag).strip()
+            if value not in MISSING and _squash(value) not in ("p1", "1"):
+                return f"{kind} '{value}'"
+    return None
+
+
+def _squash(symbol: str) -> str:
+    return re.sub(r"[\s_'\"]", "", symbol).lower()
+
+
+def _named_setting(data: dict) -> tuple[str, list[str]] | str | None:
+    """Symmetry operations for a block that lists none but names a Hall symbol or an H-M origin choice.
+
+    pymatgen reads neither (a Hall-only block became the asymmetric unit in P1; ``F d -3 m:2``
+    and ICSD's ``F d -3 m Z`` were expanded with origin-1 operations, doubling the atoms), so
+    the operations come from spglib's table of the 530 settings. Returns ``(note, operations)``,
+    ``None`` when pymatgen's own reading applies, or a message when the named setting is unknown.
+    """
+    if any(tag in data for tag in SYMOP_TAGS):
+        return None
+    from xtalbase.ingest.identity import hall_settings, setting_operations
+
+    for tag in HALL_TAGS:
+        hall = _scalar(data, tag).strip()
+        if hall not in MISSING:
+            found = [t for t in hall_settings() if _squash(t.hall_symbol) == _squash(hall)]
+            if not found:
+                return f"Hall symbol '{hall}' is not one of the 530 settings and the block lists no symmetry operations"
+            return f"symmetry operations of Hall '{hall}' from spglib's table (the block lists none)", \
+                setting_operations(found[0].hall_number)
+    for tag in HM_TAGS:
+        match = _ORIGIN_CHOICE.match(_scalar(data, tag).strip())
+        if match:
+            symbol, choice = _squash(match.group(1)), match.group(2) or {"s": "1", "z": "2"}[match.group(3).lower()]
+            found = [t for t in hall_settings() if t.choice == choice and symbol in (
+                _squash(t.international), _squash(t.international_short), _squash(t.international_full))]
+            if found:
+                return f"symmetry operations of '{match.group(0)}' (origin choice {choice}) from spglib's table " \
+                       f"(the block lists none)", setting_operations(found[0].hall_number)
+    return None
 
 
 def _defuse_text_fields(block: str) -> str:
