@@ -296,6 +296,33 @@ def test_extxyz_frames_carry_energy_forces_stress():
     assert calc.forces.shape == (len(frames[0].species), 3) and calc.stress.shape == (3, 3) and calc.stress_unit == "eV/Å^3"
 
 
+SI_FRAMES = """2
+Lattice="0.0 2.715 2.715 2.715 0.0 2.715 2.715 2.715 0.0" Properties=species:S:1:pos:R:3:REF_forces:R:3 REF_energy=-10.7 REF_stress="0.002 0.0 0.0 0.0 0.002 0.0 0.0 0.0 0.002" config_type=rattle pbc="T T T"
+Si 0.01000 0.00000 0.00000 0.02 0.00 0.00
+Si 1.35750 1.35750 1.35750 -0.02 0.00 0.00
+2
+Lattice="0.0 2.715 2.715 2.715 0.0 2.715 2.715 2.715 0.0" Properties=species:S:1:pos:R:3:force:R:3 Energy=-10.6 virial="0.4 0.0 0.0 0.0 0.4 0.0 0.0 0.0 0.4" pbc="T T T"
+Si 0.02000 0.00000 0.00000 0.03 0.00 0.00
+Si 1.35750 1.35750 1.35750 -0.03 0.00 0.00
+2
+Lattice="5.43 0.0 0.0 0.0 5.43 0.0 0.0 0.0 20.0" Properties=species:S:1:pos:R:3 pbc="T T F"
+Si 0.00000 0.00000 0.00000
+Si 1.35750 1.35750 1.35750
+"""
+
+
+def test_extxyz_reads_the_energy_forces_and_virial_spellings_of_mlip_data_sets(tmp_path):
+    path = tmp_path / "si.extxyz"
+    path.write_text(SI_FRAMES)
+    ref, other, slab = read_structures(path)
+    assert ref.calculation.energy == -10.7 and ref.calculation.forces[0, 0] == 0.02
+    assert np.allclose(np.diag(ref.calculation.stress), 0.002) and ref.calculation.parameters == {"config_type": "rattle"}
+    volume = abs(np.linalg.det(other.cell))  # 2 x 2.715^3
+    assert other.calculation.energy == -10.6 and other.calculation.forces[1, 0] == -0.03
+    assert np.allclose(np.diag(other.calculation.stress), -0.4 / volume)  # stress = -virial / volume, eV/A^3
+    assert slab.reason == "missing_cell" and 'pbc="T T F"' in slab.message
+
+
 def test_mlip_entries_are_calculations_with_kbar_stress():
     records = list(read_structures(DATA / "mlip" / "snap_Mo_AIMD_first2.json"))
     assert len(records) == 2
