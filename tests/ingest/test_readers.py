@@ -340,6 +340,31 @@ def test_truncated_vasprun_is_a_truncated_file():
     assert outcar.reason == "truncated_file"
 
 
+def test_a_damaged_gzip_is_a_parse_error_and_a_cut_one_is_truncated(tmp_path):
+    import gzip
+
+    plain = tmp_path / "CaO.cif.gz"
+    plain.write_bytes((CIF / "CaO.cif").read_bytes())  # named .gz, never compressed
+    (error,) = read_structures(plain)
+    assert error.reason == "parse_error" and "not readable as gzip" in error.message
+    packed = gzip.compress((CIF / "CaO.cif").read_bytes())
+    cut = tmp_path / "cut.cif.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    (error,) = read_structures(cut)
+    assert error.reason == "truncated_file"
+
+
+def test_vasp_volumetric_and_trajectory_files_in_a_run_folder_are_not_taken_for_poscars(tmp_path):
+    from xtalbase.ingest.pipeline import find_files
+
+    poscar = (DATA / "poscar" / "POSCAR-11").read_text()
+    for name in ("POSCAR", "CHGCAR", "LOCPOT", "XDATCAR", "PARCHG.0001"):
+        (tmp_path / name).write_text(poscar + ("\n 2 2 2\n 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8\n" if name != "POSCAR" else ""))
+    assert find_files(tmp_path) == [(tmp_path / "POSCAR", "poscar")]
+    (record,) = read_structures(tmp_path / "CHGCAR", format="poscar", species="placeholder")  # on request it reads
+    assert isinstance(record, Record)
+
+
 def test_unknown_format_is_a_read_error(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("nothing crystalline here\n")

@@ -117,3 +117,18 @@ def test_poscar_lattice_zeros_are_exact_but_short_components_are_low_precision(d
     with db.session() as s:
         message = s.scalars(select(Quarantine.message)).one()
     assert "lattice-vector components 11.3" in message
+
+
+def test_three_way_mixed_site_at_one_third_each_is_not_over_occupied():
+    import numpy as np
+
+    from xtalbase.ingest.records import Record
+    from xtalbase.ingest.validate import check
+
+    site = {"Fe": 0.334, "Ni": 0.333, "Co": 0.334}  # sums to 1.0010000000000001 in floating point
+    record = Record("block=x", np.eye(3) * 2.87, [site, dict(site)], np.array([[0, 0, 0], [0.5, 0.5, 0.5]]))
+    assert check(record, ValidationOptions(allow_disorder=True)) is None
+    assert check(record, ValidationOptions())[0] == "partial_occupancy"
+    record.species[0] = {"Fe": 1.0, "Ni": 1.0}
+    reason, message = check(record, ValidationOptions(allow_disorder=True))
+    assert reason == "parse_error" and "total occupancy 2.000 > 1 (atoms listed twice?" in message

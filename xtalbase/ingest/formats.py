@@ -119,10 +119,18 @@ def _head(path: Path, size: int = 4096) -> str:
         return ""
 
 
+#: VASP files of a run folder that are not structures to store, though volumetric data and trajectories open
+#: with a POSCAR-like header: never detected (an explicit ``--format poscar`` still reads one).
+NOT_STRUCTURES = re.compile(r"^(CHGCAR|CHG|LOCPOT|ELFCAR|AECCAR\d|PARCHG|XDATCAR|WAVECAR|WAVEDER|PROCAR|DOSCAR|EIGENVAL"
+                            r"|IBZKPT|OSZICAR|PCDAT|REPORT|INCAR|KPOINTS|POTCAR)([._-].*)?$")
+
+
 def detect_format(path: str | Path) -> str | None:
     """The registered format name for ``path`` (by name, then content), or ``None``."""
     path = Path(path)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if NOT_STRUCTURES.match(name):
+        return None
     head = None
     name = os.path.normcase(name)
     by_name = [f for f in FORMATS.values() if _NAME_PATTERNS[f.name].match(name)]
@@ -163,7 +171,9 @@ def read_structures(path: str | Path, format: str | None = None, **options: obje
     read = reader(fmt)
     try:
         yield from read(Path(path), **options)
-    except (EOFError, gzip.BadGzipFile) as exc:
+    except gzip.BadGzipFile as exc:  # not gzip data at all, or a failed checksum: damaged, not cut short
+        yield ReadError("file", "parse_error", f"{path}: not readable as gzip ({exc})")
+    except EOFError as exc:
         yield ReadError("file", "truncated_file", f"{path}: file ends early ({exc or type(exc).__name__})")
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a quarantined file, not a crash
         yield ReadError("file", "parse_error", f"{path}: {fmt} reader failed: {type(exc).__name__}: {str(exc)[:300]}")

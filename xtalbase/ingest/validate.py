@@ -177,9 +177,11 @@ def is_ordered(record: Record) -> bool:
 
 
 def _occupancy(record: Record, opts: ValidationOptions) -> Problem:
-    over = [i for i, occ in enumerate(record.species) if sum(occ.values()) > 1.0 + 1e-3]
+    # 1e-9 above the tolerance: 0.334 + 0.333 + 0.334 sums to 1.0010000000000001 in floating point
+    over = [i for i, occ in enumerate(record.species) if sum(occ.values()) > 1.0 + 1e-3 + 1e-9]
     if over:
-        return "parse_error", f"site {over[0]} has total occupancy {sum(record.species[over[0]].values()):.3f} > 1"
+        return "parse_error", (f"site {over[0]} has total occupancy {sum(record.species[over[0]].values()):.3f} > 1 "
+                               f"(atoms listed twice? e.g. symmetry-equivalent atoms given as well as generated)")
     if is_ordered(record) or opts.allow_disorder:
         return None
     partial = [i for i, occ in enumerate(record.species) if not (len(occ) == 1 and abs(next(iter(occ.values())) - 1.0) < 1e-6)]
