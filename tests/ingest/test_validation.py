@@ -55,6 +55,15 @@ def test_allow_disorder_stores_occupancies(db):
     assert row.site_occupancies[0] == {"Fe": 0.5, "Ni": 0.5} and row.formula_reduced == "Fe3.5Ni0.5"
 
 
+def test_a_record_stored_by_a_later_run_leaves_the_quarantine(db):
+    first = db.ingest([BAD / "partial_occupancy.cif", BAD / "overlapping_atoms.cif"])
+    assert first.quarantined_by_reason == {"overlapping_atoms": 1, "partial_occupancy": 1}
+    second = db.ingest([BAD / "partial_occupancy.cif", BAD / "overlapping_atoms.cif"], allow_disorder=True)
+    assert second.inserted == 1 and second.quarantined_by_reason == {"overlapping_atoms": 1}
+    with db.session() as s:  # only what is still not stored is listed
+        assert s.scalars(select(Quarantine.reason)).all() == ["overlapping_atoms"]
+
+
 def test_thresholds_are_configurable(db):
     assert db.ingest(BAD / "too_many_sites.cif", max_sites=2000).inserted == 1
     assert db.ingest(BAD / "low_precision.cif", min_coord_decimals=2).quarantined == 1  # 0.333 still not 1/3

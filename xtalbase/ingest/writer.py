@@ -6,8 +6,9 @@ so looking up existing structures and inserting new ones is atomic even with
 two ingests running at once. Inserts use ``ON CONFLICT DO NOTHING`` on the unique
 identities (``structures.exact_hash``, ``sources (file_hash, record_locator)``,
 ``quarantine (file_hash, record_locator, reason)``) and ids are re-selected
-afterwards, so a re-run or a concurrent run never duplicates a row. A process
-killed mid-batch leaves the whole batch rolled back.
+afterwards, so a re-run or a concurrent run never duplicates a row. A record that
+is stored leaves the quarantine in the same transaction (the quarantine lists what
+is *not* in the database). A process killed mid-batch leaves the whole batch rolled back.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
         })
         extras.append((properties, item["calculation"], structure_ids[item["structure"]["exact_hash"]]))
     insert_ignore(conn, SOURCES, source_rows, ["file_hash", "record_locator"])
+    # a record quarantined by an earlier run and stored now (say with allow_disorder) leaves the quarantine
+    for chunk in _chunks([(r["file_hash"], r["record_locator"]) for r in source_rows], 500):
+        conn.execute(QUARANTINE.delete().where(tuple_(QUARANTINE.c.file_hash, QUARANTINE.c.record_locator).in_(chunk)))
     ids = dict(((fh, loc), sid) for fh, loc, sid in conn.execute(
         select(SOURCES.c.file_hash, SOURCES.c.record_locator, SOURCES.c.id).where(
             tuple_(SOURCES.c.file_hash, SOURCES.c.record_locator).in_([(r["file_hash"], r["record_locator"]) for r in source_rows]))))
