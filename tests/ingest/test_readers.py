@@ -148,6 +148,21 @@ def test_cif_hall_only_rutile_is_expanded_and_an_unusable_group_is_refused(tmp_p
     assert p1.reason == "parse_error" and "would store only the asymmetric unit" in p1.message
 
 
+def test_materials_project_api_document_gives_structure_id_and_properties(tmp_path):
+    import json
+
+    from pymatgen.io.cif import CifParser
+
+    structure = CifParser(CIF / "CaO.cif").parse_structures(primitive=False)[0]
+    path = tmp_path / "mp-2605.json"
+    path.write_text(json.dumps({"material_id": "mp-2605", "formation_energy_per_atom": -3.2, "is_stable": True,
+                                "structure": structure.as_dict()}))
+    assert detect_format(path) == "pmg_json"
+    (record,) = read_structures(path)
+    assert record.external_id == "mp-2605" and record.properties == {"formation_energy_per_atom": -3.2}
+    assert np.allclose(record.cell, structure.lattice.matrix) and len(record.species) == len(structure)
+
+
 def test_multiblock_cif_gives_one_record_per_block():
     records = list(read_structures(CIF / "multiblock_Ti_TiO.cif"))
     assert len(records) == 2 and all(isinstance(r, Record) for r in records)

@@ -1,4 +1,9 @@
-"""pymatgen ``Structure`` JSON (``Structure.as_dict()``), one structure per file (record ``index=0``)."""
+"""pymatgen ``Structure`` JSON (``Structure.as_dict()``), one structure per file (record ``index=0``).
+
+A Materials Project API document (``{"material_id": ..., "structure": {...}}``, as
+``mp-api`` and the MP website export) is read too: its ``structure`` is the record,
+``material_id`` the source's external id and its other scalar fields source properties.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,13 @@ def read(path: Path, **_: object) -> Iterator[Record | ReadError]:
 
     with open_text(path) as fh:
         data = json.load(fh)
-    if "lattice" not in data:
+    external_id, properties = None, {}
+    if isinstance(data, dict) and isinstance(data.get("structure"), dict):  # an MP API document
+        external_id = str(data["material_id"]) if data.get("material_id") else None
+        properties = {k: v for k, v in data.items() if k not in ("structure", "material_id")
+                      and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+        data = data["structure"]
+    if not isinstance(data, dict) or "lattice" not in data:
         yield ReadError("index=0", "missing_cell", f"{path}: no 'lattice' in the structure JSON")
         return
     try:
@@ -24,4 +35,5 @@ def read(path: Path, **_: object) -> Iterator[Record | ReadError]:
     except Exception as exc:  # noqa: BLE001
         yield ReadError("index=0", "parse_error", f"{path}: not a pymatgen Structure: {type(exc).__name__}: {str(exc)[:200]}")
         return
-    yield record_from_pymatgen(structure, "index=0", raw_text=json.dumps(data) if len(str(data)) < 65536 else None)
+    yield record_from_pymatgen(structure, "index=0", raw_text=json.dumps(data) if len(str(data)) < 65536 else None,
+                               external_id=external_id, properties=properties)
