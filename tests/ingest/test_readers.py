@@ -138,6 +138,13 @@ def test_cif_origin_choice_2_or_hall_symbol_without_operations_is_expanded_right
     assert any("from spglib's table" in w for w in record.warnings)
 
 
+@pytest.mark.parametrize("hall, sites", [("P 32", 3), ("P 3 2", 6), ("-P 3", 6)])
+def test_cif_hall_symbols_are_told_apart_by_their_spacing(tmp_path, hall, sites):
+    # P3_2 (145) has 3 general positions, P312 (149) and P-3 (147) have 6
+    record = _cif(tmp_path, "trig", f"_space_group_name_Hall '{hall}'", "Si1 Si 0.1234 0.2345 0.3456", a=5.0, c=6.0)
+    assert isinstance(record, Record) and len(record.species) == sites
+
+
 def test_cif_hall_only_rutile_is_expanded_and_an_unusable_group_is_refused(tmp_path):
     sites = "Ti1 Ti 0.0000 0.0000 0.0000\nO1 O 0.30476(6) 0.30476(6) 0.0000"
     rutile = _cif(tmp_path, "rutile", "_space_group_name_Hall '-P 4n 2n'", sites, a=4.5937, c=2.9587)

@@ -141,6 +141,11 @@ def _squash(symbol: str) -> str:
     return re.sub(r"[\s_'\"]", "", symbol).lower()
 
 
+def _hall_key(symbol: str) -> str:
+    # spaces and primes carry meaning in Hall symbols ("P 32" is not "P 3 2", "2'" is not "2"): only collapse spacing
+    return " ".join(symbol.split()).lower()
+
+
 def _named_setting(data: dict) -> tuple[str, list[str]] | str | None:
     """Symmetry operations for a block that lists none but names a Hall symbol or an H-M origin choice.
 
@@ -156,7 +161,7 @@ def _named_setting(data: dict) -> tuple[str, list[str]] | str | None:
     for tag in HALL_TAGS:
         hall = _scalar(data, tag).strip()
         if hall not in MISSING:
-            found = [t for t in hall_settings() if _squash(t.hall_symbol) == _squash(hall)]
+            found = [t for t in hall_settings() if _hall_key(t.hall_symbol) == _hall_key(hall)]
             if not found:
                 return f"Hall symbol '{hall}' is not one of the 530 settings and the block lists no symmetry operations"
             return f"symmetry operations of Hall '{hall}' from spglib's table (the block lists none)", \
