@@ -73,44 +73,10 @@ def test_a_utf8_byte_order_mark_is_ignored_in_cif_json_and_csv(tmp_path):
     assert isinstance(record, Record)
 
 
-ND4CL = """data_ND4Cl
-_publ_section_comment
-;
-data_ collected at 100 K (neutrons): a text field, not a new block
-;
-_cell_length_a 3.8200
-_cell_length_b 3.8200
-_cell_length_c 3.8200
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'P -4 3 m'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-N1 N 0 0 0
-Cl1 Cl 0.5 0.5 0.5
-D1 D 0.1528(2) 0.1528(2) 0.1528(2)
-"""
-
-
-def test_neutron_cif_with_deuterium_and_a_data_line_in_a_text_field(tmp_path):
-    path = tmp_path / "nd4cl.cif"
-    path.write_text(ND4CL)
-    (record,) = read_structures(path)  # one block, not two; D is hydrogen (as pymatgen reads it), and noted
-    assert isinstance(record, Record) and record.locator == "block=ND4Cl"
-    assert sorted(next(iter(o)) for o in record.species) == ["Cl", "H", "H", "H", "H", "N"]
-    assert "cif: hydrogen isotopes (D) stored as H" in record.warnings
-    assert record.raw_text == ND4CL  # stored as written
-
-
-def _cif(tmp_path, name: str, group: str, sites: str, a: float = 5.4310, c: float | None = None) -> object:
-    path = tmp_path / f"{name}.cif"
-    path.write_text(f"""data_{name}
-_cell_length_a {a:.4f}
+def _cif_text(name: str, group: str, sites: str, a: float = 5.4310, c: float | None = None, preamble: str = "") -> str:
+    """A small CIF block: cubic or tetragonal cell, ``group`` line(s), one site loop."""
+    return f"""data_{name}
+{preamble}_cell_length_a {a:.4f}
 _cell_length_b {a:.4f}
 _cell_length_c {c or a:.4f}
 _cell_angle_alpha 90
@@ -124,9 +90,27 @@ _atom_site_fract_x
 _atom_site_fract_y
 _atom_site_fract_z
 {sites}
-""")
+"""
+
+
+def _cif(tmp_path, name: str, group: str, sites: str, a: float = 5.4310, c: float | None = None) -> object:
+    path = tmp_path / f"{name}.cif"
+    path.write_text(_cif_text(name, group, sites, a, c))
     (item,) = read_structures(path)
     return item
+
+
+def test_neutron_cif_with_deuterium_and_a_data_line_in_a_text_field(tmp_path):
+    text = _cif_text("ND4Cl", "_symmetry_space_group_name_H-M 'P -4 3 m'",
+                     "N1 N 0 0 0\nCl1 Cl 0.5 0.5 0.5\nD1 D 0.1528(2) 0.1528(2) 0.1528(2)", a=3.82,
+                     preamble="_publ_section_comment\n;\ndata_ collected at 100 K (neutrons): a text field, not a new block\n;\n")
+    path = tmp_path / "nd4cl.cif"
+    path.write_text(text)
+    (record,) = read_structures(path)  # one block, not two; D is hydrogen (as pymatgen reads it), and noted
+    assert isinstance(record, Record) and record.locator == "block=ND4Cl"
+    assert sorted(next(iter(o)) for o in record.species) == ["Cl", "H", "H", "H", "H", "N"]
+    assert "cif: hydrogen isotopes (D) stored as H" in record.warnings
+    assert record.raw_text == text  # stored as written
 
 
 @pytest.mark.parametrize("group", ["_symmetry_space_group_name_H-M 'F d -3 m:2'", "_space_group_name_H-M_alt 'F d -3 m Z'",

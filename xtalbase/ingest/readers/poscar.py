@@ -25,9 +25,8 @@ from xtalbase.ingest.formats import open_text
 from xtalbase.ingest.readers.cif import element_of
 from xtalbase.ingest.records import ReadError, Record, record_from_pymatgen
 
-_ELEMENT = re.compile(r"[A-Z][a-z]?")
-#: A word that is only element symbols with optional counts (``Li4Mn2O6``, ``Si``, ``Fe0.5``).
 _ELEMENT_AMOUNT = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d+)?)?")
+#: A word that is only element symbols with optional counts (``Li4Mn2O6``, ``Si``, ``Fe0.5``).
 _FORMULA_WORD = re.compile(r"^(?:[A-Z][a-z]?(?:\d+(?:\.\d+)?)?)+$")
 _TITEL = re.compile(r"^\s*TITEL\s*=\s*\S+\s+([A-Za-z]{1,2})", re.MULTILINE)
 LOCATOR = "index=0"
@@ -102,7 +101,7 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str 
             poscar = Poscar.from_str(text, default_names=names, read_velocities=False)
         except Exception as exc:  # noqa: BLE001 - pymatgen raises ValueError/IndexError for malformed files
             return ReadError(locator, "parse_error", f"{where}: cannot read POSCAR: {type(exc).__name__}: {str(exc)[:200]}", text)
-    start = counts_line + 2 if lines[counts_line + 1].strip()[:1].lower() != "s" else counts_line + 3
+    start, _ = _coordinate_lines(lines, counts_line)
     coords = [tok for line in lines[start:start + len(poscar.structure)] for tok in line.split()[:3]]
     return record_from_pymatgen(poscar.structure, locator, raw_text=text, warnings=notes,
                                 raw_values={"cell_vectors": [t for row in cell_rows for t in row.split()[:3]], "coords": coords})
@@ -161,9 +160,14 @@ def _names_from_comment(comment: str, counts: list[int]) -> list[str] | None:
     return None
 
 
-def _names_from_sites(lines: list[str], counts_line: int, counts: list[int]) -> list[str] | None:
+def _coordinate_lines(lines: list[str], counts_line: int) -> tuple[int, bool]:
+    """Index of the first coordinate line, and whether a ``Selective dynamics`` line precedes the mode line."""
     selective = lines[counts_line + 1].strip()[:1].lower() == "s"
-    start = counts_line + 3 if selective else counts_line + 2
+    return counts_line + (3 if selective else 2), selective
+
+
+def _names_from_sites(lines: list[str], counts_line: int, counts: list[int]) -> list[str] | None:
+    start, selective = _coordinate_lines(lines, counts_line)
     names, row = [], start
     for count in counts:
         parts = lines[row].split() if row < len(lines) else []
