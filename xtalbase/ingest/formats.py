@@ -3,15 +3,18 @@
 Each format is one :class:`Format` line: its name, the reader module under
 :mod:`xtalbase.ingest.readers` (imported only when used), file-name patterns and
 a content sniffer. The format is guessed from the name first (a trailing
-``.gz`` is ignored), then from the first bytes.
+``.gz``, ``.bz2`` or ``.xz`` is ignored: such files are decompressed as they are
+read), then from the first bytes.
 """
 
 from __future__ import annotations
 
+import bz2
 import fnmatch
 import gzip
 import importlib
 import io
+import lzma
 import os
 import re
 from dataclasses import dataclass
@@ -99,15 +102,28 @@ _NAME_PATTERNS = {f.name: re.compile("|".join(f"(?:{fnmatch.translate(os.path.no
                   for f in FORMATS.values()}
 
 
+#: Compressed-file suffixes and how to open them (VASP run folders and custodian keep ``.gz``, ``.bz2``, ``.xz``).
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_COMPRESSION_NAMES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}
+
+
+def uncompressed_name(name: str) -> str:
+    """A file name without its compression suffix (``OUTCAR.relax2.bz2`` -> ``OUTCAR.relax2``)."""
+    for suffix in COMPRESSED:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
 def open_text(path: str | Path) -> IO[str]:
-    """Open ``path`` as text, transparently gunzipping ``*.gz``; a leading UTF-8 byte-order mark is dropped.
+    """Open ``path`` as text, decompressing ``*.gz``, ``*.bz2`` and ``*.xz``; a leading UTF-8 byte-order mark is dropped.
 
     (Windows tools and Excel write the mark; left in, it hides a CIF's first ``data_``
     line, a JSON document's opening brace and a CSV's first column name.)
     """
     path = Path(path)
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace")
+    if path.suffix in COMPRESSED:
+        return io.TextIOWrapper(COMPRESSED[path.suffix](path, "rb"), encoding="utf-8-sig", errors="replace")
     return open(path, encoding="utf-8-sig", errors="replace")
 
 
@@ -128,7 +144,7 @@ NOT_STRUCTURES = re.compile(r"^(CHGCAR|CHG|LOCPOT|ELFCAR|AECCAR\d|PARCHG|XDATCAR
 def detect_format(path: str | Path) -> str | None:
     """The registered format name for ``path`` (by name, then content), or ``None``."""
     path = Path(path)
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    name = uncompressed_name(path.name)
     if NOT_STRUCTURES.match(name):
         return None
     head = None
@@ -157,7 +173,7 @@ def read_structures(path: str | Path, format: str | None = None, **options: obje
     Parameters
     ----------
     path : str or Path
-        A structure or DFT file (``.gz`` allowed for VASP files).
+        A structure or DFT file (``.gz``, ``.bz2``, ``.xz`` allowed).
     format : str, optional
         One of :data:`FORMATS`; detected from the name and content when omitted.
     **options
@@ -171,9 +187,12 @@ def read_structures(path: str | Path, format: str | None = None, **options: obje
     read = reader(fmt)
     try:
         yield from read(Path(path), **options)
-    except gzip.BadGzipFile as exc:  # not gzip data at all, or a failed checksum: damaged, not cut short
-        yield ReadError("file", "parse_error", f"{path}: not readable as gzip ({exc})")
+    except (gzip.BadGzipFile, lzma.LZMAError) as exc:  # not compressed data at all, or a failed checksum: damaged, not cut short
+        yield ReadError("file", "parse_error", f"{path}: not readable as {_COMPRESSION_NAMES[Path(path).suffix]} ({exc})")
     except EOFError as exc:
         yield ReadError("file", "truncated_file", f"{path}: file ends early ({exc or type(exc).__name__})")
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a quarantined file, not a crash
+        if Path(path).suffix == ".bz2" and type(exc) is OSError:  # bz2 raises a bare OSError for data that is not bzip2
+            yield ReadError("file", "parse_error", f"{path}: not readable as bzip2 ({exc})")
+            return
         yield ReadError("file", "parse_error", f"{path}: {fmt} reader failed: {type(exc).__name__}: {str(exc)[:300]}")

@@ -6,6 +6,9 @@ is a record ``ionic_step=<i>`` (0-based) carrying a calculation: free energy
 ``e_wo_entrp`` are kept in ``parameters["energies"]``), forces (eV/Å), stress in
 kBar as VASP prints it, INCAR, KPOINTS, POTCAR titles (never their contents),
 VASP version and convergence. A file that ends early is ``truncated_file``.
+Functional name and convergence rules are shared with the OUTCAR reader
+(:mod:`xtalbase.ingest.readers.vasp_run`). ``e_0_energy`` carries pymatgen's
+correction of the VASP 5 vasprun bug that writes it as 0 in ionic steps.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.readers.vasp_run import ionic_converged, is_md, potcar_exchange, refine_pymatgen_run_type
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, ionic_steps, record_from_pymatgen
 
 
@@ -34,25 +38,63 @@ def read(path: Path, *, all_steps: bool = False, skip: frozenset[str] = frozense
             return
     steps = run.ionic_steps
     if not steps:
-        yield ReadError("file", "truncated_file", f"{path}: no completed ionic step")
+        if getattr(run, "md_data", None):
+            yield ReadError("file", "parse_error", f"{path}: every ionic step was computed by VASP's machine-learned "
+                            f"force field (ML_LMLFF), none by DFT: no DFT calculation to store")
+        else:
+            yield ReadError("file", "truncated_file", f"{path}: no completed ionic step")
         return
     params = _parameters(run)
+    functional = refine_pymatgen_run_type(run.run_type, run.parameters, potcar_exchange(run.potcar_symbols))
     last = len(steps) - 1
+    md = is_md(run.parameters.get("IBRION"), run.parameters.get("NSW"))
     for i, locator, stored in ionic_steps(len(steps), all_steps, skip):
         if stored:
             yield Known(locator)
             continue
         step = steps[i]
-        electronic = len(step.get("electronic_steps", [])) < int(run.parameters.get("NELM", 60))
-        ionic = bool(run.converged_ionic) if i == last else None
+        forces = np.array(step["forces"], dtype=float) if step.get("forces") is not None else None
+        electronic = _electronic_converged(run, step)
+        ionic = None
+        if i == last and not md:
+            selective = step["structure"].site_properties.get("selective_dynamics") or \
+                run.initial_structure.site_properties.get("selective_dynamics")
+            ionic = ionic_converged(run.parameters, len(steps), final_forces=forces, free=selective)
         calc = Calculation(
-            code="VASP", code_version=run.vasp_version, functional=run.run_type, ionic_step=i,
-            energy=float(step["e_fr_energy"]), forces=np.array(step["forces"], dtype=float) if step.get("forces") is not None else None,
+            code="VASP", code_version=run.vasp_version, functional=functional, ionic_step=i,
+            energy=float(step["e_fr_energy"]), forces=forces,
             stress=np.array(step["stress"], dtype=float) if step.get("stress") is not None else None, stress_unit="kBar",
-            parameters={**params, "energies": {k: _float(step.get(k)) for k in ("e_0_energy", "e_wo_entrp", "e_fr_energy")}},
+            parameters={**params, "energies": _energies(step)},
             electronic_converged=electronic, ionic_converged=ionic, converged=electronic and ionic is not False,
         )
         yield record_from_pymatgen(step["structure"], locator, calculation=calc)
+
+
+def _electronic_converged(run: Any, step: dict[str, Any]) -> bool:
+    """pymatgen's ``converged_electronic`` rules, applied to any ionic step (pymatgen checks only the last)."""
+    electronic = step.get("electronic_steps", [])
+    nelm = int(run.parameters.get("NELM", 60))
+    if run.incar.get("LEPSILON"):  # only the SCF part counts, not the linear-response steps that follow it
+        plain = {"e_wo_entrp", "e_fr_energy", "e_0_energy"}
+        scf = 1
+        while scf < len(electronic) and set(electronic[scf]) == plain:
+            scf += 1
+        return scf + 1 != nelm  # pymatgen's test, as it is
+    if str(run.incar.get("ALGO", "")).lower() == "exact" and nelm == 1:
+        return True
+    return len(electronic) < nelm
+
+
+def _energies(step: dict[str, Any]) -> dict[str, float | None]:
+    energies = {k: _float(step.get(k)) for k in ("e_0_energy", "e_wo_entrp", "e_fr_energy")}
+    electronic = step.get("electronic_steps") or []
+    if electronic and energies["e_0_energy"] is not None and energies["e_fr_energy"] is not None:
+        last = electronic[-1]
+        if "e_0_energy" in last and "e_fr_energy" in last:  # VASP 5 writes e_0_energy as 0 in ionic steps: pymatgen's fix
+            fixed = round(float(last["e_0_energy"]) - float(last["e_fr_energy"]) + energies["e_fr_energy"], 8)
+            if abs(fixed - energies["e_0_energy"]) > 1e-7:
+                energies["e_0_energy"] = fixed
+    return energies
 
 
 def _failure(path: Path, exc: BaseException) -> ReadError:
