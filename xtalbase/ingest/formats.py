@@ -46,16 +46,46 @@ def _sniff_cif(head: str) -> bool:
 
 
 def _sniff_json_list(head: str) -> bool:
-    return head.lstrip().startswith("[") and '"structure"' in head
+    return head.lstrip().startswith("[") and '"structure"' in head and '"outputs"' in head
 
 
 def _sniff_json_structure(head: str) -> bool:
     return head.lstrip().startswith("{") and '"lattice"' in head and '"sites"' in head
 
 
+#: JSON files up to this size are classified by their parsed content when the first bytes do not tell.
+MAX_JSON_SNIFF_BYTES = 256 * 2**20
+
+
+def json_kind(document: object) -> str | None:
+    """Which JSON reader a parsed document belongs to: ``mlip_json`` (``[{structure, outputs}]``), ``pmg_json``
+    (a ``Structure`` dict, an MP document or ``ComputedStructureEntry`` with a ``structure``, or a list of those)."""
+    items = document if isinstance(document, list) else [document]
+    first = next((x for x in items if isinstance(x, dict)), None)
+    if first is None:
+        return None
+    if isinstance(first.get("structure"), dict) and "outputs" in first:
+        return "mlip_json"
+    if isinstance(first.get("structure"), dict) or "sites" in first or "lattice" in first:
+        return "pmg_json"
+    return None
+
+
+def _json_kind_of_file(path: Path) -> str | None:
+    import json
+
+    try:
+        if path.stat().st_size > MAX_JSON_SNIFF_BYTES:
+            return None
+        with open_text(path) as fh:
+            return json_kind(json.load(fh))
+    except (OSError, EOFError, ValueError, lzma.LZMAError):
+        return None
+
+
 def _sniff_csv(head: str) -> bool:
     first = head.splitlines()[0] if head else ""
-    return "cif" in [c.strip().strip('"') for c in first.split(",")]
+    return "cif" in [c.strip().strip('"').strip().lower() for c in first.split(",")]
 
 
 def _sniff_extxyz(head: str) -> bool:
@@ -156,6 +186,8 @@ def detect_format(path: str | Path) -> str | None:
     for fmt in by_name or FORMATS.values():
         if fmt.sniff(head):
             return fmt.name
+    if head.lstrip()[:1] in ("[", "{"):  # JSON whose first bytes do not say (sorted keys, long metadata first)
+        return _json_kind_of_file(path)
     return None
 
 

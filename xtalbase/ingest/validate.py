@@ -61,7 +61,7 @@ class ValidationOptions:
 
 def check(record: Record, opts: ValidationOptions) -> Problem:
     """The first problem of ``record``, or ``None`` when it may be stored."""
-    for rule in (_finite, _volume, _sites, _precision, _occupancy, _overlap, _converged):
+    for rule in (_finite, _volume, _sites, _elements, _precision, _occupancy, _overlap, _converged):
         problem = rule(record, opts)
         if problem:
             return problem
@@ -95,6 +95,22 @@ def _sites(record: Record, opts: ValidationOptions) -> Problem:
     if len(record.species) > opts.max_sites:
         return "too_many_sites", f"{len(record.species)} sites exceed the cap of {opts.max_sites} (--max-sites)"
     return None
+
+
+def _elements(record: Record, opts: ValidationOptions) -> Problem:
+    # readers that take symbols from a library (pymatgen DummySpecies 'X', extxyz 'Xx') can hand over non-elements
+    for i, occ in enumerate(record.species):
+        for symbol in occ:
+            if not _is_element(symbol):
+                return "unknown_element", f"site {i}: {symbol!r} is not a chemical element"
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _is_element(symbol: str) -> bool:
+    from ase.data import atomic_numbers
+
+    return symbol in atomic_numbers and symbol != "X"
 
 
 def decimals(text: str) -> int:

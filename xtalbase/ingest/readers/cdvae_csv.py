@@ -3,7 +3,8 @@
 ``material_id`` becomes the source's external id; every other named column
 (not ``cif``, not the unnamed pandas index) becomes a source property: numbers
 as ``value_float``, anything else as ``value_text``. Records are ``row=<n>``
-(0-based data row).
+(0-based data row). Column names are read with surrounding spaces stripped and
+``CIF`` in any case is the ``cif`` column; an empty cell is no property at all.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """``[(row index, {column: text})]`` for every data row (cheap: no CIF parsing)."""
     csv.field_size_limit(sys.maxsize)
     with open_text(path) as fh:
-        return list(enumerate(csv.DictReader(fh)))
+        reader = csv.DictReader(fh)
+        if reader.fieldnames:
+            reader.fieldnames = ["cif" if (n or "").strip().lower() == "cif" else (n or "").strip() for n in reader.fieldnames]
+        return list(enumerate(reader))
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, dict[str, str]]] | None = None,
@@ -49,7 +53,8 @@ def parse_row(row: dict[str, str], locator: str, where: str) -> Record | ReadErr
     record.external_id = next((row[c].strip() for c in ID_COLUMNS if row.get(c, "").strip()), None)
     record.database = None  # the CIF block's own codes do not name this data set
     record.properties = {name: _value(value) for name, value in row.items()
-                         if name and name.strip() and name not in ("cif",) + ID_COLUMNS and value is not None}
+                         if name and name.strip() and name not in ("cif",) + ID_COLUMNS and value is not None
+                         and value.strip()}
     return record
 
 

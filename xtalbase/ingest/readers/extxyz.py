@@ -6,16 +6,45 @@ ASE's own names (``energy``, ``forces``, ``stress``), the spellings of common
 MLIP data sets are read (case ignored): ``REF_energy``/``dft_energy``/
 ``total_energy``, ``REF_forces``/``dft_forces``/``force``, ``REF_stress``/
 ``dft_stress``, and ``virial`` (eV per cell; stored as stress = -virial / volume).
+All three quantities come from one family of names: a frame holding reference
+(``REF_*``, ``DFT_*``) and plain values (a model's predictions beside the DFT
+labels, as MACE and NequIP evaluation files do) is stored with the reference ones.
+Frames are parsed one at a time, so a bad frame is quarantined on its own.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from xtalbase.ingest.formats import open_text
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_ase
+
+
+def frames(path: Path) -> Iterator[tuple[int, str | None, str]]:
+    """``(index, frame text or None, message)`` per frame: the atom-count line tells where each frame ends.
+
+    A frame whose count line is not a number ends the file's readable part (``None``
+    with the reason); one cut short is returned as it is, for the parser to refuse.
+    """
+    with open_text(path) as fh:
+        lines = fh.read().splitlines(keepends=True)
+    i = start = 0
+    while start < len(lines):
+        if not lines[start].strip():
+            start += 1
+            continue
+        try:
+            natoms = int(lines[start].split()[0])
+        except ValueError:
+            yield i, None, f"line {start + 1}: expected the atom count of frame {i}, found {lines[start].strip()[:60]!r}"
+            return
+        end = start + 2 + natoms
+        yield i, "".join(lines[start:end]), "" if end <= len(lines) else "the file ends inside this frame"
+        i, start = i + 1, end
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
@@ -23,10 +52,26 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iter
     import ase.io
     from ase.stress import voigt_6_to_full_3x3_stress
 
-    for i, atoms in enumerate(ase.io.iread(str(path), index=":", format="extxyz")):
+    for i, text, problem in frames(path):
         locator = f"frame={i}"
+        if text is None:
+            yield ReadError(locator, "parse_error", f"{path} [{locator}]: {problem}; this frame and any after it cannot "
+                                                    f"be read")
+            return
         if locator in skip:
             yield Known(locator)
+            continue
+        if problem:
+            yield ReadError(locator, "truncated_file", f"{path} [{locator}]: {problem}", text[:65536])
+            continue
+        try:
+            atoms = ase.io.read(io.StringIO(text), format="extxyz")
+        except KeyError as exc:  # ASE looks up each species symbol
+            yield ReadError(locator, "unknown_element", f"{path} [{locator}]: {exc} is not a chemical element", text[:65536])
+            continue
+        except Exception as exc:  # noqa: BLE001 - a malformed frame is this frame's problem only
+            yield ReadError(locator, "parse_error", f"{path} [{locator}]: {type(exc).__name__}: {str(exc)[:300]}",
+                            text[:65536])
             continue
         if atoms.cell.rank < 3:
             yield ReadError(locator, "missing_cell", f"{path} [{locator}]: frame has no periodic 3D cell (Lattice=...)")
@@ -43,54 +88,69 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iter
             if stress is not None:
                 stress = np.asarray(stress, dtype=float)
                 stress = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
+            parameters = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool)) and k not in used}
+            if "free_energy" in results:  # VASP-derived frames: ASE's energy is sigma->0, free_energy matches the forces
+                parameters["energies"] = {"energy": float(results["energy"]), "free_energy": float(results["free_energy"])}
             calc = Calculation(code=str(atoms.info.get("code", "DFT")), energy=results.get("energy"),
                                forces=results.get("forces"), stress=stress, stress_unit="eV/Å^3" if stress is not None else None,
-                               parameters={k: v for k, v in atoms.info.items()
-                                           if isinstance(v, (str, int, float, bool)) and k not in used})
+                               parameters=parameters)
         yield record_from_ase(atoms, locator, calculation=calc)
 
 
-ENERGY_KEYS = ("energy", "free_energy", "ref_energy", "dft_energy", "total_energy", "energy_dft", "ref_free_energy")
-FORCE_KEYS = ("forces", "ref_forces", "dft_forces", "force", "forces_dft", "ref_force", "dft_force")
-STRESS_KEYS = ("stress", "ref_stress", "dft_stress", "stress_dft")
-VIRIAL_KEYS = ("virial", "ref_virial", "dft_virial", "virials")
+#: Families of names for (energy, forces, stress, virial), most trusted first: reference labels before plain names,
+#: which a file may use for a model's predictions. Keys are compared in lower case.
+FAMILIES = (
+    (("ref_energy", "ref_free_energy"), ("ref_forces", "ref_force"), ("ref_stress",), ("ref_virial",)),
+    (("dft_energy",), ("dft_forces", "dft_force"), ("dft_stress",), ("dft_virial",)),
+    (("energy_dft",), ("forces_dft",), ("stress_dft",), ()),
+    (("energy", "free_energy", "total_energy"), ("forces", "force"), ("stress",), ("virial", "virials")),
+)
 
 
 def _results(atoms: object) -> tuple[dict[str, object], set[str]]:
-    """Energy, forces and stress of a frame under ASE's names or common aliases, and the info keys they came from."""
+    """Energy, forces and stress of a frame from one family of names, and the info keys they came from."""
     calc = getattr(atoms, "calc", None)
-    found: dict[str, object] = {}
-    if calc is not None:
-        results = calc.results
-        for name in ("energy", "free_energy"):
-            if results.get(name) is not None:
-                found["energy"] = results[name]
-                break
-        for name in ("forces", "stress"):
-            if results.get(name) is not None:
-                found[name] = results[name]
     info = {k.lower(): (k, v) for k, v in atoms.info.items()}  # type: ignore[attr-defined]
     arrays = {k.lower(): v for k, v in atoms.arrays.items()}  # type: ignore[attr-defined]
-    used: set[str] = set()
-
-    def first(keys: tuple[str, ...], table: dict) -> object:
-        for key in keys:
-            if key in table:
-                return table[key]
-        return None
-
-    if "energy" not in found and (hit := first(ENERGY_KEYS, info)) is not None:
-        used.add(hit[0])
-        found["energy"] = float(hit[1])
-    if "forces" not in found and (forces := first(FORCE_KEYS, arrays)) is not None:
-        found["forces"] = np.asarray(forces, dtype=float)
-    if "stress" not in found:
-        if (hit := first(STRESS_KEYS, info)) is not None:
-            used.add(hit[0])
-            found["stress"] = np.asarray(hit[1], dtype=float)
-        elif (hit := first(VIRIAL_KEYS, info)) is not None:
-            used.add(hit[0])
-            virial = np.asarray(hit[1], dtype=float)
-            virial = virial.reshape(3, 3) if virial.size == 9 else virial
-            found["stress"] = -virial / atoms.get_volume()  # type: ignore[attr-defined]
-    return found, used
+    results = {k: v for k, v in (calc.results.items() if calc is not None else ()) if v is not None}
+    for energy_keys, force_keys, stress_keys, virial_keys in FAMILIES:
+        found: dict[str, object] = {}
+        used: set[str] = set()
+        plain = energy_keys[0] == "energy"
+        # ASE moves the plain names into a calculator (free_energy beside energy is kept in parameters)
+        for key in energy_keys:
+            if plain and key in results:
+                found["energy"] = results[key]
+                break
+            if key in info:
+                used.add(info[key][0])
+                found["energy"] = float(info[key][1])
+                break
+        for key in force_keys:
+            if plain and key in results:
+                found["forces"] = results[key]
+                break
+            if key in arrays:
+                found["forces"] = np.asarray(arrays[key], dtype=float)
+                break
+        for key in stress_keys:
+            if plain and key in results:
+                found["stress"] = results[key]
+                break
+            if key in info:
+                used.add(info[key][0])
+                found["stress"] = np.asarray(info[key][1], dtype=float)
+                break
+        else:
+            for key in virial_keys:
+                if key in info:
+                    used.add(info[key][0])
+                    virial = np.asarray(info[key][1], dtype=float)
+                    virial = virial.reshape(3, 3) if virial.size == 9 else virial
+                    found["stress"] = -virial / atoms.get_volume()  # type: ignore[attr-defined]
+                    break
+        if "energy" in found or "forces" in found:
+            if plain and "free_energy" in results and "energy" in results:
+                found["free_energy"] = results["free_energy"]
+            return found, used
+    return {}, set()

@@ -1,9 +1,10 @@
 """SNAP / mlearn MLIP training-set JSON: a list of ``{structure, outputs: {energy, forces, stress|virial_stress}}``.
 
 Each entry is a record ``index=<i>`` with a VASP calculation: energy eV per cell,
-forces eV/Å, stress 6-vector in VASP order (xx, yy, zz, xy, yz, zx) and kBar, as
-these data sets give it. ``params``, ``group``, ``tags`` and ``description``
-are kept in ``parameters``.
+forces eV/Å, stress in kBar as a 6-vector in VASP order (xx, yy, zz, xy, yz, zx),
+as these data sets give it, or as a full 3x3 (or 9 values). Empty or null forces
+and stress mean "not given". ``params``, ``group``, ``tags`` and ``description``
+are kept in ``parameters``. A bad entry is quarantined on its own.
 """
 
 from __future__ import annotations
@@ -38,9 +39,29 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iter
             structure = Structure.from_dict(entry["structure"])
         except Exception as exc:  # noqa: BLE001 - malformed entry
             yield ReadError(locator, "parse_error", f"{path} [{locator}]: bad structure: {type(exc).__name__}: {str(exc)[:200]}",
-                            json.dumps(entry)[:65536])
+                            _raw(entry))
             continue
-        yield record_from_pymatgen(structure, locator, calculation=_calculation(entry.get("outputs") or {}, entry))
+        try:
+            calculation = _calculation(entry.get("outputs") or {}, entry, len(structure))
+        except (TypeError, ValueError, KeyError) as exc:
+            yield ReadError(locator, "parse_error", f"{path} [{locator}]: bad outputs (energy, forces, stress): "
+                                                    f"{type(exc).__name__}: {str(exc)[:200]}", _raw(entry))
+            continue
+        yield record_from_pymatgen(structure, locator, calculation=calculation)
+
+
+def _decoded(value: Any) -> Any:
+    """A numpy array as monty's ``MontyEncoder`` writes it (``{"@module": "numpy", "@class": "array", "data": ...}``)."""
+    if isinstance(value, dict) and value.get("@module") == "numpy" and "data" in value:
+        return np.asarray(value["data"], dtype=value.get("dtype") or float)
+    return value
+
+
+def _raw(entry: Any) -> str:
+    try:
+        return json.dumps(entry)[:65536]
+    except (TypeError, ValueError):
+        return repr(entry)[:65536]
 
 
 def vasp_stress(six: Any) -> np.ndarray:
@@ -49,14 +70,27 @@ def vasp_stress(six: Any) -> np.ndarray:
     return np.array([[xx, xy, zx], [xy, yy, yz], [zx, yz, zz]])
 
 
-def _calculation(outputs: dict[str, Any], entry: dict[str, Any]) -> Calculation | None:
+def _calculation(outputs: dict[str, Any], entry: dict[str, Any], natoms: int) -> Calculation | None:
     if not outputs:
         return None
-    six = outputs.get("stress", outputs.get("virial_stress"))
+    outputs = {k: _decoded(v) for k, v in outputs.items()}
+    forces = outputs.get("forces")
+    forces = np.asarray(forces, dtype=float).reshape(natoms, 3) if forces is not None and len(forces) else None
+    stress = outputs.get("stress", outputs.get("virial_stress"))
+    if stress is not None and len(stress):
+        values = np.asarray(stress, dtype=float)
+        if values.size == 6:
+            stress = vasp_stress(values.ravel())
+        elif values.size == 9:
+            stress = values.reshape(3, 3)
+        else:
+            raise ValueError(f"stress has {values.size} values; expected 6 (VASP order) or 9")
+    else:
+        stress = None
+    energy = outputs.get("energy")
     params = entry.get("params") or {}
     return Calculation(
-        code="VASP", functional="PBE", energy=outputs.get("energy"),
-        forces=np.asarray(outputs["forces"], dtype=float) if outputs.get("forces") is not None else None,
-        stress=vasp_stress(six) if six is not None and len(six) == 6 else None, stress_unit="kBar",
+        code="VASP", functional="PBE", energy=None if energy is None else float(energy), forces=forces,
+        stress=stress, stress_unit="kBar" if stress is not None else None,
         parameters={k: entry[k] for k in META_KEYS if k in entry} | ({"encut": params["e_cut"]} if "e_cut" in params else {}),
     )
