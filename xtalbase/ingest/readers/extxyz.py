@@ -111,46 +111,35 @@ def _results(atoms: object) -> tuple[dict[str, object], set[str]]:
     """Energy, forces and stress of a frame from one family of names, and the info keys they came from."""
     calc = getattr(atoms, "calc", None)
     info = {k.lower(): (k, v) for k, v in atoms.info.items()}  # type: ignore[attr-defined]
-    arrays = {k.lower(): v for k, v in atoms.arrays.items()}  # type: ignore[attr-defined]
-    results = {k: v for k, v in (calc.results.items() if calc is not None else ()) if v is not None}
+    arrays = {k.lower(): (k, v) for k, v in atoms.arrays.items()}  # type: ignore[attr-defined]
+    # ASE moves the plain names into a calculator; they count only for the plain family
+    results = {k: (None, v) for k, v in (calc.results.items() if calc is not None else ()) if v is not None}
     for energy_keys, force_keys, stress_keys, virial_keys in FAMILIES:
-        found: dict[str, object] = {}
-        used: set[str] = set()
         plain = energy_keys[0] == "energy"
-        # ASE moves the plain names into a calculator (free_energy beside energy is kept in parameters)
-        for key in energy_keys:
-            if plain and key in results:
-                found["energy"] = results[key]
-                break
-            if key in info:
-                used.add(info[key][0])
-                found["energy"] = float(info[key][1])
-                break
-        for key in force_keys:
-            if plain and key in results:
-                found["forces"] = results[key]
-                break
-            if key in arrays:
-                found["forces"] = np.asarray(arrays[key], dtype=float)
-                break
-        for key in stress_keys:
-            if plain and key in results:
-                found["stress"] = results[key]
-                break
-            if key in info:
-                used.add(info[key][0])
-                found["stress"] = np.asarray(info[key][1], dtype=float)
-                break
-        else:
-            for key in virial_keys:
-                if key in info:
-                    used.add(info[key][0])
-                    virial = np.asarray(info[key][1], dtype=float)
-                    virial = virial.reshape(3, 3) if virial.size == 9 else virial
-                    found["stress"] = -virial / atoms.get_volume()  # type: ignore[attr-defined]
-                    break
+        used: set[str] = set()
+
+        def lookup(keys: tuple[str, ...], table: dict) -> object:
+            for key in keys:
+                for source in ((results, table) if plain else (table,)):
+                    if key in source:
+                        name, value = source[key]
+                        if name is not None and source is info:
+                            used.add(name)
+                        return value
+            return None
+
+        found: dict[str, object] = {}
+        if (energy := lookup(energy_keys, info)) is not None:
+            found["energy"] = float(energy)
+        if (forces := lookup(force_keys, arrays)) is not None:
+            found["forces"] = np.asarray(forces, dtype=float)
+        if (stress := lookup(stress_keys, info)) is not None:
+            found["stress"] = np.asarray(stress, dtype=float)
+        elif (virial := lookup(virial_keys, info)) is not None:
+            virial = np.asarray(virial, dtype=float)
+            found["stress"] = -(virial.reshape(3, 3) if virial.size == 9 else virial) / atoms.get_volume()  # type: ignore[attr-defined]
         if "energy" in found or "forces" in found:
             if plain and "free_energy" in results and "energy" in results:
-                found["free_energy"] = results["free_energy"]
+                found["free_energy"] = results["free_energy"][1]
             return found, used
     return {}, set()
