@@ -66,7 +66,7 @@ def test_canonical_hash_ignores_setting_and_site_order(db, tmp_path):
     with db.session() as s:
         row = s.scalars(select(Structure)).one()
     assert row.spacegroup_number == 221 and row.spacegroup_symbol == "Pm-3m" and row.crystal_system == "cubic"
-    assert row.symprec == 0.01 and row.hash_version == 1
+    assert row.symprec == 0.01 and row.hash_version == 2
 
 
 def test_dft_configurations_are_never_collapsed(db, tmp_path):

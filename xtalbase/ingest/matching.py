@@ -31,6 +31,9 @@ class Matcher:
     def __init__(self, cache_size: int = CACHE_SIZE) -> None:
         self.cache_size = cache_size
         self._reduced: OrderedDict[Hashable, Any] = OrderedDict()
+        self._arrangements: OrderedDict[Hashable, Any] = OrderedDict()
+        self._letters: dict[Hashable, Any] = {}
+        self._letter_maps: dict = {}
         self._matcher: Any = None
 
     @property
@@ -66,12 +69,62 @@ class Matcher:
         except Exception:  # noqa: BLE001 - pymatgen raises many types on degenerate cells
             return False
 
+    def rekey(self, old: Hashable, new: Hashable) -> None:
+        """What is known of ``old`` is now known under ``new`` (a new row's exact hash, then its id once inserted)."""
+        for cache in (self._reduced, self._arrangements, self._letters):
+            if old in cache:
+                cache[new] = cache.pop(old)
+
+    def note_letters(self, key: Hashable, letters: Any) -> None:
+        """Remember the Wyckoff letters a worker found for ``key`` (``[number, [[label, letter, n], ...]]``)."""
+        if letters:
+            self._letters[key] = letters
+
+    def arrangement(self, key: Hashable, row: Any) -> Any:
+        """The origin-free Wyckoff arrangement of ``row`` (:func:`~xtalbase.ingest.identity.wyckoff_arrangement`).
+
+        From the letters noted for ``key`` when the normalizer's relabellings for them are known;
+        else by moyo on the structure (which learns those relabellings for the next ones).
+        """
+        if key in self._arrangements:
+            self._arrangements.move_to_end(key)
+            return self._arrangements[key]
+        from xtalbase.ingest.identity import arrangement_from_letters
+
+        found, letters = None, self._letters.pop(key, None)
+        if letters:
+            number, counts = letters
+            found = arrangement_from_letters(number, {(label, letter): n for label, letter, n in counts}, self._letter_maps)
+        if found is None:
+            found = self._moyo_arrangement(row)
+        self._arrangements[key] = found
+        if len(self._arrangements) > self.cache_size:
+            self._arrangements.popitem(last=False)
+        return found
+
+    def _moyo_arrangement(self, row: Any) -> Any:
+        from pymatgen.core import IStructure
+
+        from xtalbase.ingest.identity import DEFAULT_SYMPREC, site_labels, wyckoff_arrangement
+        from xtalbase.ingest.records import species_from_pymatgen
+
+        structure = row if isinstance(row, IStructure) else structure_of(row)
+        symprec = (row.get("symprec") if isinstance(row, dict) else getattr(row, "symprec", None)) or DEFAULT_SYMPREC
+        return wyckoff_arrangement(structure.lattice.matrix, structure.frac_coords,
+                                   site_labels(species_from_pymatgen(structure)), symprec, self._letter_maps)
+
     def first_match(self, key: Hashable, row: Any, candidates: Iterable[tuple[T, Any]]) -> Optional[T]:
         """The key of the first candidate ``(key, row)`` that matches ``row``, else ``None``.
 
         Keys are the cache's keys: hashable, one structure each (a row id, an exact hash).
+        A candidate whose Wyckoff arrangement differs (same space group by moyo, letters
+        not related by any equivalent origin) is a different structure and skips the
+        ``StructureMatcher`` call: a full search that fails costs tens of ms on cubic cells.
         """
         for other_key, other in candidates:
+            mine, theirs = self.arrangement(key, row), self.arrangement(other_key, other)
+            if mine is not None and theirs is not None and mine[0] == theirs[0] and mine[1] != theirs[1]:
+                continue
             if self.fit(key, row, other_key, other):
                 return other_key
         return None

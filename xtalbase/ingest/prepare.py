@@ -16,8 +16,8 @@ from typing import Any, Optional
 import numpy as np
 
 from xtalbase.ingest.formats import read_structures
-from xtalbase.ingest.identity import (DEFAULT_ENGINE, DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, exact_hash, site_labels,
-                                      symmetry)
+from xtalbase.ingest.identity import (DEFAULT_ENGINE, DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, exact_hash,
+                                      letter_counts, site_labels, symmetry)
 from xtalbase.ingest.records import Known, ReadError, Record
 from xtalbase.ingest.validate import ValidationOptions, check, warnings_for
 from xtalbase.schema.arrays import F8, U1, pack
@@ -127,6 +127,9 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
                    "warnings": (record.warnings + warnings_for(record, elements)) or None},
         "properties": record.properties,
         "calculation": _calculation(record),
+        # per-primitive-cell counts of (label, Wyckoff letter): lets the writer tell apart arrangements of one key
+        "letters": None if sym is None else [sym.number, sorted([label, letter, n] for (label, letter), n in
+                                                                letter_counts(labels, sym.wyckoffs, sym.n_primitive).items())],
     }
 
 

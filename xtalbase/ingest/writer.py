@@ -163,6 +163,8 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         if h in by_exact or h in new_rows or h in alias:
             result.duplicates += 1
             continue
+        if item["calculation"] is None:
+            matcher.note_letters(h, item.get("letters"))
         if item["calculation"] is None and candidates.get(row["canonical_hash"]):
             match = matcher.first_match(h, row, candidates[row["canonical_hash"]][:MAX_CANDIDATES])
             if match is not None:
@@ -179,6 +181,8 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))):
             by_exact[h] = i
     result.new_structure_ids.extend(by_exact[h] for h in new_rows)
+    for h in new_rows:  # later batches meet these rows as stored candidates, keyed by id
+        matcher.rekey(h, by_exact[h])
     insert_ignore(conn, ELEMENTS, [{"structure_id": by_exact[h], "element": el, "amount": amount}
                                    for h, els in new_elements.items() for el, amount in els.items()], ["structure_id", "element"])
     for h, target in alias.items():
@@ -190,7 +194,7 @@ def _candidates(conn: Connection, keys: set[str]) -> dict[str, list[tuple[Any, A
     """Stored plain structures (no calculation attached) with one of the canonical ``keys``."""
     out: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
     cols = [STRUCTURES.c.id, STRUCTURES.c.canonical_hash, STRUCTURES.c.nsites, STRUCTURES.c.cell, STRUCTURES.c.numbers,
-            STRUCTURES.c.frac_coords, STRUCTURES.c.site_occupancies]
+            STRUCTURES.c.frac_coords, STRUCTURES.c.site_occupancies, STRUCTURES.c.symprec]
     has_calc = exists().where(CALCULATIONS.c.structure_id == STRUCTURES.c.id)
     for chunk in _chunks(sorted(keys), 500):
         for row in conn.execute(select(*cols).where(STRUCTURES.c.canonical_hash.in_(chunk), ~has_calc).order_by(STRUCTURES.c.id)):

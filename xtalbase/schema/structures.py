@@ -12,7 +12,8 @@ from xtalbase.schema.base import Base, utcnow
 
 
 class Structure(Base):
-    """One distinct periodic configuration; rows are immutable once written.
+    """One distinct periodic configuration; rows are immutable once written (but for ``canonical_hash``, rewritten
+    by ingest when its recipe, ``hash_version``, changes).
 
     Arrays are raw bytes (see :mod:`xtalbase.schema.arrays`): ``cell`` (3, 3) Å,
     ``numbers`` (nsites,) atomic numbers, ``frac_coords`` (nsites, 3).
