@@ -32,7 +32,7 @@ class Matcher:
         self.cache_size = cache_size
         self._reduced: OrderedDict[Hashable, Any] = OrderedDict()
         self._arrangements: OrderedDict[Hashable, Any] = OrderedDict()
-        self._letters: dict[Hashable, Any] = {}
+        self._letters: OrderedDict[Hashable, Any] = OrderedDict()
         self._letter_maps: dict = {}
         self._matcher: Any = None
 
@@ -79,6 +79,8 @@ class Matcher:
         """Remember the Wyckoff letters a worker found for ``key`` (``[number, [[label, letter, n], ...]]``)."""
         if letters:
             self._letters[key] = letters
+            if len(self._letters) > 16 * self.cache_size:  # forgotten letters cost a moyo call, never a wrong answer
+                self._letters.popitem(last=False)
 
     def arrangement(self, key: Hashable, row: Any) -> Any:
         """The origin-free Wyckoff arrangement of ``row`` (:func:`~xtalbase.ingest.identity.wyckoff_arrangement`).
