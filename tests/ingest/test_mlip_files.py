@@ -134,3 +134,14 @@ def test_csv_cif_column_in_any_case_and_empty_cells_are_no_property(tmp_path):
     records = list(read_structures(path))
     assert len(records) == len(rows) - 1 and all(getattr(r, "reason", None) is None for r in records)
     assert "dir_gap" not in records[0].properties and "dir_gap" in records[1].properties
+
+
+def test_slab_structure_json_is_refused_like_a_slab_extxyz_frame(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    slab = Structure(Lattice(np.diag([4.0, 4.0, 20.0]), pbc=(True, True, False)), ["Na", "Cl"],
+                     [[0, 0, 0.5], [0.5, 0.5, 0.5]])
+    path = tmp_path / "slab.json"
+    path.write_text(slab.to_json())
+    (error,) = read_structures(path)
+    assert error.reason == "missing_cell" and "pbc T T F" in error.message

@@ -51,6 +51,10 @@ def _record(data: Any, locator: str, where: str) -> Record | ReadError:
         message = str(exc)[:200]
         reason = "unknown_element" if "not a valid Element" in message or "DummySpecies" in message else "parse_error"
         return ReadError(locator, reason, f"{where}: not a pymatgen Structure: {type(exc).__name__}: {message}")
+    if not all(structure.lattice.pbc):
+        flags = " ".join("T" if p else "F" for p in structure.lattice.pbc)
+        return ReadError(locator, "missing_cell", f"{where}: the lattice is not periodic along all three vectors "
+                                                  f"(pbc {flags}); only 3D-periodic crystals are stored")
     text = json.dumps(data)
     database = "MP" if external_id and external_id.startswith(("mp-", "mvc-")) else None
     return record_from_pymatgen(structure, locator, raw_text=text if len(text) < 65536 else None,
