@@ -158,8 +158,8 @@ def wyckoff_arrangement(cell: np.ndarray, frac_coords: np.ndarray, labels: list[
             descriptions = dataset.normalizer_wyckoff_positions().coset_representatives
         except Exception:  # noqa: BLE001 - no normalizer: compare the letters as they are
             descriptions = []
+        own = [w.letter for w in descriptions[0][1]] if descriptions else []  # the first description is the identity
         for _, sequence in descriptions:
-            own = [w.letter for w in descriptions[0][1]]
             relabellings.append(dict(zip(own, (w.letter for w in sequence))))
         relabellings = relabellings or [{}]
         if maps is not None:

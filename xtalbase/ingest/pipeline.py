@@ -24,7 +24,7 @@ from xtalbase.ingest.formats import FORMATS, detect_format
 from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
-from xtalbase.ingest.rehash import outdated_count, rehash_outdated
+from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, write_batch
 from xtalbase.platform.executors import get_executor
@@ -168,7 +168,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     if symmetry_engine not in SYMMETRY_ENGINES:
         raise XtalbaseError(f"unknown symmetry engine {symmetry_engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
-    rehashed = rehash_outdated(db, symmetry_engine) if outdated_count(db) else 0
+    rehashed = rehash_outdated(db, symmetry_engine)
     options = PrepareOptions(
         symprec=symprec, symmetry_engine=symmetry_engine, all_steps=all_steps, poscar_species=poscar_species,
         validation=ValidationOptions(

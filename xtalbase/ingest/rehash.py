@@ -9,10 +9,10 @@ symmetry call each, once), in transactions of :data:`BATCH` rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, site_labels, symmetry
 from xtalbase.schema import Structure
@@ -23,15 +23,11 @@ if TYPE_CHECKING:
 BATCH = 500
 
 
-def outdated_count(db: "Database") -> int:
-    """How many stored structures carry a canonical hash of an older version."""
-    with db.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(Structure.hash_version < HASH_VERSION)).scalar_one())
+def rehash_outdated(db: "Database", engine: str = DEFAULT_ENGINE) -> int:
+    """Recompute the canonical hash of every row older than :data:`HASH_VERSION`; returns how many were updated.
 
-
-def rehash_outdated(db: "Database", engine: str = DEFAULT_ENGINE,
-                    on_progress: Optional[Callable[[int], None]] = None) -> int:
-    """Recompute the canonical hash of every row older than :data:`HASH_VERSION`; returns how many were updated."""
+    On an up-to-date database this is one query that finds nothing.
+    """
     from xtalbase.ingest.records import species_from_pymatgen
     from xtalbase.platform.convert import to_pymatgen
 
@@ -53,5 +49,3 @@ def rehash_outdated(db: "Database", engine: str = DEFAULT_ENGINE,
                 conn.execute(update(table).where(table.c.id == row.id)
                              .values(canonical_hash=canonical_hash(labels, sym), hash_version=HASH_VERSION))
             done += len(rows)
-        if on_progress:
-            on_progress(done)

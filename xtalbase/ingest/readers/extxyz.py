@@ -15,6 +15,7 @@ Frames are parsed one at a time, so a bad frame is quarantined on its own.
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 from typing import Iterator
 
@@ -27,24 +28,25 @@ from xtalbase.ingest.records import Calculation, Known, ReadError, Record, recor
 def frames(path: Path) -> Iterator[tuple[int, str | None, str]]:
     """``(index, frame text or None, message)`` per frame: the atom-count line tells where each frame ends.
 
-    A frame whose count line is not a number ends the file's readable part (``None``
-    with the reason); one cut short is returned as it is, for the parser to refuse.
+    Streams the file (training sets run to gigabytes). A frame whose count line is not a
+    number ends the file's readable part (``None`` with the reason); one cut short is
+    returned as it is, for the parser to refuse.
     """
     with open_text(path) as fh:
-        lines = fh.read().splitlines(keepends=True)
-    i = start = 0
-    while start < len(lines):
-        if not lines[start].strip():
-            start += 1
-            continue
-        try:
-            natoms = int(lines[start].split()[0])
-        except ValueError:
-            yield i, None, f"line {start + 1}: expected the atom count of frame {i}, found {lines[start].strip()[:60]!r}"
-            return
-        end = start + 2 + natoms
-        yield i, "".join(lines[start:end]), "" if end <= len(lines) else "the file ends inside this frame"
-        i, start = i + 1, end
+        i = number = 0
+        for line in fh:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                natoms = int(line.split()[0])
+            except ValueError:
+                yield i, None, f"line {number}: expected the atom count of frame {i}, found {line.strip()[:60]!r}"
+                return
+            body = list(itertools.islice(fh, natoms + 1))
+            number += len(body)
+            yield i, line + "".join(body), "" if len(body) == natoms + 1 else "the file ends inside this frame"
+            i += 1
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:

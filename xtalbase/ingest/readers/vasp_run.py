@@ -105,7 +105,8 @@ def ionic_converged(params: dict[str, Any], n_steps: int, *, final_forces: Optio
     accuracy"); otherwise, for EDIFFG < 0, the final step's ``final_forces`` are checked,
     with ``free`` (per component, whether it may move: selective dynamics).
     """
-    nsw, ibrion = _int(params.get("NSW"), 0), _int(params.get("IBRION"), -1 if _int(params.get("NSW"), 0) <= 0 else 0)
+    nsw = _int(params.get("NSW"), 0)
+    ibrion = _int(params.get("IBRION"), -1 if nsw <= 0 else 0)  # VASP's default
     if nsw <= 1:
         return True
     if ibrion == 0:
