@@ -150,7 +150,7 @@ def test_materials_project_api_document_gives_structure_id_and_properties(tmp_pa
                                 "structure": structure.as_dict()}))
     assert detect_format(path) == "pmg_json"
     (record,) = read_structures(path)
-    assert record.external_id == "mp-2605" and record.properties == {"formation_energy_per_atom": -3.2}
+    assert record.external_id == "mp-2605" and record.properties == {"formation_energy_per_atom": -3.2, "is_stable": "true"}
     assert np.allclose(record.cell, structure.lattice.matrix) and len(record.species) == len(structure)
 
 
@@ -243,9 +243,12 @@ def test_poscar_names_from_labels_after_the_flags_and_from_a_formula_comment_are
     (record,) = read_structures(path)
     assert [next(iter(o)) for o in record.species] == ["Cu", "Cu", "Au", "Au"]
     assert record.warnings == ["poscar: element names read from the site labels (Cu Au)"]
-    path.write_text(VASP4_SLAB.format(comment="Cu2Au2 slab", label1="", label2=""))
+    path.write_text(VASP4_SLAB.format(comment="Cu Au", label1="", label2=""))  # one bare symbol per type (ASE)
     (record,) = read_structures(path)
     assert [next(iter(o)) for o in record.species] == ["Cu", "Cu", "Au", "Au"]
+    path.write_text(VASP4_SLAB.format(comment="Cu2Au2 slab", label1="", label2=""))  # equal counts: order unknown
+    (ambiguous,) = read_structures(path)
+    assert ambiguous.reason == "unknown_element" and "equal counts" in ambiguous.message
     path.write_text(VASP4_SLAB.format(comment="Cu3Au slab", label1="", label2=""))  # amounts 3:1, counts 2:2
     (error,) = read_structures(path)
     assert error.reason == "unknown_element"
@@ -267,10 +270,10 @@ def test_poscar_takes_element_names_from_a_potcar_beside_it(tmp_path):
     (record,) = read_structures(tmp_path / "POSCAR")
     assert {el for occ in record.species for el in occ} == {"Sr", "Ti", "O"}
     assert any("POTCAR" in w for w in record.warnings)
-    (tmp_path / "CONTCAR").write_text((DATA / "poscar" / "POSCAR-012").read_text())  # names its own elements
-    (named,) = read_structures(tmp_path / "CONTCAR")
-    assert {el for occ in named.species for el in occ} == {"Li", "Mn", "O"}
-    assert named.warnings == ["poscar: element names read from the comment line (Li Mn O)"]
+    (tmp_path / "CONTCAR").write_text((DATA / "poscar" / "POSCAR-012").read_text())  # a formula comment
+    (named,) = read_structures(tmp_path / "CONTCAR")  # VASP runs with the POTCAR: it beats free comment text
+    assert [next(iter(o)) for o in named.species] == ["Sr"] * 4 + ["Ti"] * 2 + ["O"] * 6
+    assert named.warnings[1] == "poscar: the comment line names Li Mn O; the names from the POTCAR beside the file are used"
 
 
 def test_vasprun_final_step_by_default_and_every_step_on_request():

@@ -15,7 +15,6 @@ import gzip
 import importlib
 import io
 import lzma
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +126,18 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 )}
 
 
-#: One compiled pattern per format (``fnmatch`` semantics, case as the platform compares names).
-_NAME_PATTERNS = {f.name: re.compile("|".join(f"(?:{fnmatch.translate(os.path.normcase(g))})" for g in f.globs))
+#: One compiled pattern per format; names are compared in lower case (``DATA.CSV``, ``NaCl.CIF`` from Windows tools).
+_NAME_PATTERNS = {f.name: re.compile("|".join(f"(?:{fnmatch.translate(g.lower())})" for g in f.globs))
                   for f in FORMATS.values()}
+#: Formats whose name patterns are loose (``POSCAR*``, ``*.vasp``, ``*.csv``): the content must agree.
+_CONFIRM_BY_CONTENT = ("poscar", "cdvae_csv")
+#: Content sniffing order when the name does not decide: a CDVAE CSV holds CIF text in its cells, so it goes first.
+_SNIFF_ORDER = ("cdvae_csv",) + tuple(name for name in FORMATS if name != "cdvae_csv")
+#: Extensions of files that sit beside structures in run folders but are never one (``CONTCAR.png``,
+#: ``POSCAR.vesta``, ``POSCAR_maker.py``): a ``POSCAR*`` name with one of these is judged by content alone.
+FOREIGN_SUFFIXES = frozenset((".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".svg", ".pdf", ".eps", ".ps",
+                              ".py", ".ipynb", ".sh", ".bash", ".pl", ".md", ".rst", ".txt", ".log", ".html", ".htm",
+                              ".tex", ".doc", ".docx", ".xls", ".xlsx", ".vesta", ".xsf", ".xcrysden", ".mp4"))
 
 
 #: Compressed-file suffixes and how to open them (VASP run folders and custodian keep ``.gz``, ``.bz2``, ``.xz``).
@@ -171,21 +179,44 @@ NOT_STRUCTURES = re.compile(r"^(CHGCAR|CHG|LOCPOT|ELFCAR|AECCAR\d|PARCHG|XDATCAR
                             r"|IBZKPT|OSZICAR|PCDAT|REPORT|INCAR|KPOINTS|POTCAR)([._-].*)?$")
 
 
+def never_a_structure(path: str | Path) -> bool:
+    """True for files of a run folder that are never structures to store (INCAR, POTCAR, CHGCAR, ``*.png``, ...)."""
+    name = uncompressed_name(Path(path).name)
+    return bool(NOT_STRUCTURES.match(name)) or Path(name).suffix.lower() in FOREIGN_SUFFIXES
+
+
 def detect_format(path: str | Path) -> str | None:
-    """The registered format name for ``path`` (by name, then content), or ``None``."""
+    """The registered format name for ``path`` (by name, then content), or ``None``.
+
+    A loose name match (``POSCAR*``, ``*.vasp``, ``*.csv``) must be confirmed by the
+    content; a file named ``POSCAR`` that holds a CIF or a JSON structure is read as
+    what it holds, and one that looks like nothing (empty, cut short) stays a POSCAR
+    so that its reader says what is wrong.
+    """
     path = Path(path)
     name = uncompressed_name(path.name)
     if NOT_STRUCTURES.match(name):
         return None
-    head = None
-    name = os.path.normcase(name)
-    by_name = [f for f in FORMATS.values() if _NAME_PATTERNS[f.name].match(name)]
-    if len(by_name) == 1 and by_name[0].name not in ("cdvae_csv",):
-        return by_name[0].name
+    lowered = name.lower()
+    foreign = Path(lowered).suffix in FOREIGN_SUFFIXES
+    by_name = [] if foreign else [f.name for f in FORMATS.values() if _NAME_PATTERNS[f.name].match(lowered)]
+    if len(by_name) == 1 and by_name[0] not in _CONFIRM_BY_CONTENT:
+        return by_name[0]
     head = _head(path)
-    for fmt in by_name or FORMATS.values():
-        if fmt.sniff(head):
-            return fmt.name
+    for fmt in by_name:
+        if FORMATS[fmt].sniff(head):
+            return fmt
+    if by_name == ["poscar"]:
+        other = next((f for f in _SNIFF_ORDER if f != "poscar" and FORMATS[f].sniff(head)), None)
+        return other or _json_kind_of(path, head) or "poscar"
+    if not by_name:
+        other = next((f for f in _SNIFF_ORDER if FORMATS[f].sniff(head)), None)
+        if other is not None:
+            return other
+    return _json_kind_of(path, head)
+
+
+def _json_kind_of(path: Path, head: str) -> str | None:
     if head.lstrip()[:1] in ("[", "{"):  # JSON whose first bytes do not say (sorted keys, long metadata first)
         return _json_kind_of_file(path)
     return None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 from sqlalchemy import select
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.formats import FORMATS, detect_format
+from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure
 from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
@@ -68,11 +68,16 @@ class IngestReport:
         return out
 
 
-def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] = None) -> list[tuple[Path, str | None]]:
+def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] = None,
+               hints: Optional[dict[Path, str]] = None) -> list[tuple[Path, str | None]]:
     """Expand ``paths`` (directories recurse, sorted) into ``(file, format)``; unknown files inside folders are skipped.
 
     An explicitly named file of unknown format is kept (format ``None``) so that it
-    is quarantined with a reason instead of silently ignored.
+    is quarantined with a reason instead of silently ignored. ``format`` forces the
+    reader of every named file and of the files inside folders, except those that are
+    never structures (:func:`~xtalbase.ingest.formats.never_a_structure`). ``hints``,
+    when given, is filled with each file's path from the named folder down (the folder
+    names that may tell its source database; never the folders above what was named).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -94,7 +99,8 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
                 except OSError:  # a dangling link or a file gone meanwhile: skipped, as Path.is_file() would
                     continue
                 if stat.S_ISREG(child_st.st_mode):
-                    fmt = format or detect_format(child)
+                    # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
+                    fmt = (None if never_a_structure(child) else format) if format else detect_format(child)
                     if fmt is not None:
                         found.append((child, fmt, child_st))
         elif stat.S_ISREG(st.st_mode):
@@ -105,6 +111,8 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
             if (child_st.st_dev, child_st.st_ino) not in seen:
                 seen.add((child_st.st_dev, child_st.st_ino))
                 out.append((child, fmt))
+                if hints is not None:
+                    hints[child] = str(Path(path.resolve().name) / child.relative_to(path)) if child != path else child.name
     if format is not None and format not in FORMATS:
         raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
     return out
@@ -164,7 +172,8 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     """
     started = time.perf_counter()
     db.require_schema()
-    files = find_files(paths, format)
+    hints: dict[Path, str] = {}
+    files = find_files(paths, format, hints)
     if symmetry_engine not in SYMMETRY_ENGINES:
         raise XtalbaseError(f"unknown symmetry engine {symmetry_engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
@@ -187,7 +196,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         report.run_id = run.id
         for p in params["paths"]:
             run.link("input", "path", p)
-        tasks = _tasks(db, files, source, licence)
+        tasks = _tasks(db, files, source, licence, hints)
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = 0
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
@@ -244,7 +253,7 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
-           licence: Optional[str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], int]]:
+           licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], int]]:
     """Group files (and shares of CSV rows) into worker tasks, with already-stored records marked to skip.
 
     Yields ``(file infos, work units, files finished by this task)``.
@@ -259,7 +268,7 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
         hashes = [file_sha256(path) for path, _ in chunk]
         stored = _stored_locators(db, sorted(set(hashes)))
         for (path, fmt), digest in zip(chunk, hashes):
-            info = FileInfo(str(path), digest, fmt or "unknown", source, licence)
+            info = FileInfo(str(path), digest, fmt or "unknown", source, licence, hints.get(path))
             skip = frozenset(stored.get(digest, ()))
             if fmt == "cdvae_csv":
                 rows = csv_rows(path)

@@ -73,11 +73,11 @@ def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any
 
 
 def quarantine_item(locator: str, reason: str, message: str, raw_text: Optional[str]) -> dict[str, Any]:
-    """A quarantine item; large raw records keep only their hash and size."""
+    """A quarantine item; large raw records, and POTCAR text (licensed), keep only their hash and size."""
     item: dict[str, Any] = {"kind": "quarantine", "locator": locator[:255], "reason": reason, "message": message,
                             "raw_text": None, "raw_hash": None, "raw_size": None}
     if raw_text is not None:
-        if len(raw_text) <= MAX_RAW_TEXT:
+        if len(raw_text) <= MAX_RAW_TEXT and not ("TITEL" in raw_text and "POMASS" in raw_text):  # never POTCAR text
             item["raw_text"] = raw_text
         else:
             item["raw_hash"] = hashlib.sha256(raw_text.encode()).hexdigest()

@@ -127,3 +127,22 @@ def record_from_ase(atoms: Any, locator: str, **kwargs: Any) -> Record:
     return Record(locator=locator, cell=np.array(atoms.cell[:], dtype=float),
                   species=[{s: 1.0} for s in atoms.get_chemical_symbols()],
                   frac_coords=np.array(atoms.get_scaled_positions(wrap=False), dtype=float), **kwargs)
+
+
+def number_or_text(text: str) -> Any:
+    """A property cell as a float when it is a finite plain number, else its stripped text; ``None`` when empty.
+
+    ``nan``, ``inf`` and ``1_000`` stay text: stored as numbers they would vanish
+    (SQLite keeps NaN as NULL) or pass range filters (``inf > 0``).
+    """
+    text = text.strip()
+    if not text:
+        return None
+    if "_" not in text:
+        try:
+            value = float(text)
+        except ValueError:
+            return text
+        if np.isfinite(value):
+            return value
+    return text

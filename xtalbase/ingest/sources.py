@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from xtalbase.ingest.records import number_or_text
+
 _MP_ID = re.compile(r"^mp-\d+$|^mvc-\d+$")
 #: (prefix of a folder or file name, database name), first match wins.
 PATH_HINTS = (("mp_cgcnn", "MP"), ("perov5", "perov5"), ("spglib", "spglib"), ("cod_", "COD"),
@@ -24,7 +26,7 @@ PROPERTIES_FILE = "properties.csv"
 
 
 def database_for(path: Path, fmt: str, given: Optional[str], from_record: Optional[str]) -> str:
-    """The ``sources.database`` name for a record of ``path`` (see the module docstring)."""
+    """The ``sources.database`` name for a record of ``path``: the file's path from the named folder down (module notes)."""
     if given:
         return given
     if from_record:
@@ -61,12 +63,6 @@ def sidecar_properties(directory: Path) -> dict[str, dict[str, Any]]:
                 header = next(reader, [])
                 if len(header) < 2 or "cif" in header:
                     continue
-                return {row[0]: {name: _number(value) for name, value in zip(header[1:], row[1:])} for row in reader if row}
+                return {row[0]: {name: value for name, cell in zip(header[1:], row[1:])
+                                 if (value := number_or_text(cell)) is not None} for row in reader if row}
     return {}
-
-
-def _number(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text

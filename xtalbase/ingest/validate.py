@@ -8,6 +8,7 @@ Each check returns ``(reason, message)`` with a reason code from
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -147,6 +148,19 @@ def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
     return ndec < opts.min_coord_decimals
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def _exact_ratio(text: str) -> bool:
+    """A value with a terminating binary fraction of at most 1/8 (``0.5``, ``-0.25``, ``1.0``): exact as written."""
+    value = _number(text) * 8
+    return math.isfinite(value) and abs(value - round(value)) < 1e-9
+
+
 def _nonzero(text: str) -> bool:
     try:
         return float(text) != 0.0
@@ -170,11 +184,21 @@ def _precision(record: Record, opts: ValidationOptions) -> Problem:
     lengths = [t for t in raw.get("cell", [])[:3] if t and t not in ("?", ".")]
     # A zero component of a lattice vector (``0.0`` in a POSCAR) is exact, however it is written.
     vectors = [t for t in raw.get("cell_vectors", []) if _nonzero(t)]
-    short = [t for t in lengths + vectors if decimals(t) < opts.min_cell_decimals]
-    if short:
-        what = "cell lengths" if lengths else "lattice-vector components"
-        return "low_precision", (f"{what} {', '.join(short)} have fewer than {opts.min_cell_decimals} decimals "
-                                 f"(--min-cell-decimals)")
+    cartesian = [t for t in raw.get("cart_coords", []) if _nonzero(t)]
+    scale = raw.get("scale") or []
+    if any(_number(t) != 1.0 for t in scale):
+        # POSCAR vectors (and Cartesian positions) are then in units of the scaling factor, which carries the
+        # precision (VASP's own examples: 3.57 with 0.5 0.5 0.0): a shape ratio such as 0.5 or 1.0 is exact.
+        lengths = list(scale)
+        vectors = [t for t in vectors if not _exact_ratio(t)]
+        cartesian = [t for t in cartesian if not _exact_ratio(t)]
+    for what, values in (("cell lengths" if raw.get("cell") else "scaling factors", lengths),
+                         ("lattice-vector components", vectors), ("Cartesian coordinates (Å)", cartesian)):
+        short = [t for t in values if decimals(t) < opts.min_cell_decimals]
+        if short:
+            shown = ", ".join(short[:5]) + (" ..." if len(short) > 5 else "")
+            return "low_precision", (f"{what} {shown} have fewer than {opts.min_cell_decimals} decimals "
+                                     f"(--min-cell-decimals)")
     coords = raw.get("coords", [])
     if _all_plainly_precise(coords, max(opts.min_coord_decimals, opts.special_decimals)):
         return None

@@ -44,6 +44,8 @@ class FileInfo:
     format: str
     source: Optional[str] = None
     licence: Optional[str] = None
+    #: the path from the folder the user named down to the file (source-database hints come only from it)
+    hint_path: Optional[str] = None
 
 
 @dataclass
@@ -103,7 +105,8 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
             properties.update(sidecar_properties(path.parent).get(external_id, {}))
         source_rows.append({
             "structure_id": structure_ids[item["structure"]["exact_hash"]],
-            "database": database_for(path, info.format, info.source, src["database"]), "external_id": external_id,
+            "database": database_for(Path(info.hint_path or path.name), info.format, info.source, src["database"]),
+            "external_id": external_id,
             "file_path": info.path, "file_hash": info.file_hash, "record_locator": item["locator"], "format": info.format,
             "licence": info.licence, "raw_hash": src["raw_hash"], "warnings": src["warnings"], "run_id": run_id,
         })

@@ -1,10 +1,13 @@
 """CDVAE-style CSV reader: a ``cif`` column holding a CIF string, plus property columns.
 
 ``material_id`` becomes the source's external id; every other named column
-(not ``cif``, not the unnamed pandas index) becomes a source property: numbers
-as ``value_float``, anything else as ``value_text``. Records are ``row=<n>``
-(0-based data row). Column names are read with surrounding spaces stripped and
-``CIF`` in any case is the ``cif`` column; an empty cell is no property at all.
+(not ``cif``, not the unnamed pandas index) becomes a source property: finite
+numbers as ``value_float``, anything else (``nan``, ``inf`` included) as
+``value_text``. Records are ``row=<n>`` (0-based data row). Column names are read
+with surrounding spaces stripped and ``CIF`` in any case is the ``cif`` column;
+an empty cell is no property at all. A row with more or fewer cells than the
+header, a ``cif`` cell holding several data blocks, and a quoted cell still open
+at the end of the file are quarantined by themselves, named by row and id.
 """
 
 from __future__ import annotations
@@ -16,19 +19,53 @@ from typing import Any, Iterator
 
 from xtalbase.ingest.formats import open_text
 from xtalbase.ingest.readers.cif import parse_block
-from xtalbase.ingest.records import Known, ReadError, Record
+from xtalbase.ingest.records import Known, ReadError, Record, number_or_text
 
 ID_COLUMNS = ("material_id", "mp_id", "id")
 
 
+#: Key of a row that could not be read as CSV; its value is the reason code and message.
+ROW_ERROR = "\x00error"
+
+
 def rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """``[(row index, {column: text})]`` for every data row (cheap: no CIF parsing)."""
+    """``[(row index, {column: text})]`` for every data row (cheap: no CIF parsing).
+
+    A row with fewer or more cells than the header, and a quoted cell still open at
+    the end of the file (a cut download), come back as ``{ROW_ERROR: (reason, message)}``
+    so that they are quarantined by themselves; the rows before them are kept.
+    """
     csv.field_size_limit(sys.maxsize)
+    out: list[tuple[int, dict[str, Any]]] = []
     with open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames:
-            reader.fieldnames = ["cif" if (n or "").strip().lower() == "cif" else (n or "").strip() for n in reader.fieldnames]
-        return list(enumerate(reader))
+        reader = csv.reader(fh, strict=True)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            return [(0, {ROW_ERROR: ("parse_error", f"the header line is not CSV: {exc}")})]
+        if header is None:
+            return []
+        names = ["cif" if n.strip().lower() == "cif" else n.strip() for n in header]
+        while True:
+            index = len(out)
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                at_end = "unexpected end of data" in str(exc)
+                reason = "truncated_file" if at_end else "parse_error"
+                what = "the file ends inside a quoted cell (cut short?)" if at_end else f"not valid CSV ({exc})"
+                out.append((index, {ROW_ERROR: (reason, f"{what}; rows after it are not read")}))
+                break
+            if not cells:
+                continue  # a blank line (csv.DictReader skips these too)
+            if len(cells) != len(names):
+                out.append((index, {ROW_ERROR: ("parse_error", f"{len(cells)} cell{'' if len(cells) == 1 else 's'} but the header names {len(names)} "
+                                                               f"columns (a shifted or unquoted row?)")}))
+                continue
+            out.append((index, dict(zip(names, cells))))
+    return out
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, dict[str, str]]] | None = None,
@@ -42,24 +79,26 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[in
         yield parse_row(row, locator, f"{path} [{locator}]")
 
 
-def parse_row(row: dict[str, str], locator: str, where: str) -> Record | ReadError:
+def parse_row(row: dict[str, Any], locator: str, where: str) -> Record | ReadError:
     """Parse one CSV row: its CIF text becomes the structure, other columns properties."""
+    external_id = next((row[c].strip() for c in ID_COLUMNS if isinstance(row.get(c), str) and row[c].strip()), None)
+    if external_id:
+        where = f"{where[:-1]}, {external_id}]" if where.endswith("]") else f"{where} ({external_id})"
+    if ROW_ERROR in row:
+        reason, message = row[ROW_ERROR]
+        return ReadError(locator, reason, f"{where}: {message}")
     text = row.get("cif") or ""
     if not text.strip():
         return ReadError(locator, "parse_error", f"{where}: empty cif column", str(row)[:2000])
+    blocks = sum(1 for line in text.splitlines() if line.lstrip().lower().startswith("data_"))
+    if blocks > 1:
+        return ReadError(locator, "parse_error", f"{where}: the cif cell holds {blocks} data blocks; one row is one "
+                                                 f"structure", text)
     record = parse_block(text, locator, where)
     if isinstance(record, ReadError):
         return record
-    record.external_id = next((row[c].strip() for c in ID_COLUMNS if row.get(c, "").strip()), None)
+    record.external_id = external_id
     record.database = None  # the CIF block's own codes do not name this data set
-    record.properties = {name: _value(value) for name, value in row.items()
-                         if name and name.strip() and name not in ("cif",) + ID_COLUMNS and value is not None
-                         and value.strip()}
+    record.properties = {name: value for name, cell in row.items()
+                         if name and name not in ("cif",) + ID_COLUMNS and (value := number_or_text(cell)) is not None}
     return record
-
-
-def _value(text: str) -> Any:
-    try:
-        return float(text)
-    except ValueError:
-        return text

@@ -4,7 +4,9 @@ Also read, alone or in a list: Materials Project API documents (``{"material_id"
 "structure": {...}}``, as ``mp-api`` and the MP website export) and
 ``ComputedStructureEntry`` dicts: the ``structure`` is the record, ``material_id`` /
 ``entry_id`` the source's external id (database ``MP`` for ``mp-``/``mvc-`` ids) and
-the other scalar fields source properties.
+the other scalar fields source properties (booleans as ``"true"``/``"false"``). A
+non-zero structure ``charge`` becomes a property; site properties (``magmom``,
+``selective_dynamics``) and oxidation states are named in the source's warnings.
 """
 
 from __future__ import annotations
@@ -39,12 +41,21 @@ def _record(data: Any, locator: str, where: str) -> Record | ReadError:
     external_id, properties = None, {}
     if isinstance(data, dict) and isinstance(data.get("structure"), dict):  # an MP document or a computed entry
         external_id = next((str(data[k]) for k in ID_KEYS if data.get(k)), None)
-        properties = {k: v for k, v in data.items() if k not in ("structure", *ID_KEYS) and not k.startswith("@")
-                      and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+        properties = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in data.items()
+                      if k not in ("structure", *ID_KEYS) and not k.startswith("@") and isinstance(v, (str, int, float))}
         data = data["structure"]
     if not isinstance(data, dict) or "lattice" not in data:
         return ReadError(locator, "missing_cell", f"{where}: no 'lattice' in the structure JSON (a molecule, or not a "
                                                   f"pymatgen Structure)")
+    sites = data.get("sites")
+    if not isinstance(sites, list) or not sites:
+        return ReadError(locator, "missing_coordinates", f"{where}: the structure JSON has no sites")
+    if any(isinstance(site, dict) and "abc" not in site and "xyz" in site for site in sites):
+        data = _fractional_from_cartesian(data)
+    unplaced = [i for i, site in enumerate(data["sites"]) if not isinstance(site, dict) or "abc" not in site]
+    if unplaced:
+        return ReadError(locator, "missing_coordinates", f"{where}: site {unplaced[0]} has no coordinates ('abc' or "
+                                                         f"'xyz'); {len(unplaced)} of {len(sites)} sites lack them")
     try:
         structure = Structure.from_dict(data)
     except Exception as exc:  # noqa: BLE001
@@ -57,5 +68,32 @@ def _record(data: Any, locator: str, where: str) -> Record | ReadError:
                                                   f"(pbc {flags}); only 3D-periodic crystals are stored")
     text = json.dumps(data)
     database = "MP" if external_id and external_id.startswith(("mp-", "mvc-")) else None
-    return record_from_pymatgen(structure, locator, raw_text=text if len(text) < 65536 else None,
+    if structure.charge:
+        properties["charge"] = float(structure.charge)
+    return record_from_pymatgen(structure, locator, raw_text=text if len(text) < 65536 else None, warnings=_dropped(structure),
                                 external_id=external_id, database=database, properties=properties)
+
+
+def _fractional_from_cartesian(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``abc`` computed for sites that give only Cartesian ``xyz`` (pymatgen reads only ``abc``)."""
+    import numpy as np
+
+    try:
+        inverse = np.linalg.inv(np.array(data["lattice"]["matrix"], dtype=float))
+    except (KeyError, TypeError, ValueError, np.linalg.LinAlgError):
+        return data
+    sites = [dict(site, abc=(np.array(site["xyz"], dtype=float) @ inverse).tolist())
+             if isinstance(site, dict) and "abc" not in site and "xyz" in site else site for site in data["sites"]]
+    return dict(data, sites=sites)
+
+
+def _dropped(structure: Any) -> list[str]:
+    """Source notes for what the structure carries that the ``structures`` row does not keep."""
+    notes = []
+    names = sorted({name for site in structure for name, value in site.properties.items() if value is not None})
+    if names:
+        notes.append(f"pmg_json: site properties not stored ({', '.join(names)}); the JSON itself is the record")
+    charged = sorted({str(sp) for site in structure for sp in site.species if getattr(sp, "oxi_state", None)})
+    if charged:
+        notes.append(f"pmg_json: oxidation states not stored ({', '.join(charged[:8])})")
+    return notes

@@ -1,18 +1,26 @@
 """VASP POSCAR/CONTCAR reader (pymatgen ``Poscar``), VASP 4 and 5 layouts.
 
-Element names come from the species line (VASP 5); else from the comment line
-when its first word, or the whole line, is element symbols with counts and
-nothing else, one element per type (``Li4Mn2O6 (C2/m)``, ``Si O``: never an
-ordinary word such as ``Primitive`` or ``Cubic``); else from per-site labels
-after the coordinates (``0.5 0.5 0.5 Na1``, never selective-dynamics ``T``/``F``
-flags); both are noted on the source; else from the
-``TITEL`` lines of a ``POTCAR`` in the same folder (as VASP itself does; only the
-element names are read). A file that names no elements anywhere is rejected as
-``unknown_element`` unless the caller says what the types are (``species``):
-a comma list in type order (``"Si,O"``, the POTCAR order), or ``"placeholder"``
-to store atom type *i* as the element with atomic number *i* (H, He, Li, ...),
-which keeps geometry and symmetry (spglib's own test cells are such files) and
-is flagged on the source with a ``species_placeholder`` warning.
+Element names come from the species line (VASP 5). Without one (VASP 4), from
+per-site labels after the coordinates (``0.5 0.5 0.5 Na1``, never
+selective-dynamics ``T``/``F`` flags); else from the ``TITEL`` lines of a
+``POTCAR`` in the same folder (what VASP itself uses; only the element names are
+read); else from the comment line, which is free text: used when it is one bare
+element symbol per type (``Ti O``, as ASE writes VASP 4 files) or a formula whose
+amounts are proportional to the counts (``Li4Mn2O6 (C2/m)``), never an ordinary
+word such as ``Primitive``; a formula cannot order types with equal counts
+(pymatgen writes it in electronegativity order), so such a file is refused. The
+source notes where the names came from, and a comment that disagrees. A file that
+names no elements anywhere is rejected as ``unknown_element`` unless the caller
+says what the types are (``species``): a comma list in type order (``"Si,O"``,
+the POTCAR order), or ``"placeholder"`` to store atom type *i* as the element with
+atomic number *i* (H, He, Li, ...), which keeps geometry and symmetry (spglib's own
+test cells are such files) and is flagged with a ``species_placeholder`` warning.
+
+The layout is checked before pymatgen reads it: an empty file, or one that ends
+before all counted positions, is ``truncated_file``; position lines beyond the
+counts (without the blank line that starts a velocity block) are a
+``parse_error``. Three scaling factors (per Cartesian axis, VASP wiki) are applied
+as ASE applies them.
 """
 
 from __future__ import annotations
@@ -45,66 +53,165 @@ def parse_poscar(text: str, where: str, locator: str = LOCATOR, *, species: str 
                  folder: Path | None = None) -> Record | ReadError:
     """Parse POSCAR text; ``where`` names the record in messages.
 
-    Only when the file itself names no elements are a POTCAR in ``folder`` and then
-    ``species`` consulted (so a run folder's CONTCAR never costs a POTCAR read).
+    Only when the file has no species line are the per-site labels, then a POTCAR
+    in ``folder``, then the comment line, then ``species`` consulted (so a VASP 5
+    CONTCAR never costs a POTCAR read).
     """
     import warnings
 
     from pymatgen.io.vasp import Poscar
 
     lines = text.splitlines()
-    if len(lines) < 8:
-        return ReadError(locator, "missing_coordinates", f"{where}: POSCAR has {len(lines)} lines, too short for a cell and positions", text)
+    header = _check_header(lines, where)
+    if header is not None:
+        return ReadError(locator, header[0], header[1], text)
     cell_rows = lines[2:5]
-    try:
-        [float(x) for row in cell_rows for x in row.split()[:3]]
-        if any(len(row.split()) < 3 for row in cell_rows):
-            raise ValueError
-    except ValueError:
-        return ReadError(locator, "missing_cell", f"{where}: lines 3-5 are not three lattice vectors", text)
     counts_line = 5 if lines[5].split() and lines[5].split()[0].isdigit() else 6
-    has_species_line = counts_line == 6
+    try:
+        counts = [int(x) for x in lines[counts_line].split()]
+        if not counts or min(counts) < 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        return ReadError(locator, "parse_error", f"{where}: line {counts_line + 1} should hold the atom counts", text)
+    if len(lines) <= counts_line + 1:
+        return ReadError(locator, "missing_coordinates", f"{where}: no coordinate mode line or positions after the "
+                                                         f"atom counts", text)
+    start, _ = _coordinate_lines(lines, counts_line)
+    positions = _check_positions(lines, start, sum(counts), where)
+    if positions is not None:
+        return ReadError(locator, positions[0], positions[1], text)
     names = None
     notes: list[str] = []
-    if not has_species_line:
-        try:
-            counts = [int(x) for x in lines[counts_line].split()]
-        except ValueError:
-            return ReadError(locator, "parse_error", f"{where}: line {counts_line + 1} should hold the atom counts", text)
-        names = _names_from_comment(lines[0], counts)
-        if names is not None:
-            notes = [f"poscar: element names read from the comment line ({' '.join(names)})"]
-        else:
-            names = _names_from_sites(lines, counts_line, counts)
-            notes = [f"poscar: element names read from the site labels ({' '.join(names)})"] if names else []
-        potcar = _potcar_names(folder) if names is None and folder is not None else None
-        if names is None and potcar is not None and len(potcar) == len(counts):
-            names, notes = potcar, ["poscar: element names taken from the POTCAR beside the file"]
-        elif names is None:
-            names, problem = _names_given(species, len(counts), where)
-            if problem:
-                return ReadError(locator, "unknown_element", problem, text)
-            notes = [f"species_placeholder: the file names no elements; atom type i is stored as the element with "
-                     f"atomic number i ({', '.join(names)}): geometry and symmetry are real, chemistry is not"] \
-                if species == PLACEHOLDER else [f"poscar: element names given by the caller ({','.join(names)})"]
+    if counts_line == 5:
+        names, notes, problem = _vasp4_names(lines, counts, species, folder, where)
+        if problem:
+            return ReadError(locator, "unknown_element", problem, text)
     else:
         for name in lines[5].split():
             if element_of(name) is None:
                 return ReadError(locator, "unknown_element", f"{where}: species {name!r} is not a chemical element", text)
-        names_count, counts_count = len(lines[5].split()), len(lines[6].split()) if len(lines) > 6 else 0
-        if names_count != counts_count:
-            return ReadError(locator, "parse_error", f"{where}: the species line names {names_count} elements but the "
-                                                     f"counts line gives {counts_count} counts", text)
+        if len(lines[5].split()) != len(counts):
+            return ReadError(locator, "parse_error", f"{where}: the species line names {len(lines[5].split())} elements "
+                                                     f"but the counts line gives {len(counts)} counts", text)
+    scale = scale_tokens(lines[1])
+    cartesian = lines[start - 1].strip()[:1].lower() in ("c", "k")
+    if len(scale) == 3:
+        parsed = _with_scale_applied(lines, scale, start, sum(counts), cartesian)
+    elif len(lines[1].split()) > 1:  # "1.0  ! lattice constant": pymatgen reads only a bare number
+        parsed = "\n".join(lines[:1] + scale + lines[2:]) + "\n"
+    else:
+        parsed = text
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            poscar = Poscar.from_str(text, default_names=names, read_velocities=False)
+            poscar = Poscar.from_str(parsed, default_names=names, read_velocities=False)
         except Exception as exc:  # noqa: BLE001 - pymatgen raises ValueError/IndexError for malformed files
             return ReadError(locator, "parse_error", f"{where}: cannot read POSCAR: {type(exc).__name__}: {str(exc)[:200]}", text)
-    start, _ = _coordinate_lines(lines, counts_line)
     coords = [tok for line in lines[start:start + len(poscar.structure)] for tok in line.split()[:3]]
-    return record_from_pymatgen(poscar.structure, locator, raw_text=text, warnings=notes,
-                                raw_values={"cell_vectors": [t for row in cell_rows for t in row.split()[:3]], "coords": coords})
+    raw = {"scale": scale, "cell_vectors": [t for row in cell_rows for t in row.split()[:3]],
+           ("cart_coords" if cartesian else "coords"): coords}
+    return record_from_pymatgen(poscar.structure, locator, raw_text=text, warnings=notes, raw_values=raw)
+
+
+def _check_header(lines: list[str], where: str) -> tuple[str, str] | None:
+    """``(reason, message)`` when the comment, scale and lattice lines are not a POSCAR header."""
+    if not any(line.strip() for line in lines):
+        return "truncated_file", f"{where}: the file is empty (a CONTCAR of a job stopped before its first ionic step?)"
+    scale = scale_tokens(lines[1]) if len(lines) > 1 else []
+    if not scale:
+        return "parse_error", f"{where}: line 2 should be the scaling factor (one number, or three): not a POSCAR"
+    if len(scale) == 3 and any(float(x) <= 0 for x in scale):
+        return "parse_error", f"{where}: three scaling factors must all be positive (line 2)"
+    if len(lines) < 6:
+        return "truncated_file", f"{where}: the file ends after {len(lines)} lines, before the lattice vectors and counts"
+    if not all(len(row.split()) >= 3 and _floats(row.split()[:3]) for row in lines[2:5]):
+        return "missing_cell", f"{where}: lines 3-5 are not three lattice vectors"
+    return None
+
+
+def _check_positions(lines: list[str], start: int, total: int, where: str) -> tuple[str, str] | None:
+    """``(reason, message)`` when the position block does not hold exactly the counted atoms."""
+    found = 0
+    for line in lines[start:start + total]:
+        if not _floats(line.split()[:3]) or len(line.split()) < 3:
+            break
+        found += 1
+    if found == 0:
+        return "missing_coordinates", f"{where}: the counts line gives {total} atoms but no positions follow"
+    if found < total:
+        return "truncated_file", f"{where}: {found} of {total} positions (the file ends early or a position line is cut)"
+    after = lines[start + total].split() if start + total < len(lines) else []
+    if len(after) >= 3 and _floats(after[:3]):
+        return "parse_error", (f"{where}: the counts line gives {total} atoms but more position lines follow (a velocity "
+                               f"block starts after a blank line): the counts and positions disagree")
+    return None
+
+
+def scale_tokens(line: str) -> list[str]:
+    """The scaling factor tokens of line 2: one number (a negative one is the volume) or three; ``[]`` if neither."""
+    tokens = line.split()
+    if len(tokens) >= 3 and _floats(tokens[:3]):
+        return tokens[:3]
+    if len(tokens) >= 2 and _floats(tokens[:2]):
+        return []
+    return tokens[:1] if _floats(tokens[:1]) else []
+
+
+def _floats(tokens: list[str]) -> bool:
+    try:
+        [float(t) for t in tokens]
+    except ValueError:
+        return False
+    return bool(tokens)
+
+
+def _with_scale_applied(lines: list[str], scale: list[str], start: int, total: int, cartesian: bool) -> str:
+    """The text with VASP's three per-axis scaling factors multiplied into the vectors (and Cartesian positions)."""
+    factors = [float(x) for x in scale]
+    out = list(lines)
+    out[1] = "1.0"
+
+    def scaled(line: str) -> str:
+        parts = line.split()
+        return " ".join([f"{float(v) * f:.12g}" for v, f in zip(parts[:3], factors)] + parts[3:])
+
+    for i in range(2, 5):
+        out[i] = scaled(lines[i])
+    if cartesian:
+        for i in range(start, start + total):
+            out[i] = scaled(lines[i])
+    return "\n".join(out) + "\n"
+
+
+def _vasp4_names(lines: list[str], counts: list[int], species: str | None, folder: Path | None,
+                 where: str) -> tuple[list[str] | None, list[str], str | None]:
+    """Element names of a file without a species line: ``(names, source notes, problem)``.
+
+    Site labels first (they sit on the very atoms), then a POTCAR beside the file
+    (what VASP itself uses), then the comment line (free text: only element symbols,
+    or a formula whose amounts fix the type order), then the caller's ``species``.
+    """
+    comment, ambiguous = _names_from_comment(lines[0], counts)
+    for source, found in (("the site labels", lambda: _names_from_sites(lines, 5, counts)),
+                          ("the POTCAR beside the file", lambda: _potcar_names(folder) if folder is not None else None)):
+        names = found()
+        if names is not None and len(names) == len(counts):
+            notes = [f"poscar: element names read from {source} ({' '.join(names)})"]
+            if comment is not None and comment != names:
+                notes.append(f"poscar: the comment line names {' '.join(comment)}; the names from {source} are used")
+            return names, notes, None
+    if comment is not None:
+        return comment, [f"poscar: element names read from the comment line ({' '.join(comment)})"], None
+    names, problem = _names_given(species, len(counts), where)
+    if problem and ambiguous and not species:
+        problem += (f" (the comment's formula {lines[0].split()[0]!r} cannot tell the order of atom types with equal "
+                    f"counts)")
+    if problem:
+        return None, [], problem
+    notes = [f"species_placeholder: the file names no elements; atom type i is stored as the element with "
+             f"atomic number i ({', '.join(names)}): geometry and symmetry are real, chemistry is not"] \
+        if species == PLACEHOLDER else [f"poscar: element names given by the caller ({','.join(names)})"]
+    return names, notes, None
 
 
 def _names_given(species: str | None, ntypes: int, where: str) -> tuple[list[str], str | None]:
@@ -142,10 +249,19 @@ def _potcar_names(folder: Path) -> list[str] | None:
     return None
 
 
-def _names_from_comment(comment: str, counts: list[int]) -> list[str] | None:
-    """One element per type from a formula-only comment whose amounts (1 when omitted) are proportional to ``counts``."""
+def _names_from_comment(comment: str, counts: list[int]) -> tuple[list[str] | None, bool]:
+    """Element names per type from the comment line, and whether a formula there was refused as ambiguous.
+
+    A comment of bare element symbols, one per type (``Ti O``, as ASE writes VASP 4
+    files), names the types in order whatever the counts. A formula (``Li4Mn2O6 (C2/m)``,
+    ``Cu3Au``) is used when its amounts are proportional to the counts and no two
+    types have the same count: equal counts leave the order unknown (pymatgen writes
+    its formula in electronegativity order, not in type order).
+    """
     words = comment.split()
-    for candidate in (words, words[:1]):  # the whole line ("Si O"), or its first word ("Li4Mn2O6 (C2/m)")
+    if words and len(words) == len(counts) and all(element_of(w) == w for w in words):
+        return words, False
+    for candidate in (words, words[:1]):  # the whole line ("Si1 O2"), or its first word ("Li4Mn2O6 (C2/m)")
         if not candidate or not all(_FORMULA_WORD.match(w) for w in candidate):
             continue
         amounts: dict[str, float] = {}
@@ -156,8 +272,10 @@ def _names_from_comment(comment: str, counts: list[int]) -> list[str] | None:
             continue
         ratio = counts[0] / amounts[found[0]]
         if all(abs(counts[i] - ratio * amounts[f]) < 1e-6 * max(counts[i], 1) for i, f in enumerate(found)):
-            return found
-    return None
+            if len(set(counts)) < len(counts):
+                return None, True
+            return found, False
+    return None, False
 
 
 def _coordinate_lines(lines: list[str], counts_line: int) -> tuple[int, bool]:
