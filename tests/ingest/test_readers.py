@@ -246,7 +246,10 @@ def test_poscar_names_from_labels_after_the_flags_and_from_a_formula_comment_are
     path.write_text(VASP4_SLAB.format(comment="Cu Au", label1="", label2=""))  # one bare symbol per type (ASE)
     (record,) = read_structures(path)
     assert [next(iter(o)) for o in record.species] == ["Cu", "Cu", "Au", "Au"]
-    path.write_text(VASP4_SLAB.format(comment="Cu2Au2 slab", label1="", label2=""))  # equal counts: order unknown
+    path.write_text(VASP4_SLAB.format(comment="Cu2Au2 slab", label1="", label2=""))  # compact: type order
+    (record,) = read_structures(path)
+    assert [next(iter(o)) for o in record.species] == ["Cu", "Cu", "Au", "Au"]
+    path.write_text(VASP4_SLAB.format(comment="Au2 Cu2", label1="", label2=""))  # pymatgen's spaced formula
     (ambiguous,) = read_structures(path)
     assert ambiguous.reason == "unknown_element" and "equal counts" in ambiguous.message
     path.write_text(VASP4_SLAB.format(comment="Cu3Au slab", label1="", label2=""))  # amounts 3:1, counts 2:2

@@ -84,10 +84,10 @@ def test_ase_vasp4_comment_names_one_type_each_whatever_the_counts(tmp_path):
     assert _elements(record) == atoms.get_chemical_symbols()
 
 
-def test_a_formula_comment_cannot_order_types_with_equal_counts(tmp_path):
+def test_a_spaced_formula_comment_cannot_order_types_with_equal_counts(tmp_path):
     lines = VASP_WIKI_BN.splitlines()
     path = tmp_path / "POSCAR"
-    path.write_text("\n".join(["BN cubic"] + lines[1:5] + lines[6:]) + "\n")  # no species line; B1N1 vs 1 1
+    path.write_text("\n".join(["B1 N1"] + lines[1:5] + lines[6:]) + "\n")  # pymatgen's formula, counts 1 1
     (error,) = read_structures(path)
     assert error.reason == "unknown_element" and "equal counts" in error.message
 

@@ -29,6 +29,7 @@ def ingest(
     xrd: Annotated[bool, typer.Option("--xrd", help="Afterwards compute XRD patterns of the new structures.")] = False,
     max_sites: Annotated[int, typer.Option("--max-sites", help="Quarantine cells with more sites (too_many_sites).")] = 1000,
     min_coord_decimals: Annotated[int, typer.Option("--min-coord-decimals", help="Decimals a non-special fractional coordinate needs (low_precision).")] = 3,
+    min_special_decimals: Annotated[int, typer.Option("--min-special-decimals", help="Decimals a coordinate near a special value such as 1/3 needs unless written exactly (low_precision).")] = 4,
     min_cell_decimals: Annotated[int, typer.Option("--min-cell-decimals", help="Decimals a cell length needs (low_precision).")] = 2,
     overlap_fraction: Annotated[float, typer.Option("--overlap-fraction", help="overlapping_atoms below this fraction of the summed covalent radii.")] = 0.5,
     as_json: JsonOpt = False,
@@ -42,7 +43,8 @@ def ingest(
             symmetry_engine=symmetry_engine,
             allow_disorder=allow_disorder, all_steps=all_steps, require_converged=require_converged,
             poscar_species=poscar_species, xrd=xrd,
-            max_sites=max_sites, min_coord_decimals=min_coord_decimals, min_cell_decimals=min_cell_decimals,
+            max_sites=max_sites, min_coord_decimals=min_coord_decimals, min_special_decimals=min_special_decimals,
+            min_cell_decimals=min_cell_decimals,
             overlap_fraction=overlap_fraction, on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     summary = report.to_dict()

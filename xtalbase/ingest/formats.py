@@ -40,8 +40,10 @@ def _has(*needles: str) -> Callable[[str], bool]:
 
 
 def _sniff_cif(head: str) -> bool:
-    has_block = any(line.lstrip().lower().startswith("data_") for line in head.splitlines())
-    return has_block and ("_cell" in head or "_atom_site" in head)
+    lines = [line.lstrip().lower() for line in head.splitlines()]
+    first = next((i for i, line in enumerate(lines) if line.startswith("data_")), None)
+    # IUCr and SHELX CIFs may carry kilobytes of _publ_ text before the cell: any tag after the data_ line will do
+    return first is not None and any(line.startswith("_") for line in lines[first + 1:])
 
 
 def _sniff_json_list(head: str) -> bool:

@@ -137,7 +137,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
            symprec: float = DEFAULT_SYMPREC, symmetry_engine: str = DEFAULT_ENGINE, allow_disorder: bool = False,
            all_steps: bool = False,
            require_converged: bool = False, poscar_species: Optional[str] = None, xrd: bool = False,
-           max_sites: int = 1000, min_coord_decimals: int = 3,
+           max_sites: int = 1000, min_coord_decimals: int = 3, min_special_decimals: int = 4,
            min_cell_decimals: int = 2, overlap_fraction: float = 0.5, batch_size: int = BATCH_SIZE,
            scheduler: Optional[str] = None, on_progress: Optional[Callable[[int, int], None]] = None) -> IngestReport:
     """Read, validate, deduplicate and store structure and DFT files.
@@ -163,7 +163,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         ``"placeholder"`` (type i stored as the element with atomic number i, flagged on the source).
     xrd : bool
         Afterwards compute XRD patterns of the new structures (``xtalbase.ingest.xrd.store.compute_missing``).
-    max_sites, min_coord_decimals, min_cell_decimals, overlap_fraction
+    max_sites, min_coord_decimals, min_special_decimals, min_cell_decimals, overlap_fraction
         Validation thresholds (:class:`xtalbase.ingest.validate.ValidationOptions`).
 
     Returns
@@ -182,13 +182,15 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         symprec=symprec, symmetry_engine=symmetry_engine, all_steps=all_steps, poscar_species=poscar_species,
         validation=ValidationOptions(
             allow_disorder=allow_disorder, require_converged=require_converged, max_sites=max_sites,
-            min_coord_decimals=min_coord_decimals, min_cell_decimals=min_cell_decimals, overlap_fraction=overlap_fraction))
+            min_coord_decimals=min_coord_decimals, special_decimals=min_special_decimals, min_cell_decimals=min_cell_decimals,
+            overlap_fraction=overlap_fraction))
     params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "format": format,
               "source": source, "licence": licence, "workers": workers, "symprec": symprec,
               "symmetry_engine": symmetry_engine,
               "allow_disorder": allow_disorder, "all_steps": all_steps, "require_converged": require_converged,
               "poscar_species": poscar_species,
-              "max_sites": max_sites, "min_coord_decimals": min_coord_decimals, "min_cell_decimals": min_cell_decimals,
+              "max_sites": max_sites, "min_coord_decimals": min_coord_decimals,
+              "min_special_decimals": min_special_decimals, "min_cell_decimals": min_cell_decimals,
               "overlap_fraction": overlap_fraction, "files": len(files), "rehashed": rehashed}
     report = IngestReport()
     reasons: Counter = Counter()

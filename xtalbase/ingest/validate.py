@@ -206,8 +206,8 @@ def _precision(record: Record, opts: ValidationOptions) -> Problem:
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
         return "low_precision", (f"{len(bad)} of {len(raw['coords'])} fractional coordinates have too few digits ({shown}): "
-                                 f"need {opts.min_coord_decimals} decimals, {opts.special_decimals} near special "
-                                 f"positions such as 1/3 (--min-coord-decimals)")
+                                 f"need {opts.min_coord_decimals} decimals (--min-coord-decimals), "
+                                 f"{opts.special_decimals} near special positions such as 1/3 (--min-special-decimals)")
     return None
 
 
@@ -271,16 +271,23 @@ def _converged(record: Record, opts: ValidationOptions) -> Problem:
 def warnings_for(record: Record, elements: dict[str, float]) -> list[str]:
     """Warnings stored with the source: they flag, they do not reject."""
     out: list[str] = []
-    if "C" in elements and "H" not in elements and elements["C"] >= 3 and ({"N", "O"} & set(elements)):
+    if "C" in elements and "H" not in elements and elements["C"] >= 3 and ({"N", "O"} & set(elements)) \
+            and _per_formula_unit(elements)["C"] >= 3:  # per formula unit: a conventional calcite cell holds 6 CO3
         out.append("organic_without_hydrogen: carbon-rich formula with N/O but no H (hydrogens missing?)")
     if "O" in elements and is_ordered(record) and _charge_unbalanced(elements):
         out.append("charge_unbalanced: no average of common oxidation states makes this oxide neutral")
     return out
 
 
+def _per_formula_unit(elements: dict[str, float]) -> dict[str, float]:
+    from pymatgen.core import Composition
+
+    return dict(Composition(elements).reduced_composition.get_el_amt_dict())
+
+
 def _charge_unbalanced(elements: dict[str, float]) -> bool:
-    """True when no assignment of each element's average oxidation state within the range of its common states
-    (pymatgen ``common_oxidation_states``) makes the cell neutral.
+    """True when no assignment of each element's average oxidation state within the range of its common and
+    ICSD-observed states (pymatgen ``common_oxidation_states``, ``icsd_oxidation_states``) makes the cell neutral.
 
     An interval test, so mixed valence (Fe3O4) passes; it costs microseconds, unlike a full
     ``oxi_state_guesses`` search.
@@ -297,5 +304,7 @@ def _charge_unbalanced(elements: dict[str, float]) -> bool:
 def _oxidation_range(symbol: str) -> tuple[int, int]:
     from pymatgen.core import Element
 
-    states = Element(symbol).common_oxidation_states or (0,)
+    element = Element(symbol)
+    # common states alone miss everyday oxides: Cu2O (Cu +1), Ti2O3, VO2, UO2
+    states = tuple(element.common_oxidation_states) + tuple(element.icsd_oxidation_states) or (0,)
     return min(states), max(states)

@@ -38,19 +38,45 @@ def split_blocks(text: str) -> list[tuple[str, str]]:
     """``[(block name, block text)]`` in file order; text before the first ``data_`` line is ignored.
 
     A ``data_`` line inside a ``;``-delimited text field (a comment that begins
-    "data_ collected at 100 K") is text, not the start of a block.
+    "data_ collected at 100 K") is text, not the start of a block. When a text field
+    is never closed that pairing cannot be trusted, so every ``data_<name>`` line
+    starts a block instead: the field cannot swallow the blocks after it, and the
+    block that opened it is quarantined (:func:`unclosed_text_field`).
     """
+    lines = text.splitlines(keepends=True)
+    blocks, open_at_end = _scan_blocks(lines, text_fields=True)
+    if open_at_end:
+        blocks, _ = _scan_blocks(lines, text_fields=False)
+    return [(name, "".join(block)) for name, block in blocks]
+
+
+_BLOCK_HEADER = re.compile(r"^data_\S+\s*$", re.IGNORECASE)
+
+
+def _scan_blocks(lines: list[str], text_fields: bool) -> tuple[list[tuple[str, list[str]]], bool]:
+    """Blocks of ``lines`` (``data_`` lines in text fields skipped, or only ``data_<name>`` lines heeded), and
+    whether a text field is still open at the end."""
     blocks: list[tuple[str, list[str]]] = []
     in_text_field = False
-    for line in text.splitlines(keepends=True):
+    for line in lines:
         if line.startswith(";"):
             in_text_field = not in_text_field
         stripped = line.lstrip()
-        if not in_text_field and stripped[:5].lower() == "data_":
+        starts = (not in_text_field and stripped[:5].lower() == "data_") if text_fields else bool(_BLOCK_HEADER.match(stripped))
+        if starts:
             blocks.append((stripped[5:].strip() or f"#{len(blocks)}", [line]))
         elif blocks:
             blocks[-1][1].append(line)
-    return [(name, "".join(lines)) for name, lines in blocks]
+    return blocks, in_text_field
+
+
+def unclosed_text_field(block: str) -> int | None:
+    """The line number (1-based, within the block) of a ``;`` text field that never closes, else ``None``."""
+    opened = None
+    for number, line in enumerate(block.splitlines(), 1):
+        if line.startswith(";"):
+            opened = None if opened is not None else number
+    return opened
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
@@ -63,6 +89,9 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iter
         return
     seen: dict[str, int] = {}
     for name, block in blocks:
+        lowered = block.lower()
+        if "_cell_" not in lowered and "_atom_site" not in lowered:
+            continue  # an IUCr data_global or powder-pattern block: publication data, no structure (as pymatgen skips)
         seen[name] = seen.get(name, 0) + 1
         locator = f"block={name}" if seen[name] == 1 else f"block={name}#{seen[name]}"
         if locator in skip:
@@ -73,6 +102,10 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iter
 
 def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
     """Parse one CIF data block into a record, or say why it cannot be read."""
+    unclosed = unclosed_text_field(block)
+    if unclosed is not None:
+        return ReadError(locator, "parse_error", f"{where}: the ';' text field opened at line {unclosed} of the block "
+                                                 f"is never closed", block)
     raw_text, block = block, _defuse_text_fields(block)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -102,7 +135,9 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
         if setting is not None:  # operations the block implies but pymatgen would not derive (Hall, origin choice 2)
             block += "\nloop_\n_symmetry_equiv_pos_as_xyz\n" + "\n".join(f"'{op}'" for op in setting[1]) + "\n"
         try:
-            structures = CifParser.from_str(block).parse_structures(primitive=False, check_occu=False, on_error="raise")
+            parser = CifParser.from_str(block)
+            cleaned = [_clean_sites(b.data, b.loops) for b in parser._cif.data.values()]
+            structures = parser.parse_structures(primitive=False, check_occu=False, on_error="raise")
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for bad content
             return ReadError(locator, "parse_error", f"{where}: cannot build a structure: {_short(exc)}", raw_text)
     if not structures:
@@ -114,6 +149,7 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
                                                  f"operations that can be used; expanding it as P1 would store only the "
                                                  f"asymmetric unit", raw_text)
     notes = [f"cif: {n}" for n in sorted(messages)] + ([f"cif: {setting[0]}"] if setting is not None else [])
+    notes += [note for notes_of_block in cleaned[:1] for note in notes_of_block]
     isotopes = isotope_note(data)
     return record_from_pymatgen(structures[0], locator, raw_text=raw_text, database=database, external_id=external_id,
                                 raw_values=raw_values, warnings=notes + ([isotopes] if isotopes else []))
@@ -123,8 +159,10 @@ SYMOP_TAGS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz", 
 HALL_TAGS = ("_space_group_name_hall", "_symmetry_space_group_name_hall", "_space_group.name_hall")
 HM_TAGS = ("_space_group_name_h-m_alt", "_symmetry_space_group_name_h-m", "_space_group.name_h-m_alt")
 NUMBER_TAGS = ("_space_group_it_number", "_symmetry_int_tables_number", "_space_group.it_number")
-#: Origin-choice suffixes of Hermann-Mauguin symbols: ITA ``:1``/``:2``, ICSD ``S`` (origin 1) and ``Z`` (origin 2).
-_ORIGIN_CHOICE = re.compile(r"^(.*?)\s*(?::\s*([12])|\s([SZsz]))$")
+#: Setting suffixes of Hermann-Mauguin symbols: ITA ``:1``/``:2``/``:H``/``:R``/``:b2``..., ICSD ``S``/``Z`` (origin
+#: 1/2) and ``H``/``R`` (axes) after a space.
+_AXES_NOTE = re.compile(r"\(\s*(hexagonal|rhombohedral)\s+axes\s*\)", re.IGNORECASE)
+_SETTING_SUFFIX = re.compile(r"^(.*?)\s*(?::\s*(-?[A-Za-z0-9]+)|\s([SZHRszhr]))$")
 
 
 def _group_name(data: dict) -> str | None:
@@ -167,15 +205,121 @@ def _named_setting(data: dict) -> tuple[str, list[str]] | str | None:
             return f"symmetry operations of Hall '{hall}' from spglib's table (the block lists none)", \
                 setting_operations(found[0].hall_number)
     for tag in HM_TAGS:
-        match = _ORIGIN_CHOICE.match(_scalar(data, tag).strip())
-        if match:
-            symbol, choice = _squash(match.group(1)), match.group(2) or {"s": "1", "z": "2"}[match.group(3).lower()]
-            found = [t for t in hall_settings() if t.choice == choice and symbol in (
-                _squash(t.international), _squash(t.international_short), _squash(t.international_full))]
-            if found:
-                return f"symmetry operations of '{match.group(0)}' (origin choice {choice}) from spglib's table " \
-                       f"(the block lists none)", setting_operations(found[0].hall_number)
+        value = _scalar(data, tag).strip()
+        if value not in MISSING:
+            return _hm_setting(value, data)
     return None
+
+
+def _hm_setting(value: str, data: dict) -> tuple[str, list[str]] | str | None:
+    """Operations for an H-M symbol whose setting pymatgen would not derive, from spglib's table.
+
+    pymatgen knows standard symbols; for anything else it silently takes the standard
+    setting of the IT number (a short ``P 21/n`` became ``P 1 21/c 1``, rhombohedral
+    axes ``R -3 m :R`` got hexagonal operations, tripling the atoms). Suffixes ``:1``/
+    ``:2`` and ICSD's ``S``/``Z`` pick the origin, ``:H``/``:R`` and ICSD's ``H``/``R``
+    the axes (without one, a rhombohedral cell, a=b=c and equal angles other than 90,
+    means rhombohedral axes); a short monoclinic symbol means unique axis b; no suffix
+    means origin choice 1, as pymatgen reads it. ``None`` when the symbol is none of
+    the 530 settings' names (pymatgen's reading, or the IT number, then applies).
+    """
+    axes = _AXES_NOTE.search(value)  # COD: 'R -3 2/c (hexagonal axes)'
+    if axes:
+        value = f"{value[:axes.start()].strip()} :{axes.group(1)[0].upper()}"
+    match = _SETTING_SUFFIX.match(value)
+    symbol, choice = (match.group(1), (match.group(2) or match.group(3))) if match else (value, None)
+    choice = {"s": "1", "z": "2", "h": "H", "r": "R"}.get(choice.lower(), choice) if choice else None
+    halls = _setting_names().get(_squash(symbol), [])
+    if not halls:
+        return None
+    from xtalbase.ingest.identity import hall_settings
+
+    table = hall_settings()
+    if choice is None and any(table[h - 1].choice in ("H", "R") for h in halls):
+        choice = "R" if _rhombohedral_cell(data) else "H"
+    if choice is not None:
+        halls = [h for h in halls if table[h - 1].choice.lower() == choice.lower()]
+        if not halls:
+            return f"space group '{value}': no setting '{choice}' of that symbol in the 530 settings, and the block " \
+                   f"lists no symmetry operations"
+    unique_b = [h for h in halls if 3 <= table[h - 1].number <= 15 and re.fullmatch(r"-?b\d?", table[h - 1].choice)]
+    hall = (unique_b or halls)[0]
+    from xtalbase.ingest.identity import setting_operations
+
+    described = table[hall - 1].international_full + (f" :{table[hall - 1].choice}" if table[hall - 1].choice else "")
+    return f"symmetry operations of '{value}' ({described}) from spglib's table (the block lists none)", \
+        setting_operations(hall)
+
+
+@functools.cache
+def _setting_names() -> dict[str, list[int]]:
+    """Squashed H-M names of the 530 settings -> their Hall numbers in table order.
+
+    Names: the full symbol, each alternative spglib lists (``P 2_1/c = P 1 1 2_1/b = P 2_1/b``), the short
+    symbol, for monoclinic settings the full symbol without its 1s (``P 1 2_1/n 1`` -> ``P 2_1/n``), and
+    older cubic and e-glide spellings (``F d 3 m``, ``C m c a``) where they name nothing else.
+    """
+    from xtalbase.ingest.identity import hall_settings
+
+    names: dict[str, list[int]] = {}
+    older: dict[str, list[int]] = {}
+    for t in hall_settings():
+        found = [t.international_full, t.international_short, *t.international.split("=")]
+        if 3 <= t.number <= 15:
+            found.append(" ".join(part for part in t.international_full.split() if part != "1"))
+        for name in found:
+            halls = names.setdefault(_squash(name), [])
+            if t.hall_number not in halls:
+                halls.append(t.hall_number)
+        # symbols from before ITA 1983/2002, still in ICSD and COD: Fd3m for Fd-3m, Cmca for Cmce
+        old = [n.replace("-3", "3") for n in found if t.number >= 195 and "-3" in n]
+        old += [n.replace("e", glide) for n in found if t.number in (39, 41, 64, 67, 68) for glide in "ab" if "e" in n]
+        for name in old:
+            halls = older.setdefault(_squash(name), [])
+            if t.hall_number not in halls:
+                halls.append(t.hall_number)
+    for name, halls in older.items():
+        names.setdefault(name, halls)  # never shadows a current name
+    return names
+
+
+def _rhombohedral_cell(data: dict) -> bool:
+    try:
+        a, b, c, alpha, beta, gamma = (str2float(_scalar(data, t)) for t in CELL_TAGS)
+    except ValueError:
+        return False
+    return max(a, b, c) - min(a, b, c) < 1e-3 * a and max(alpha, beta, gamma) - min(alpha, beta, gamma) < 1e-2 \
+        and abs(alpha - 90) > 1e-2
+
+
+#: ``_atom_site_calc_flag`` values of sites that are no atoms (CIF core: ``dum``, dummy site, meaningless coordinates).
+DUMMY_FLAGS = {"dum", "dummy"}
+
+
+def _clean_sites(data: dict, loops: list[list[str]]) -> list[str]:
+    """Fix pymatgen's raw ``CifBlock`` data in place where it misreads the CIF; returns source notes.
+
+    Dummy sites (``_atom_site_calc_flag dum``) are removed from the atom-site loop
+    (pymatgen stores them as atoms), and an occupancy written ``.`` (inapplicable: the
+    dictionary default, 1) is set to 1 (pymatgen reads it as 1e-8).
+    """
+    notes = []
+    tags = {tag.lower(): tag for tag in data}
+    flags = data.get(tags.get("_atom_site_calc_flag", ""))
+    if isinstance(flags, list) and any(f.strip().lower() in DUMMY_FLAGS for f in flags):
+        keep = [i for i, f in enumerate(flags) if f.strip().lower() not in DUMMY_FLAGS]
+        labels = data.get(tags.get("_atom_site_label", ""), [])
+        dropped = [labels[i] for i in range(len(flags)) if i not in keep and i < len(labels)]
+        loop = next((columns for columns in loops if tags["_atom_site_calc_flag"] in columns), [])
+        for tag in loop:
+            if isinstance(data.get(tag), list) and len(data[tag]) == len(flags):
+                data[tag] = [data[tag][i] for i in keep]
+        notes.append(f"cif: dummy sites left out ({', '.join(dropped[:5])}: _atom_site_calc_flag dum)")
+    occupancy = data.get(tags.get("_atom_site_occupancy", ""))
+    if isinstance(occupancy, list) and any(v.strip() == "." for v in occupancy):
+        data[tags["_atom_site_occupancy"]] = ["1" if v.strip() == "." else v for v in occupancy]
+        notes.append("cif: occupancy '.' (the default) read as 1")
+    return notes
 
 
 def _defuse_text_fields(block: str) -> str:
@@ -261,6 +405,8 @@ def _p1_record(data: dict, locator: str) -> Record | None:
     from pymatgen.core import Lattice
 
     ops = data.get("_symmetry_equiv_pos_as_xyz", data.get("_space_group_symop_operation_xyz"))
+    if "_atom_site_calc_flag" in data:
+        return None
     if ops is None or any(op.replace(" ", "").replace("'", "").lower() != "x,y,z" for op in (ops if isinstance(ops, list) else [ops])):
         return None
     symbols = data.get("_atom_site_type_symbol")
@@ -301,18 +447,52 @@ def _check_raw(data: dict, where: str) -> tuple[str, str] | None:
     missing = [t for t in CELL_TAGS if _scalar(data, t).strip() in MISSING]
     if missing:
         return "missing_cell", f"{where}: cell not given ({', '.join(missing)} missing)"
-    for tags in (FRACT_TAGS, CARTN_TAGS):
-        if all(t in data for t in tags):
-            values = [v for t in tags for v in (data[t] if isinstance(data[t], list) else [data[t]])]
-            if any(v.strip() in MISSING for v in values):
-                return "missing_coordinates", f"{where}: some atom coordinates are '?' or '.'"
-            break
+    problem = _impossible_cell(data, where)
+    if problem:
+        return problem
+    if all(t in data for t in FRACT_TAGS):
+        values = [v for t in FRACT_TAGS for v in (data[t] if isinstance(data[t], list) else [data[t]])]
+        if any(v.strip() in MISSING for v in values):
+            return "missing_coordinates", f"{where}: some atom coordinates are '?' or '.'"
+    elif all(t in data for t in CARTN_TAGS):
+        return "missing_coordinates", (f"{where}: only Cartesian coordinates (_atom_site_Cartn_x/y/z) are given; their "
+                                       f"axes depend on a convention the block does not state: give fractional ones")
     else:
-        return "missing_coordinates", f"{where}: no _atom_site_fract_x/y/z (or Cartn) loop"
-    symbols = data.get("_atom_site_type_symbol") or data.get("_atom_site_label") or []
-    for sym in symbols if isinstance(symbols, list) else [symbols]:
+        return "missing_coordinates", f"{where}: no _atom_site_fract_x/y/z loop"
+    symbols = _as_list(data.get("_atom_site_type_symbol") or data.get("_atom_site_label") or [])
+    labels = _as_list(data.get("_atom_site_label") or symbols)
+    flags = _as_list(data.get("_atom_site_calc_flag") or [])
+    for i, sym in enumerate(symbols):
+        if i < len(flags) and flags[i].strip().lower() in DUMMY_FLAGS:
+            continue
+        if sym.strip() in MISSING and i < len(labels):
+            sym = labels[i]  # a type symbol written '?' leaves the label to name the element, as CifParser does
         if element_of(sym) is None:
             return "unknown_element", f"{where}: atom type {sym!r} is not a chemical element"
+    return None
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def _impossible_cell(data: dict, where: str) -> tuple[str, str] | None:
+    """``(reason, message)`` for cell parameters no crystal has (a typo): lengths <= 0, angles that close no cell."""
+    import math
+
+    try:
+        values = [str2float(_scalar(data, t)) for t in CELL_TAGS]
+    except ValueError:
+        return "parse_error", f"{where}: cell parameters are not numbers ({', '.join(_scalar(data, t) for t in CELL_TAGS)})"
+    named = dict(zip(("a", "b", "c", "alpha", "beta", "gamma"), values))
+    if any(named[k] < 0 for k in "abc") or any(not 0 < named[k] < 180 for k in ("alpha", "beta", "gamma")):
+        bad = [f"{k}={v:g}" for k, v in named.items() if (k in "abc" and v < 0) or (k not in "abc" and not 0 < v < 180)]
+        return "parse_error", f"{where}: impossible cell parameters ({', '.join(bad)}): lengths must be positive and angles between 0 and 180 degrees"
+    cosines = [math.cos(math.radians(named[k])) for k in ("alpha", "beta", "gamma")]
+    shape = 1 - sum(c * c for c in cosines) + 2 * cosines[0] * cosines[1] * cosines[2]
+    if min(named[k] for k in "abc") == 0 or shape <= 1e-12:
+        return "zero_volume", (f"{where}: the cell has no volume (a={named['a']:g}, b={named['b']:g}, c={named['c']:g}, "
+                               f"alpha={named['alpha']:g}, beta={named['beta']:g}, gamma={named['gamma']:g})")
     return None
 
 
@@ -325,11 +505,11 @@ def element_of(symbol: str) -> str | None:
     if not match:
         return None
     letters = match.group(1)
+    if letters.title() in ISOTOPES:  # D1, T: never Du (a dummy atom), Ta or Dy
+        return ISOTOPES[letters.title()]
     for candidate in (letters.title(), letters[0].upper()):
         if candidate in atomic_numbers and candidate != "X":
             return candidate
-        if candidate in ISOTOPES:
-            return ISOTOPES[candidate]
     return None
 
 
@@ -350,5 +530,10 @@ def _database(data: dict) -> tuple[str | None, str | None]:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+    """The exception and its causes on one line (pymatgen puts the real cause on a second line, or chains it)."""
+    parts, seen = [], exc
+    while seen is not None and len(parts) < 3:
+        text = " ".join(line.strip() for line in str(seen).strip().splitlines() if line.strip())
+        parts.append(f"{type(seen).__name__}: {text}" if text else type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(parts)[:400]

@@ -7,8 +7,8 @@ selective-dynamics ``T``/``F`` flags); else from the ``TITEL`` lines of a
 read); else from the comment line, which is free text: used when it is one bare
 element symbol per type (``Ti O``, as ASE writes VASP 4 files) or a formula whose
 amounts are proportional to the counts (``Li4Mn2O6 (C2/m)``), never an ordinary
-word such as ``Primitive``; a formula cannot order types with equal counts
-(pymatgen writes it in electronegativity order), so such a file is refused. The
+word such as ``Primitive``; pymatgen's spaced formula (``Sr1 Ti1 O3``, in
+electronegativity order) cannot order types with equal counts and is refused. The
 source notes where the names came from, and a comment that disagrees. A file that
 names no elements anywhere is rejected as ``unknown_element`` unless the caller
 says what the types are (``species``): a comma list in type order (``"Si,O"``,
@@ -254,9 +254,10 @@ def _names_from_comment(comment: str, counts: list[int]) -> tuple[list[str] | No
 
     A comment of bare element symbols, one per type (``Ti O``, as ASE writes VASP 4
     files), names the types in order whatever the counts. A formula (``Li4Mn2O6 (C2/m)``,
-    ``Cu3Au``) is used when its amounts are proportional to the counts and no two
-    types have the same count: equal counts leave the order unknown (pymatgen writes
-    its formula in electronegativity order, not in type order).
+    ``Cu3Au``) is used when its amounts are proportional to the counts. A compact formula
+    (one word, as spglib's test cells and hand-written files have) is taken in type
+    order; a spaced one with two types of equal count is refused: that is pymatgen's
+    ``Structure.formula`` (``Sr1 Ti1 O3``), written in electronegativity order, not type order.
     """
     words = comment.split()
     if words and len(words) == len(counts) and all(element_of(w) == w for w in words):
@@ -272,8 +273,8 @@ def _names_from_comment(comment: str, counts: list[int]) -> tuple[list[str] | No
             continue
         ratio = counts[0] / amounts[found[0]]
         if all(abs(counts[i] - ratio * amounts[f]) < 1e-6 * max(counts[i], 1) for i, f in enumerate(found)):
-            if len(set(counts)) < len(counts):
-                return None, True
+            if len(candidate) > 1 and len(set(counts)) < len(counts):
+                return None, True  # "Sr1 Ti1 O3": pymatgen's spaced formula, in electronegativity order
             return found, False
     return None, False
 
