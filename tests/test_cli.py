@@ -73,3 +73,33 @@ def test_demo_creates_initialised_database(tmp_path):
     result = runner.invoke(app, ["demo", str(tmp_path / "demo")])
     assert result.exit_code != 0 and "already exists" in result.output
     assert (tmp_path / "demo" / "xtalbase.db").read_bytes() == b"keep"
+
+
+def test_usage_errors_exit_2_with_the_option_named():
+    proc = _xtalbase("ingest", "somewhere.cif", "--workers", "0")
+    assert proc.returncode == 2 and "Invalid value for '--workers'" in proc.stderr
+    proc = _xtalbase("ingest")
+    assert proc.returncode == 2 and "Missing argument" in proc.stderr
+
+
+def test_ctrl_c_exits_130_with_a_word(db, monkeypatch, capsys):
+    from xtalbase.cli import main
+    from xtalbase.ingest import pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "find_files", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["--db", db.url, "ingest", "."])
+    assert exc.value.code == 130 and "aborted" in capsys.readouterr().err
+
+
+def test_quarantine_commands_print_record_names_and_check_reason_codes(db, tmp_path):
+    from tests.ingest.helpers import BAD
+
+    db.ingest(BAD / "low_precision.cif")
+    shown = runner.invoke(app, ["--db", db.url, "quarantine", "show", "1"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0 and "[block=" in shown.output  # not eaten as a rich style tag
+    bogus = runner.invoke(app, ["--db", db.url, "quarantine", "list", "--reason", "bogus"])
+    assert bogus.exit_code == 2 and "low_precision" in bogus.output

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from xtalbase.platform.database import Database as _PlatformDatabase
 
 if TYPE_CHECKING:
+    import pandas
+
     from xtalbase.ingest.pipeline import IngestReport
     from xtalbase.ml.datasets import DatasetStore
     from xtalbase.ml.splits import SplitStore
@@ -24,6 +26,26 @@ class Database(_PlatformDatabase):
         from xtalbase.ingest.pipeline import ingest
 
         return ingest(self, paths, **options)
+
+    def quarantine(self, reason: str | None = None) -> "pandas.DataFrame":
+        """Quarantined records, newest first (``xtalbase quarantine list`` as a DataFrame; ``reason``: one code)."""
+        import pandas as pd
+        from sqlalchemy import select
+
+        from xtalbase.errors import XtalbaseError
+        from xtalbase.ingest.records import REASONS
+        from xtalbase.schema import Quarantine
+
+        if reason is not None and reason not in REASONS:
+            raise XtalbaseError(f"{reason!r} is not a reason code; choose one of {', '.join(REASONS)}")
+        columns = [Quarantine.id, Quarantine.reason, Quarantine.file_path, Quarantine.record_locator, Quarantine.run_id,
+                   Quarantine.message, Quarantine.raw_text]
+        stmt = select(*columns).order_by(Quarantine.id.desc())
+        if reason is not None:
+            stmt = stmt.where(Quarantine.reason == reason)
+        with self.session() as s:
+            rows = s.execute(stmt).all()
+        return pd.DataFrame(rows, columns=[c.key for c in columns])
 
     @property
     def splits(self) -> "SplitStore":

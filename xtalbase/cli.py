@@ -70,26 +70,49 @@ app.add_typer(provenance_commands.app, name="provenance")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 1."""
-    import click
+    """Entry point: run the CLI, turning user errors into one line on stderr and exit code 1.
 
+    Usage errors exit 2 with click's message, Ctrl-C exits 130 with ``aborted``.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    usage_errors, aborts = _click_exceptions()
     try:
-        app(args=args, prog_name="xtalbase", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+        code = app(args=args, prog_name="xtalbase", standalone_mode=False)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except usage_errors as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("aborted\n")
-        sys.exit(130)
+    except (*aborts, KeyboardInterrupt):
+        code = 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
         if debug:
             raise
         sys.stderr.write(f"error: {_describe(exc)}\n")
         sys.exit(1)
+    # without standalone mode typer returns the exit code of typer.Exit, and 130 for Ctrl-C
+    code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+    if code == 130:
+        sys.stderr.write("aborted\n")
+    sys.exit(code)
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's error classes: those of the ``click`` package and of the copy typer ships (typer >= 0.29)."""
+    import click
+
+    usage: list[type] = [click.ClickException]
+    aborts: list[type] = [click.exceptions.Abort]
+    try:
+        from typer._click import exceptions as vendored
+    except ImportError:
+        pass
+    else:
+        usage.append(vendored.ClickException)
+        aborts.extend(getattr(vendored, name) for name in ("Abort",) if hasattr(vendored, name))
+    aborts.append(typer.Abort)
+    return tuple(usage), tuple(aborts)
 
 
 def _describe(exc: Exception) -> str:

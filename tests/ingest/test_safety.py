@@ -87,3 +87,50 @@ def test_two_ingests_of_overlapping_inputs_at_once(db, tmp_path):
     reference.ingest([*shared_inputs, DATA / "mp", DATA / "poscar"])
     assert (structures, sources) == (count(reference, Structure), count(reference, Source))
     reference.close()
+
+
+def test_a_file_gone_before_reading_is_quarantined_and_the_rest_stored(db, tmp_path, monkeypatch):
+    from xtalbase.ingest import pipeline
+    from xtalbase.schema import Quarantine
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("CaO.cif", "CaTiO3.cif", "1000017.cif"):
+        (folder / name).write_bytes((CIF / name).read_bytes())
+    found = pipeline.find_files
+
+    def then_delete(*args, **kwargs):  # a sync tool removes a file between discovery and reading
+        out = found(*args, **kwargs)
+        (folder / "CaTiO3.cif").unlink()
+        return out
+
+    monkeypatch.setattr(pipeline, "find_files", then_delete)
+    report = db.ingest(folder)
+    assert (report.read, report.inserted, report.quarantined_by_reason) == (3, 2, {"parse_error": 1})
+    with db.session() as s:
+        (row,) = s.scalars(select(Quarantine)).all()
+    assert row.file_path.endswith("CaTiO3.cif") and "No such file" in row.message
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_with_escapes(db, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "CaO.cif").write_bytes((CIF / "CaO.cif").read_bytes())
+    odd = folder / os.fsdecode(b"h\xe9matite.cif")  # Latin-1 bytes, as unzip writes names from Windows archives
+    odd.write_bytes((CIF / "1000017.cif").read_bytes())
+    report = db.ingest(folder)
+    assert report.inserted == 2
+    with db.session() as s:
+        paths = sorted(s.scalars(select(Source.file_path)))
+    assert paths == [str(folder / "CaO.cif"), str(folder) + "/h\\xe9matite.cif"]
+    assert db.ingest(folder).inserted == 0  # the re-run finds both by file hash
+
+
+def test_symprec_must_be_positive(db):
+    import pytest
+
+    from xtalbase.errors import XtalbaseError
+
+    for bad in (0.0, -0.01):
+        with pytest.raises(XtalbaseError, match="symprec must be a positive"):
+            db.ingest(CIF / "CaO.cif", symprec=bad)

@@ -141,3 +141,18 @@ def test_three_way_mixed_site_at_one_third_each_is_not_over_occupied():
     record.species[0] = {"Fe": 1.0, "Ni": 1.0}
     reason, message = check(record, ValidationOptions(allow_disorder=True))
     assert reason == "parse_error" and "total occupancy 2.000 > 1 (atoms listed twice?" in message
+
+
+def test_quarantine_from_python_is_the_cli_list(db):
+    import pytest
+
+    from xtalbase.errors import XtalbaseError
+
+    db.ingest(BAD)
+    frame = db.quarantine()
+    assert set(frame["reason"]) == set(EXPECTED.values()) - {"unconverged"}
+    assert frame["id"].is_monotonic_decreasing
+    low = db.quarantine("low_precision")
+    assert list(low["file_path"].str.rsplit("/", n=1).str[-1]) == ["low_precision.cif"]
+    with pytest.raises(XtalbaseError, match="not a reason code"):
+        db.quarantine("bogus")

@@ -73,6 +73,7 @@ def print_json(obj: Any) -> None:
 def print_table(rows: Iterable[dict[str, Any]], columns: list[str] | None = None, title: str | None = None) -> None:
     """Print ``rows`` (dicts) as a table with ``columns`` (default: keys of the first row)."""
     from rich.table import Table
+    from rich.text import Text
 
     rows = list(rows)
     columns = columns or (list(rows[0]) if rows else [])
@@ -80,5 +81,6 @@ def print_table(rows: Iterable[dict[str, Any]], columns: list[str] | None = None
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+        # Text, not markup: record names such as "[block=NaCl]" are data, not rich style tags
+        table.add_row(*[Text("" if row.get(c) is None else str(row.get(c))) for c in columns])
     console().print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,7 +21,7 @@ def ingest(
     source: Annotated[Optional[str], typer.Option("--source", help="Source database name (MP, COD, ICSD, perov5, ...); inferred when omitted.")] = None,
     licence: Annotated[Optional[str], typer.Option("--licence", help="Licence text stored with every source.")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes for parsing and symmetry.")] = 1,
-    symprec: Annotated[float, typer.Option("--symprec", help="Symmetry tolerance in Å for space groups and canonical hashes.")] = 0.01,
+    symprec: Annotated[float, typer.Option("--symprec", min=1e-6, help="Symmetry tolerance in Å for space groups and canonical hashes (> 0).")] = 0.01,
     symmetry_engine: Annotated[str, typer.Option("--symmetry-engine", help="spglib (the reference) or moyo (moyopy: about twice the MP ingest rate; another group for 0.1% of MP and 3.6% of Perov-5 cells).")] = "spglib",
     allow_disorder: Annotated[bool, typer.Option("--allow-disorder", help="Store partially occupied sites instead of quarantining them.")] = False,
     all_steps: Annotated[bool, typer.Option("--all-steps", help="VASP: store every ionic step, not only the last.")] = False,
@@ -64,20 +65,27 @@ def list_quarantine(
     ctx: typer.Context,
     db: DbOpt = None,
     reason: Annotated[Optional[str], typer.Option("--reason", help="Only this reason code (e.g. low_precision).")] = None,
-    limit: Annotated[int, typer.Option(help="At most N rows, newest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most N rows, newest first (a note on stderr says when more match).")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records: id, reason, file, record and message."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
+    from xtalbase.ingest.records import REASONS
     from xtalbase.schema import Quarantine
 
+    if reason and reason not in REASONS:
+        raise typer.BadParameter(f"{reason!r} is not a reason code; choose one of {', '.join(REASONS)}", param_hint="--reason")
     stmt = select(Quarantine).order_by(Quarantine.id.desc()).limit(limit)
+    counted = select(func.count()).select_from(Quarantine)
     if reason:
-        stmt = stmt.where(Quarantine.reason == reason)
+        stmt, counted = stmt.where(Quarantine.reason == reason), counted.where(Quarantine.reason == reason)
     with open_db(ctx, db).session() as s:
         rows = [{"id": q.id, "reason": q.reason, "file": q.file_path, "record": q.record_locator, "run": q.run_id,
                  "message": q.message} for q in s.scalars(stmt)]
+        total = s.scalar(counted) if len(rows) == limit else len(rows)
+    if total > len(rows):
+        sys.stderr.write(f"{len(rows)} of {total} quarantined records shown (newest first); --limit {total} shows all\n")
     if as_json:
         print_json(rows)
         return
@@ -110,7 +118,7 @@ def show_quarantine(
     out = console()
     for key, value in row.items():
         if key != "raw_text":
-            out.print(f"{key}: {value}")
+            out.print(f"{key}: {value}", markup=False, highlight=False)
     if row["raw_text"]:
         out.print("raw_text:")
         out.print(row["raw_text"], markup=False, highlight=False)

@@ -26,7 +26,7 @@ from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.validate import ValidationOptions
-from xtalbase.ingest.writer import SOURCES, FileInfo, write_batch
+from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.executors import get_executor
 
 if TYPE_CHECKING:
@@ -127,6 +127,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _hash_or_marker(path: Path) -> tuple[str, bool]:
+    """``(SHA-256, True)``, or for a file that cannot be read now (no permission, deleted since it was found) a
+    stand-in hash and ``False``: its worker then fails to read it and quarantines it as ``parse_error``, and the
+    other files are stored."""
+    try:
+        return file_sha256(path), True
+    except OSError:
+        return hashlib.sha256(f"unreadable:{path}".encode("utf-8", "surrogateescape")).hexdigest(), False
+
+
 def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[dict[str, Any]]]:
     """Worker entry point: prepare several units in one call."""
     return [prepare_unit(u, options) for u in units]
@@ -174,6 +184,8 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     db.require_schema()
     hints: dict[Path, str] = {}
     files = find_files(paths, format, hints)
+    if not symprec > 0:
+        raise XtalbaseError(f"symprec must be a positive distance in Å (got {symprec}); the default is {DEFAULT_SYMPREC}")
     if symmetry_engine not in SYMMETRY_ENGINES:
         raise XtalbaseError(f"unknown symmetry engine {symmetry_engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
@@ -267,12 +279,12 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
     group_units: list[WorkUnit] = []
     for start in range(0, len(files), step):
         chunk = files[start:start + step]
-        hashes = [file_sha256(path) for path, _ in chunk]
-        stored = _stored_locators(db, sorted(set(hashes)))
-        for (path, fmt), digest in zip(chunk, hashes):
-            info = FileInfo(str(path), digest, fmt or "unknown", source, licence, hints.get(path))
+        hashes = [_hash_or_marker(path) for path, _ in chunk]
+        stored = _stored_locators(db, sorted({digest for digest, _ in hashes}))
+        for (path, fmt), (digest, readable) in zip(chunk, hashes):
+            info = FileInfo(printable(str(path)), digest, fmt or "unknown", source, licence, hints.get(path))
             skip = frozenset(stored.get(digest, ()))
-            if fmt == "cdvae_csv":
+            if fmt == "cdvae_csv" and readable:
                 rows = csv_rows(path)
                 starts = list(range(0, len(rows), ROWS_PER_TASK)) or [0]
                 for r in starts:

@@ -48,6 +48,12 @@ class FileInfo:
     hint_path: Optional[str] = None
 
 
+def printable(text: str) -> str:
+    """``text`` storable in both databases: bytes of a file name that is not UTF-8 (``h\\xe9matite.cif`` from a
+    Windows archive) kept as ``\\xe9`` escapes instead of the lone surrogates Python decodes them to."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class BatchResult:
     """Counts of one written batch."""
@@ -75,7 +81,8 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
         if item["kind"] == "quarantine":
             result.quarantined[item["reason"]] += 1
             quarantine_rows.append({"run_id": run_id, "file_path": info.path, "file_hash": info.file_hash,
-                                    "record_locator": item["locator"], "reason": item["reason"], "message": item["message"],
+                                    "record_locator": item["locator"], "reason": item["reason"],
+                                    "message": printable(item["message"]),
                                     "raw_text": item["raw_text"], "raw_hash": item["raw_hash"], "raw_size": item["raw_size"]})
         elif item["kind"] == "known":
             result.duplicates += 1
