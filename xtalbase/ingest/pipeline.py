@@ -182,10 +182,10 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     """
     started = time.perf_counter()
     db.require_schema()
-    hints: dict[Path, str] = {}
-    files = find_files(paths, format, hints)
     if not symprec > 0:
         raise XtalbaseError(f"symprec must be a positive distance in Å (got {symprec}); the default is {DEFAULT_SYMPREC}")
+    hints: dict[Path, str] = {}
+    files = find_files(paths, format, hints)
     if symmetry_engine not in SYMMETRY_ENGINES:
         raise XtalbaseError(f"unknown symmetry engine {symmetry_engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again

@@ -162,10 +162,7 @@ def _exact_ratio(text: str) -> bool:
 
 
 def _nonzero(text: str) -> bool:
-    try:
-        return float(text) != 0.0
-    except ValueError:
-        return True
+    return _number(text) != 0.0  # text that is no number (NaN) counts as non-zero: it is checked, not skipped
 
 
 def _all_plainly_precise(values: list[str], needed: int) -> bool:

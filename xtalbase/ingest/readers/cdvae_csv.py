@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from xtalbase.ingest.formats import open_text
-from xtalbase.ingest.readers.cif import parse_block
+from xtalbase.ingest.readers.cif import block_count, parse_block
 from xtalbase.ingest.records import Known, ReadError, Record, number_or_text
 
 ID_COLUMNS = ("material_id", "mp_id", "id")
@@ -90,7 +90,7 @@ def parse_row(row: dict[str, Any], locator: str, where: str) -> Record | ReadErr
     text = row.get("cif") or ""
     if not text.strip():
         return ReadError(locator, "parse_error", f"{where}: empty cif column", str(row)[:2000])
-    blocks = sum(1 for line in text.splitlines() if line.lstrip().lower().startswith("data_"))
+    blocks = block_count(text)
     if blocks > 1:
         return ReadError(locator, "parse_error", f"{where}: the cif cell holds {blocks} data blocks; one row is one "
                                                  f"structure", text)

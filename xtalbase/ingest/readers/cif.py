@@ -27,6 +27,7 @@ ISOTOPES = {"D": "H", "T": "H"}
 _SYMBOL = re.compile(r"([A-Za-z]{1,2})")
 _PLAIN_ELEMENT = re.compile(r"^(H|He|Li|Be|B|C|N|O|F|Ne|Na|Mg|Al|Si|P|S|Cl|Ar|K|Ca|Sc|Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Ga|Ge|As|Se|Br|Kr|Rb|Sr|Y|Zr|Nb|Mo|Tc|Ru|Rh|Pd|Ag|Cd|In|Sn|Sb|Te|I|Xe|Cs|Ba|La|Ce|Pr|Nd|Pm|Sm|Eu|Gd|Tb|Dy|Ho|Er|Tm|Yb|Lu|Hf|Ta|W|Re|Os|Ir|Pt|Au|Hg|Tl|Pb|Bi|Po|At|Rn|Fr|Ra|Ac|Th|Pa|U|Np|Pu|Am|Cm|Bk|Cf|Es|Fm|Md|No|Lr)$")
 _BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE)
+_ANY_BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE | re.IGNORECASE)
 #: pymatgen ``CifBlock``'s token pattern (bare word | 'quoted' | "quoted").
 _CIF_TOKEN = re.compile(r"""([^'"\s][\S]*)|'(.*?)'(?!\S)|"(.*?)"(?!\S)""")
 _UNCERTAINTY_SUFFIX = re.compile(r"\(.+\)*")
@@ -70,8 +71,18 @@ def _scan_blocks(lines: list[str], text_fields: bool) -> tuple[list[tuple[str, l
     return blocks, in_text_field
 
 
+def block_count(text: str) -> int:
+    """How many data blocks ``text`` holds, as :func:`split_blocks` counts them (one regex pass when it is one)."""
+    starts = _ANY_BLOCK_START.search(text)
+    if starts is None or _ANY_BLOCK_START.search(text, starts.end()) is None:
+        return 1 if starts else 0
+    return len(split_blocks(text))
+
+
 def unclosed_text_field(block: str) -> int | None:
     """The line number (1-based, within the block) of a ``;`` text field that never closes, else ``None``."""
+    if "\n;" not in block and not block.startswith(";"):
+        return None  # no text field at all (MP, CDVAE and most database exports): skip the line scan
     opened = None
     for number, line in enumerate(block.splitlines(), 1):
         if line.startswith(";"):
@@ -132,7 +143,7 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
         setting = _named_setting(data)
         if isinstance(setting, str):
             return ReadError(locator, "parse_error", f"{where}: {setting}", raw_text)
-        if setting is not None:  # operations the block implies but pymatgen would not derive (Hall, origin choice 2)
+        if setting is not None:  # operations of a setting named by symbol, which pymatgen would not derive
             block += "\nloop_\n_symmetry_equiv_pos_as_xyz\n" + "\n".join(f"'{op}'" for op in setting[1]) + "\n"
         try:
             parser = CifParser.from_str(block)
@@ -149,7 +160,7 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
                                                  f"operations that can be used; expanding it as P1 would store only the "
                                                  f"asymmetric unit", raw_text)
     notes = [f"cif: {n}" for n in sorted(messages)] + ([f"cif: {setting[0]}"] if setting is not None else [])
-    notes += [note for notes_of_block in cleaned[:1] for note in notes_of_block]
+    notes += cleaned[0] if cleaned else []
     isotopes = isotope_note(data)
     return record_from_pymatgen(structures[0], locator, raw_text=raw_text, database=database, external_id=external_id,
                                 raw_values=raw_values, warnings=notes + ([isotopes] if isotopes else []))
@@ -232,7 +243,7 @@ def _hm_setting(value: str, data: dict) -> tuple[str, list[str]] | str | None:
     halls = _setting_names().get(_squash(symbol), [])
     if not halls:
         return None
-    from xtalbase.ingest.identity import hall_settings
+    from xtalbase.ingest.identity import hall_settings, setting_operations
 
     table = hall_settings()
     if choice is None and any(table[h - 1].choice in ("H", "R") for h in halls):
@@ -244,8 +255,6 @@ def _hm_setting(value: str, data: dict) -> tuple[str, list[str]] | str | None:
                    f"lists no symmetry operations"
     unique_b = [h for h in halls if 3 <= table[h - 1].number <= 15 and re.fullmatch(r"-?b\d?", table[h - 1].choice)]
     hall = (unique_b or halls)[0]
-    from xtalbase.ingest.identity import setting_operations
-
     described = table[hall - 1].international_full + (f" :{table[hall - 1].choice}" if table[hall - 1].choice else "")
     return f"symmetry operations of '{value}' ({described}) from spglib's table (the block lists none)", \
         setting_operations(hall)
@@ -407,14 +416,14 @@ def _p1_record(data: dict, locator: str) -> Record | None:
     ops = data.get("_symmetry_equiv_pos_as_xyz", data.get("_space_group_symop_operation_xyz"))
     if "_atom_site_calc_flag" in data:
         return None
-    if ops is None or any(op.replace(" ", "").replace("'", "").lower() != "x,y,z" for op in (ops if isinstance(ops, list) else [ops])):
+    if ops is None or any(op.replace(" ", "").replace("'", "").lower() != "x,y,z" for op in _as_list(ops)):
         return None
     symbols = data.get("_atom_site_type_symbol")
     if not isinstance(symbols, list) or not all(_PLAIN_ELEMENT.match(x) for x in symbols):
         return None
     occupancy = data.get("_atom_site_occupancy")
     try:
-        if occupancy is not None and any(str2float(x) != 1.0 for x in (occupancy if isinstance(occupancy, list) else [occupancy])):
+        if occupancy is not None and any(str2float(x) != 1.0 for x in _as_list(occupancy)):
             return None
         frac = np.array([[str2float(v) for v in data[t]] for t in FRACT_TAGS], dtype=float).T
         cell = Lattice.from_parameters(*(str2float(_scalar(data, t)) for t in CELL_TAGS)).matrix
@@ -440,7 +449,7 @@ def _scalar(data: dict, tag: str) -> str:
 
 def _coords(data: dict) -> list[str]:
     tags = FRACT_TAGS if FRACT_TAGS[0] in data else ()
-    return [v for t in tags for v in (data[t] if isinstance(data[t], list) else [data[t]])]
+    return [v for t in tags for v in _as_list(data[t])]
 
 
 def _check_raw(data: dict, where: str) -> tuple[str, str] | None:
@@ -451,7 +460,7 @@ def _check_raw(data: dict, where: str) -> tuple[str, str] | None:
     if problem:
         return problem
     if all(t in data for t in FRACT_TAGS):
-        values = [v for t in FRACT_TAGS for v in (data[t] if isinstance(data[t], list) else [data[t]])]
+        values = _coords(data)
         if any(v.strip() in MISSING for v in values):
             return "missing_coordinates", f"{where}: some atom coordinates are '?' or '.'"
     elif all(t in data for t in CARTN_TAGS):
@@ -516,7 +525,7 @@ def element_of(symbol: str) -> str | None:
 def isotope_note(data: dict) -> str | None:
     """A source warning when the block's atom types name deuterium or tritium, which are stored as hydrogen."""
     symbols = data.get("_atom_site_type_symbol") or data.get("_atom_site_label") or []
-    named = sorted({s for s in (symbols if isinstance(symbols, list) else [symbols])
+    named = sorted({s for s in _as_list(symbols)
                     if element_of(s) == "H" and not s.strip().upper().startswith("H")})
     return f"cif: hydrogen isotopes ({', '.join(named[:5])}) stored as H" if named else None
 

@@ -204,7 +204,7 @@ def _vasp4_names(lines: list[str], counts: list[int], species: str | None, folde
         return comment, [f"poscar: element names read from the comment line ({' '.join(comment)})"], None
     names, problem = _names_given(species, len(counts), where)
     if problem and ambiguous and not species:
-        problem += (f" (the comment's formula {lines[0].split()[0]!r} cannot tell the order of atom types with equal "
+        problem += (f" (the comment's formula {lines[0].strip()!r} cannot tell the order of atom types with equal "
                     f"counts)")
     if problem:
         return None, [], problem
