@@ -5,6 +5,7 @@ Command modules import only typer at load time, so ``xtalbase --help`` stays fas
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -72,13 +73,20 @@ app.add_typer(provenance_commands.app, name="provenance")
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line on stderr and exit code 1.
 
-    Usage errors exit 2 with click's message, Ctrl-C exits 130 with ``aborted``.
+    Usage errors exit 2 with click's message, Ctrl-C exits 130 with ``aborted``, SIGTERM exits 143 with
+    ``terminated`` after marking the current run failed and stopping its workers.
     """
+    from xtalbase.errors import Terminated
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     usage_errors, aborts = _click_exceptions()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code = app(args=args, prog_name="xtalbase", standalone_mode=False)
+    except Terminated:
+        sys.stderr.write("terminated\n")
+        sys.exit(128 + signal.SIGTERM)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except usage_errors as exc:
@@ -91,11 +99,21 @@ def main(argv: list[str] | None = None) -> None:
             raise
         sys.stderr.write(f"error: {_describe(exc)}\n")
         sys.exit(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     # without standalone mode typer returns the exit code of typer.Exit, and 130 for Ctrl-C
     code = code if isinstance(code, int) and not isinstance(code, bool) else 0
     if code == 130:
         sys.stderr.write("aborted\n")
     sys.exit(code)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # the default action would end the process at once: no run marked failed, workers left behind
+    from xtalbase.errors import Terminated
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once, mid-cleanup or not
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:

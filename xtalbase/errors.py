@@ -19,3 +19,8 @@ class SchemaError(XtalbaseError):
 
 class NotFound(XtalbaseError):
     """A named object (split, dataset, model, structure, ...) does not exist."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM). A ``BaseException``, as ``KeyboardInterrupt`` is, so that
+    ``except Exception`` blocks do not swallow it: it unwinds every run (marked failed) and worker pool."""

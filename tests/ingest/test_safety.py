@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import ROOT
@@ -64,6 +65,61 @@ def test_sigkill_leaves_whole_batches_and_a_rerun_completes(db, tmp_path):
     killed = min(runs)
     assert runs[killed].status == "failed" and "abandoned" in runs[killed].error
     assert runs[report.run_id].status == "succeeded" and dup == []
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(x) for x in fh.read().split()]
+
+
+def _gone(pids: list[int], seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{p}").exists() for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_with_workers(db, argv: list[str]) -> tuple[subprocess.Popen, list[int]]:
+    """Start ``argv``; return it and its two worker pids once its first 500-record batch is stored."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while count(db, Source) < 500 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    workers = _children(proc.pid)
+    assert len(workers) >= 2, workers
+    return proc, workers
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads worker pids from /proc (Linux)")
+def test_sigterm_to_the_main_process_alone_fails_the_run_at_once_and_stops_its_workers(db, tmp_path):
+    path = _big_csv(tmp_path, copies=400)  # 8,000 records: still running when the signal comes
+    proc, workers = _start_with_workers(db, [sys.executable, "-m", "xtalbase.cli", "ingest", str(path), "--workers", "2",
+                                             "--db", db.url])
+    os.kill(proc.pid, signal.SIGTERM)  # to the pid only, as a service manager or `kill PID` sends it
+    out, err = proc.communicate(timeout=60)  # returns only once no worker holds the pipes open
+    assert proc.returncode == 143 and "terminated" in err, (proc.returncode, err[-2000:])
+    assert _gone(workers)
+    with db.session() as s:
+        (run,) = s.scalars(select(Run).where(Run.kind == "ingest")).all()
+    assert run.status == "failed" and "SIGTERM" in run.error  # marked by the run itself, not by the next start
+    stored = count(db, Source)
+    assert stored % 500 == 0 and 0 < stored < 8000
+    assert count(db, SourceProperty) == 5 * stored
+    assert db.ingest(path, workers=2).read == 8000 and count(db, Source) == 8000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads worker pids from /proc (Linux)")
+def test_workers_end_when_their_main_process_is_killed(db, tmp_path):
+    path = _big_csv(tmp_path, copies=400)
+    code = "import sys, xtalbase; db = xtalbase.connect(sys.argv[1]); db.ingest(sys.argv[2], workers=2)"
+    proc, workers = _start_with_workers(db, [sys.executable, "-c", code, db.url, str(path)])
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert _gone(workers), "worker processes outlived their killed main process"
 
 
 def test_two_ingests_of_overlapping_inputs_at_once(db, tmp_path):
@@ -134,3 +190,4 @@ def test_symprec_must_be_positive(db):
     for bad in (0.0, -0.01):
         with pytest.raises(XtalbaseError, match="symprec must be a positive"):
             db.ingest(CIF / "CaO.cif", symprec=bad)
+

@@ -72,8 +72,7 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
         todo = missing_structure_ids(db, recipe_id, structure_ids)
         summary: dict[str, Any] = {"run_id": run.id, "recipe_id": recipe_id, "recipe_hash": recipe_hash, "missing": len(todo),
                                    "computed": 0, "failed": []}
-        executor = get_executor(workers)
-        try:
+        with get_executor(workers) as executor:
             done = 0
             for ids, payload in _results(executor, db, todo, batch_size, options, hkl, workers):
                 patterns, failures = payload
@@ -83,8 +82,6 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
                 done += len(ids) + len(failures)
                 if progress is not None:
                     progress(done, len(todo))
-        finally:
-            executor.shutdown()
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         run.summary = {k: v for k, v in summary.items() if k != "failed"} | {"failed": summary["failed"][:100], "n_failed": len(summary["failed"])}
     return summary
