@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 
 #: Records per database transaction.
 BATCH_SIZE = 500
-#: Rows of a multi-record file (CSV) per worker task.
-ROWS_PER_TASK = 100
+#: Records of a multi-record file per worker task.
+RECORDS_PER_TASK = 100
+#: CIF and MLIP JSON files at least this large are split into shares of records by the main process, so that
+#: a 100,000-block ICSD export is parsed by every worker, with progress and a commit per batch; smaller ones go
+#: to one worker whole. CSV files are always split.
+SPLIT_BYTES = 1 << 20
 #: Files per worker task (amortises the inter-process round trip).
 FILES_PER_TASK = 16
 #: Tasks outstanding per worker: enough queued work that workers stay busy while the main
@@ -268,12 +272,11 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
            licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], int]]:
-    """Group files (and shares of CSV rows) into worker tasks, with already-stored records marked to skip.
+    """Group files, and shares of the records of CSV files and of large CIF and MLIP JSON files, into worker tasks,
+    with already-stored records marked to skip.
 
     Yields ``(file infos, work units, files finished by this task)``.
     """
-    from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
-
     step = 512
     group_infos: list[FileInfo] = []
     group_units: list[WorkUnit] = []
@@ -284,11 +287,10 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
         for (path, fmt), (digest, readable) in zip(chunk, hashes):
             info = FileInfo(printable(str(path)), digest, fmt or "unknown", source, licence, hints.get(path))
             skip = frozenset(stored.get(digest, ()))
-            if fmt == "cdvae_csv" and readable:
-                rows = csv_rows(path)
-                starts = list(range(0, len(rows), ROWS_PER_TASK)) or [0]
-                for r in starts:
-                    yield [info], [WorkUnit(str(path), fmt, skip, rows[r:r + ROWS_PER_TASK])], int(r == starts[-1])
+            shares = _record_shares(path, fmt) if readable else None
+            if shares is not None:
+                for k, share in enumerate(shares):
+                    yield [info], [WorkUnit(str(path), fmt or "", skip, share)], int(k == len(shares) - 1)
                 continue
             group_infos.append(info)
             group_units.append(WorkUnit(str(path), fmt or "", skip))
@@ -297,6 +299,28 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
                 group_infos, group_units = [], []
     if group_units:
         yield group_infos, group_units, len(group_units)
+
+
+def _record_shares(path: Path, fmt: Optional[str]) -> Optional[list[list[Any]]]:
+    """A multi-record file's records in shares of :data:`RECORDS_PER_TASK`, or ``None`` to give it to one worker."""
+    if fmt == "cdvae_csv":
+        from xtalbase.ingest.readers.cdvae_csv import rows
+
+        items = rows(path)
+        return [items[r:r + RECORDS_PER_TASK] for r in range(0, len(items), RECORDS_PER_TASK)] or [[]]
+    if fmt not in ("cif", "mlip_json"):
+        return None
+    try:
+        if path.stat().st_size < SPLIT_BYTES:
+            return None
+        from xtalbase.ingest.readers import cif, mlip_json
+
+        items = (cif if fmt == "cif" else mlip_json).split(path)
+    except Exception:  # noqa: BLE001 - undecodable, not JSON, cut short: the worker reading it whole says why
+        return None
+    if items is None or len(items) <= RECORDS_PER_TASK:
+        return None
+    return [items[r:r + RECORDS_PER_TASK] for r in range(0, len(items), RECORDS_PER_TASK)]
 
 
 def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], int]], options: PrepareOptions,

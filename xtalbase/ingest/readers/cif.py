@@ -90,21 +90,43 @@ def unclosed_text_field(block: str) -> int | None:
     return opened
 
 
-def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
-    """Yield one record per data block of the CIF at ``path``."""
-    with open_text(path) as fh:
-        text = fh.read()
+def located_blocks(text: str) -> list[tuple[str, str]] | None:
+    """``[(locator, block text)]`` of the blocks of a CIF text that hold a structure; ``None`` if it has no block.
+
+    IUCr ``data_global`` and powder-pattern blocks (publication data, no structure) are left out, as pymatgen
+    leaves them. A name used twice gets ``#2``, ``#3`` on its later blocks.
+    """
     blocks = split_blocks(text)
     if not blocks:
-        yield ReadError("file", "parse_error", f"{path}: no data_ block found", text[:2000])
-        return
+        return None
+    out = []
     seen: dict[str, int] = {}
     for name, block in blocks:
         lowered = block.lower()
         if "_cell_" not in lowered and "_atom_site" not in lowered:
-            continue  # an IUCr data_global or powder-pattern block: publication data, no structure (as pymatgen skips)
+            continue
         seen[name] = seen.get(name, 0) + 1
-        locator = f"block={name}" if seen[name] == 1 else f"block={name}#{seen[name]}"
+        out.append((f"block={name}" if seen[name] == 1 else f"block={name}#{seen[name]}", block))
+    return out
+
+
+def split(path: Path) -> list[tuple[str, str]] | None:
+    """The structure blocks of the CIF at ``path`` (:func:`located_blocks`): a large file's shares for the workers."""
+    with open_text(path) as fh:
+        return located_blocks(fh.read())
+
+
+def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[str, str]] | None = None,
+         **_: object) -> Iterator[Record | ReadError | Known]:
+    """Yield one record per data block of the CIF at ``path``; ``rows_`` (from :func:`split`) parses only a share."""
+    if rows_ is None:
+        with open_text(path) as fh:
+            text = fh.read()
+        rows_ = located_blocks(text)
+        if rows_ is None:
+            yield ReadError("file", "parse_error", f"{path}: no data_ block found", text[:2000])
+            return
+    for locator, block in rows_:
         if locator in skip:
             yield Known(locator)
             continue

@@ -21,16 +21,24 @@ from xtalbase.ingest.records import Calculation, Known, ReadError, Record, recor
 META_KEYS = ("params", "group", "tags", "tag", "description", "element", "notes", "group_id")
 
 
-def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
-    """Yield one record per list entry."""
-    from pymatgen.core import Structure
-
+def split(path: Path) -> list[tuple[int, Any]] | None:
+    """``[(index, entry)]`` of the file's list, or ``None`` when it holds no list: a large file's shares for the workers."""
     with open_text(path) as fh:
         entries = json.load(fh)
-    if not isinstance(entries, list):
-        yield ReadError("file", "parse_error", f"{path}: expected a JSON list of {{structure, outputs}} entries")
-        return
-    for i, entry in enumerate(entries):
+    return list(enumerate(entries)) if isinstance(entries, list) else None
+
+
+def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, Any]] | None = None,
+         **_: object) -> Iterator[Record | ReadError | Known]:
+    """Yield one record per list entry; ``rows_`` (from :func:`split`) parses only a share."""
+    from pymatgen.core import Structure
+
+    if rows_ is None:
+        rows_ = split(path)
+        if rows_ is None:
+            yield ReadError("file", "parse_error", f"{path}: expected a JSON list of {{structure, outputs}} entries")
+            return
+    for i, entry in rows_:
         locator = f"index={i}"
         if locator in skip:
             yield Known(locator)

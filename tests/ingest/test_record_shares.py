@@ -1,0 +1,94 @@
+"""Large multi-record files (an ICSD export as one CIF, an MLIP JSON list) are split into shares for the workers,
+and store exactly what reading them whole stores."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+import xtalbase
+from tests.ingest.helpers import BAD, CIF, DATA, count
+from xtalbase.ingest import pipeline
+from xtalbase.schema import Calculation, Quarantine, Source, Structure
+
+
+def _export(tmp_path: Path) -> Path:
+    """One CIF of the real fixture blocks, as an export holds them: a block entered twice (same name), a bad
+    block, a two-block file, and an IUCr data_global block with no structure."""
+    parts = [(CIF / name).read_text() for name in sorted(p.name for p in CIF.glob("*.cif"))]
+    parts.insert(3, "data_global\n_journal_name_full 'Acta Cryst.'\n_publ_section_title 'A title'\n")
+    parts.append((CIF / "1000017.cif").read_text())  # the same block name again: block=...#2, a duplicate
+    parts.append((BAD / "missing_coordinates.cif").read_text())
+    path = tmp_path / "export.cif"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def _stored(db) -> tuple[set, set, int]:
+    """``(sources, quarantine rows, structures)`` with locators, hashes and reasons (no ids or run numbers)."""
+    with db.session() as s:
+        sources = {(row.record_locator, row.exact_hash, row.canonical_hash, row.database, row.external_id)
+                   for row in s.execute(select(Source.record_locator, Structure.exact_hash, Structure.canonical_hash,
+                                               Source.database, Source.external_id).join(Structure))}
+        quarantined = {(q.record_locator, q.reason) for q in s.scalars(select(Quarantine))}
+    return sources, quarantined, count(db, Structure)
+
+
+def _whole(tmp_path: Path, path: Path, fmt: str) -> tuple[set, set, int]:
+    """What ingesting ``path`` as one work unit stores (the default for files under SPLIT_BYTES)."""
+    other = xtalbase.connect(f"sqlite:///{tmp_path / 'whole.db'}")
+    other.init()
+    assert pipeline._record_shares(path, fmt) is None  # under SPLIT_BYTES
+    other.ingest(path)
+    out = _stored(other)
+    other.close()
+    return out
+
+
+def test_a_large_multi_block_cif_is_split_into_shares_and_stores_what_reading_it_whole_stores(db, tmp_path, monkeypatch):
+    path = _export(tmp_path)
+    whole = _whole(tmp_path, path, "cif")
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 3)
+    shares = pipeline._record_shares(path, "cif")
+    locators = [loc for share in shares for loc, _ in share]
+    assert [len(s) for s in shares] == [3, 3, 3, 3, 1]  # 13 structure blocks; data_global left out
+    assert locators[-2:] == ["block=1000017#2", "block=missing_coordinates"] and "block=global" not in locators
+
+    report = db.ingest(path, workers=2)
+    assert (report.read, report.quarantined_by_reason) == (13, {"missing_coordinates": 1, "partial_occupancy": 1})
+    assert report.duplicates >= 1 and report.inserted == whole[2]
+    assert _stored(db) == whole
+    again = db.ingest(path, workers=2)  # every share skips what the first run stored
+    assert again.inserted == 0 and count(db, Source) == 11 and count(db, Quarantine) == 2
+
+
+def test_a_large_mlip_json_list_is_split_into_shares(db, tmp_path, monkeypatch):
+    path = DATA / "mlip" / "mlearn_Mo_test_first3.json"
+    whole = _whole(tmp_path, path, "mlip_json")
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 1)
+    assert [[i for i, _ in share] for share in pipeline._record_shares(path, "mlip_json")] == [[0], [1], [2]]
+    report = db.ingest(path, workers=2)
+    assert (report.read, report.inserted) == (3, 3)
+    assert _stored(db) == whole and count(db, Calculation) == 3
+
+
+@pytest.mark.parametrize("content, reason, words", [
+    (b"not gzip at all" * 100, "parse_error", "not readable as gzip"),
+    (gzip.compress((CIF / "CaO.cif").read_bytes())[:-40], "truncated_file", "file ends early"),
+])
+def test_a_large_file_that_cannot_be_split_is_read_whole_and_quarantined_with_its_reason(db, tmp_path, monkeypatch,
+                                                                                         content, reason, words):
+    path = tmp_path / "export.cif.gz"
+    path.write_bytes(content)
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    assert pipeline._record_shares(path, "cif") is None
+    report = db.ingest(path, workers=2)
+    assert report.quarantined_by_reason == {reason: 1}
+    with db.session() as s:
+        (row,) = s.scalars(select(Quarantine)).all()
+    assert words in row.message
