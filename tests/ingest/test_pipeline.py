@@ -142,7 +142,7 @@ def test_a_file_named_twice_or_through_a_link_is_read_once(tmp_path):
         find_files([tmp_path / "missing.cif"])
 
 
-def test_a_folder_skips_dangling_links_and_hidden_files(tmp_path):
+def test_a_folder_keeps_broken_structure_links_for_their_reader_and_skips_hidden_files(tmp_path):
     from xtalbase.ingest.pipeline import find_files
 
     (tmp_path / "ca.cif").write_text((CIF / "CaO.cif").read_text())
@@ -150,4 +150,5 @@ def test_a_folder_skips_dangling_links_and_hidden_files(tmp_path):
     (tmp_path / "gone.cif").symlink_to(tmp_path / "nowhere.cif")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "fe.cif").symlink_to(CIF / "1100108.cif")
-    assert [(p.name, fmt) for p, fmt in find_files(tmp_path)] == [("ca.cif", "cif"), ("fe.cif", "cif")]
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "nowhere.txt")
+    assert [(p.name, fmt) for p, fmt in find_files(tmp_path)] == [("ca.cif", "cif"), ("gone.cif", "cif"), ("fe.cif", "cif")]

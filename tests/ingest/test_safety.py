@@ -191,3 +191,45 @@ def test_symprec_must_be_positive(db):
         with pytest.raises(XtalbaseError, match="symprec must be a positive"):
             db.ingest(CIF / "CaO.cif", symprec=bad)
 
+
+def test_symlinked_folders_are_walked_once_and_a_broken_link_is_quarantined(db, tmp_path):
+    from xtalbase.schema import Quarantine
+
+    folder, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "CaO.cif").write_bytes((CIF / "CaO.cif").read_bytes())
+    for name in ("CaTiO3.cif", "1000017.cif"):
+        (elsewhere / name).write_bytes((CIF / name).read_bytes())
+    (folder / "linked").symlink_to(elsewhere)  # shared runs kept elsewhere, linked into the project folder
+    (folder / "again").symlink_to(elsewhere)  # a second way into the same folder: read once
+    (folder / "loop").symlink_to(folder)  # a link back up the tree: not followed round
+    (folder / "gone.cif").symlink_to(tmp_path / "deleted.cif")
+    (folder / "notes.txt").symlink_to(tmp_path / "deleted.txt")  # broken, but not a structure by its name
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "CaO-checkpoint.cif").write_bytes((CIF / "CaO.cif").read_bytes())
+
+    report = db.ingest(folder)
+    assert (report.read, report.inserted, report.quarantined_by_reason) == (4, 3, {"parse_error": 1})
+    with db.session() as s:
+        (row,) = s.scalars(select(Quarantine)).all()
+        paths = sorted(s.scalars(select(Source.file_path)))
+    assert row.file_path.endswith("gone.cif") and "broken symbolic link" in row.message and "deleted.cif" in row.message
+    assert paths == [str(folder / "CaO.cif"), str(folder / "again" / "1000017.cif"), str(folder / "again" / "CaTiO3.cif")]
+    assert db.ingest(folder).inserted == 0
+
+
+def test_an_ingest_at_another_symprec_says_that_duplicates_may_be_missed(db, tmp_path):
+    import warnings
+
+    assert db.ingest(CIF / "CaO.cif").notes == []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = db.ingest(CIF / "CaTiO3.cif", symprec=0.1)
+    assert len(report.notes) == 1 and "symprec 0.01 Å" in report.notes[0] and "0.1 Å" in report.notes[0]
+    assert [str(w.message) for w in caught if w.category is UserWarning] == report.notes
+    assert "notes" not in report.to_dict()  # --json keeps exactly its keys
+    proc = subprocess.run([sys.executable, "-m", "xtalbase.cli", "ingest", str(CIF / "1000017.cif"), "--json",
+                           "--db", db.url], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0 and proc.stderr.count("note: this database holds structures keyed at symprec 0.1 Å") == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,7 +38,8 @@ def ingest(
 ) -> None:
     """Read, validate, deduplicate and store structure and DFT files; print read/inserted/duplicates/quarantined."""
     handle = open_db(ctx, db)
-    with progress() as bar:
+    with progress() as bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the report's notes are printed below, once
         task = bar.add_task("ingest", total=None)
         report = handle.ingest(
             paths, format=format, source=source, licence=licence, workers=workers, symprec=symprec,
@@ -48,6 +50,8 @@ def ingest(
             min_cell_decimals=min_cell_decimals,
             overlap_fraction=overlap_fraction, on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
+    for note in report.notes:
+        sys.stderr.write(f"note: {note}\n")
     summary = report.to_dict()
     if as_json:
         print_json(summary)

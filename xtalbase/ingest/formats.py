@@ -15,6 +15,7 @@ import gzip
 import importlib
 import io
 import lzma
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,6 +246,10 @@ def read_structures(path: str | Path, format: str | None = None, **options: obje
         Passed to the reader: ``all_steps`` (VASP: every ionic step), ``skip``
         (locators to leave out, used to resume).
     """
+    if Path(path).is_symlink() and not Path(path).exists():
+        yield ReadError("file", "parse_error", f"{path}: broken symbolic link: it points to {os.readlink(path)}, "
+                                               f"which does not exist")
+        return
     fmt = format or detect_format(path)
     if fmt is None:
         yield ReadError("file", "parse_error", f"{path}: cannot tell the format from the name or content; give --format")

@@ -10,8 +10,11 @@ and hashes; the main process writes each batch of results in one transaction
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import stat
 import time
+import warnings
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.executors import get_executor
+from xtalbase.schema import Structure
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
@@ -64,11 +68,14 @@ class IngestReport:
     run_id: Optional[int] = None
     seconds: float = 0.0
     structure_ids: list[int] = field(default_factory=list, repr=False)
+    #: Things the user should know that are not errors (also issued as ``UserWarning``).
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict (new structure ids left out)."""
+        """The summary as a JSON-ready dict (new structure ids and notes left out)."""
         out = asdict(self)
         out.pop("structure_ids")
+        out.pop("notes")
         return out
 
 
@@ -95,18 +102,16 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
             raise XtalbaseError(f"no such file or directory: {path}") from None
         if stat.S_ISDIR(st.st_mode):
             found = []
-            for child in sorted(path.rglob("*")):
-                if child.name.startswith("."):
-                    continue
-                try:
-                    child_st = child.stat()
-                except OSError:  # a dangling link or a file gone meanwhile: skipped, as Path.is_file() would
-                    continue
-                if stat.S_ISREG(child_st.st_mode):
-                    # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
-                    fmt = (None if never_a_structure(child) else format) if format else detect_format(child)
+            for child, child_st in _walk(path):
+                if child_st is None:  # a broken link: kept when its name says structure, for its reader to report
+                    fmt = format if format and not never_a_structure(child) else detect_format(child)
                     if fmt is not None:
-                        found.append((child, fmt, child_st))
+                        found.append((child, fmt, child.lstat()))
+                    continue
+                # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
+                fmt = (None if never_a_structure(child) else format) if format else detect_format(child)
+                if fmt is not None:
+                    found.append((child, fmt, child_st))
         elif stat.S_ISREG(st.st_mode):
             found = [(path, format or detect_format(path), st)]
         else:
@@ -120,6 +125,41 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     if format is not None and format not in FORMATS:
         raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
     return out
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, Optional[os.stat_result]]]:
+    """``(file, its stat)`` under ``folder`` in sorted path order, through symlinked folders, each folder once.
+
+    Names starting with ``.`` (files and folders: ``.git``, ``.ipynb_checkpoints`` copies) are left out. A
+    broken link comes with ``None``. A link back up the tree (a loop) or a second way into a folder already
+    walked is not followed again.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def visit(directory: Path, st: os.stat_result) -> Iterator[tuple[Path, Optional[os.stat_result]]]:
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            names = sorted(entry.name for entry in os.scandir(directory) if not entry.name.startswith("."))
+        except OSError:  # unreadable folder: nothing in it can be read either
+            return
+        for name in names:
+            child = directory / name
+            try:
+                child_st = child.stat()
+            except FileNotFoundError:
+                if child.is_symlink():
+                    yield child, None
+                continue
+            except OSError:  # gone meanwhile, or a link loop (ELOOP)
+                continue
+            if stat.S_ISDIR(child_st.st_mode):
+                yield from visit(child, child_st)
+            elif stat.S_ISREG(child_st.st_mode):
+                yield child, child_st
+
+    yield from visit(folder, folder.stat())
 
 
 def file_sha256(path: Path) -> str:
@@ -209,6 +249,14 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
               "min_special_decimals": min_special_decimals, "min_cell_decimals": min_cell_decimals,
               "overlap_fraction": overlap_fraction, "files": len(files), "rehashed": rehashed}
     report = IngestReport()
+    other = _other_symprecs(db, symprec)
+    if other:
+        params["other_symprecs"] = other
+        report.notes.append(
+            f"this database holds structures keyed at symprec {', '.join(f'{t:g}' for t in other)} Å; this run keys at "
+            f"{symprec:g} Å, and a structure keyed at another tolerance may not be recognised as a duplicate: "
+            f"keep one symprec per database")
+        warnings.warn(report.notes[-1], UserWarning, stacklevel=2)
     reasons: Counter = Counter()
     with db.run("ingest", params) as run:
         report.run_id = run.id
@@ -238,6 +286,14 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         compute_missing(db, structure_ids=report.structure_ids, workers=workers)
         report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _other_symprecs(db: "Database", symprec: float) -> list[float]:
+    """The symprec values of stored structures other than ``symprec`` (canonical keys depend on it)."""
+    table = Structure.__table__
+    with db.engine.connect() as conn:
+        found = conn.execute(select(table.c.symprec).where(table.c.symprec.is_not(None)).distinct()).scalars().all()
+    return sorted(t for t in found if not math.isclose(t, symprec, rel_tol=1e-9))
 
 
 def _flush(db: "Database", run_id: int, pending: list, report: IngestReport, reasons: Counter,
