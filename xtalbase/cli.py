@@ -24,6 +24,7 @@ from xtalbase.commands import predict as predict_commands
 from xtalbase.commands import provenance as provenance_commands
 from xtalbase.commands import train as train_commands
 from xtalbase.commands._common import AppState
+from xtalbase.errors import Terminated
 
 app = typer.Typer(
     name="xtalbase",
@@ -76,8 +77,6 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors exit 2 with click's message, Ctrl-C exits 130 with ``aborted``, SIGTERM exits 143 with
     ``terminated`` after marking the current run failed and stopping its workers.
     """
-    from xtalbase.errors import Terminated
-
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     usage_errors, aborts = _click_exceptions()
@@ -110,8 +109,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _raise_terminated(signum: int, frame: object) -> None:
     # the default action would end the process at once: no run marked failed, workers left behind
-    from xtalbase.errors import Terminated
-
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once, mid-cleanup or not
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Any, Callable, Iterator, Optional
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.records import ReadError, Record
@@ -227,10 +227,18 @@ def _json_kind_of(path: Path, head: str) -> str | None:
 
 def reader(format: str) -> Callable[..., Iterator[Record | ReadError]]:
     """The ``read`` function of a registered format."""
+    return _reader_module(format).read
+
+
+def splitter(format: str) -> Callable[[Path], Optional[list]] | None:
+    """The ``split`` function of a multi-record format (its records, for ``read(path, rows_=share)``), or ``None``."""
+    return getattr(_reader_module(format), "split", None)
+
+
+def _reader_module(format: str) -> Any:
     if format not in FORMATS:
         raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
-    module = importlib.import_module(f"xtalbase.ingest.readers.{FORMATS[format].module}")
-    return module.read
+    return importlib.import_module(f"xtalbase.ingest.readers.{FORMATS[format].module}")
 
 
 def read_structures(path: str | Path, format: str | None = None, **options: object) -> Iterator[Record | ReadError]:

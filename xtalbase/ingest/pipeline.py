@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 from sqlalchemy import select
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure
+from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure, splitter
 from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
@@ -103,11 +103,6 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
         if stat.S_ISDIR(st.st_mode):
             found = []
             for child, child_st in _walk(path):
-                if child_st is None:  # a broken link: kept when its name says structure, for its reader to report
-                    fmt = format if format and not never_a_structure(child) else detect_format(child)
-                    if fmt is not None:
-                        found.append((child, fmt, child.lstat()))
-                    continue
                 # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
                 fmt = (None if never_a_structure(child) else format) if format else detect_format(child)
                 if fmt is not None:
@@ -127,16 +122,16 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     return out
 
 
-def _walk(folder: Path) -> Iterator[tuple[Path, Optional[os.stat_result]]]:
+def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
     """``(file, its stat)`` under ``folder`` in sorted path order, through symlinked folders, each folder once.
 
     Names starting with ``.`` (files and folders: ``.git``, ``.ipynb_checkpoints`` copies) are left out. A
-    broken link comes with ``None``. A link back up the tree (a loop) or a second way into a folder already
-    walked is not followed again.
+    broken link comes with its own ``lstat``: kept like a file, its reader says it is broken. A link back up the
+    tree (a loop) or a second way into a folder already walked is not followed again.
     """
     seen: set[tuple[int, int]] = set()
 
-    def visit(directory: Path, st: os.stat_result) -> Iterator[tuple[Path, Optional[os.stat_result]]]:
+    def visit(directory: Path, st: os.stat_result) -> Iterator[tuple[Path, os.stat_result]]:
         if (st.st_dev, st.st_ino) in seen:
             return
         seen.add((st.st_dev, st.st_ino))
@@ -150,7 +145,7 @@ def _walk(folder: Path) -> Iterator[tuple[Path, Optional[os.stat_result]]]:
                 child_st = child.stat()
             except FileNotFoundError:
                 if child.is_symlink():
-                    yield child, None
+                    yield child, child.lstat()
                 continue
             except OSError:  # gone meanwhile, or a link loop (ELOOP)
                 continue
@@ -358,20 +353,20 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
 
 
 def _record_shares(path: Path, fmt: Optional[str]) -> Optional[list[list[Any]]]:
-    """A multi-record file's records in shares of :data:`RECORDS_PER_TASK`, or ``None`` to give it to one worker."""
-    if fmt == "cdvae_csv":
-        from xtalbase.ingest.readers.cdvae_csv import rows
+    """A multi-record file's records in shares of :data:`RECORDS_PER_TASK`, or ``None`` to give it to one worker.
 
-        items = rows(path)
-        return [items[r:r + RECORDS_PER_TASK] for r in range(0, len(items), RECORDS_PER_TASK)] or [[]]
-    if fmt not in ("cif", "mlip_json"):
+    CSV files are always split; other formats with a ``split`` (CIF, MLIP JSON) from :data:`SPLIT_BYTES` on.
+    """
+    split = splitter(fmt) if fmt else None
+    if split is None:
         return None
+    if fmt == "cdvae_csv":
+        items = split(path)
+        return [items[r:r + RECORDS_PER_TASK] for r in range(0, len(items), RECORDS_PER_TASK)] or [[]]
     try:
         if path.stat().st_size < SPLIT_BYTES:
             return None
-        from xtalbase.ingest.readers import cif, mlip_json
-
-        items = (cif if fmt == "cif" else mlip_json).split(path)
+        items = split(path)
     except Exception:  # noqa: BLE001 - undecodable, not JSON, cut short: the worker reading it whole says why
         return None
     if items is None or len(items) <= RECORDS_PER_TASK:

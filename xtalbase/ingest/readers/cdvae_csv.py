@@ -68,6 +68,10 @@ def rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     return out
 
 
+#: The pipeline's name for a reader's record list: every CSV is shared among the workers by rows.
+split = rows
+
+
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, dict[str, str]]] | None = None,
          **_: object) -> Iterator[Record | ReadError | Known]:
     """Yield one record per row; ``rows_`` (from :func:`rows`) lets a worker parse only its share."""
