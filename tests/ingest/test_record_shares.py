@@ -53,9 +53,10 @@ def test_a_large_multi_block_cif_is_split_into_shares_and_stores_what_reading_it
     whole = _whole(tmp_path, path, "cif")
     monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
     monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 3)
-    shares = pipeline._record_shares(path, "cif")
+    shares, n_shares = pipeline._record_shares(path, "cif")
+    shares = list(shares)
     locators = [loc for share in shares for loc, _ in share]
-    assert [len(s) for s in shares] == [3, 3, 3, 3, 1]  # 13 structure blocks; data_global left out
+    assert [len(s) for s in shares] == [3, 3, 3, 3, 1] and n_shares == 5  # 13 structure blocks; data_global left out
     assert locators[-2:] == ["block=1000017#2", "block=missing_coordinates"] and "block=global" not in locators
 
     report = db.ingest(path, workers=2)
@@ -71,7 +72,7 @@ def test_a_large_mlip_json_list_is_split_into_shares(db, tmp_path, monkeypatch):
     whole = _whole(tmp_path, path, "mlip_json")
     monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
     monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 1)
-    assert [[i for i, _ in share] for share in pipeline._record_shares(path, "mlip_json")] == [[0], [1], [2]]
+    assert [[i for i, _ in share] for share in pipeline._record_shares(path, "mlip_json")[0]] == [[0], [1], [2]]
     report = db.ingest(path, workers=2)
     assert (report.read, report.inserted) == (3, 3)
     assert _stored(db) == whole and count(db, Calculation) == 3
@@ -92,3 +93,82 @@ def test_a_large_file_that_cannot_be_split_is_read_whole_and_quarantined_with_it
     with db.session() as s:
         (row,) = s.scalars(select(Quarantine)).all()
     assert words in row.message
+
+
+SIC = DATA / "extxyz" / "sic_dft.xyz"
+
+
+def _sic_frames() -> list[str]:
+    lines = SIC.read_text().splitlines(keepends=True)
+    out, i = [], 0
+    while i < len(lines):
+        n = int(lines[i])
+        out.append("".join(lines[i:i + n + 2]))
+        i += n + 2
+    return out
+
+
+def _trajectory(tmp_path: Path, ending: str) -> Path:
+    """The 8 real SiC frames, a blank line between two of them, a frame with an unknown species, then ``ending``:
+    a frame cut short, a line where a frame's atom count should be (the rest is unreadable), or a gzip copy of the
+    file with its last third cut off."""
+    frames = _sic_frames()
+    text = "".join(frames[:3]) + "\n" + frames[3] + frames[4].replace("\nSi ", "\nXx ", 1) + "".join(frames[5:])
+    if ending == "cut short":
+        text += frames[0][:-200]
+    elif ending == "no atom count":
+        text += "Lattice follows\n" + frames[1]
+    else:
+        text += "".join(frames)
+    path = tmp_path / ("md.xyz.gz" if ending == "gzip cut off" else "md.xyz")
+    if ending == "gzip cut off":
+        packed = gzip.compress(text.encode())
+        path.write_bytes(packed[:len(packed) * 2 // 3])
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("ending, reasons", [
+    ("cut short", {"truncated_file": 1, "unknown_element": 1}),
+    ("no atom count", {"parse_error": 1, "unknown_element": 1}),
+    ("gzip cut off", {"truncated_file": 1, "unknown_element": 1}),
+])
+def test_a_large_extended_xyz_file_is_streamed_in_shares_and_stores_what_reading_it_whole_stores(
+        db, tmp_path, monkeypatch, ending, reasons):
+    path = _trajectory(tmp_path, ending)
+    whole = _whole(tmp_path, path, "extxyz")
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 3)
+    shares, n_shares = pipeline._record_shares(path, "extxyz")
+    assert n_shares is None and len(list(shares)) >= 3  # streamed: the main process never counts the frames first
+
+    report = db.ingest(path, workers=2)
+    assert report.quarantined_by_reason == reasons
+    assert _stored(db) == whole and report.inserted == whole[2]
+    assert count(db, Calculation) == report.read - report.quarantined
+    again = db.ingest(path, workers=2)
+    assert again.inserted == 0 and again.quarantined_by_reason == reasons
+
+
+def test_each_share_is_told_only_which_of_its_own_records_are_stored(db, tmp_path, monkeypatch):
+    path = _export(tmp_path)
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 3)
+    db.ingest(path)
+    with db.session() as s:
+        stored = set(s.scalars(select(Source.record_locator)))
+    units = [unit for _, task_units, _ in pipeline._tasks(db, [(path, "cif")], None, None, {}) for unit in task_units]
+    assert len(units) == 5
+    for unit in units:
+        assert unit.skip == {loc for loc, _ in unit.rows} & stored
+    assert set().union(*(unit.skip for unit in units)) == stored and len(stored) == 11
+
+
+def test_progress_advances_share_by_share_through_one_large_file(db, tmp_path, monkeypatch):
+    path = _export(tmp_path)
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 3)
+    calls: list[tuple[float, int]] = []
+    db.ingest(path, workers=2, on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(pytest.approx(k / 5), 1) for k in range(1, 6)] and calls[-1] == (1, 1)

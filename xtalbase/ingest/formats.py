@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Optional
+from typing import IO, Any, Callable, Iterable, Iterator, Optional
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.records import ReadError, Record
@@ -230,9 +230,14 @@ def reader(format: str) -> Callable[..., Iterator[Record | ReadError]]:
     return _reader_module(format).read
 
 
-def splitter(format: str) -> Callable[[Path], Optional[list]] | None:
+def splitter(format: str) -> Callable[[Path], Optional[Iterable[Any]]] | None:
     """The ``split`` function of a multi-record format (its records, for ``read(path, rows_=share)``), or ``None``."""
     return getattr(_reader_module(format), "split", None)
+
+
+def share_locator(format: str) -> Callable[[Any], str] | None:
+    """The ``locator_of`` function of a multi-record format (the locator of one ``split`` item), or ``None``."""
+    return getattr(_reader_module(format), "locator_of", None)
 
 
 def _reader_module(format: str) -> Any:

@@ -17,13 +17,14 @@ import time
 import warnings
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from sqlalchemy import select
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure, splitter
+from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure, share_locator, splitter
 from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
@@ -40,9 +41,9 @@ if TYPE_CHECKING:
 BATCH_SIZE = 500
 #: Records of a multi-record file per worker task.
 RECORDS_PER_TASK = 100
-#: CIF and MLIP JSON files at least this large are split into shares of records by the main process, so that
-#: a 100,000-block ICSD export is parsed by every worker, with progress and a commit per batch; smaller ones go
-#: to one worker whole. CSV files are always split.
+#: CIF, MLIP JSON and extended XYZ files at least this large are split into shares of records by the main
+#: process, so that a 100,000-block ICSD export is parsed by every worker, with progress and a commit per batch;
+#: smaller ones go to one worker whole. CSV files are always split.
 SPLIT_BYTES = 1 << 20
 #: Files per worker task (amortises the inter-process round trip).
 FILES_PER_TASK = 16
@@ -188,7 +189,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
            require_converged: bool = False, poscar_species: Optional[str] = None, xrd: bool = False,
            max_sites: int = 1000, min_coord_decimals: int = 3, min_special_decimals: int = 4,
            min_cell_decimals: int = 2, overlap_fraction: float = 0.5, batch_size: int = BATCH_SIZE,
-           scheduler: Optional[str] = None, on_progress: Optional[Callable[[int, int], None]] = None) -> IngestReport:
+           scheduler: Optional[str] = None, on_progress: Optional[Callable[[float, int], None]] = None) -> IngestReport:
     """Read, validate, deduplicate and store structure and DFT files.
 
     Parameters
@@ -212,6 +213,9 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         ``"placeholder"`` (type i stored as the element with atomic number i, flagged on the source).
     xrd : bool
         Afterwards compute XRD patterns of the new structures (``xtalbase.ingest.xrd.store.compute_missing``).
+    on_progress : callable, optional
+        Called as ``on_progress(files_done, files_total)`` after each worker task; ``files_done`` counts a
+        file split into shares by the fraction of its shares done (a float).
     max_sites, min_coord_decimals, min_special_decimals, min_cell_decimals, overlap_fraction
         Validation thresholds (:class:`xtalbase.ingest.validate.ValidationOptions`).
 
@@ -259,7 +263,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
             run.link("input", "path", p)
         tasks = _tasks(db, files, source, licence, hints)
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
-        done_files = 0
+        done_files = 0.0
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
         with get_executor(workers, scheduler) as executor:
             for infos, results, finished in _run_tasks(executor, tasks, options, max(2, TASKS_IN_FLIGHT_PER_WORKER * workers)):
@@ -270,7 +274,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
                     _flush(db, run.id, pending[:batch_size], report, reasons, matcher)
                     pending = pending[batch_size:]
                 if on_progress:
-                    on_progress(done_files, len(files))
+                    on_progress(round(done_files, 9), len(files))
             _flush(db, run.id, pending, report, reasons, matcher)
         report.quarantined_by_reason = dict(sorted(reasons.items()))
         report.seconds = round(time.perf_counter() - started, 3)
@@ -322,11 +326,11 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
-           licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], int]]:
-    """Group files, and shares of the records of CSV files and of large CIF and MLIP JSON files, into worker tasks,
-    with already-stored records marked to skip.
+           licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], float]]:
+    """Group files, and shares of the records of CSV files and of large CIF, MLIP JSON and extended XYZ files, into
+    worker tasks, with already-stored records marked to skip.
 
-    Yields ``(file infos, work units, files finished by this task)``.
+    Yields ``(file infos, work units, files finished by this task)``; a share finishes its fraction of a file.
     """
     step = 512
     group_infos: list[FileInfo] = []
@@ -340,8 +344,7 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
             skip = frozenset(stored.get(digest, ()))
             shares = _record_shares(path, fmt) if readable else None
             if shares is not None:
-                for k, share in enumerate(shares):
-                    yield [info], [WorkUnit(str(path), fmt or "", skip, share)], int(k == len(shares) - 1)
+                yield from _share_tasks(info, WorkUnit(str(path), fmt or "", skip), *shares)
                 continue
             group_infos.append(info)
             group_units.append(WorkUnit(str(path), fmt or "", skip))
@@ -352,30 +355,69 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
         yield group_infos, group_units, len(group_units)
 
 
-def _record_shares(path: Path, fmt: Optional[str]) -> Optional[list[list[Any]]]:
-    """A multi-record file's records in shares of :data:`RECORDS_PER_TASK`, or ``None`` to give it to one worker.
+def _share_tasks(info: FileInfo, whole: WorkUnit, shares: Iterator[list[Any]],
+                 count: Optional[int]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], float]]:
+    """One task per share of ``whole``'s file; each share finishes ``1/count`` of it (all of it at the last share
+    when the count is not known in advance: a streamed file).
 
-    CSV files are always split; other formats with a ``split`` (CIF, MLIP JSON) from :data:`SPLIT_BYTES` on.
+    A share's unit skips only its own stored records: a re-run of a 190,000-block export would otherwise pickle
+    all 190,000 locators into each of its 1,900 tasks (7 GB through the pipes).
+    """
+    locate = share_locator(whole.format)
+    done, previous = 0, None
+    for share in shares:
+        if previous is not None:
+            done += 1
+            yield [info], [_share_unit(whole, previous, locate)], 0.0 if count is None else 1 / count
+        previous = share
+    yield [info], [_share_unit(whole, previous or [], locate)], 1.0 if count is None else 1 - done / count
+
+
+def _share_unit(whole: WorkUnit, share: list[Any], locate: Optional[Callable[[Any], str]]) -> WorkUnit:
+    skip = whole.skip
+    if skip and locate is not None:
+        skip = frozenset(found for found in map(locate, share) if found in whole.skip)
+    return WorkUnit(whole.path, whole.format, skip, share)
+
+
+def _record_shares(path: Path, fmt: Optional[str]) -> Optional[tuple[Iterator[list[Any]], Optional[int]]]:
+    """A multi-record file's records in shares of :data:`RECORDS_PER_TASK` and the number of shares (``None`` when
+    the reader streams them), or ``None`` to give the file to one worker.
+
+    CSV files are always split; other formats with a ``split`` (CIF, MLIP JSON, extended XYZ) from
+    :data:`SPLIT_BYTES` on, when they hold more than one share of records.
     """
     split = splitter(fmt) if fmt else None
     if split is None:
         return None
-    if fmt == "cdvae_csv":
-        items = split(path)
-        return [items[r:r + RECORDS_PER_TASK] for r in range(0, len(items), RECORDS_PER_TASK)] or [[]]
+    always = fmt == "cdvae_csv"
     try:
-        if path.stat().st_size < SPLIT_BYTES:
+        if not always and path.stat().st_size < SPLIT_BYTES:
             return None
         items = split(path)
+        if items is None:
+            return None
+        counted = len(items) if isinstance(items, list) else None
+        items = iter(items)
+        head = list(islice(items, RECORDS_PER_TASK + 1))
     except Exception:  # noqa: BLE001 - undecodable, not JSON, cut short: the worker reading it whole says why
+        if always:
+            raise
         return None
-    if items is None or len(items) <= RECORDS_PER_TASK:
+    if not always and len(head) <= RECORDS_PER_TASK:
         return None
-    return [items[r:r + RECORDS_PER_TASK] for r in range(0, len(items), RECORDS_PER_TASK)]
+    count = None if counted is None else max(1, math.ceil(counted / RECORDS_PER_TASK))
+    return _in_shares(head, items), count
 
 
-def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], int]], options: PrepareOptions,
-               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]], int]]:
+def _in_shares(head: list[Any], rest: Iterator[Any]) -> Iterator[list[Any]]:
+    items = chain(head, rest)
+    while share := list(islice(items, RECORDS_PER_TASK)):
+        yield share
+
+
+def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], float]], options: PrepareOptions,
+               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]], float]]:
     """Submit tasks keeping at most ``in_flight`` outstanding; yield results in submission order."""
     queue: deque = deque()
     for infos, units, finished in tasks:

@@ -1,7 +1,9 @@
 """One module per file format; each exposes ``read(path, **options)`` yielding records or read errors.
 
-A multi-record format may also expose ``split(path)``: its records as a list (``None`` when the file holds no
-list of records), any share of which ``read(path, rows_=share)`` reads alone, so that workers share one file.
+A multi-record format may also expose ``split(path)``: its records as a list or a lazy iterator (``None`` when
+the file holds no list of records), any share of which ``read(path, rows_=share)`` reads alone, so that workers
+share one file; and ``locator_of(item)``, the locator ``read`` gives that record, so that each share is told only
+which of its own records are already stored.
 
 Register a new format with one line in :data:`xtalbase.ingest.formats.FORMATS`.
 """

@@ -72,6 +72,11 @@ def rows(path: Path) -> list[tuple[int, dict[str, str]]]:
 split = rows
 
 
+def locator_of(item: tuple[Any, Any]) -> str:
+    """The locator of one :func:`split` item."""
+    return f"row={item[0]}"
+
+
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, dict[str, str]]] | None = None,
          **_: object) -> Iterator[Record | ReadError | Known]:
     """Yield one record per row; ``rows_`` (from :func:`rows`) lets a worker parse only its share."""

@@ -13,7 +13,7 @@ import functools
 import re
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from xtalbase.ingest.formats import open_text
 from xtalbase.ingest.records import Known, ReadError, Record, record_from_pymatgen
@@ -114,6 +114,11 @@ def split(path: Path) -> list[tuple[str, str]] | None:
     """The structure blocks of the CIF at ``path`` (:func:`located_blocks`): a large file's shares for the workers."""
     with open_text(path) as fh:
         return located_blocks(fh.read())
+
+
+def locator_of(item: tuple[Any, Any]) -> str:
+    """The locator of one :func:`split` item."""
+    return item[0]
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[str, str]] | None = None,

@@ -9,7 +9,8 @@ MLIP data sets are read (case ignored): ``REF_energy``/``dft_energy``/
 All three quantities come from one family of names: a frame holding reference
 (``REF_*``, ``DFT_*``) and plain values (a model's predictions beside the DFT
 labels, as MACE and NequIP evaluation files do) is stored with the reference ones.
-Frames are parsed one at a time, so a bad frame is quarantined on its own.
+Frames are parsed one at a time, so a bad frame is quarantined on its own. A large file is shared among the
+workers: the main process streams its frames (:func:`split`) and each worker parses a share of them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import io
 import itertools
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -49,12 +50,41 @@ def frames(path: Path) -> Iterator[tuple[int, str | None, str]]:
             i += 1
 
 
-def read(path: Path, *, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
-    """Yield one record per frame."""
+def split(path: Path) -> Iterator[tuple[int, Any, str]]:
+    """The frames of ``path`` as :func:`frames` yields them, streamed: a large trajectory's shares for the workers.
+
+    Lazy, unlike the other readers' ``split``: the main process reads a gigabyte file only as fast as the
+    workers take its shares. A read that fails part-way (a ``.gz`` cut short) ends with an item holding the
+    exception, which :func:`read` raises at the same frame as reading the file whole would.
+    """
+    following = 0
+    try:
+        for item in frames(path):
+            following = item[0] + 1
+            yield item
+    except Exception as exc:  # noqa: BLE001 - handed to the worker, whose read_structures classifies it
+        yield following, exc, ""
+
+
+def locator_of(item: tuple[int, Any, str]) -> str:
+    """The locator of one :func:`split` item."""
+    return f"frame={item[0]}"
+
+
+def _replay(items: Iterable[tuple[int, Any, str]]) -> Iterator[tuple[int, str | None, str]]:
+    for i, text, problem in items:
+        if isinstance(text, BaseException):
+            raise text
+        yield i, text, problem
+
+
+def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, Any, str]] | None = None,
+         **_: object) -> Iterator[Record | ReadError | Known]:
+    """Yield one record per frame; ``rows_`` (a share of :func:`split`) parses only those frames."""
     import ase.io
     from ase.stress import voigt_6_to_full_3x3_stress
 
-    for i, text, problem in frames(path):
+    for i, text, problem in frames(path) if rows_ is None else _replay(rows_):
         locator = f"frame={i}"
         if text is None:
             yield ReadError(locator, "parse_error", f"{path} [{locator}]: {problem}; this frame and any after it cannot "

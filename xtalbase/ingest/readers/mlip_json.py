@@ -28,6 +28,11 @@ def split(path: Path) -> list[tuple[int, Any]] | None:
     return list(enumerate(entries)) if isinstance(entries, list) else None
 
 
+def locator_of(item: tuple[Any, Any]) -> str:
+    """The locator of one :func:`split` item."""
+    return f"index={item[0]}"
+
+
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, Any]] | None = None,
          **_: object) -> Iterator[Record | ReadError | Known]:
     """Yield one record per list entry; ``rows_`` (from :func:`split`) parses only a share."""
