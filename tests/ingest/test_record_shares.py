@@ -172,3 +172,74 @@ def test_progress_advances_share_by_share_through_one_large_file(db, tmp_path, m
     calls: list[tuple[float, int]] = []
     db.ingest(path, workers=2, on_progress=lambda done, total: calls.append((done, total)))
     assert calls == [(pytest.approx(k / 5), 1) for k in range(1, 6)] and calls[-1] == (1, 1)
+
+
+def test_a_wrong_atom_count_never_pulls_the_rest_of_the_file_into_memory(tmp_path, monkeypatch):
+    from xtalbase.ingest.readers import extxyz
+
+    monkeypatch.setattr(extxyz, "FRAME_CHARS", 8000)  # the SiC frames hold 1,400-4,700 characters
+    frames = _sic_frames()
+    path = tmp_path / "md.xyz"
+    path.write_text("".join(frames[:2]) + "1000000000000000\n" + "".join(frames * 20))
+    got = list(extxyz.frames(path))
+    assert [(i, reason) for i, _, reason, _ in got] == [(0, ""), (1, ""), (2, "truncated_file")]
+    assert len(got[2][1]) < 8000 + 200  # held up to FRAME_CHARS, then counted
+
+    lines = frames[0].splitlines(keepends=True)
+    path.write_text("".join(frames[:2]) + "96\n" + lines[1] + "".join(lines[2:]) * 4)  # whole, but too large to hold
+    *_, (i, text, reason, message) = extxyz.frames(path)
+    assert (i, reason) == (2, "too_many_sites") and "96 atoms" in message and len(text) <= 65536
+
+    path.write_text("".join(frames[:2]) + "-24\n" + "".join(frames[2:]))
+    *_, (i, text, reason, message) = extxyz.frames(path)
+    assert (i, text, reason) == (2, None, "parse_error") and "found '-24'" in message
+
+
+class OddError(Exception):
+    """An exception pickle cannot rebuild (its ``__init__`` takes other arguments than its ``args``)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+
+
+def test_a_read_failure_met_by_the_main_process_reaches_the_workers_as_its_quarantine_reason(db, tmp_path, monkeypatch):
+    from xtalbase.ingest.readers import extxyz
+
+    real = extxyz.frames
+
+    def failing(path):
+        for item in real(path):
+            yield item
+            if item[0] == 5:
+                raise OddError(7, "disk went away")
+
+    monkeypatch.setattr(extxyz, "frames", failing)
+    path = tmp_path / "md.xyz"
+    path.write_text("".join(_sic_frames()))
+    whole = _whole(tmp_path, path, "extxyz")
+    monkeypatch.setattr(pipeline, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(pipeline, "RECORDS_PER_TASK", 2)
+    report = db.ingest(path, workers=2)
+    assert (report.read, report.quarantined_by_reason) == (7, {"parse_error": 1})
+    assert _stored(db) == whole and ("file", "parse_error") in whole[1]
+    with db.session() as s:
+        assert "extxyz reader failed: OddError: 7: disk went away" in s.scalars(select(Quarantine.message)).one()
+
+
+@pytest.mark.parametrize("count", [1, 3, 7, 137, 1000])
+def test_the_shares_of_a_file_add_up_to_exactly_one_file(count):
+    whole = pipeline.WorkUnit("x.csv", "cdvae_csv")
+    steps = [step for *_, step in pipeline._share_tasks(None, whole, iter([[]] * count), count)]
+    assert len(steps) == count and sum(steps) == 1 and sum(steps * 181) == 181
+
+
+def test_a_compressed_csv_cut_short_keeps_its_first_rows_and_quarantines_the_rest(db, tmp_path):
+    text = (DATA / "perov5_head.csv").read_bytes()
+    packed = gzip.compress(text)
+    path = tmp_path / "perov5.csv.gz"
+    path.write_bytes(packed[:len(packed) * 2 // 3])
+    report = db.ingest(path, workers=2)
+    assert report.quarantined_by_reason == {"truncated_file": 1} and report.inserted >= 1
+    with db.session() as s:
+        row = s.scalars(select(Quarantine)).one()
+    assert row.record_locator == f"row={report.read - 1}" and "file ends early" in row.message

@@ -270,12 +270,22 @@ def read_structures(path: str | Path, format: str | None = None, **options: obje
     read = reader(fmt)
     try:
         yield from read(Path(path), **options)
-    except (gzip.BadGzipFile, lzma.LZMAError) as exc:  # not compressed data at all, or a failed checksum: damaged, not cut short
-        yield ReadError("file", "parse_error", f"{path}: not readable as {_COMPRESSION_NAMES[Path(path).suffix]} ({exc})")
-    except EOFError as exc:
-        yield ReadError("file", "truncated_file", f"{path}: file ends early ({exc or type(exc).__name__})")
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes a quarantined file, not a crash
-        if Path(path).suffix == ".bz2" and type(exc) is OSError:  # bz2 raises a bare OSError for data that is not bzip2
-            yield ReadError("file", "parse_error", f"{path}: not readable as bzip2 ({exc})")
-            return
-        yield ReadError("file", "parse_error", f"{path}: {fmt} reader failed: {type(exc).__name__}: {str(exc)[:300]}")
+        reason, what = read_failure(path, fmt, exc)
+        yield ReadError("file", reason, f"{path}: {what}")
+
+
+def read_failure(path: str | Path, format: str, exc: Exception) -> tuple[str, str]:
+    """``(reason code, what went wrong)`` for an exception raised while reading ``path`` with the ``format`` reader.
+
+    Used by :func:`read_structures`, and by readers that meet the failure in the main process
+    (a streamed or split file) and hand the workers its classification instead of the exception.
+    """
+    suffix = Path(path).suffix
+    if isinstance(exc, (gzip.BadGzipFile, lzma.LZMAError)):  # not compressed data at all, or a failed checksum: damaged
+        return "parse_error", f"not readable as {_COMPRESSION_NAMES[suffix]} ({exc})"
+    if isinstance(exc, EOFError):
+        return "truncated_file", f"file ends early ({exc or type(exc).__name__})"
+    if suffix == ".bz2" and type(exc) is OSError:  # bz2 raises a bare OSError for data that is not bzip2
+        return "parse_error", f"not readable as bzip2 ({exc})"
+    return "parse_error", f"{format} reader failed: {type(exc).__name__}: {str(exc)[:300]}"

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -263,7 +264,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
             run.link("input", "path", p)
         tasks = _tasks(db, files, source, licence, hints)
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
-        done_files = 0.0
+        done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
         with get_executor(workers, scheduler) as executor:
             for infos, results, finished in _run_tasks(executor, tasks, options, max(2, TASKS_IN_FLIGHT_PER_WORKER * workers)):
@@ -274,7 +275,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
                     _flush(db, run.id, pending[:batch_size], report, reasons, matcher)
                     pending = pending[batch_size:]
                 if on_progress:
-                    on_progress(round(done_files, 9), len(files))
+                    on_progress(float(done_files), len(files))
             _flush(db, run.id, pending, report, reasons, matcher)
         report.quarantined_by_reason = dict(sorted(reasons.items()))
         report.seconds = round(time.perf_counter() - started, 3)
@@ -326,7 +327,7 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
-           licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], float]]:
+           licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], Fraction | int]]:
     """Group files, and shares of the records of CSV files and of large CIF, MLIP JSON and extended XYZ files, into
     worker tasks, with already-stored records marked to skip.
 
@@ -356,7 +357,7 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
 
 
 def _share_tasks(info: FileInfo, whole: WorkUnit, shares: Iterator[list[Any]],
-                 count: Optional[int]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], float]]:
+                 count: Optional[int]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], Fraction | int]]:
     """One task per share of ``whole``'s file; each share finishes ``1/count`` of it (all of it at the last share
     when the count is not known in advance: a streamed file).
 
@@ -364,13 +365,14 @@ def _share_tasks(info: FileInfo, whole: WorkUnit, shares: Iterator[list[Any]],
     all 190,000 locators into each of its 1,900 tasks (7 GB through the pipes).
     """
     locate = share_locator(whole.format)
+    step = Fraction(0) if count is None else Fraction(1, count)
     done, previous = 0, None
     for share in shares:
         if previous is not None:
             done += 1
-            yield [info], [_share_unit(whole, previous, locate)], 0.0 if count is None else 1 / count
+            yield [info], [_share_unit(whole, previous, locate)], step
         previous = share
-    yield [info], [_share_unit(whole, previous or [], locate)], 1.0 if count is None else 1 - done / count
+    yield [info], [_share_unit(whole, previous or [], locate)], 1 - done * step
 
 
 def _share_unit(whole: WorkUnit, share: list[Any], locate: Optional[Callable[[Any], str]]) -> WorkUnit:
@@ -401,8 +403,6 @@ def _record_shares(path: Path, fmt: Optional[str]) -> Optional[tuple[Iterator[li
         items = iter(items)
         head = list(islice(items, RECORDS_PER_TASK + 1))
     except Exception:  # noqa: BLE001 - undecodable, not JSON, cut short: the worker reading it whole says why
-        if always:
-            raise
         return None
     if not always and len(head) <= RECORDS_PER_TASK:
         return None
@@ -416,8 +416,8 @@ def _in_shares(head: list[Any], rest: Iterator[Any]) -> Iterator[list[Any]]:
         yield share
 
 
-def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], float]], options: PrepareOptions,
-               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]], float]]:
+def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], Fraction | int]], options: PrepareOptions,
+               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]], Fraction | int]]:
     """Submit tasks keeping at most ``in_flight`` outstanding; yield results in submission order."""
     queue: deque = deque()
     for infos, units, finished in tasks:

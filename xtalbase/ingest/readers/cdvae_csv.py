@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import open_text, read_failure
 from xtalbase.ingest.readers.cif import block_count, parse_block
 from xtalbase.ingest.records import Known, ReadError, Record, number_or_text
 
@@ -31,40 +31,45 @@ ROW_ERROR = "\x00error"
 def rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """``[(row index, {column: text})]`` for every data row (cheap: no CIF parsing).
 
-    A row with fewer or more cells than the header, and a quoted cell still open at
-    the end of the file (a cut download), come back as ``{ROW_ERROR: (reason, message)}``
-    so that they are quarantined by themselves; the rows before them are kept.
+    A row with fewer or more cells than the header, a quoted cell still open at the end
+    of the file (a cut download), and a compressed file that ends early or is damaged,
+    come back as ``{ROW_ERROR: (reason, message)}`` so that they are quarantined by
+    themselves; the rows before them are kept.
     """
     csv.field_size_limit(sys.maxsize)
     out: list[tuple[int, dict[str, Any]]] = []
-    with open_text(path) as fh:
-        reader = csv.reader(fh, strict=True)
-        try:
-            header = next(reader, None)
-        except csv.Error as exc:
-            return [(0, {ROW_ERROR: ("parse_error", f"the header line is not CSV: {exc}")})]
-        if header is None:
-            return []
-        names = ["cif" if n.strip().lower() == "cif" else n.strip() for n in header]
-        while True:
-            index = len(out)
+    try:
+        with open_text(path) as fh:
+            reader = csv.reader(fh, strict=True)
             try:
-                cells = next(reader)
-            except StopIteration:
-                break
+                header = next(reader, None)
             except csv.Error as exc:
-                at_end = "unexpected end of data" in str(exc)
-                reason = "truncated_file" if at_end else "parse_error"
-                what = "the file ends inside a quoted cell (cut short?)" if at_end else f"not valid CSV ({exc})"
-                out.append((index, {ROW_ERROR: (reason, f"{what}; rows after it are not read")}))
-                break
-            if not cells:
-                continue  # a blank line (csv.DictReader skips these too)
-            if len(cells) != len(names):
-                out.append((index, {ROW_ERROR: ("parse_error", f"{len(cells)} cell{'' if len(cells) == 1 else 's'} but the header names {len(names)} "
-                                                               f"columns (a shifted or unquoted row?)")}))
-                continue
-            out.append((index, dict(zip(names, cells))))
+                return [(0, {ROW_ERROR: ("parse_error", f"the header line is not CSV: {exc}")})]
+            if header is None:
+                return []
+            names = ["cif" if n.strip().lower() == "cif" else n.strip() for n in header]
+            while True:
+                index = len(out)
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    at_end = "unexpected end of data" in str(exc)
+                    reason = "truncated_file" if at_end else "parse_error"
+                    what = "the file ends inside a quoted cell (cut short?)" if at_end else f"not valid CSV ({exc})"
+                    out.append((index, {ROW_ERROR: (reason, f"{what}; rows after it are not read")}))
+                    break
+                if not cells:
+                    continue  # a blank line (csv.DictReader skips these too)
+                if len(cells) != len(names):
+                    out.append((index, {ROW_ERROR: ("parse_error", f"{len(cells)} cell{'' if len(cells) == 1 else 's'} but the header names {len(names)} "
+                                                                   f"columns (a shifted or unquoted row?)")}))
+                    continue
+                out.append((index, dict(zip(names, cells))))
+    except Exception as exc:  # noqa: BLE001 - a compressed file cut short or damaged: the rows before it are kept
+        reason, what = read_failure(path, "cdvae_csv", exc)
+        out.append((len(out), {ROW_ERROR: (reason, f"{what}; rows after it are not read")}))
     return out
 
 

@@ -17,21 +17,29 @@ from __future__ import annotations
 
 import io
 import itertools
+import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import open_text, read_failure
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_ase
 
 
-def frames(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """``(index, frame text or None, message)`` per frame: the atom-count line tells where each frame ends.
+#: Characters of one frame held in memory (about 600,000 atoms): past it the frame's lines are counted, not kept.
+#: A count line gone wrong (``1000000000000``) would otherwise pull the rest of a gigabyte file into one frame.
+FRAME_CHARS = 64 << 20
+
+
+def frames(path: Path) -> Iterator[tuple[int, str | None, str, str]]:
+    """``(index, frame text, reason, message)`` per frame: the atom-count line tells where each frame ends.
 
     Streams the file (training sets run to gigabytes). A frame whose count line is not a
-    number ends the file's readable part (``None`` with the reason); one cut short is
-    returned as it is, for the parser to refuse.
+    whole number of atoms ends the file's readable part (text ``None``, ``parse_error``);
+    one cut short comes as far as it goes (``truncated_file``); one larger than
+    :data:`FRAME_CHARS` comes cut to its start (``too_many_sites``). ``reason`` is empty
+    for a whole frame.
     """
     with open_text(path) as fh:
         i = number = 0
@@ -42,59 +50,69 @@ def frames(path: Path) -> Iterator[tuple[int, str | None, str]]:
             try:
                 natoms = int(line.split()[0])
             except ValueError:
-                yield i, None, f"line {number}: expected the atom count of frame {i}, found {line.strip()[:60]!r}"
+                natoms = -1
+            if natoms < 0:
+                yield i, None, "parse_error", f"line {number}: expected the atom count of frame {i}, found {line.strip()[:60]!r}"
                 return
-            body = list(itertools.islice(fh, natoms + 1))
-            number += len(body)
-            yield i, line + "".join(body), "" if len(body) == natoms + 1 else "the file ends inside this frame"
+            body, size, taken = [], 0, 0
+            for taken, row in enumerate(itertools.islice(fh, min(natoms + 1, sys.maxsize)), 1):
+                if size <= FRAME_CHARS:
+                    body.append(row)
+                    size += len(row)
+            number += taken
+            text = line + "".join(body)
+            if taken < natoms + 1:
+                yield i, text, "truncated_file", "the file ends inside this frame"
+            elif size > FRAME_CHARS:
+                yield i, text[:65536], "too_many_sites", (f"the frame declares {natoms} atoms, more than {FRAME_CHARS >> 20} "
+                                                           f"MiB of text: not read")
+            else:
+                yield i, text, "", ""
             i += 1
 
 
-def split(path: Path) -> Iterator[tuple[int, Any, str]]:
+def split(path: Path) -> Iterator[tuple[int, str | ReadError | None, str, str]]:
     """The frames of ``path`` as :func:`frames` yields them, streamed: a large trajectory's shares for the workers.
 
     Lazy, unlike the other readers' ``split``: the main process reads a gigabyte file only as fast as the
     workers take its shares. A read that fails part-way (a ``.gz`` cut short) ends with an item holding the
-    exception, which :func:`read` raises at the same frame as reading the file whole would.
+    :class:`ReadError` that reading the file whole gives at that point (never the exception itself, which
+    might not survive the trip to a worker).
     """
     following = 0
     try:
         for item in frames(path):
             following = item[0] + 1
             yield item
-    except Exception as exc:  # noqa: BLE001 - handed to the worker, whose read_structures classifies it
-        yield following, exc, ""
+    except Exception as exc:  # noqa: BLE001 - classified as read_structures classifies it when reading whole
+        reason, what = read_failure(path, "extxyz", exc)
+        yield following, ReadError("file", reason, f"{path}: {what}"), "", ""
 
 
-def locator_of(item: tuple[int, Any, str]) -> str:
+def locator_of(item: tuple[int, Any, str, str]) -> str:
     """The locator of one :func:`split` item."""
     return f"frame={item[0]}"
 
 
-def _replay(items: Iterable[tuple[int, Any, str]]) -> Iterator[tuple[int, str | None, str]]:
-    for i, text, problem in items:
-        if isinstance(text, BaseException):
-            raise text
-        yield i, text, problem
-
-
-def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, Any, str]] | None = None,
+def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, Any, str, str]] | None = None,
          **_: object) -> Iterator[Record | ReadError | Known]:
     """Yield one record per frame; ``rows_`` (a share of :func:`split`) parses only those frames."""
     import ase.io
     from ase.stress import voigt_6_to_full_3x3_stress
 
-    for i, text, problem in frames(path) if rows_ is None else _replay(rows_):
+    for i, text, reason, message in frames(path) if rows_ is None else rows_:
         locator = f"frame={i}"
+        if isinstance(text, ReadError):
+            yield text
+            return
         if text is None:
-            yield ReadError(locator, "parse_error", f"{path} [{locator}]: {problem}; this frame and any after it cannot "
-                                                    f"be read")
+            yield ReadError(locator, reason, f"{path} [{locator}]: {message}; this frame and any after it cannot be read")
             return
         if locator in skip:
             yield Known(locator)
             continue
-        if problem:
-            yield ReadError(locator, "truncated_file", f"{path} [{locator}]: {problem}", text[:65536])
+        if reason:
+            yield ReadError(locator, reason, f"{path} [{locator}]: {message}", text[:65536])
             continue
         try:
             atoms = ase.io.read(io.StringIO(text), format="extxyz")
