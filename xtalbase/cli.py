@@ -125,7 +125,8 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
         pass
     else:
         usage.append(vendored.ClickException)
-        aborts.extend(getattr(vendored, name) for name in ("Abort",) if hasattr(vendored, name))
+        if hasattr(vendored, "Abort"):
+            aborts.append(vendored.Abort)
     aborts.append(typer.Abort)
     return tuple(usage), tuple(aborts)
 

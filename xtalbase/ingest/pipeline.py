@@ -92,6 +92,8 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     when given, is filled with each file's path from the named folder down (the folder
     names that may tell its source database; never the folders above what was named).
     """
+    if format is not None and format not in FORMATS:  # before the walk, which may take minutes on a large tree
+        raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
     out: list[tuple[Path, str | None]] = []
@@ -119,8 +121,6 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
                 out.append((child, fmt))
                 if hints is not None:
                     hints[child] = str(Path(path.resolve().name) / child.relative_to(path)) if child != path else child.name
-    if format is not None and format not in FORMATS:
-        raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
     return out
 
 
@@ -228,10 +228,10 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     db.require_schema()
     if not symprec > 0:
         raise XtalbaseError(f"symprec must be a positive distance in Å (got {symprec}); the default is {DEFAULT_SYMPREC}")
-    hints: dict[Path, str] = {}
-    files = find_files(paths, format, hints)
     if symmetry_engine not in SYMMETRY_ENGINES:
         raise XtalbaseError(f"unknown symmetry engine {symmetry_engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
+    hints: dict[Path, str] = {}
+    files = find_files(paths, format, hints)
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
     rehashed = rehash_outdated(db, symmetry_engine)
     options = PrepareOptions(

@@ -10,6 +10,7 @@ the ``low_precision`` check.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import warnings
 from pathlib import Path
@@ -514,8 +515,6 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 def _impossible_cell(data: dict, where: str) -> tuple[str, str] | None:
     """``(reason, message)`` for cell parameters no crystal has (a typo): lengths <= 0, angles that close no cell."""
-    import math
-
     try:
         values = [str2float(_scalar(data, t)) for t in CELL_TAGS]
     except ValueError:
