@@ -77,7 +77,7 @@ def load(sample: int | None, workers: int, cache: Path) -> dict:
         data = {k: z[k] for k in z.files}
         if sample is None or len(data["ids"]) == sample:
             return data
-    from xtalbase.ingest.xrd import compute_xrd
+    from xtalbase.xrd import compute_xrd
     from xtalbase.platform.convert import StructureArrays
 
     names = sorted(p.name for p in (DATA / "cifs").glob("*.cif"))

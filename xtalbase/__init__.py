@@ -26,7 +26,7 @@ def connect(url: str | None = None) -> "Database":
 
 def __getattr__(name: str) -> Any:
     if name == "compute_xrd":
-        from xtalbase.ingest.xrd import compute_xrd
+        from xtalbase.xrd import compute_xrd
 
         return compute_xrd
     raise AttributeError(f"module 'xtalbase' has no attribute {name!r}")

@@ -86,7 +86,7 @@ def test_import_of_published_csvs_reports_rows_it_cannot_match(perov, tmp_path):
 
 
 def test_parquet_has_one_row_per_structure_with_features(perov, tmp_path):
-    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.xrd.builder import compute_missing
     from xtalbase.ml.features import peaks11_for_structures
 
     split = perov.splits.get("perov")

@@ -33,7 +33,7 @@ def real_set():
     import spglib
     from pymatgen.core import Structure
 
-    from xtalbase.ingest.xrd import compute_xrd
+    from xtalbase.xrd import compute_xrd
 
     structures, systems, groups, a = [], [], [], []
     with warnings.catch_warnings():

@@ -22,7 +22,7 @@ SPLIT = "models"
 
 def populate(db) -> None:
     """Ingest the vendored MP subset, compute XRD, create the random split ``models`` (seed 0)."""
-    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.xrd.builder import compute_missing
 
     report = db.ingest([MP_CIFS])
     assert report.inserted == 350, report

@@ -121,7 +121,7 @@ def test_structures_without_patterns_are_reported(trained_db):
         ids = list(s.scalars(select(XrdRecipe.id)))
     assert len(ids) == 1
     with pytest.raises(XtalbaseError, match="have no computed XRD pattern for recipe"):
-        from xtalbase.ingest.xrd.store import compute_missing
+        from xtalbase.xrd.builder import compute_missing
 
         other = compute_missing(trained_db, {"radiation": "MoKa"}, structure_ids=[1])
         train_xrd(trained_db, split=SPLIT, recipe=str(other["recipe_id"]))

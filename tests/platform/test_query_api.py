@@ -114,7 +114,7 @@ def test_atoms_carry_dft_results_and_energy_filters(qdb):  # noqa: F811
 def test_xrd_peak_windows_match_stored_patterns(qdb):  # noqa: F811
     from sqlalchemy import select
 
-    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.xrd.builder import compute_missing
     from xtalbase.schema import XrdPattern
     from xtalbase.schema.arrays import unpack
 

@@ -68,7 +68,7 @@ def _shown(value) -> str:
 
 
 def test_documented_examples_answer_as_documented(qdb):  # noqa: F811
-    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.xrd.builder import compute_missing
     from xtalbase.platform.sql import run_readonly
 
     compute_missing(qdb, structure_ids=qdb.query('_xtalbase_source = "COD"').ids())

@@ -139,7 +139,7 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
 
 def compute_patterns(db: Any) -> int:
     """Compute the missing Cu Kα patterns (2θ 0-90°) of every structure; returns how many were computed."""
-    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.xrd.builder import compute_missing
 
     return int(compute_missing(db)["computed"])
 

@@ -51,7 +51,7 @@ def import_patterns(handle: Any, paths: list[Path], on_progress: Any = None) -> 
 
     Re-importing a file returns the pattern already stored for its content.
     """
-    from xtalbase.ingest.xrd.measured import import_scan
+    from xtalbase.xrd.scans import import_scan
 
     ids = []
     for path in paths:

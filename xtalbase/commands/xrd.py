@@ -35,7 +35,7 @@ def compute(
     as_json: JsonOpt = False,
 ) -> None:
     """Compute and store patterns for every structure lacking one for the recipe (idempotent)."""
-    from xtalbase.ingest.xrd.store import compute_missing
+    from xtalbase.xrd.builder import compute_missing
 
     handle = open_db(ctx, db)
     with progress() as bar:
@@ -79,7 +79,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a structure's stored pattern (peaks), optionally as a plot."""
-    from xtalbase.ingest.xrd.views import load_pattern, plot_pattern
+    from xtalbase.xrd.plot import load_pattern, plot_pattern
 
     handle = open_db(ctx, db)
     info = load_pattern(handle, structure_id, recipe)
@@ -109,7 +109,7 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a measured scan: store the raw profile and its picked peaks as a measured pattern."""
-    from xtalbase.ingest.xrd.measured import import_scan
+    from xtalbase.xrd.scans import import_scan
 
     result = import_scan(open_db(ctx, db), file, structure_id=structure, wavelength=wavelength)
     if as_json:
@@ -132,9 +132,9 @@ def match(
     as_json: JsonOpt = False,
 ) -> None:
     """Rank stored structures by how well their computed patterns explain the scan's peaks."""
-    from xtalbase.ingest.xrd.match import match_scan
-    from xtalbase.ingest.xrd.measured import find_peaks, read_scan, with_wavelength
-    from xtalbase.ingest.xrd.views import resolve_recipe_id
+    from xtalbase.xrd.match import match_scan
+    from xtalbase.xrd.scans import find_peaks, read_scan, with_wavelength
+    from xtalbase.xrd.plot import resolve_recipe_id
 
     handle = open_db(ctx, db)
     scan = with_wavelength(read_scan(file), wavelength)

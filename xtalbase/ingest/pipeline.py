@@ -213,7 +213,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         Element names for POSCARs that name none: ``"Si,O"`` in atom-type order, or
         ``"placeholder"`` (type i stored as the element with atomic number i, flagged on the source).
     xrd : bool
-        Afterwards compute XRD patterns of the new structures (``xtalbase.ingest.xrd.store.compute_missing``).
+        Afterwards compute XRD patterns of the new structures (``xtalbase.xrd.builder.compute_missing``).
     on_progress : callable, optional
         Called as ``on_progress(files_done, files_total)`` after each worker task; ``files_done`` counts a
         file split into shares by the fraction of its shares done (a float).
@@ -281,7 +281,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         report.seconds = round(time.perf_counter() - started, 3)
         run.summary = report.to_dict()
     if xrd and report.structure_ids:
-        from xtalbase.ingest.xrd.store import compute_missing
+        from xtalbase.xrd.builder import compute_missing
 
         compute_missing(db, structure_ids=report.structure_ids, workers=workers)
         report.seconds = round(time.perf_counter() - started, 3)

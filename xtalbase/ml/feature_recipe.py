@@ -52,7 +52,7 @@ def feature_names(recipe: dict[str, Any]) -> list[str]:
 
 def profile_grid(recipe: dict[str, Any]) -> np.ndarray:
     """2θ grid (degrees) of a profile recipe, (npoints,)."""
-    from xtalbase.ml.features import profile_grid as grid_points
+    from xtalbase.xrd.profile import profile_grid as grid_points
 
     return grid_points((float(recipe["two_theta_min"]), float(recipe["two_theta_max"]), float(recipe["step"])))
 
@@ -96,7 +96,7 @@ def peaks11_row(two_theta: np.ndarray, intensity: np.ndarray, recipe: dict[str, 
 
 def profile_row(two_theta: np.ndarray, intensity: np.ndarray, recipe: dict[str, Any]) -> np.ndarray:
     """Gaussian-broadened pattern on the recipe's grid, scaled to a maximum of 1, (npoints,) float32."""
-    from xtalbase.ml.features import profile
+    from xtalbase.xrd.profile import profile
 
     tt, inten = select_peaks(two_theta, intensity, recipe)
     grid = (float(recipe["two_theta_min"]), float(recipe["two_theta_max"]), float(recipe["step"]))

@@ -2,7 +2,7 @@
 
 * :func:`peaks11`: 2θ of the first 10 peaks from low angle plus the peak count (the crystal-system
   study's descriptor); fewer than 10 peaks are padded with 0.
-* :func:`profile`: the stick pattern broadened on a fixed 2θ grid (Gaussian or pseudo-Voigt), float32.
+* :func:`profile` (from :mod:`xtalbase.xrd.profile`): the stick pattern broadened on a fixed 2θ grid.
 * :func:`load_xrd_features`: the feature matrix of many structures for one recipe, from one query per
   few thousand ids.
 """
@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.xrd.profile import DEFAULT_GRID, profile, profile_grid
+from xtalbase.xrd.recipe import default_recipe_id
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
-#: Default profile grid: 2θ from 5° to 90° in 0.02° steps (4,251 points).
-DEFAULT_GRID = (5.0, 90.0, 0.02)
-#: Profile peaks are evaluated within this many FWHM of their centre (Gaussian tails are < 1e-15 there).
-PROFILE_WINDOW = 8.0
 ID_CHUNK = 5000
 
 
@@ -38,48 +36,6 @@ def peaks11(two_theta: np.ndarray, intensity: np.ndarray, *, threshold: float = 
         raise XtalbaseError(f"peaks11 threshold is a fraction of the strongest peak in [0, 1), got {threshold}")
     recipe = {"n_peaks": n_peaks, "min_intensity": 100.0 * threshold, "merge_tol": 0.0}
     return peaks11_row(np.asarray(two_theta, dtype=float), np.asarray(intensity, dtype=float), recipe)
-
-
-def profile_grid(grid: tuple[float, float, float] = DEFAULT_GRID) -> np.ndarray:
-    """2θ points (degrees) of ``grid`` = (start, stop, step), stop included when on the grid."""
-    start, stop, step = (float(v) for v in grid)
-    if not step > 0 or stop <= start:
-        raise XtalbaseError(f"profile grid must be (start, stop, step) with stop > start and step > 0, got {grid}")
-    return start + step * np.arange(int(np.floor((stop - start) / step + 1e-9)) + 1)
-
-
-def profile(two_theta: np.ndarray, intensity: np.ndarray, *, grid: tuple[float, float, float] = DEFAULT_GRID, fwhm: float = 0.2,
-            shape: str = "gaussian", eta: float = 0.5, normalize: bool = True) -> np.ndarray:
-    """The peaks broadened onto ``grid`` (2θ degrees), ``(npoints,)`` float32.
-
-    ``shape`` is ``"gaussian"`` or ``"pseudo-voigt"`` (``eta`` Lorentzian fraction, both parts with the
-    same ``fwhm`` in degrees). Each peak contributes ``intensity * shape(2θ - centre)`` with unit peak
-    height; the sum is scaled to a maximum of 1 unless ``normalize=False``.
-    """
-    x = profile_grid(grid)
-    tt = np.asarray(two_theta, dtype=float)
-    inten = np.asarray(intensity, dtype=float)
-    if not fwhm > 0:
-        raise XtalbaseError(f"fwhm must be positive (degrees), got {fwhm}")
-    if shape not in ("gaussian", "pseudo-voigt"):
-        raise XtalbaseError(f"profile shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
-    y = np.zeros(len(x))
-    start, step = x[0], x[1] - x[0] if len(x) > 1 else 1.0
-    # pseudo-Voigt's Lorentzian tails decay slowly: evaluate it on the whole grid; Gaussians only near their centre.
-    half = len(x) if shape == "pseudo-voigt" else int(np.ceil(PROFILE_WINDOW * fwhm / step))
-    offsets = np.arange(-half, half + 1)
-    centre = np.rint((tt - start) / step).astype(np.int64)
-    idx = centre[:, None] + offsets[None, :]
-    valid = (idx >= 0) & (idx < len(x))
-    dx = start + idx * step - tt[:, None]
-    sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
-    g = np.exp(-0.5 * (dx / sigma) ** 2)
-    if shape == "pseudo-voigt":
-        g = (1 - eta) * g + eta / (1 + (2 * dx / fwhm) ** 2)
-    np.add.at(y, idx[valid], (inten[:, None] * g)[valid])
-    if normalize and y.max() > 0:
-        y /= y.max()
-    return y.astype(np.float32)
 
 
 def load_patterns(db: "Database", structure_ids: Sequence[int], recipe_id: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -119,17 +75,6 @@ def load_xrd_features(db: "Database", structure_ids: Sequence[int], recipe_id: i
     return X, ids
 
 
-def default_recipe_id(db: "Database") -> int | None:
-    """Id of the default recipe (Cu Kα, 2θ 0-90°, pymatgen tolerances) when it is stored, else ``None``."""
-    from sqlalchemy import select
-
-    from xtalbase.ingest.xrd.recipe import recipe_hash, recipe_spec
-    from xtalbase.schema import XrdRecipe
-
-    with db.session() as s:
-        return s.scalars(select(XrdRecipe.id).where(XrdRecipe.hash == recipe_hash(recipe_spec()))).first()
-
-
 def peaks11_for_structures(db: "Database", structure_ids: Sequence[int], recipe_id: int | None = None) -> dict[int, np.ndarray]:
     """``{structure_id: peaks11}`` for the structures with a pattern for ``recipe_id`` (default recipe when omitted)."""
     recipe_id = recipe_id if recipe_id is not None else default_recipe_id(db)
@@ -137,3 +82,6 @@ def peaks11_for_structures(db: "Database", structure_ids: Sequence[int], recipe_
         return {}
     X, ids = load_xrd_features(db, structure_ids, recipe_id, "peaks11")
     return {int(i): x for i, x in zip(ids, X)}
+
+
+__all__ = ["DEFAULT_GRID", "default_recipe_id", "load_patterns", "load_xrd_features", "peaks11", "peaks11_for_structures", "profile", "profile_grid"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from xtalbase.errors import NotFound
-from xtalbase.ingest.xrd.engine import Pattern
+from xtalbase.xrd.engine import Pattern
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
@@ -101,7 +101,7 @@ def match_scan(db: "Database", measured: Pattern, wavelength: float, two_theta_r
     """The ``top`` stored structures whose computed patterns (recipe ``recipe_id``; default recipe) best explain ``measured``."""
     from sqlalchemy import select
 
-    from xtalbase.ml.features import default_recipe_id
+    from xtalbase.xrd.recipe import default_recipe_id
     from xtalbase.schema import Structure, XrdPattern
     from xtalbase.schema.arrays import unpack
 

@@ -14,8 +14,8 @@ import xtalbase
 from tests.conftest import TEST_DATA
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.xrd.recipe import PHYSICS_VERSION, get_or_create_recipe, recipe_hash, recipe_spec
-from xtalbase.ingest.xrd.store import compute_missing
+from xtalbase.xrd.recipe import PHYSICS_VERSION, get_or_create_recipe, recipe_hash, recipe_spec
+from xtalbase.xrd.builder import compute_missing
 from xtalbase.platform.convert import to_pymatgen
 from xtalbase.schema import Run, Structure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import unpack
@@ -107,7 +107,7 @@ def test_peak_table_answers_peak_searches_in_sql(loaded):
 
 
 def test_failed_structures_are_reported_not_fatal(loaded):
-    from xtalbase.ingest.xrd.store import compute_chunk
+    from xtalbase.xrd.builder import compute_chunk
 
     good = (np.eye(3) * 4.0, np.array([8]), np.zeros((1, 3)), None)
     bad = (np.eye(3) * 4.0, np.array([0]), np.zeros((1, 3)), None)

@@ -15,12 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
-from xtalbase.ingest.xrd.tables import WAVELENGTHS, wavelength_of
+from xtalbase.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
+from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
 from xtalbase.schema import XrdRecipe
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from xtalbase.platform.database import Database
 
 #: Bumped when the engine's physics or conventions change (so old patterns are not mistaken for new ones).
 PHYSICS_VERSION = "xtalbase-xrd-1 (pymatgen XRDCalculator conventions)"
@@ -94,7 +96,7 @@ def get_or_create_recipe(db_session: "Session", radiation: str | None = DEFAULT_
 
 
 def recipe_options(recipe: XrdRecipe) -> dict[str, Any]:
-    """Keyword arguments of :func:`xtalbase.ingest.xrd.compute_xrd` that reproduce ``recipe``."""
+    """Keyword arguments of :func:`xtalbase.xrd.compute_xrd` that reproduce ``recipe``."""
     params = recipe.params or {}
     return {
         "wavelength": recipe.wavelength,
@@ -103,6 +105,12 @@ def recipe_options(recipe: XrdRecipe) -> dict[str, Any]:
         "scaled_tol": params.get("scaled_tol", SCALED_INTENSITY_TOL),
         "debye_waller": params.get("debye_waller") or None,
     }
+
+
+def default_recipe_id(db: "Database") -> int | None:
+    """Id of the default recipe (Cu Kα, 2θ 0-90°, pymatgen tolerances) when it is stored, else ``None``."""
+    with db.session() as s:
+        return s.scalars(select(XrdRecipe.id).where(XrdRecipe.hash == recipe_hash(recipe_spec()))).first()
 
 
 def _default_name(spec: dict[str, Any]) -> str:

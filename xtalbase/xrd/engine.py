@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.xrd.tables import MAX_Z, scattering_table
+from xtalbase.xrd.constants import MAX_Z, scattering_table
 
 #: pymatgen's ``AbstractDiffractionPatternCalculator.TWO_THETA_TOL`` (degrees) and ``SCALED_INTENSITY_TOL``.
 TWO_THETA_TOL = 1e-5

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, exists, insert, select
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.xrd.engine import Pattern
+from xtalbase.xrd.engine import Pattern
 from xtalbase.schema import Structure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import pack
 
@@ -53,7 +53,7 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
         ``run_id``, ``recipe_id``, ``recipe_hash``, ``missing`` (found without a pattern),
         ``computed`` (patterns written), ``failed`` (list of ``{"structure_id", "reason"}``), ``seconds``.
     """
-    from xtalbase.ingest.xrd.recipe import get_or_create_recipe, recipe_options
+    from xtalbase.xrd.recipe import get_or_create_recipe, recipe_options
     from xtalbase.platform.executors import get_executor
 
     db.require_schema()
@@ -131,8 +131,8 @@ def load_structure_arrays(db: "Database", ids: Sequence[int]) -> list[tuple[int,
 
 def compute_chunk(items: list[tuple[int, tuple]], options: dict[str, Any], hkl: bool = False) -> tuple[list[int], tuple[list[Pattern], list[dict]]]:
     """Pure: patterns of ``items`` (from :func:`load_structure_arrays`); structures the engine rejects are reported, not raised."""
-    from xtalbase.ingest.xrd import compute_xrd
-    from xtalbase.ingest.xrd.tables import scattering_table
+    from xtalbase.xrd import compute_xrd
+    from xtalbase.xrd.constants import scattering_table
 
     _, known = scattering_table()
     good, failures = [], []

@@ -17,7 +17,7 @@ def resolve_recipe_id(db: "Database", recipe: str | int | None = None) -> int:
     """A recipe id from an id, a name or a hash prefix; ``None`` is the default recipe (Cu Kα, 0-90°)."""
     from sqlalchemy import select
 
-    from xtalbase.ingest.xrd.recipe import recipe_hash, recipe_spec
+    from xtalbase.xrd.recipe import recipe_hash, recipe_spec
     from xtalbase.schema import XrdRecipe
 
     with db.session() as s:
@@ -66,7 +66,7 @@ def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xtalbase.ml.features import profile
+    from xtalbase.xrd.profile import profile
 
     lo, hi = info["two_theta_range"]
     step = min(0.02, fwhm / 5)

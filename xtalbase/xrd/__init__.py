@@ -1,7 +1,7 @@
 """Powder X-ray diffraction: the batched engine, recipes, stored patterns, measured scans and matching.
 
 ``compute_xrd`` is the public entry point (also ``xtalbase.compute_xrd``); the database
-builder is :func:`xtalbase.ingest.xrd.store.compute_missing`.
+builder is :func:`xtalbase.xrd.builder.compute_missing`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.xrd.engine import Pattern, SiteBatch, batch_from_arrays, compute_batch
-from xtalbase.ingest.xrd.tables import WAVELENGTHS, wavelength_of
+from xtalbase.xrd.engine import Pattern, SiteBatch, batch_from_arrays, compute_batch
+from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
 
 __all__ = ["Pattern", "compute_xrd", "to_batch", "WAVELENGTHS"]
 

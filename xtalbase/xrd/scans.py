@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.xrd.engine import Pattern
+from xtalbase.xrd.engine import Pattern
 
 
 @dataclass
@@ -213,7 +213,7 @@ def import_scan(db: Any, path: str | Path, *, structure_id: int | None = None, w
     """
     from sqlalchemy import select
 
-    from xtalbase.ingest.xrd.store import pattern_row, peak_rows_of
+    from xtalbase.xrd.builder import pattern_row, peak_rows_of
     from xtalbase.schema import Structure, XrdPattern, XrdPeak
     from xtalbase.schema.arrays import pack
 
