@@ -147,7 +147,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from xtalbase.ml.estimators import ExtraTreesModel, XGBoostModel
-    from xtalbase.ml.feature_recipe import feature_names, featurize, make_recipe
+    from xtalbase.ml.features import feature_names, featurize, make_recipe
     from xtalbase.ml.interpret import ranked_importances, surrogate_tree
 
     print(f"host: {platform.node()}, {os.cpu_count()} cores, python {platform.python_version()}")

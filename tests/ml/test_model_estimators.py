@@ -22,7 +22,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts
 from xtalbase.ml.estimators import ExtraTreesModel, XGBoostModel, make_estimator
 from xtalbase.ml.evaluation import classification_metrics, regression_metrics, top_k, top_k_accuracy
-from xtalbase.ml.feature_recipe import featurize, make_recipe, peaks11_row, select_peaks
+from xtalbase.ml.features import featurize, make_recipe, peaks11_row, select_peaks
 
 
 @functools.cache
