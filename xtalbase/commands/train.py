@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.ml.targets import metric_names, targets_help
 
 app = typer.Typer(help="Train models and register them with their provenance.", no_args_is_help=True)
 
@@ -15,13 +16,13 @@ app = typer.Typer(help="Train models and register them with their provenance.", 
 @app.command("xrd")
 def train_xrd(
     ctx: typer.Context,
-    target: Annotated[str, typer.Option(help="crystal_system | space_group | lattice (a, b, c) | cubic_a.")] = "crystal_system",
+    target: Annotated[str, typer.Option(help=targets_help() + ".")] = "crystal_system",
     split: Annotated[Optional[str], typer.Option(help="Split to train on (its --fold) and evaluate on (val, test).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to train on instead of a split fold (evaluated on its split).")] = None,
     fold: Annotated[str, typer.Option(help="Training fold of --split.")] = "train",
     features: Annotated[str, typer.Option(help="peaks11 (first 10 peak positions + peak count) | profile (broadened pattern).")] = "peaks11",
     algorithm: Annotated[str, typer.Option(help="extratrees | xgboost.")] = "extratrees",
-    recipe: Annotated[Optional[str], typer.Option(help="XRD recipe id, name or hash prefix (default: the one with most patterns).")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="XRD recipe id, name or hash prefix (default: the default recipe, Cu Kα 2θ 0-90°).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same inputs + seed = same model and artifact hash).")] = 0,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Hyperparameter key=value (repeatable), e.g. n_estimators=300.")] = None,
     min_intensity: Annotated[Optional[float], typer.Option(help="Count only peaks >= this % of the strongest (default 0: every reflection).")] = None,
@@ -59,8 +60,7 @@ def train_xrd(
 def print_metrics(metrics: dict[str, Any], title: str | None = None) -> None:
     """Metrics per fold as a table, then the test (else val) confusion matrix when there is one."""
     folds = [f for f in ("val", "test") if metrics.get(f, {}).get("n")]
-    keys = [k for k in ("accuracy", "top5_accuracy", "macro_f1", "majority_accuracy", "r2_a", "mae_a", "r2_b", "mae_b",
-                        "r2_c", "mae_c", "r2_cubic_a", "mae_cubic_a") if any(k in metrics[f] for f in folds)]
+    keys = [k for k in metric_names() if any(k in metrics[f] for f in folds)]
     rows = [{"fold": f, "n": metrics[f]["n"], **{k: _fmt(metrics[f].get(k)) for k in keys}} for f in folds]
     if rows:
         print_table(rows, ["fold", "n", *keys], title=title)

@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.evaluation import top_k
-from xtalbase.ml.feature_recipe import featurize
+from xtalbase.ml.features import FeatureRecipe
 from xtalbase.ml.registry import get_model, load_estimator
-from xtalbase.ml.xrd_inputs import TARGETS, load_fold
+from xtalbase.ml.targets import get_target
+from xtalbase.ml.xrd_inputs import load_fold
 from xtalbase.schema import Model, Prediction, Structure, XrdPattern, XrdRecipe
 from xtalbase.schema.arrays import unpack
 
@@ -50,12 +51,12 @@ def predict_structures(db: "Database", model_id: int | str, structure_ids: Seque
     with db.session() as s:
         model = get_model(s, model_id)
         estimator = load_estimator(model)
-        target = "lattice" if model.target == "cubic_a" else model.target
-        fold = load_fold(s, structure_ids, target, model.xrd_recipe_id, model.feature_recipe, what="selected structures")
+        fold = load_fold(s, structure_ids, model.target, model.xrd_recipe_id, model.feature_recipe, what="selected structures",
+                         training=False)
         formulas = dict(s.execute(select(Structure.id, Structure.formula_reduced).where(Structure.id.in_(fold.ids.tolist()))).all())
     outputs = _outputs(model, estimator, fold.X)
     rows = [dict(o, structure_id=int(sid), formula=formulas.get(int(sid))) for sid, o in zip(fold.ids, outputs)]
-    summary = _summary(model, outputs, fold.y if model.target != "cubic_a" else fold.y[:, 0])
+    summary = _summary(model, outputs, fold.y)
     return _store(db, model, rows, {"source": source, "n_structures": len(rows)}, summary)
 
 
@@ -71,7 +72,7 @@ def predict_patterns(db: "Database", model_id: int | str, pattern_ids: Sequence[
             raise NotFound(f"no XRD pattern with id {missing[0]}")
         peaks = [peaks_for_recipe(p, recipe) for p in patterns]
         names = [p.name or p.file_path or f"pattern {p.id}" for p in patterns]
-    outputs = _outputs(model, estimator, featurize(peaks, model.feature_recipe))
+    outputs = _outputs(model, estimator, FeatureRecipe.from_dict(model.feature_recipe).transform(peaks))
     rows = [dict(o, pattern_id=int(p.id), name=n, npeaks_used=len(pk[0])) for o, p, n, pk in zip(outputs, patterns, names, peaks)]
     return _store(db, model, rows, {"source": "patterns", "pattern_ids": [int(p) for p in pattern_ids]}, _summary(model, outputs, None))
 
@@ -101,7 +102,7 @@ def _outputs(model: Model, estimator: Any, X: np.ndarray) -> list[dict[str, Any]
         proba = estimator.predict_proba(X)
         ranked = top_k(proba, estimator.classes_, TOP_K)
         return [{"label": str(r[0][0]), "probability": r[0][1], "top_k": [[c, round(p, 6)] for c, p in r]} for r in ranked]
-    names = TARGETS[model.target][1]
+    names = get_target(model.target).outputs
     values = np.asarray(estimator.predict(X), dtype=float).reshape(len(X), -1)
     return [{"value": float(v[0]), "values": {n: float(x) for n, x in zip(names, v)}} for v in values]
 

@@ -16,10 +16,12 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts, registry
 from xtalbase.ml.estimators import make_estimator
 from xtalbase.ml.evaluation import classification_metrics, regression_metrics
-from xtalbase.ml.feature_recipe import make_recipe
-from xtalbase.ml.xrd_inputs import TARGETS, Fold, check_target, dataset_ids, get_dataset, get_split, load_fold, resolve_recipe, split_fold_ids
+from xtalbase.ml.features import FeatureRecipe
+from xtalbase.ml.targets import Target, get_target
+from xtalbase.ml.xrd_inputs import Fold, dataset_ids, get_dataset, get_split, load_fold, split_fold_ids
 from xtalbase.platform.provenance import code_version
 from xtalbase.schema import Model, Split
+from xtalbase.xrd.recipe import resolve_recipe
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
@@ -43,12 +45,12 @@ class TrainReport:
     feature_recipe: dict[str, Any] = field(default_factory=dict)
 
 
-def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target: str) -> tuple[Any, dict[str, Any], float]:
+def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target: str | Target) -> tuple[Any, dict[str, Any], float]:
     """Fit ``estimator`` on ``train`` and compute metrics on every fold in ``evals``.
 
     Returns ``(fitted estimator, metrics, fit seconds)``; metrics hold only deterministic numbers.
     """
-    task, outputs = TARGETS[target]
+    target = target if isinstance(target, Target) else get_target(target)
     start = time.perf_counter()
     estimator.fit(train.X, train.y)
     fit_seconds = time.perf_counter() - start
@@ -57,16 +59,16 @@ def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target
         if len(data) == 0:
             metrics[fold] = {"n": 0}
             continue
-        if task == "classification":
+        if target.task == "classification":
             proba = estimator.predict_proba(data.X)
             pred = np.asarray(estimator.classes_)[np.argmax(proba, axis=1)]
             metrics[fold] = classification_metrics(data.y, pred, proba, estimator.classes_, top=5,
-                                                   confusion=target == "crystal_system", train_labels=train.y)
+                                                   confusion=target.confusion, train_labels=train.y)
         else:
             pred = np.asarray(estimator.predict(data.X)).reshape(len(data), -1)
-            metrics[fold] = regression_metrics(data.y, pred, outputs)
+            metrics[fold] = regression_metrics(data.y, pred, list(target.outputs))
             cubic = data.crystal_systems == "cubic"
-            if target == "lattice" and cubic.sum() >= 2:
+            if target.cubic_subset and cubic.sum() >= 2:
                 sub = regression_metrics(data.y.reshape(len(data), -1)[cubic, :1], pred[cubic, :1], ["cubic_a"])
                 metrics[fold].update({k: v for k, v in sub.items() if k != "n"}, n_cubic=int(cubic.sum()))
     return estimator, metrics, fit_seconds
@@ -85,8 +87,10 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
     """
     if (split is None) == (dataset is None):
         raise XtalbaseError("give exactly one of --split NAME or --dataset NAME")
-    task = check_target(target)
-    feature_recipe = make_recipe(features, **(feature_options or {}))
+    spec = get_target(target)
+    task = spec.task
+    recipe_obj = FeatureRecipe.make(features, **(feature_options or {}))
+    feature_recipe = recipe_obj.to_dict()
     try:
         estimator = make_estimator(algorithm, task, params, seed)
     except ValueError as exc:
@@ -107,7 +111,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
             where = f"fold {fold!r} of split {split_row.name!r}"
         if not train_ids:
             raise XtalbaseError(f"{where} has no structures to train on")
-        train = load_fold(s, train_ids, target, xrd_recipe.id, feature_recipe, what=f"structures of {where}")
+        train = load_fold(s, train_ids, spec, xrd_recipe.id, recipe_obj, what=f"structures of {where}")
         evals = {}
         if split_row is not None:
             for f in EVAL_FOLDS:
@@ -115,7 +119,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
                     # an extended dataset may have absorbed held-out structures: never evaluate on training data
                     ids = sorted(set(split_fold_ids(s, split_row, f)) - set(train_ids))
                     if ids:
-                        evals[f] = load_fold(s, ids, target, xrd_recipe.id, feature_recipe, what=f"structures of fold {f!r}")
+                        evals[f] = load_fold(s, ids, spec, xrd_recipe.id, recipe_obj, what=f"structures of fold {f!r}")
         if task == "classification" and len(np.unique(train.y)) < 2:
             raise XtalbaseError(f"{where} has a single {target} class; a classifier needs at least two")
         parent = parent_model_id or registry.parent_model_for(s, dataset_row, target)
@@ -126,7 +130,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
     run_params = {"target": target, "algorithm": algorithm, "split": split, "dataset": dataset, "fold": fold_name,
                   "features": feature_recipe, "xrd_recipe_id": recipe_id, "seed": seed, "params": params or {}}
     with db.run("train", run_params) as run:
-        fitted, metrics, fit_seconds = fit_and_evaluate(estimator, train, evals, target)
+        fitted, metrics, fit_seconds = fit_and_evaluate(estimator, train, evals, spec)
         blob, fmt = artifacts.dump(fitted)
         digest = artifacts.sha256(blob)
         hyper = {k: v for k, v in fitted.get_params().items() if k not in ("task", "random_state")}

@@ -11,25 +11,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from xtalbase.errors import NotFound, XtalbaseError
-from xtalbase.ml.feature_recipe import featurize
-from xtalbase.schema import Dataset, DatasetMember, Split, SplitMember, Structure, XrdPattern, XrdRecipe
+from xtalbase.ml.features import FeatureRecipe
+from xtalbase.ml.targets import Target, get_target
+from xtalbase.schema import Dataset, DatasetMember, Split, SplitMember, Structure, XrdPattern
 from xtalbase.schema.arrays import unpack
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from xtalbase.platform.database import Database
-
-#: Targets, their task and output names.
-TARGETS: dict[str, tuple[str, list[str]]] = {
-    "crystal_system": ("classification", ["crystal_system"]),
-    "space_group": ("classification", ["space_group"]),
-    "lattice": ("regression", ["a", "b", "c"]),
-    "cubic_a": ("regression", ["a"]),
-}
 
 
 @dataclass
@@ -56,9 +49,7 @@ class Fold:
 
 def check_target(target: str) -> str:
     """The task (``classification``/``regression``) of ``target``; raises naming the known targets."""
-    if target not in TARGETS:
-        raise XtalbaseError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
-    return TARGETS[target][0]
+    return get_target(target).task
 
 
 def get_split(session: "Session", name: str) -> Split:
@@ -88,58 +79,32 @@ def dataset_ids(session: "Session", dataset: Dataset) -> list[int]:
     return list(session.scalars(select(DatasetMember.structure_id).where(DatasetMember.dataset_id == dataset.id)))
 
 
-def resolve_recipe(session: "Session", recipe: str | int | None) -> XrdRecipe:
-    """An XRD recipe by id, hash prefix or name; by default the one with the most computed patterns."""
-    if recipe is None:
-        row = session.execute(
-            select(XrdPattern.recipe_id, func.count()).where(XrdPattern.kind == "computed", XrdPattern.recipe_id.is_not(None))
-            .group_by(XrdPattern.recipe_id).order_by(func.count().desc(), XrdPattern.recipe_id)
-        ).first()
-        if row is None:
-            raise NotFound("no computed XRD patterns in the database: run `xtalbase xrd compute` first")
-        return session.get(XrdRecipe, row[0])
-    text = str(recipe)
-    found = session.get(XrdRecipe, int(text)) if text.isdigit() else None
-    found = found or session.scalars(select(XrdRecipe).where((XrdRecipe.name == text) | XrdRecipe.hash.startswith(text))).first()
-    if found is None:
-        raise NotFound(f"no XRD recipe {text!r} (give an id, a name or a hash prefix; see `xtalbase xrd recipes`)")
-    return found
-
-
-def load_fold(session: "Session", ids: Sequence[int], target: str, recipe_id: int, feature_recipe: dict[str, Any],
-              *, what: str = "structures") -> Fold:
+def load_fold(session: "Session", ids: Sequence[int], target: str | Target, recipe_id: int,
+              feature_recipe: FeatureRecipe | dict[str, Any], *, what: str = "structures", training: bool = True) -> Fold:
     """Features and labels of ``ids`` for ``target``, ordered by exact hash.
 
     Raises :class:`XtalbaseError` naming how many structures lack a pattern for the recipe or a label.
-    ``cubic_a`` keeps only cubic structures.
+    With ``training`` the target's own row filter applies (``cubic_a`` keeps only cubic structures);
+    prediction passes ``training=False`` to describe every requested structure.
     """
+    target = target if isinstance(target, Target) else get_target(target)
     rows = _structure_rows(session, ids)
-    if target == "cubic_a":
-        rows = [r for r in rows if r.crystal_system == "cubic"]
+    if training:
+        rows = target.training_rows(rows)
     peaks = _peaks(session, [r.id for r in rows], recipe_id)
     missing = [r.id for r in rows if r.id not in peaks]
     if missing:
         raise XtalbaseError(f"{len(missing)} of {len(rows)} {what} have no computed XRD pattern for recipe {recipe_id} "
                             f"(e.g. structure {missing[0]}): run `xtalbase xrd compute` first")
-    y = labels(rows, target)
-    X = featurize([peaks[r.id] for r in rows], feature_recipe)
+    y = target.label(rows)
+    X = FeatureRecipe.from_dict(feature_recipe).transform([peaks[r.id] for r in rows])
     return Fold(np.array([r.id for r in rows], dtype=np.int64), X, y, [r.exact_hash for r in rows],
                 np.array([r.crystal_system for r in rows], dtype=object))
 
 
 def labels(rows: Sequence[Any], target: str) -> np.ndarray:
     """Target values of structure rows: crystal system names, space-group numbers or lattice constants (Å)."""
-    if target == "crystal_system":
-        values = [r.crystal_system for r in rows]
-    elif target == "space_group":
-        values = [r.spacegroup_number for r in rows]
-    else:
-        lattice = conventional_lattice(rows)
-        return lattice if target == "lattice" else lattice[:, 0]
-    unlabelled = [r.id for r, v in zip(rows, values) if v is None]
-    if unlabelled:
-        raise XtalbaseError(f"{len(unlabelled)} structures have no {target} (symmetry not determined), e.g. structure {unlabelled[0]}")
-    return np.asarray(values)
+    return get_target(target).label(rows)
 
 
 def conventional_lattice(rows: Sequence[Any]) -> np.ndarray:
