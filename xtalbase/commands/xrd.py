@@ -67,12 +67,16 @@ def recipes(ctx: typer.Context, db: DbOpt = None, as_json: JsonOpt = False) -> N
     print_json(rows) if as_json else print_table(rows)
 
 
+#: The same default as `train --recipe` (xtalbase.xrd.recipe.resolve_recipe).
+RECIPE_HELP = "XRD recipe id, name or hash prefix (default: the default recipe, Cu Kα 2θ 0-90°)."
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,
     structure_id: Annotated[int, typer.Argument(help="Structure id.")],
     db: DbOpt = None,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Recipe id, name or hash prefix (default: Cu Kα 0-90°).")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help=RECIPE_HELP)] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: stick pattern with the broadened profile.")] = None,
     fwhm: Annotated[float, typer.Option("--fwhm", help="Profile FWHM in degrees for the plot.")] = 0.2,
     top: Annotated[int, typer.Option("--top", help="Peaks listed (strongest first); 0 = all.")] = 20,
@@ -125,7 +129,7 @@ def match(
     file: Annotated[Path, typer.Argument(help="Measured scan (.xy or .xrdml).")],
     db: DbOpt = None,
     top: Annotated[int, typer.Option("--top", help="Candidates listed.")] = 5,
-    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Recipe of the computed patterns (default: Cu Kα 0-90°).")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help=RECIPE_HELP)] = None,
     wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")] = None,
     tol: Annotated[float, typer.Option("--tol", help="2θ distance (degrees) at which a peak pair stops counting.")] = 0.3,
     max_strain: Annotated[float, typer.Option("--max-strain", help="Largest uniform lattice strain tried (fraction).")] = 0.015,
@@ -133,13 +137,13 @@ def match(
 ) -> None:
     """Rank stored structures by how well their computed patterns explain the scan's peaks."""
     from xtalbase.xrd.match import match_scan
+    from xtalbase.xrd.recipe import resolve_recipe
     from xtalbase.xrd.scans import find_peaks, read_scan, with_wavelength
-    from xtalbase.xrd.plot import resolve_recipe_id
 
     handle = open_db(ctx, db)
     scan = with_wavelength(read_scan(file), wavelength)
     peaks = find_peaks(scan)
-    recipe_id = resolve_recipe_id(handle, recipe)
+    recipe_id = resolve_recipe(handle, recipe).id
     found = match_scan(handle, peaks, scan.wavelength, (float(scan.two_theta[0]), float(scan.two_theta[-1])), recipe_id=recipe_id,
                        top=top, tol=tol, max_strain=max_strain)
     rows = [{"rank": i + 1, **m.to_dict()} for i, m in enumerate(found)]

@@ -7,25 +7,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from xtalbase.platform.figures import new_figure, save_figure
+
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (true class rows, predicted class columns) with counts in the cells."""
-    plt = _pyplot()
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig = new_figure((6.5, 5.5))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -36,32 +29,26 @@ def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: 
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="fraction of true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def importances_png(ranked: Sequence[tuple[str, float]], path: Path, title: str) -> Path:
     """Horizontal bar chart of (feature, importance) pairs, largest on top."""
-    plt = _pyplot()
     names = [n for n, _ in ranked][::-1]
     values = [v for _, v in ranked][::-1]
-    fig, ax = plt.subplots(figsize=(6, max(3, 0.3 * len(names) + 1)))
+    fig = new_figure((6, max(3, 0.3 * len(names) + 1)))
+    ax = fig.subplots()
     ax.barh(names, values, color="tab:blue")
     ax.set_xlabel("importance")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def surrogate_scatter_png(peak3: np.ndarray, npeaks: np.ndarray, is_cubic: np.ndarray, tree: Any, accuracy: float,
                           path: Path) -> Path:
     """Third-peak 2θ against peak count, cubic vs rest, with the decision regions of a tree fit on those two."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig = new_figure((6.5, 5))
+    ax = fig.subplots()
     xs = np.linspace(0, max(90.0, float(peak3.max()) + 1), 300)
     ys = np.linspace(0, float(npeaks.max()) * 1.05 + 1, 300)
     gx, gy = np.meshgrid(xs, ys)
@@ -75,15 +62,12 @@ def surrogate_scatter_png(peak3: np.ndarray, npeaks: np.ndarray, is_cubic: np.nd
     ax.set_yscale("symlog", linthresh=10)
     ax.set_title(f"depth-2 tree, cubic vs rest: test accuracy {accuracy:.3f}")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plots_for_model(db: "Database", model_id: int, folder: Path) -> list[Path]:
     """Write the model's PNGs into ``folder``: confusion matrix (crystal system), importances, surrogate scatter."""
-    from xtalbase.ml.feature_recipe import feature_names
+    from xtalbase.ml.features import FeatureRecipe
     from xtalbase.ml.interpret import ranked_importances, surrogate_tree
     from xtalbase.ml.registry import get_model, load_estimator
     from xtalbase.ml.xrd_inputs import load_fold, split_fold_ids
@@ -95,7 +79,8 @@ def plots_for_model(db: "Database", model_id: int, folder: Path) -> list[Path]:
     with db.session() as s:
         model = get_model(s, model_id)
         estimator = load_estimator(model)
-        names = feature_names(model.feature_recipe)
+        recipe = FeatureRecipe.from_dict(model.feature_recipe)
+        names = recipe.names()
         tag = f"model{model.id}_{model.algorithm}_{model.target}"
         for fold in ("test", "val"):
             m = (model.metrics or {}).get(fold, {})
@@ -106,11 +91,11 @@ def plots_for_model(db: "Database", model_id: int, folder: Path) -> list[Path]:
         ranked = ranked_importances(estimator.feature_importances_, names)
         written.append(importances_png(ranked, folder / f"{tag}_importances.png", f"model {model.id} {model.algorithm} feature importances"))
         split = s.get(Split, model.split_id) if model.split_id else None
-        if model.feature_recipe.get("kind") == "peaks11" and model.target == "crystal_system" and split is not None:
-            train = load_fold(s, split_fold_ids(s, split, model.fold or "train"), "crystal_system", model.xrd_recipe_id, model.feature_recipe)
+        if recipe.kind == "peaks11" and model.target == "crystal_system" and split is not None:
+            train = load_fold(s, split_fold_ids(s, split, model.fold or "train"), "crystal_system", model.xrd_recipe_id, recipe)
             test_ids = split_fold_ids(s, split, "test")
             if test_ids:
-                test = load_fold(s, test_ids, "crystal_system", model.xrd_recipe_id, model.feature_recipe)
+                test = load_fold(s, test_ids, "crystal_system", model.xrd_recipe_id, recipe)
                 cols = [names.index("peak3"), names.index("npeaks")]
                 sur = surrogate_tree(train.X[:, cols], train.y, test.X[:, cols], test.y, ["peak3", "npeaks"])
                 written.append(surrogate_scatter_png(test.X[:, cols[0]], test.X[:, cols[1]], test.y == "cubic", sur["tree"],

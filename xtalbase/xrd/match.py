@@ -98,16 +98,18 @@ def score_candidates(measured: Pattern, wavelength: float, candidates: Sequence[
 
 def match_scan(db: "Database", measured: Pattern, wavelength: float, two_theta_range: tuple[float, float], *, recipe_id: int | None = None,
                top: int = 5, structure_ids: Sequence[int] | None = None, **options: Any) -> list[Match]:
-    """The ``top`` stored structures whose computed patterns (recipe ``recipe_id``; default recipe) best explain ``measured``."""
+    """The ``top`` stored structures whose computed patterns best explain ``measured``.
+
+    ``recipe_id`` defaults to the default recipe of :func:`xtalbase.xrd.recipe.resolve_recipe`.
+    """
     from sqlalchemy import select
 
-    from xtalbase.xrd.recipe import default_recipe_id
     from xtalbase.schema import Structure, XrdPattern
     from xtalbase.schema.arrays import unpack
+    from xtalbase.xrd.recipe import resolve_recipe
 
-    recipe_id = recipe_id if recipe_id is not None else default_recipe_id(db)
     if recipe_id is None:
-        raise NotFound("no computed XRD patterns for the default recipe: run `xtalbase xrd compute` first")
+        recipe_id = resolve_recipe(db, None).id
     stmt = (select(XrdPattern.structure_id, XrdPattern.d_spacing, XrdPattern.intensity, Structure.formula_reduced, Structure.spacegroup_number)
             .join(Structure, Structure.id == XrdPattern.structure_id)
             .where(XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed"))

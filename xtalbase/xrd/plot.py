@@ -13,43 +13,23 @@ if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
 
-def resolve_recipe_id(db: "Database", recipe: str | int | None = None) -> int:
-    """A recipe id from an id, a name or a hash prefix; ``None`` is the default recipe (Cu Kα, 0-90°)."""
-    from sqlalchemy import select
-
-    from xtalbase.xrd.recipe import recipe_hash, recipe_spec
-    from xtalbase.schema import XrdRecipe
-
-    with db.session() as s:
-        if recipe is None:
-            found = s.scalars(select(XrdRecipe.id).where(XrdRecipe.hash == recipe_hash(recipe_spec()))).first()
-            if found is None:
-                raise NotFound("the default XRD recipe (Cu Kα, 2θ 0-90°) has no patterns yet: run `xtalbase xrd compute`")
-            return found
-        text = str(recipe)
-        stmt = select(XrdRecipe.id).where((XrdRecipe.name == text) | XrdRecipe.hash.startswith(text))
-        if text.isdigit():
-            stmt = select(XrdRecipe.id).where(XrdRecipe.id == int(text))
-        found = s.scalars(stmt.order_by(XrdRecipe.id)).first()
-        if found is None:
-            raise NotFound(f"no XRD recipe {text!r} (give an id, a name or a hash prefix; see `xtalbase xrd recipes`)")
-        return found
-
-
 def load_pattern(db: "Database", structure_id: int, recipe: str | int | None = None) -> dict[str, Any]:
     """The stored computed pattern of ``structure_id`` for ``recipe``: peak arrays plus labels for display."""
     from sqlalchemy import select
 
-    from xtalbase.schema import Structure, XrdPattern, XrdRecipe
+    from xtalbase.schema import Structure, XrdPattern
     from xtalbase.schema.arrays import unpack
 
-    recipe_id = resolve_recipe_id(db, recipe)
+    from xtalbase.xrd.recipe import resolve_recipe
+
     with db.session() as s:
+        rec = resolve_recipe(s, recipe)
+        recipe_id = rec.id
         structure = s.get(Structure, structure_id)
         if structure is None:
             raise NotFound(f"no structure with id {structure_id}")
-        pattern = s.scalars(select(XrdPattern).where(XrdPattern.structure_id == structure_id, XrdPattern.recipe_id == recipe_id)).first()
-        rec = s.get(XrdRecipe, recipe_id)
+        pattern = s.scalars(select(XrdPattern).where(XrdPattern.structure_id == structure_id, XrdPattern.recipe_id == recipe_id,
+                                                     XrdPattern.kind == "computed")).first()
         if pattern is None:
             raise NotFound(f"structure {structure_id} has no pattern for recipe {recipe_id} ({rec.name}): run `xtalbase xrd compute`")
         return {"structure_id": structure_id, "formula": structure.formula_reduced, "spacegroup": structure.spacegroup_number,
@@ -61,11 +41,7 @@ def load_pattern(db: "Database", structure_id: int, recipe: str | int | None = N
 
 def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -> Path:
     """Write a PNG: peaks as sticks, the Gaussian-broadened profile over them, axes labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from xtalbase.platform.figures import new_figure, save_figure
     from xtalbase.xrd.profile import profile
 
     lo, hi = info["two_theta_range"]
@@ -73,7 +49,8 @@ def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -
     tt, inten = info["two_theta"], info["intensity"]
     curve = profile(tt, inten, grid=(lo, hi, step), fwhm=fwhm, normalize=False)
     top = curve.max() if len(curve) and curve.max() > 0 else 1.0
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig = new_figure((10, 4.5))
+    ax = fig.subplots()
     ax.vlines(tt, 0, inten, color="k", linewidth=1.0, label="peaks (scaled intensity)")
     x = lo + step * np.arange(len(curve))
     ax.plot(x, curve / top * 100, color="tab:red", linewidth=1.0, alpha=0.8, label=f"Gaussian profile, FWHM {fwhm:g}°")
@@ -83,8 +60,4 @@ def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -
     ax.set_ylabel("Intensity (scaled to 100)")
     ax.set_title(f"structure {info['structure_id']} {info['formula']}  —  {info['recipe_name']} (λ = {info['wavelength']:g} Å)")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path), dpi=120)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from xtalbase.errors import XtalbaseError
+from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
 from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
 from xtalbase.schema import XrdRecipe
@@ -107,10 +107,42 @@ def recipe_options(recipe: XrdRecipe) -> dict[str, Any]:
     }
 
 
-def default_recipe_id(db: "Database") -> int | None:
-    """Id of the default recipe (Cu Kα, 2θ 0-90°, pymatgen tolerances) when it is stored, else ``None``."""
-    with db.session() as s:
-        return s.scalars(select(XrdRecipe.id).where(XrdRecipe.hash == recipe_hash(recipe_spec()))).first()
+def resolve_recipe(session_or_db: "Session | Database", recipe: str | int | None = None) -> XrdRecipe:
+    """The XRD recipe named by an id, a name or a hash prefix; ``None`` means the default recipe.
+
+    **The default** is the recipe of :func:`recipe_spec` with no arguments: Cu Kα (1.54184 Å), 2θ 0-90°,
+    pymatgen's merge and intensity tolerances, no Debye–Waller factors. It is what ``xtalbase xrd compute``
+    computes without options, and every command that takes ``--recipe`` (``train``, ``xrd show``,
+    ``xrd match``, exports) uses it when none is given. It is never guessed from pattern counts: when it
+    is not stored, :class:`NotFound` lists the stored recipes to choose from.
+
+    Given a :class:`Database`, the row is read in its own session and returned detached (its columns
+    loaded); given a ``Session``, the row belongs to it.
+    """
+    from sqlalchemy.orm import Session
+
+    if not isinstance(session_or_db, Session):
+        with session_or_db.session() as s:
+            found = resolve_recipe(s, recipe)
+            s.expunge(found)
+            return found
+    s = session_or_db
+    if recipe is None:
+        found = s.scalars(select(XrdRecipe).where(XrdRecipe.hash == recipe_hash(recipe_spec()))).first()
+        if found is None:
+            stored = [f"{r.id} ({r.name})" for r in s.scalars(select(XrdRecipe).order_by(XrdRecipe.id).limit(20))]
+            hint = f"choose one with --recipe: {', '.join(stored)}" if stored else "run `xtalbase xrd compute` first"
+            raise NotFound(f"the default XRD recipe (Cu Kα, 2θ 0-90°) is not stored; {hint}")
+        return found
+    text = str(recipe).strip()
+    found = s.get(XrdRecipe, int(text)) if text.isdigit() else None
+    if found is None and text:
+        # an all-digit text that is no id may still be a name or a hash prefix
+        stmt = select(XrdRecipe).where((XrdRecipe.name == text) | XrdRecipe.hash.startswith(text.lower()))
+        found = s.scalars(stmt.order_by(XrdRecipe.id)).first()
+    if found is None:
+        raise NotFound(f"no XRD recipe {text!r} (give an id, a name or a hash prefix; see `xtalbase xrd recipes`)")
+    return found
 
 
 def _default_name(spec: dict[str, Any]) -> str:
