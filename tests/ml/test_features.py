@@ -73,3 +73,47 @@ def test_loader_reads_features_of_stored_patterns(db):
     assert set(by_id) == set(ids[:-1]) and np.array_equal(by_id[ids[0]], X[0])
     with pytest.raises(XtalbaseError, match="unknown XRD feature kind"):
         load_xrd_features(db, ids, recipe_id, kind="fingerprint")
+
+
+def test_feature_recipe_round_trips_the_stored_json():
+    import dataclasses
+    import json
+
+    from xtalbase.ml.features import FeatureRecipe, make_recipe
+
+    stored = [{"kind": "peaks11", "n_peaks": 10, "min_intensity": 0.0, "merge_tol": 0.0},
+              {"kind": "profile", "two_theta_min": 0.0, "two_theta_max": 90.0, "step": 0.5, "fwhm": 0.3,
+               "min_intensity": 0.0, "merge_tol": 0.0}]
+    for data in stored:
+        recipe = FeatureRecipe.from_dict(json.loads(json.dumps(data)))  # as read back from a models row
+        assert recipe.to_dict() == data and list(recipe.to_dict()) == list(data)
+        assert FeatureRecipe.make(data["kind"]) == recipe and make_recipe(data["kind"]) == data
+        assert hash(recipe) == hash(FeatureRecipe.from_dict(dict(data)))
+    strict = FeatureRecipe.make("peaks11", min_intensity=5.0, merge_tol=None)
+    assert strict.to_dict() == {"kind": "peaks11", "n_peaks": 10, "min_intensity": 5.0, "merge_tol": 0.0}
+    assert FeatureRecipe.from_dict({"kind": "peaks11", "n_peaks": 4}).names() == ["peak1", "peak2", "peak3", "peak4", "npeaks"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        strict.kind = "profile"
+    with pytest.raises(TypeError):
+        strict.params["n_peaks"] = 3
+    with pytest.raises(XtalbaseError, match="unknown feature kind 'fingerprint'"):
+        FeatureRecipe.make("fingerprint")
+    with pytest.raises(XtalbaseError, match="has no 'kind'"):
+        FeatureRecipe.from_dict({"n_peaks": 10})
+    with pytest.raises(XtalbaseError, match="unknown peaks11 feature option"):
+        FeatureRecipe.from_dict({"kind": "peaks11", "fwhm": 0.2})
+
+
+def test_array_helpers_and_recipes_share_one_featuriser():
+    from xtalbase.ml.features import FeatureRecipe
+
+    p = _pattern("mp-607464.cif")
+    recipe = FeatureRecipe.make("peaks11", min_intensity=20.0)
+    np.testing.assert_array_equal(peaks11(p.two_theta, p.intensity, threshold=0.2), recipe.transform([(p.two_theta, p.intensity)])[0])
+    prof = FeatureRecipe.make("profile", two_theta_min=5.0, two_theta_max=90.0, step=0.02, fwhm=0.2)
+    np.testing.assert_array_equal(prof.transform([(p.two_theta, p.intensity)])[0], profile(p.two_theta, p.intensity))
+    assert prof.names()[0] == "I(5)" and len(prof.names()) == len(profile_grid())
+    pv = FeatureRecipe.make("profile", shape="pseudo-voigt", eta=0.3)
+    assert pv.to_dict()["shape"] == "pseudo-voigt" and "shape" not in FeatureRecipe.make("profile").to_dict()
+    np.testing.assert_array_equal(pv.row(p.two_theta, p.intensity),
+                                  profile(p.two_theta, p.intensity, grid=(0.0, 90.0, 0.5), fwhm=0.3, shape="pseudo-voigt", eta=0.3))

@@ -118,3 +118,25 @@ def test_predict_errors(trained_db, models):
         predict_structures(trained_db, cs.model_id, [])
     result = runner.invoke(app, ["predict", str(cs.model_id), "--db", trained_db.url])
     assert result.exit_code != 0 and "exactly one of" in str(result.exception)
+
+
+@pytest.mark.parametrize("recipe", [{"kind": "peaks11"}, {"kind": "peaks11", "min_intensity": 5.0, "merge_tol": 0.1},
+                                    {"kind": "profile", "step": 1.0, "fwhm": 0.5}])
+def test_training_and_prediction_features_of_the_same_peaks_are_identical(trained_db, recipe):
+    from xtalbase.ml.features import FeatureRecipe
+    from xtalbase.ml.predict import peaks_for_recipe
+    from xtalbase.ml.xrd_inputs import load_fold
+    from xtalbase.schema import XrdRecipe
+
+    stored = FeatureRecipe.make(**recipe).to_dict()  # what a model row holds
+    ids = structures_of_split(trained_db, SPLIT, "test")[:25]
+    with trained_db.session() as s:
+        xrd = s.scalars(select(XrdRecipe)).first()
+        train = load_fold(s, ids, "crystal_system", xrd.id, FeatureRecipe.make(**recipe))
+        patterns = {p.structure_id: p for p in s.scalars(select(XrdPattern).where(XrdPattern.structure_id.in_(ids),
+                                                                                    XrdPattern.recipe_id == xrd.id))}
+        # the prediction path of a pattern: peaks through the model's XRD recipe, then the stored feature recipe
+        peaks = [peaks_for_recipe(patterns[int(i)], xrd) for i in train.ids]
+    predicted = FeatureRecipe.from_dict(stored).transform(peaks)
+    assert predicted.dtype == train.X.dtype == np.float32 and predicted.shape == train.X.shape
+    np.testing.assert_array_equal(predicted, train.X)
