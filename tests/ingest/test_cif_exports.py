@@ -75,7 +75,7 @@ def test_rhombohedral_axes_symbol_expands_with_rhombohedral_operations():
 @pytest.mark.parametrize("symbol, hall", [("P 21/n", 82), ("P 21/a", 83), ("I 2/a", 92), ("C n", 43), ("P n", 22),
                                           ("F d 3 m", 525), ("C m c a", 304), ("R -3 m :H", 458)])
 def test_short_and_older_symbols_name_the_setting_spglib_lists(symbol, hall):
-    from xtalbase.ingest.identity import hall_settings, setting_operations
+    from xtalbase.ingest.cif_settings import hall_settings, setting_operations
 
     full = hall_settings()[hall - 1].international_full
     cell = {"a": 5.1, "b": 6.2, "c": 7.3, "alpha": 90.0, "beta": 101.0, "gamma": 90.0}

@@ -11,7 +11,8 @@ from tests.conftest import shared
 from tests.ingest.helpers import CIF, DATA, count
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest import read_structures
-from xtalbase.ingest.identity import canonical_hash, site_labels, spglib_symbol, symmetry
+from xtalbase.ingest.cif_settings import spglib_symbol
+from xtalbase.ingest.identity import canonical_hash, site_labels, symmetry
 from xtalbase.ingest.records import Record
 from xtalbase.schema import Run, Structure
 

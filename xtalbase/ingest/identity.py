@@ -31,14 +31,14 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
+from xtalbase.ingest.cif_settings import spglib_module, spglib_symbol
 from xtalbase.schema.arrays import F8, U1, pack
 
 HASH_VERSION = 2
@@ -105,15 +105,8 @@ def _moyo(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: 
                     len(dataset.prim_std_cell.numbers), list(dataset.site_symmetry_symbols))
 
 
-def _spglib_module() -> Any:
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes on stderr would drown the progress bar
-    import spglib
-
-    return spglib
-
-
 def _spglib(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: float) -> Optional[Symmetry]:
-    spglib = _spglib_module()
+    spglib = spglib_module()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its old error handling
         try:
@@ -195,47 +188,6 @@ def _quiet_moyo() -> None:
     # moyo logs a note per cell (omitted operations, large symmetrisation displacements) through Python
     # logging's last-resort handler; on a bulk ingest they would drown the progress bar.
     logging.getLogger("moyo").setLevel(logging.ERROR)
-
-
-@functools.cache
-def hall_settings() -> list[Any]:
-    """spglib's 530 space-group settings (``SpaceGroupType``: number, symbols, ``hall_symbol``, ``choice``), by Hall number."""
-    spglib = _spglib_module()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its old error handling
-        return [spglib.get_spacegroup_type(hall) for hall in range(1, 531)]
-
-
-def setting_operations(hall_number: int) -> list[str]:
-    """The symmetry operations of one spglib setting as CIF ``x,y,z`` strings (``-y+1/4,x,z+3/4``)."""
-    from fractions import Fraction
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ops = _spglib_module().get_symmetry_from_database(hall_number)
-    out = []
-    for rotation, translation in zip(ops["rotations"], ops["translations"]):
-        parts = []
-        for row, shift in zip(rotation.tolist(), translation.tolist()):
-            term = "".join(f"{'+' if c > 0 else '-'}{'' if abs(c) == 1 else abs(c)}{axis}"
-                           for c, axis in zip(row, "xyz") if c)
-            fraction = Fraction(shift % 1.0).limit_denominator(24)
-            parts.append(term.lstrip("+") + (f"+{fraction}" if fraction else ""))
-        out.append(",".join(parts))
-    return out
-
-
-@functools.cache
-def _symbols() -> dict[int, str]:
-    table: dict[int, str] = {}
-    for entry in hall_settings():  # the first Hall setting of each number is spglib's default (standardised) one
-        table.setdefault(int(entry.number), str(entry.international_short))
-    return table
-
-
-def spglib_symbol(number: int) -> str:
-    """spglib's international short symbol of a space-group number in its default setting (``14`` -> ``P2_1/c``)."""
-    return _symbols()[number]
 
 
 def exact_hash(cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, occupancies: list | None) -> str:

@@ -233,7 +233,7 @@ def _named_setting(data: dict) -> tuple[str, list[str]] | str | None:
     """
     if any(tag in data for tag in SYMOP_TAGS):
         return None
-    from xtalbase.ingest.identity import hall_settings, setting_operations
+    from xtalbase.ingest.cif_settings import hall_settings, setting_operations
 
     for tag in HALL_TAGS:
         hall = _scalar(data, tag).strip()
@@ -271,7 +271,7 @@ def _hm_setting(value: str, data: dict) -> tuple[str, list[str]] | str | None:
     halls = _setting_names().get(_squash(symbol), [])
     if not halls:
         return None
-    from xtalbase.ingest.identity import hall_settings, setting_operations
+    from xtalbase.ingest.cif_settings import hall_settings, setting_operations
 
     table = hall_settings()
     if choice is None and any(table[h - 1].choice in ("H", "R") for h in halls):
@@ -296,7 +296,7 @@ def _setting_names() -> dict[str, list[int]]:
     symbol, for monoclinic settings the full symbol without its 1s (``P 1 2_1/n 1`` -> ``P 2_1/n``), and
     older cubic and e-glide spellings (``F d 3 m``, ``C m c a``) where they name nothing else.
     """
-    from xtalbase.ingest.identity import hall_settings
+    from xtalbase.ingest.cif_settings import hall_settings
 
     names: dict[str, list[int]] = {}
     older: dict[str, list[int]] = {}
