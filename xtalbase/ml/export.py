@@ -1,4 +1,4 @@
-"""Exports of a split in the formats models read, each with a ``manifest.json``; CDVAE CSV import.
+"""Exports of a split in the formats models read, each with a ``manifest.json``.
 
 =============  ====================================================================
 format         files
@@ -28,8 +28,7 @@ from xtalbase.ml.manifest import MANIFEST, ExportError, verify_manifest, write_m
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure
 
 if TYPE_CHECKING:
-    from xtalbase.ingest.matching import Matcher
-    from xtalbase.ml.splits import SplitHandle, SplitStore
+    from xtalbase.ml.splits import SplitHandle
 
 #: Property column order of the CDVAE/DiffCSP benchmark CSVs (perov_5, carbon_24, mp_20, mpts_52);
 #: other properties follow alphabetically.
@@ -39,7 +38,6 @@ CDVAE_PROPERTY_ORDER = (
     "formation_energy_per_atom", "band_gap", "pretty_formula", "e_above_hull", "elements", "spacegroup.number",  # mp_20
 )
 _CHUNK = 2_000
-_IMPORT_CHUNK = 250  # CSV rows per worker task of an import
 #: stress units converted to ASE's eV/Å³ (VASP's kBar has the opposite sign to ASE's convention)
 _STRESS_TO_ASE = {"ev/å^3": 1.0, "ev/a^3": 1.0, "ev/å³": 1.0, "ev/ang^3": 1.0, "kbar": -0.1, "kb": -0.1}
 
@@ -163,15 +161,10 @@ def _write_parquet(handle: "SplitHandle", directory: Path, progress: Callable[[i
 
 
 def _xrd_features(handle: "SplitHandle", ids: list[int]) -> list | None:
-    """``peaks11`` per structure from :mod:`xtalbase.ml.features` when that module and stored patterns exist."""
-    try:
-        from xtalbase.ml import features  # issue 4; absent in builds without XRD features
-    except ImportError:
-        return None
-    loader = getattr(features, "peaks11_for_structures", None)
-    if loader is None:
-        return None
-    found = loader(handle.db, ids)
+    """``peaks11`` per structure for the default XRD recipe; ``None`` when no structure has a pattern for it."""
+    from xtalbase.ml.features import peaks11_for_structures
+
+    found = peaks11_for_structures(handle.db, ids)
     if not found:
         return None
     return [found.get(i) for i in ids]
@@ -284,123 +277,3 @@ def verify_export(directory: str | Path) -> dict[str, Any]:
     if not report["ok"]:
         raise ExportError(f"{directory}: export does not match {MANIFEST}: " + "; ".join(report["problems"]))
     return report
-
-
-CDVAE_FOLDS = ("train", "val", "test")
-
-
-def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, symprec: float | None = None,
-                 workers: int = 1, progress: Callable[[int], None] | None = None) -> tuple["SplitHandle", dict[str, Any]]:
-    """Rebuild a published split from ``train.csv``/``val.csv``/``test.csv`` (CDVAE layout) in ``directory``.
-
-    Each row's CIF is read and hashed by the ingest code (:mod:`xtalbase.ingest.prepare`, at ``symprec``;
-    default: the tolerance most stored structures were hashed with) and matched to a stored structure: first by exact hash, then among the
-    structures sharing its canonical hash, confirmed by pymatgen ``StructureMatcher``
-    (:mod:`xtalbase.ingest.matching`). Rows that match nothing, fail to parse, or name a structure already
-    placed in another fold are reported, not guessed. ``workers`` processes parse and hash the rows
-    (:func:`xtalbase.platform.executors.get_executor`). Returns the stored split and the report.
-    """
-    from xtalbase.ingest.identity import DEFAULT_SYMPREC
-    from xtalbase.ingest.matching import Matcher
-    from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
-    from xtalbase.ingest.readers.cdvae_csv import ID_COLUMNS
-    from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
-    from xtalbase.ingest.validate import ValidationOptions
-    from xtalbase.ml.manifest import sha256_file
-    from xtalbase.platform.executors import get_executor
-
-    directory = Path(directory)
-    files = [(fold, directory / f"{fold}.csv") for fold in CDVAE_FOLDS if (directory / f"{fold}.csv").is_file()]
-    if not files:
-        raise ExportError(f"{directory}: no train.csv, val.csv or test.csv to import")
-    # matching only: records are read as ingest reads them but not judged for precision or size
-    options = PrepareOptions(symprec=symprec or _stored_symprec(store) or DEFAULT_SYMPREC,
-                             validation=ValidationOptions(**_lenient_validation(ValidationOptions)))
-    by_exact: dict[str, int] = {}
-    by_canonical: dict[str, list[int]] = {}
-    with store.db.session() as s:
-        for sid, exact, canonical in s.execute(select(Structure.id, Structure.exact_hash, Structure.canonical_hash)):
-            by_exact[exact] = sid
-            by_canonical.setdefault(canonical, []).append(sid)
-    exact_of = {sid: exact for exact, sid in by_exact.items()}
-    matcher = Matcher()
-    fold_of: dict[int, str] = {}
-    report: dict[str, Any] = {"directory": str(directory), "rows": 0, "matched": 0, "matched_exact": 0,
-                              "matched_canonical": 0, "by_fold": {}, "unmatched": [], "conflicts": [], "duplicates": 0}
-    for fold, path in files:
-        table = csv_rows(path)
-        with get_executor(workers) as pool:
-            chunks = [table[i:i + _IMPORT_CHUNK] for i in range(0, len(table), _IMPORT_CHUNK)]
-            futures = [pool.submit(prepare_unit, WorkUnit(str(path), "cdvae_csv", rows=chunk), options) for chunk in chunks]
-            items = [item for future in futures for item in future.result()]
-        ids_of = {f"row={i}": next((r[c].strip() for c in ID_COLUMNS if (r.get(c) or "").strip()), None) for i, r in table}
-        report["by_fold"][fold] = {"rows": len(items), "matched": 0}
-        for item in items:
-            report["rows"] += 1
-            if progress:
-                progress(1)
-            where = {"file": path.name, "row": item.get("locator"), "material_id": ids_of.get(item.get("locator"))}
-            if item["kind"] != "record":
-                report["unmatched"].append({**where, "reason": f"unreadable: {item.get('reason')}: {item.get('message', '')[:200]}"})
-                continue
-            row = item["structure"]
-            sid = by_exact.get(row["exact_hash"])
-            how = "exact"
-            if sid is None:
-                how = "canonical"
-                candidates = by_canonical.get(row["canonical_hash"], [])
-                sid = _confirm(store, row, candidates, matcher) if candidates else None
-            if sid is None:
-                reason = "no stored structure with this canonical hash" if not by_canonical.get(row["canonical_hash"]) \
-                    else "canonical hash found but StructureMatcher rejects every candidate"
-                report["unmatched"].append({**where, "reason": reason})
-                continue
-            if sid in fold_of:
-                if fold_of[sid] != fold:
-                    report["conflicts"].append({**where, "structure_id": sid, "kept_in": fold_of[sid]})
-                else:
-                    report["duplicates"] += 1
-                continue
-            fold_of[sid] = fold
-            report["matched"] += 1
-            report[f"matched_{how}"] += 1
-            report["by_fold"][fold]["matched"] += 1
-    if not fold_of:
-        raise ExportError(f"{directory}: none of the {report['rows']} rows matches a stored structure "
-                          "(ingest the structures first)")
-    recipe = {"strategy": "imported", "mode": "imported", "seed": 0, "algorithm": "cdvae-csv-import/v1",
-              "source": {"format": "cdvae-csv", "files": {p.name: sha256_file(p) for _, p in files},
-                         "symprec": options.symprec}}
-    ids = sorted(fold_of)
-    handle = store.store_imported(name, recipe, ids, [fold_of[i] for i in ids], [exact_of[i] for i in ids],
-                                  [f for f, _ in files])
-    report["split"] = handle.name
-    report["id"] = handle.id
-    return handle, report
-
-
-def _stored_symprec(store: "SplitStore") -> float | None:
-    """The spglib tolerance (Å) most stored structures were hashed with (canonical hashes depend on it)."""
-    from sqlalchemy import func
-
-    stmt = (select(Structure.symprec).where(Structure.symprec.is_not(None)).group_by(Structure.symprec)
-            .order_by(func.count().desc(), Structure.symprec).limit(1))
-    with store.db.session() as s:
-        return s.scalar(stmt)
-
-
-def _lenient_validation(options_cls: type) -> dict[str, Any]:
-    """Keyword overrides that switch off ingest's precision and size gates, where the options have them."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(options_cls)}
-    wanted = {"min_coord_decimals": 0, "special_decimals": 0, "min_cell_decimals": 0, "max_sites": 10**9,
-              "allow_disorder": True}
-    return {k: v for k, v in wanted.items() if k in names}
-
-
-def _confirm(store: "SplitStore", row: dict[str, Any], candidates: list[int], matcher: "Matcher") -> int | None:
-    """The candidate structure id that StructureMatcher confirms as the same structure as ``row``."""
-    with store.db.session() as s:
-        stored = list(s.scalars(select(Structure).where(Structure.id.in_(candidates)).order_by(Structure.id)))
-    return matcher.first_match(row["exact_hash"], row, ((r.id, r) for r in stored))  # decoded as compared

@@ -420,8 +420,8 @@ class SplitStore:
 
     # ---------------------------------------------------------------- import
     def import_cdvae(self, name: str, directory: str, **options: Any) -> tuple[SplitHandle, dict[str, Any]]:
-        """Rebuild a published split from CDVAE CSVs by canonical hash; see :func:`xtalbase.ml.export.import_cdvae`."""
-        from xtalbase.ml.export import import_cdvae
+        """Rebuild a published split from CDVAE CSVs by canonical hash; see :func:`xtalbase.ml.split_import.import_cdvae`."""
+        from xtalbase.ml.split_import import import_cdvae
 
         return import_cdvae(self, name, directory, **options)
 
