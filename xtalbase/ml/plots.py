@@ -11,21 +11,19 @@ if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
 
-def _pyplot():
-    import matplotlib
+def _axes(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A figure and its axes outside pyplot: no backend is chosen or changed, nothing global is kept."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (true class rows, predicted class columns) with counts in the cells."""
-    plt = _pyplot()
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    fig, ax = _axes((6.5, 5.5))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -38,30 +36,26 @@ def confusion_png(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: 
     fig.colorbar(im, ax=ax, label="fraction of true class")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def importances_png(ranked: Sequence[tuple[str, float]], path: Path, title: str) -> Path:
     """Horizontal bar chart of (feature, importance) pairs, largest on top."""
-    plt = _pyplot()
     names = [n for n, _ in ranked][::-1]
     values = [v for _, v in ranked][::-1]
-    fig, ax = plt.subplots(figsize=(6, max(3, 0.3 * len(names) + 1)))
+    fig, ax = _axes((6, max(3, 0.3 * len(names) + 1)))
     ax.barh(names, values, color="tab:blue")
     ax.set_xlabel("importance")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
 def surrogate_scatter_png(peak3: np.ndarray, npeaks: np.ndarray, is_cubic: np.ndarray, tree: Any, accuracy: float,
                           path: Path) -> Path:
     """Third-peak 2θ against peak count, cubic vs rest, with the decision regions of a tree fit on those two."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = _axes((6.5, 5))
     xs = np.linspace(0, max(90.0, float(peak3.max()) + 1), 300)
     ys = np.linspace(0, float(npeaks.max()) * 1.05 + 1, 300)
     gx, gy = np.meshgrid(xs, ys)
@@ -77,7 +71,6 @@ def surrogate_scatter_png(peak3: np.ndarray, npeaks: np.ndarray, is_cubic: np.nd
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

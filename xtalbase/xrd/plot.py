@@ -61,10 +61,8 @@ def load_pattern(db: "Database", structure_id: int, recipe: str | int | None = N
 
 def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -> Path:
     """Write a PNG: peaks as sticks, the Gaussian-broadened profile over them, axes labelled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure outside pyplot: the caller's backend (a notebook's, say) stays as it is
+    from matplotlib.figure import Figure
 
     from xtalbase.xrd.profile import profile
 
@@ -73,7 +71,8 @@ def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -
     tt, inten = info["two_theta"], info["intensity"]
     curve = profile(tt, inten, grid=(lo, hi, step), fwhm=fwhm, normalize=False)
     top = curve.max() if len(curve) and curve.max() > 0 else 1.0
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig = Figure(figsize=(10, 4.5))
+    ax = fig.subplots()
     ax.vlines(tt, 0, inten, color="k", linewidth=1.0, label="peaks (scaled intensity)")
     x = lo + step * np.arange(len(curve))
     ax.plot(x, curve / top * 100, color="tab:red", linewidth=1.0, alpha=0.8, label=f"Gaussian profile, FWHM {fwhm:g}°")
@@ -86,5 +85,4 @@ def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
