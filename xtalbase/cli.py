@@ -132,14 +132,12 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 
 def _describe(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
     from xtalbase.errors import XtalbaseError
 
     if isinstance(exc, XtalbaseError):
         return str(exc)
-    try:
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-    except ImportError:  # pragma: no cover
-        return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, DBAPIError):
         text = str(exc.orig).strip().splitlines()
         return f"database error: {text[0] if text else type(exc.orig).__name__}"
