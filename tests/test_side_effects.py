@@ -38,3 +38,13 @@ def test_plots_keep_the_callers_backend_and_environment(svg_backend: str, tmp_pa
     assert matplotlib.get_backend() == svg_backend
     assert plt.get_fignums() == figures
     assert dict(os.environ) == env
+
+
+def test_symmetry_leaves_the_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtalbase.ingest.identity import symmetry
+
+    monkeypatch.delenv("SPGLIB_WARNING", raising=False)
+    env = dict(os.environ)
+    sym = symmetry(np.eye(3) * 4.0, np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]), ["Cs", "Cl"], engine="spglib")
+    assert sym is not None and sym.number == 221
+    assert dict(os.environ) == env

@@ -31,7 +31,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -106,7 +105,6 @@ def _moyo(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: 
 
 
 def _spglib_module() -> Any:
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes on stderr would drown the progress bar
     import spglib
 
     return spglib
