@@ -97,3 +97,46 @@ def db(db_url: str):
     handle.init()
     yield handle
     handle.close()
+
+
+# Populated databases shared by several test modules: each is built once per backend and module, from
+# data and builders kept beside the tests that use them.
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def trained_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The vendored MP subset, its patterns and the split ``models`` (:mod:`tests.ml.test_model_support`), per backend."""
+    import xtalbase
+    from tests.ml.test_model_support import populate
+
+    with new_database_url(request.param, tmp_path_factory.mktemp("models")) as url:
+        db = xtalbase.connect(url)
+        try:
+            db.init()
+            populate(db)
+            yield db
+        finally:
+            db.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def qdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The ingested ``tests/data/query`` structures (:mod:`tests.platform.test_query_fixtures`), per backend."""
+    import xtalbase
+    from tests.platform.test_query_fixtures import N_STRUCTURES, QUERY_DATA, STRUCTURE_FOLDERS
+
+    with new_database_url(request.param, tmp_path_factory.mktemp("query")) as url:
+        db = xtalbase.connect(url)
+        db.init()
+        report = db.ingest([QUERY_DATA / name for name in STRUCTURE_FOLDERS])
+        assert report.inserted == N_STRUCTURES, report
+        yield db
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def truth(qdb) -> dict:
+    """pymatgen's independent reading of each record of ``qdb``, keyed by structure id."""
+    from tests.platform.test_query_fixtures import build_truth
+
+    return build_truth(qdb)

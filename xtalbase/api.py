@@ -50,9 +50,10 @@ class Database(_PlatformDatabase):
     @property
     def splits(self) -> "SplitStore":
         """Create and load reproducible splits."""
+        from xtalbase.ingest.cdvae_match import match_cdvae_folder
         from xtalbase.ml.splits import SplitStore
 
-        return SplitStore(self)
+        return SplitStore(self, cdvae_matcher=match_cdvae_folder)
 
     @property
     def datasets(self) -> "DatasetStore":

@@ -5,6 +5,7 @@ Command modules import only typer at load time, so ``xtalbase --help`` stays fas
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Annotated, Optional
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors exit 2 with click's message, Ctrl-C exits 130 with ``aborted``, SIGTERM exits 143 with
     ``terminated`` after marking the current run failed and stopping its workers.
     """
+    # spglib's C-level notes on stderr would drown the progress bars; the command owns its process (and the
+    # workers inherit it), whereas library callers keep spglib's own setting
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     usage_errors, aborts = _click_exceptions()
@@ -132,14 +136,12 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 
 def _describe(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
     from xtalbase.errors import XtalbaseError
 
     if isinstance(exc, XtalbaseError):
         return str(exc)
-    try:
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-    except ImportError:  # pragma: no cover
-        return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, DBAPIError):
         text = str(exc.orig).strip().splitlines()
         return f"database error: {text[0] if text else type(exc.orig).__name__}"

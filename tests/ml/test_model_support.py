@@ -2,17 +2,12 @@
 
 ``trained_db`` ingests the vendored real subset (350 Materials Project structures, 50 per crystal system,
 ``xtalbase/data/mp_subset``), computes their Cu Kα patterns and stores a random 60/20/20 split ``models``;
-building it once per module keeps the model tests fast. No tests live here.
+building it once per module keeps the model tests fast (the fixture is in ``tests/conftest.py``). No tests live here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
-
-import pytest
-
-from tests.conftest import BACKENDS, new_database_url
 
 DATA = Path(__file__).resolve().parents[2] / "xtalbase" / "data"
 MP_CIFS = DATA / "mp_subset" / "cifs"
@@ -30,16 +25,3 @@ def populate(db) -> None:
     db.splits.create(SPLIT, strategy="random", fractions=(0.6, 0.2, 0.2), seed=0)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def trained_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """An initialised database with the vendored subset, its patterns and the split ``models``, per backend."""
-    import xtalbase
-
-    with new_database_url(request.param, tmp_path_factory.mktemp("models")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            populate(db)
-            yield db
-        finally:
-            db.close()

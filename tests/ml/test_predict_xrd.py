@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.ml.test_model_support import SCANS, SPLIT, trained_db  # noqa: F401 - fixture
+from tests.ml.test_model_support import SCANS, SPLIT
 from xtalbase.cli import app
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.predict import predict_structures, structures_of_split

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.ml.test_model_support import MP_CIFS, SPLIT, trained_db  # noqa: F401 - fixture
+from tests.ml.test_model_support import MP_CIFS, SPLIT
 from xtalbase.cli import app
 from xtalbase.ml.predict import predict_structures, structures_of_split
 from xtalbase.ml.provenance import model_chain, prediction_chain

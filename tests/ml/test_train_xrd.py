@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.ml.test_model_support import SPLIT, trained_db  # noqa: F401 - fixture
+from tests.ml.test_model_support import SPLIT
 from xtalbase.cli import app
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.training import parse_params, train_xrd

@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.platform.test_query_fixtures import CALC_FILE, N_STRUCTURES, build_truth, qdb  # noqa: F401 - fixture
+from tests.platform.test_query_fixtures import CALC_FILE, N_STRUCTURES
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.optimade_filter import FilterError
 from xtalbase.platform.query import V_STRUCTURES_COLUMNS
 
 
-@pytest.fixture(scope="module")
-def truth(qdb):  # noqa: F811
-    return build_truth(qdb)
-
-
-def test_frame_has_view_columns_in_query_order(qdb, truth):  # noqa: F811
+def test_frame_has_view_columns_in_query_order(qdb, truth):
     frame = qdb.query('elements HAS "O"', sort="-_xtalbase_density").frame()
     assert list(frame.columns) == list(V_STRUCTURES_COLUMNS)
     assert list(frame["id"]) == qdb.query('elements HAS "O"', sort="-_xtalbase_density").ids()
@@ -30,7 +25,7 @@ def test_frame_has_view_columns_in_query_order(qdb, truth):  # noqa: F811
         assert row.density == pytest.approx(t.structure.density, rel=1e-3)  # ASE vs pymatgen atomic masses
 
 
-def test_structures_match_the_source_files(qdb, truth):  # noqa: F811
+def test_structures_match_the_source_files(qdb, truth):
     q = qdb.query("nsites < 10", sort="nsites")
     structures = q.structures()
     assert [s.properties["xtalbase_id"] for s in structures] == q.ids()
@@ -41,7 +36,7 @@ def test_structures_match_the_source_files(qdb, truth):  # noqa: F811
         assert s.matches(ref, scale=False)
 
 
-def test_atoms_match_structures(qdb):  # noqa: F811
+def test_atoms_match_structures(qdb):
     q = qdb.query("_xtalbase_source = \"MP\"")
     atoms, structures = q.atoms(), q.structures()
     assert len(atoms) == len(structures) == 24
@@ -55,7 +50,7 @@ def test_atoms_match_structures(qdb):  # noqa: F811
         a.copy()
 
 
-def test_pages_cover_the_result_once(qdb):  # noqa: F811
+def test_pages_cover_the_result_once(qdb):
     every = qdb.query("nsites >= 5").ids()
     pages = list(qdb.query("nsites >= 5").pages(size=7))
     assert [i for p in pages for i in p] == every and all(len(p) <= 7 for p in pages)
@@ -69,7 +64,7 @@ def test_pages_cover_the_result_once(qdb):  # noqa: F811
     assert sum(len(p) for p in atoms_pages) == qdb.query("nsites < 4").count()
 
 
-def test_explain_shows_parameters_inlined_and_a_plan(qdb):  # noqa: F811
+def test_explain_shows_parameters_inlined_and_a_plan(qdb):
     q = qdb.query('elements HAS ALL "Fe","O" AND nsites < 20')
     sql = q.explain()
     assert "structure_elements" in sql and "'Fe'" in sql and "20" in sql
@@ -77,7 +72,7 @@ def test_explain_shows_parameters_inlined_and_a_plan(qdb):  # noqa: F811
     assert plan and ("structure_elements" in plan or "ix_" in plan or "Index" in plan or "Scan" in plan)
 
 
-def test_empty_filter_selects_everything_and_bad_arguments_fail(qdb):  # noqa: F811
+def test_empty_filter_selects_everything_and_bad_arguments_fail(qdb):
     assert qdb.query().count() == qdb.query("").count() == N_STRUCTURES
     with pytest.raises(FilterError, match="cannot sort by 'elements'.*nsites"):
         qdb.query(sort="elements")
@@ -87,7 +82,7 @@ def test_empty_filter_selects_everything_and_bad_arguments_fail(qdb):  # noqa: F
         next(qdb.query().pages(0))
 
 
-def test_atoms_carry_dft_results_and_energy_filters(qdb):  # noqa: F811
+def test_atoms_carry_dft_results_and_energy_filters(qdb):
     from ase.io import read
 
     report = qdb.ingest(CALC_FILE)
@@ -111,7 +106,7 @@ def test_atoms_carry_dft_results_and_energy_filters(qdb):  # noqa: F811
     assert all(a.calc is None for a in without)
 
 
-def test_xrd_peak_windows_match_stored_patterns(qdb):  # noqa: F811
+def test_xrd_peak_windows_match_stored_patterns(qdb):
     from sqlalchemy import select
 
     from xtalbase.xrd.builder import compute_missing
@@ -146,7 +141,7 @@ def test_xrd_peak_windows_match_stored_patterns(qdb):  # noqa: F811
     assert qdb.query(d).count() >= 1
 
 
-def test_queries_inside_an_open_run_do_not_wait_for_its_write_lock(qdb):  # noqa: F811
+def test_queries_inside_an_open_run_do_not_wait_for_its_write_lock(qdb):
     import time
 
     with qdb.run("query-probe") as run:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.platform.test_query_fixtures import build_truth, qdb  # noqa: F401 - fixture
-
 # (filter, python predicate over Truth, hand-counted size of the answer on tests/data/query)
 CASES = [
     ('elements HAS "O"', lambda t: "O" in t.elements, 39),
@@ -60,13 +58,8 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def truth(qdb):  # noqa: F811
-    return build_truth(qdb)
-
-
 @pytest.mark.parametrize("filter_, predicate, expected", CASES, ids=[c[0] for c in CASES])
-def test_filter_matches_pymatgen_oracle(qdb, truth, filter_, predicate, expected):  # noqa: F811
+def test_filter_matches_pymatgen_oracle(qdb, truth, filter_, predicate, expected):
     want = {sid for sid, t in truth.items() if predicate(t)}
     got = qdb.query(filter_).ids()
     assert len(got) == len(set(got))
@@ -75,7 +68,7 @@ def test_filter_matches_pymatgen_oracle(qdb, truth, filter_, predicate, expected
     assert qdb.query(filter_).count() == expected
 
 
-def test_space_group_and_crystal_system_agree_with_spglib(qdb, truth):  # noqa: F811
+def test_space_group_and_crystal_system_agree_with_spglib(qdb, truth):
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     sg = {sid: SpacegroupAnalyzer(t.structure, symprec=0.01).get_space_group_number() for sid, t in truth.items()}
@@ -91,7 +84,7 @@ def test_space_group_and_crystal_system_agree_with_spglib(qdb, truth):  # noqa: 
     assert qdb.query("_xtalbase_space_group_number IS KNOWN").count() == len(truth)
 
 
-def test_sort_and_limit(qdb, truth):  # noqa: F811
+def test_sort_and_limit(qdb, truth):
     ids = qdb.query("nsites > 20", sort="-nsites", limit=3).ids()
     sizes = sorted(((len(t.structure), -sid) for sid, t in truth.items() if len(t.structure) > 20), reverse=True)
     assert [len(truth[i].structure) for i in ids] == [s for s, _ in sizes[:3]]

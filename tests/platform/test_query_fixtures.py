@@ -12,9 +12,8 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-import pytest
 
-from tests.conftest import BACKENDS, TEST_DATA, new_database_url
+from tests.conftest import TEST_DATA
 
 QUERY_DATA = TEST_DATA / "query"
 N_STRUCTURES = 62
@@ -71,17 +70,4 @@ def build_truth(db) -> dict[int, Truth]:
             truth[src.structure_id] = Truth(src.structure_id, src.database, structure, props)
     return truth
 
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def qdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """An initialised database holding the ingested ``tests/data/query`` structures (module-scoped)."""
-    import xtalbase
-
-    with new_database_url(request.param, tmp_path_factory.mktemp("query")) as url:
-        db = xtalbase.connect(url)
-        db.init()
-        report = db.ingest([QUERY_DATA / name for name in STRUCTURE_FOLDERS])
-        assert report.inserted == N_STRUCTURES, report
-        yield db
-        db.close()
 

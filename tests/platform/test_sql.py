@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.platform.test_query_fixtures import N_STRUCTURES, qdb  # noqa: F401 - fixture
+from tests.platform.test_query_fixtures import N_STRUCTURES
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.optimade_filter import FilterError
@@ -56,7 +56,7 @@ def _fingerprint(db) -> tuple:
 
 
 @pytest.mark.parametrize("statement", WRITES)
-def test_writes_are_refused_and_change_nothing(qdb, statement):  # noqa: F811
+def test_writes_are_refused_and_change_nothing(qdb, statement):
     before = _fingerprint(qdb)
     with pytest.raises(ReadOnlyViolation) as info:
         run_readonly(qdb, statement)
@@ -64,7 +64,7 @@ def test_writes_are_refused_and_change_nothing(qdb, statement):  # noqa: F811
     assert _fingerprint(qdb) == before
 
 
-def test_reads_work_including_semicolons_in_strings_and_comments(qdb):  # noqa: F811
+def test_reads_work_including_semicolons_in_strings_and_comments(qdb):
     r = run_readonly(qdb, "SELECT count(*) AS n, 'a;b' AS s FROM v_structures -- trailing; comment\n;")
     assert r.columns == ["n", "s"] and r.rows == [(N_STRUCTURES, "a;b")]
     r = run_readonly(qdb, "WITH x AS (SELECT nsites FROM structures) SELECT max(nsites) FROM x /* ; DROP */")
@@ -74,7 +74,7 @@ def test_reads_work_including_semicolons_in_strings_and_comments(qdb):  # noqa: 
         assert ("nsites",) in {(r[1],) for r in run_readonly(qdb, "SELECT * FROM pragma_table_info('structures')").rows}
 
 
-def test_sql_errors_surface_with_the_database_message(qdb):  # noqa: F811
+def test_sql_errors_surface_with_the_database_message(qdb):
     from sqlalchemy.exc import DBAPIError
 
     with pytest.raises(Exception) as info:
@@ -122,21 +122,21 @@ BAD_NAMES = [
 
 
 @pytest.mark.parametrize("filter_", INJECTIONS)
-def test_injection_inside_values_returns_empty_and_changes_nothing(qdb, filter_):  # noqa: F811
+def test_injection_inside_values_returns_empty_and_changes_nothing(qdb, filter_):
     before = _fingerprint(qdb)
     assert qdb.query(filter_).ids() == []
     assert _fingerprint(qdb) == before
 
 
 @pytest.mark.parametrize("filter_", BAD_NAMES)
-def test_injection_in_field_names_is_a_filter_error(qdb, filter_):  # noqa: F811
+def test_injection_in_field_names_is_a_filter_error(qdb, filter_):
     before = _fingerprint(qdb)
     with pytest.raises(FilterError):
         qdb.query(filter_).ids()
     assert _fingerprint(qdb) == before
 
 
-def test_cli_sql_formats_and_refusal(qdb):  # noqa: F811
+def test_cli_sql_formats_and_refusal(qdb):
     sql = "SELECT crystal_system, count(*) AS n FROM v_structures GROUP BY crystal_system ORDER BY n DESC, crystal_system"
     out = runner.invoke(app, ["sql", sql, "--db", qdb.url, "--format", "json"])
     assert out.exit_code == 0, out.output
@@ -151,7 +151,7 @@ def test_cli_sql_formats_and_refusal(qdb):  # noqa: F811
     assert qdb.query().count() == N_STRUCTURES
 
 
-def test_cli_query_formats(qdb, tmp_path):  # noqa: F811
+def test_cli_query_formats(qdb, tmp_path):
     from ase.io import read
 
     base = ["query", '_xtalbase_source = "COD"', "--db", qdb.url, "--sort", "_xtalbase_space_group_number"]

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.conftest import BACKENDS, ROOT, new_database_url
-from tests.platform.test_query_fixtures import CALC_FILE, qdb  # noqa: F401 - fixture
+from tests.platform.test_query_fixtures import CALC_FILE
 from xtalbase.platform.query import V_STRUCTURES_COLUMNS
 
 VIEWS = ("v_structures", "v_sources", "v_source_properties", "v_xrd_features", "v_calculations", "v_predictions")
@@ -67,7 +67,7 @@ def _shown(value) -> str:
     return str(value)
 
 
-def test_documented_examples_answer_as_documented(qdb):  # noqa: F811
+def test_documented_examples_answer_as_documented(qdb):
     from xtalbase.xrd.builder import compute_missing
     from xtalbase.platform.sql import run_readonly
 

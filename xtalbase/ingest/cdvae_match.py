@@ -138,3 +138,12 @@ def _confirm(db: "Database", row: dict[str, Any], candidates: list[int], matcher
     with db.session() as s:
         stored = list(s.scalars(select(Structure).where(Structure.id.in_(candidates)).order_by(Structure.id)))
     return matcher.first_match(row["exact_hash"], row, ((r.id, r) for r in stored))  # decoded as compared
+
+
+def match_cdvae_folder(db: "Database", directory: Path, *, symprec: float | None = None, workers: int = 1,
+                       progress: Callable[[int], None] | None = None) -> tuple[list[tuple[str, Path]], CdvaeMatch | None]:
+    """The fold files of ``directory`` and their rows matched (:func:`match_cdvae_csv`); ``([], None)`` when there are none."""
+    files = cdvae_files(directory)
+    if not files:
+        return files, None
+    return files, match_cdvae_csv(db, files, symprec=symprec, workers=workers, progress=progress)

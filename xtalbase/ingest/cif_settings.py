@@ -7,14 +7,12 @@ and the international short symbol of each space-group number in its default set
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from typing import Any
 
 
 def spglib_module() -> Any:
-    """The ``spglib`` module, with its C-level notes on stderr switched off."""
-    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes on stderr would drown the progress bar
+    """The ``spglib`` module (its C-level notes are switched off by the ``xtalbase`` command, not here)."""
     import spglib
 
     return spglib

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from xtalbase.errors import NotFound
+from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.split_strategies import (
     ALGORITHM, MODES, STRATEGIES, SplitError, assign, check_fractions, check_k, leakage, prototype_key,
 )
@@ -197,8 +197,10 @@ LEAKAGE_KEYS = ("canonical_hash", "formula_reduced", "chemical_system", "prototy
 class SplitStore:
     """Create, load, list and import splits of one database (``db.splits``)."""
 
-    def __init__(self, db: "Database") -> None:
+    def __init__(self, db: "Database", *, cdvae_matcher: Any = None) -> None:
         self.db = db
+        # ml may not import ingest (layer rule): the matcher of CDVAE rows is handed in by xtalbase.api
+        self._cdvae_matcher = cdvae_matcher
 
     # ------------------------------------------------------------------ read
     def get(self, name: str) -> SplitHandle:
@@ -423,7 +425,9 @@ class SplitStore:
         """Rebuild a published split from CDVAE CSVs by canonical hash; see :func:`xtalbase.ml.split_import.import_cdvae`."""
         from xtalbase.ml.split_import import import_cdvae
 
-        return import_cdvae(self, name, directory, **options)
+        if self._cdvae_matcher is None:
+            raise XtalbaseError("importing a CDVAE split needs ingest's row matcher: open the database with xtalbase.connect()")
+        return import_cdvae(self, name, directory, matcher=self._cdvae_matcher, **options)
 
     def store_imported(self, name: str, recipe: dict[str, Any], ids: list[int], folds: list[str],
                        exact_hashes: list[str], fold_names: list[str]) -> SplitHandle:

@@ -634,8 +634,8 @@ def _parser() -> Any:
 
     ``optimade``'s own ``LarkParser`` loads the same file with lark's Earley
     algorithm; the grammar is LALR(1) without conflicts, and lark's LALR parser
-    gives the same trees about 25 times faster (under 1 ms a filter), which
-    matters when a filter must answer in milliseconds. Positions are propagated
+    gives the same trees in a fraction of the time (measured in ``docs/sql.md``,
+    "Speed"), which matters when a filter must answer in milliseconds. Positions are propagated
     so that ``TRUE``/``FALSE`` (anonymous tokens the tree drops) can be read back.
     """
     from lark import Lark

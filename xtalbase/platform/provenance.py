@@ -15,6 +15,9 @@ KEY_DEPENDENCIES = (
     "scikit-learn", "xgboost", "torch", "skops", "psycopg", "optimade", "dask",
 )
 
+#: Other distributions that install the same module; the version is recorded under the first name.
+ALTERNATIVE_DISTRIBUTIONS = {"xgboost": ("xgboost-cpu",)}
+
 
 def package_version() -> str:
     """The installed xtalbase version."""
@@ -46,10 +49,12 @@ def dependency_versions() -> dict[str, str]:
     """Installed versions of the libraries whose behaviour can change results (read, not imported)."""
     found = {}
     for name in KEY_DEPENDENCIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        for distribution in (name, *ALTERNATIVE_DISTRIBUTIONS.get(name, ())):
+            try:
+                found[name] = metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                continue
+            break
     return found
 
 
