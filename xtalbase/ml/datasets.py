@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from sqlalchemy import func, select, update
 
 from xtalbase.errors import NotFound, XtalbaseError
+from xtalbase.platform.repositories import named_row
 from xtalbase.schema import Dataset, DatasetMember, Run, Split, Structure
 
 if TYPE_CHECKING:
@@ -106,8 +107,6 @@ class DatasetStore:
 
     def get(self, name: str) -> DatasetHandle:
         """The dataset called ``name``; raises :class:`NotFound` naming known datasets otherwise."""
-        from xtalbase.ml.splits import named_row
-
         with self.db.session() as s:
             return self._handle(s, named_row(s, Dataset, name, "dataset"))
 

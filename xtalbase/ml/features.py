@@ -20,8 +20,6 @@ from xtalbase.xrd.recipe import default_recipe_id
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
-ID_CHUNK = 5000
-
 
 def peaks11(two_theta: np.ndarray, intensity: np.ndarray, *, threshold: float = 0.0, n_peaks: int = 10) -> np.ndarray:
     """``(n_peaks + 1,)`` float32: 2θ (degrees) of the first ``n_peaks`` peaks from low angle, then the peak count.
@@ -40,20 +38,10 @@ def peaks11(two_theta: np.ndarray, intensity: np.ndarray, *, threshold: float = 
 
 def load_patterns(db: "Database", structure_ids: Sequence[int], recipe_id: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``{structure_id: (two_theta, intensity)}`` of the stored computed patterns of ``recipe_id``."""
-    from sqlalchemy import select
+    from xtalbase.platform.repositories.patterns import computed_peaks
 
-    from xtalbase.schema import XrdPattern
-    from xtalbase.schema.arrays import unpack
-
-    ids = [int(i) for i in structure_ids]
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    cols = (XrdPattern.structure_id, XrdPattern.two_theta, XrdPattern.intensity)
     with db.session() as s:
-        for lo in range(0, len(ids), ID_CHUNK):
-            stmt = select(*cols).where(XrdPattern.recipe_id == recipe_id, XrdPattern.structure_id.in_(ids[lo:lo + ID_CHUNK]))
-            for sid, tt, inten in s.execute(stmt):
-                out[sid] = (unpack(tt), unpack(inten))
-    return out
+        return computed_peaks(s, structure_ids, recipe_id)
 
 
 def load_xrd_features(db: "Database", structure_ids: Sequence[int], recipe_id: int, kind: str = "peaks11",

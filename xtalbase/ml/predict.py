@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from sqlalchemy import select
 
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.evaluation import top_k
 from xtalbase.ml.feature_recipe import featurize
 from xtalbase.ml.registry import get_model, load_estimator
 from xtalbase.ml.xrd_inputs import TARGETS, load_fold
-from xtalbase.schema import Model, Prediction, Structure, XrdPattern, XrdRecipe
+from xtalbase.platform.repositories.models import structure_formulas
+from xtalbase.schema import Model, Prediction, XrdPattern, XrdRecipe
 from xtalbase.schema.arrays import unpack
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def predict_structures(db: "Database", model_id: int | str, structure_ids: Seque
         estimator = load_estimator(model)
         target = "lattice" if model.target == "cubic_a" else model.target
         fold = load_fold(s, structure_ids, target, model.xrd_recipe_id, model.feature_recipe, what="selected structures")
-        formulas = dict(s.execute(select(Structure.id, Structure.formula_reduced).where(Structure.id.in_(fold.ids.tolist()))).all())
+        formulas = structure_formulas(s, fold.ids.tolist())
     outputs = _outputs(model, estimator, fold.X)
     rows = [dict(o, structure_id=int(sid), formula=formulas.get(int(sid))) for sid, o in zip(fold.ids, outputs)]
     summary = _summary(model, outputs, fold.y if model.target != "cubic_a" else fold.y[:, 0])
