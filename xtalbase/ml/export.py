@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from sqlalchemy import select
 
 from xtalbase.ml.manifest import MANIFEST, ExportError, verify_manifest, write_manifest
+from xtalbase.platform.repositories import chunks
 from xtalbase.platform.repositories.structures import calculations_of
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure
 
@@ -39,7 +40,6 @@ CDVAE_PROPERTY_ORDER = (
     "energy_per_atom",  # carbon_24
     "formation_energy_per_atom", "band_gap", "pretty_formula", "e_above_hull", "elements", "spacegroup.number",  # mp_20
 )
-_CHUNK = 2_000
 _IMPORT_CHUNK = 250  # CSV rows per worker task of an import
 
 
@@ -58,8 +58,7 @@ def members(handle: "SplitHandle", fold: str | None = None, *, calculations: boo
     """Members of ``fold`` (all when ``None``) in structure-id order, loaded in chunks with sources and properties."""
     fold_of = handle.members() if fold is None else None
     ids = handle.ids(fold)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
+    for chunk in chunks(ids):
         with handle.db.session() as s:
             rows = {r.id: r for r in s.scalars(select(Structure).where(Structure.id.in_(chunk)))}
             external: dict[int, str] = {}

@@ -51,7 +51,7 @@ SCALAR_COLUMNS = (
     "spacegroup_symbol", "crystal_system", "symprec", "created_at", "run_id",
 )
 DEFAULT_BY = {"group": "formula_reduced", "stratified": "crystal_system"}
-_CHUNK = 20_000
+_CHUNK = 20_000  # rows per executemany batch of split_members (IN lists use repositories.chunks)
 
 
 def canonical_json(obj: Any) -> str:
