@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from sqlalchemy import func, select
 
@@ -60,13 +60,4 @@ def structure_formulas(session: "Session", structure_ids: Sequence[int]) -> dict
     return out
 
 
-def add_predictions(session: "Session", rows: Sequence[dict[str, Any]]) -> list[Prediction]:
-    """Insert ``predictions`` rows (column values as dicts) in the caller's transaction; returns them with ids."""
-    objs = [Prediction(**row) for row in rows]
-    session.add_all(objs)
-    session.flush()
-    return objs
-
-
-__all__ = ["add_predictions", "count_predictions", "get_model", "newest_models", "parent_model_id", "structure_formulas",
-           "training_origin"]
+__all__ = ["count_predictions", "get_model", "newest_models", "parent_model_id", "structure_formulas", "training_origin"]
