@@ -203,6 +203,7 @@ class Query:
                     attach_calculation(a, calc.energy, calc.forces, calc.stress, calc.stress_unit, calculation_id=calc.id)
         return atoms
 
+
 # Raw DBAPI bytes for the array columns: LargeBinary's per-value result processing costs more than decoding.
 _ARRAY_COLUMNS = (Structure.id, Structure.nsites, *(type_coerce(c, NullType()).label(c.key)
                                                     for c in (Structure.cell, Structure.numbers, Structure.frac_coords)))
