@@ -30,22 +30,16 @@ class Database(_PlatformDatabase):
     def quarantine(self, reason: str | None = None) -> "pandas.DataFrame":
         """Quarantined records, newest first (``xtalbase quarantine list`` as a DataFrame; ``reason``: one code)."""
         import pandas as pd
-        from sqlalchemy import select
 
         from xtalbase.errors import XtalbaseError
         from xtalbase.ingest.records import REASONS
-        from xtalbase.schema import Quarantine
+        from xtalbase.platform.repositories.structures import QUARANTINE_COLUMNS, quarantine_rows
 
         if reason is not None and reason not in REASONS:
             raise XtalbaseError(f"{reason!r} is not a reason code; choose one of {', '.join(REASONS)}")
-        columns = [Quarantine.id, Quarantine.reason, Quarantine.file_path, Quarantine.record_locator, Quarantine.run_id,
-                   Quarantine.message, Quarantine.raw_text]
-        stmt = select(*columns).order_by(Quarantine.id.desc())
-        if reason is not None:
-            stmt = stmt.where(Quarantine.reason == reason)
         with self.session() as s:
-            rows = s.execute(stmt).all()
-        return pd.DataFrame(rows, columns=[c.key for c in columns])
+            rows = quarantine_rows(s, reason)
+        return pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
 
     @property
     def splits(self) -> "SplitStore":

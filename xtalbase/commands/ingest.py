@@ -73,21 +73,15 @@ def list_quarantine(
     as_json: JsonOpt = False,
 ) -> None:
     """List quarantined records: id, reason, file, record and message."""
-    from sqlalchemy import func, select
-
     from xtalbase.ingest.records import REASONS
-    from xtalbase.schema import Quarantine
+    from xtalbase.platform.repositories.structures import quarantine_count, quarantine_rows
 
     if reason and reason not in REASONS:
         raise typer.BadParameter(f"{reason!r} is not a reason code; choose one of {', '.join(REASONS)}", param_hint="--reason")
-    stmt = select(Quarantine).order_by(Quarantine.id.desc()).limit(limit)
-    counted = select(func.count()).select_from(Quarantine)
-    if reason:
-        stmt, counted = stmt.where(Quarantine.reason == reason), counted.where(Quarantine.reason == reason)
     with open_db(ctx, db).session() as s:
-        rows = [{"id": q.id, "reason": q.reason, "file": q.file_path, "record": q.record_locator, "run": q.run_id,
-                 "message": q.message} for q in s.scalars(stmt)]
-        total = s.scalar(counted) if len(rows) == limit else len(rows)
+        rows = [{"id": q["id"], "reason": q["reason"], "file": q["file_path"], "record": q["record_locator"], "run": q["run_id"],
+                 "message": q["message"]} for q in quarantine_rows(s, reason or None, limit)]
+        total = quarantine_count(s, reason or None) if len(rows) == limit else len(rows)
     if total > len(rows):
         sys.stderr.write(f"{len(rows)} of {total} quarantined records shown (newest first); --limit {total} shows all\n")
     if as_json:
@@ -106,16 +100,10 @@ def show_quarantine(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one quarantined record in full, with its raw text when it was kept."""
-    from xtalbase.errors import NotFound
-    from xtalbase.schema import Quarantine
+    from xtalbase.platform.repositories.structures import quarantine_record
 
     with open_db(ctx, db).session() as s:
-        q = s.get(Quarantine, quarantine_id)
-        if q is None:
-            raise NotFound(f"no quarantine row with id {quarantine_id}")
-        row = {"id": q.id, "run_id": q.run_id, "reason": q.reason, "message": q.message, "file_path": q.file_path,
-               "file_hash": q.file_hash, "record_locator": q.record_locator, "raw_hash": q.raw_hash, "raw_size": q.raw_size,
-               "created_at": q.created_at, "raw_text": q.raw_text}
+        row = quarantine_record(s, quarantine_id)
     if as_json:
         print_json(row)
         return

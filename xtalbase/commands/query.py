@@ -91,13 +91,13 @@ def _poscar(atoms: Any) -> str:
     buf = io.StringIO()
     write(buf, atoms, format="vasp", direct=True)
     body = buf.getvalue().split("\n", 1)[1]
-    return f"xtalbase id={atoms.info['xtalbase_id']} {atoms.get_chemical_formula()}\n{body}"
+    return f"xtalbase id={atoms.info['structure_id']} {atoms.get_chemical_formula()}\n{body}"
 
 
 def _write_poscar_folder(atoms: list[Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for a in atoms:
-        (folder / f"{a.info['xtalbase_id']}.vasp").write_text(_poscar(a))
+        (folder / f"{a.info['structure_id']}.vasp").write_text(_poscar(a))
     sys.stderr.write(f"wrote {len(atoms)} POSCAR file(s) to {folder}\n")
 
 

@@ -55,15 +55,10 @@ def compute(
 @app.command("recipes")
 def recipes(ctx: typer.Context, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """List stored XRD recipes with their pattern counts."""
-    from sqlalchemy import func, select
+    from xtalbase.platform.repositories.patterns import recipe_summaries
 
-    from xtalbase.schema import XrdPattern, XrdRecipe
-
-    handle = open_db(ctx, db)
-    with handle.session() as s:
-        counts = dict(s.execute(select(XrdPattern.recipe_id, func.count()).group_by(XrdPattern.recipe_id)).all())
-        rows = [{"id": r.id, "name": r.name, "hash": r.hash[:12], "wavelength": r.wavelength, "two_theta": f"{r.two_theta_min:g}-{r.two_theta_max:g}",
-                 "merge_tol": r.merge_tol, "patterns": counts.get(r.id, 0)} for r in s.scalars(select(XrdRecipe).order_by(XrdRecipe.id))]
+    with open_db(ctx, db).session() as s:
+        rows = recipe_summaries(s)
     print_json(rows) if as_json else print_table(rows)
 
 

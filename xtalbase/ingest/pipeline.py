@@ -33,6 +33,7 @@ from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.executors import get_executor
+from xtalbase.platform.repositories import chunks
 from xtalbase.schema import Structure
 
 if TYPE_CHECKING:
@@ -318,8 +319,7 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
     """
     out: dict[str, set[str]] = {}
     with db.engine.connect() as conn:
-        for start in range(0, len(hashes), 500):
-            chunk = hashes[start:start + 500]
+        for chunk in chunks(hashes):
             stmt = select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(SOURCES.c.file_hash.in_(chunk))
             for h, loc in conn.execute(stmt):
                 out.setdefault(h, set()).add(loc)

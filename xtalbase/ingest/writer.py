@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from sqlalchemy import Connection, Table, exists, select, tuple_
 
 from xtalbase.ingest.matching import Matcher
+from xtalbase.platform.repositories import chunks, insert_ignore
 from xtalbase.schema import Calculation, Quarantine, Source, SourceProperty, Structure, StructureElement
 
 #: Arbitrary constant naming the ingest writer lock on PostgreSQL (pg_advisory_xact_lock).
@@ -120,7 +121,7 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
         extras.append((properties, item["calculation"], structure_ids[item["structure"]["exact_hash"]]))
     insert_ignore(conn, SOURCES, source_rows, ["file_hash", "record_locator"])
     # a record quarantined by an earlier run and stored now (say with allow_disorder) leaves the quarantine
-    for chunk in _chunks([(r["file_hash"], r["record_locator"]) for r in source_rows], 500):
+    for chunk in chunks([(r["file_hash"], r["record_locator"]) for r in source_rows]):
         conn.execute(QUARANTINE.delete().where(tuple_(QUARANTINE.c.file_hash, QUARANTINE.c.record_locator).in_(chunk)))
     ids = dict(((fh, loc), sid) for fh, loc, sid in conn.execute(
         select(SOURCES.c.file_hash, SOURCES.c.record_locator, SOURCES.c.id).where(
@@ -148,7 +149,7 @@ def _lock(conn: Connection) -> None:
 def _existing_sources(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     hashes = sorted({h for h, _ in keys})
-    for chunk in _chunks(hashes, 500):
+    for chunk in chunks(hashes):
         found.update((h, loc) for h, loc in conn.execute(
             select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(SOURCES.c.file_hash.in_(chunk))))
     return found & keys
@@ -159,7 +160,7 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
     """Map every record's exact hash to a structure id, inserting the structures that are new."""
     exact = {it["structure"]["exact_hash"] for _, it in fresh}
     by_exact: dict[str, int] = {}
-    for chunk in _chunks(sorted(exact), 500):
+    for chunk in chunks(sorted(exact)):
         by_exact.update((h, i) for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))))
     plain_keys = {it["structure"]["canonical_hash"] for _, it in fresh
                   if it["calculation"] is None and it["structure"]["exact_hash"] not in by_exact}
@@ -187,7 +188,7 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         if item["calculation"] is None:
             candidates.setdefault(row["canonical_hash"], []).append((h, row))
     insert_ignore(conn, STRUCTURES, list(new_rows.values()), ["exact_hash"])
-    for chunk in _chunks(sorted(new_rows), 500):
+    for chunk in chunks(sorted(new_rows)):
         for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))):
             by_exact[h] = i
     result.new_structure_ids.extend(by_exact[h] for h in new_rows)
@@ -206,35 +207,7 @@ def _candidates(conn: Connection, keys: set[str]) -> dict[str, list[tuple[Any, A
     cols = [STRUCTURES.c.id, STRUCTURES.c.canonical_hash, STRUCTURES.c.nsites, STRUCTURES.c.cell, STRUCTURES.c.numbers,
             STRUCTURES.c.frac_coords, STRUCTURES.c.site_occupancies, STRUCTURES.c.symprec]
     has_calc = exists().where(CALCULATIONS.c.structure_id == STRUCTURES.c.id)
-    for chunk in _chunks(sorted(keys), 500):
+    for chunk in chunks(sorted(keys)):
         for row in conn.execute(select(*cols).where(STRUCTURES.c.canonical_hash.in_(chunk), ~has_calc).order_by(STRUCTURES.c.id)):
             out[row.canonical_hash].append((row.id, row))
     return out
-
-
-def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]], conflict: Optional[list[str]]) -> None:
-    """Bulk ``INSERT ... ON CONFLICT DO NOTHING`` (executemany) on SQLite and PostgreSQL.
-
-    JSON columns whose value is ``None`` are left out of the statement so they
-    hold SQL ``NULL`` rather than JSON ``null``; rows are grouped accordingly.
-    """
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    json_cols = {c.name for c in table.columns if c.type.__class__.__name__ in ("JSON", "JSONB") or "JSON" in repr(c.type)}
-    groups: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        nulls = frozenset(k for k in json_cols if k in row and row[k] is None)
-        groups[nulls].append({k: v for k, v in row.items() if k not in nulls} if nulls else row)
-    for group in groups.values():
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_nothing(index_elements=conflict) if conflict else stmt
-        conn.execute(stmt, group)
-
-
-def _chunks(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

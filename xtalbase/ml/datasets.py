@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from sqlalchemy import func, select, update
 
 from xtalbase.errors import NotFound, XtalbaseError
+from xtalbase.platform.repositories import chunks, named_row
 from xtalbase.schema import Dataset, DatasetMember, Run, Split, Structure
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from xtalbase.api import Database
 
-_CHUNK = 20_000
+_CHUNK = 20_000  # rows per executemany batch of dataset_members (IN lists use repositories.chunks)
 
 
 class DatasetError(XtalbaseError):
@@ -106,8 +107,6 @@ class DatasetStore:
 
     def get(self, name: str) -> DatasetHandle:
         """The dataset called ``name``; raises :class:`NotFound` naming known datasets otherwise."""
-        from xtalbase.ml.splits import named_row
-
         with self.db.session() as s:
             return self._handle(s, named_row(s, Dataset, name, "dataset"))
 
@@ -172,8 +171,8 @@ class DatasetStore:
         with self.db.session() as s:
             present = set()
             listed = sorted(wanted)
-            for start in range(0, len(listed), _CHUNK):
-                present.update(s.scalars(select(Structure.id).where(Structure.id.in_(listed[start:start + _CHUNK]))))
+            for chunk in chunks(listed):
+                present.update(s.scalars(select(Structure.id).where(Structure.id.in_(chunk))))
             if source_run is not None and s.get(Run, source_run) is None:
                 raise DatasetError(f"source run {source_run} does not exist")
         missing = sorted(wanted - present)
@@ -232,8 +231,7 @@ class DatasetStore:
         ids = [m["structure_id"] for m in members]
         with self.db.session() as s:
             exact = {}
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start:start + _CHUNK]
+            for chunk in chunks(ids):
                 exact.update(s.execute(select(Structure.id, Structure.exact_hash).where(Structure.id.in_(chunk))).all())
         content = set_hash(exact.values())
         with self.db.run("dataset", {"name": name, **params}) as run:

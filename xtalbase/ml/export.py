@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from sqlalchemy import select
 
 from xtalbase.ml.manifest import MANIFEST, ExportError, verify_manifest, write_manifest
+from xtalbase.platform.repositories import chunks
+from xtalbase.platform.repositories.structures import calculations_of
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure
 
 if TYPE_CHECKING:
@@ -37,9 +39,6 @@ CDVAE_PROPERTY_ORDER = (
     "energy_per_atom",  # carbon_24
     "formation_energy_per_atom", "band_gap", "pretty_formula", "e_above_hull", "elements", "spacegroup.number",  # mp_20
 )
-_CHUNK = 2_000
-#: stress units converted to ASE's eV/Å³ (VASP's kBar has the opposite sign to ASE's convention)
-_STRESS_TO_ASE = {"ev/å^3": 1.0, "ev/a^3": 1.0, "ev/å³": 1.0, "ev/ang^3": 1.0, "kbar": -0.1, "kb": -0.1}
 
 
 @dataclass
@@ -57,8 +56,7 @@ def members(handle: "SplitHandle", fold: str | None = None, *, calculations: boo
     """Members of ``fold`` (all when ``None``) in structure-id order, loaded in chunks with sources and properties."""
     fold_of = handle.members() if fold is None else None
     ids = handle.ids(fold)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
+    for chunk in chunks(ids):
         with handle.db.session() as s:
             rows = {r.id: r for r in s.scalars(select(Structure).where(Structure.id.in_(chunk)))}
             external: dict[int, str] = {}
@@ -72,13 +70,7 @@ def members(handle: "SplitHandle", fold: str | None = None, *, calculations: boo
                     .where(Source.structure_id.in_(chunk)).order_by(Source.id))
             for sid, name, vf, vt in s.execute(stmt):
                 props.setdefault(sid, {}).setdefault(name, vf if vf is not None else vt)
-            best: dict[int, Calculation] = {}
-            if calculations:
-                for calc in s.scalars(select(Calculation).where(Calculation.structure_id.in_(chunk)).order_by(Calculation.id)):
-                    current = best.get(calc.structure_id)
-                    # prefer the newest calculation that is not known to be unconverged
-                    if current is None or calc.converged is not False or current.converged is False:
-                        best[calc.structure_id] = calc
+            best = calculations_of(s, chunk) if calculations else {}
         for sid in chunk:
             yield Member(rows[sid], fold_of[sid] if fold_of is not None else fold, external.get(sid),
                          props.get(sid, {}), best.get(sid))
@@ -172,11 +164,7 @@ def _xrd_features(handle: "SplitHandle", ids: list[int]) -> list | None:
 
 def member_atoms(m: Member) -> Any:
     """ASE ``Atoms`` of a member with identity info and, when present, a single-point calculator."""
-    import numpy as np
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    from xtalbase.platform.convert import to_ase
-    from xtalbase.schema.arrays import unpack
+    from xtalbase.platform.convert import attach_calculation, to_ase
 
     atoms = to_ase(m.row)
     atoms.info.update({"structure_id": m.row.id, "canonical_hash": m.row.canonical_hash, "fold": m.fold,
@@ -184,26 +172,8 @@ def member_atoms(m: Member) -> Any:
     if m.external_id:
         atoms.info["material_id"] = m.external_id
     calc = m.calculation
-    if calc is None:
-        return atoms
-    results: dict[str, Any] = {}
-    if calc.energy is not None:
-        results["energy"] = calc.energy
-    if calc.forces is not None:
-        results["forces"] = unpack(calc.forces, shape=(len(atoms), 3))
-    if calc.stress is not None:
-        stress = unpack(calc.stress, shape=(3, 3))
-        factor = _STRESS_TO_ASE.get((calc.stress_unit or "").strip().lower())
-        if factor is None:  # unknown unit: keep the numbers as given rather than guess a conversion
-            atoms.info["stress_as_given"] = " ".join(repr(float(x)) for x in stress.ravel())
-            atoms.info["stress_unit"] = calc.stress_unit or "unknown"
-        else:
-            from ase.units import GPa
-
-            results["stress"] = stress * (factor * GPa if factor != 1.0 else 1.0)
-    atoms.info["calculation_id"] = calc.id
-    if results:
-        atoms.calc = SinglePointCalculator(atoms, **{k: np.asarray(v) if k != "energy" else v for k, v in results.items()})
+    if calc is not None:
+        attach_calculation(atoms, calc.energy, calc.forces, calc.stress, calc.stress_unit, calculation_id=calc.id)
     return atoms
 
 

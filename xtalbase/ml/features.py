@@ -31,7 +31,6 @@ from xtalbase.xrd.profile import DEFAULT_GRID, profile, profile_grid
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
-ID_CHUNK = 5000
 KINDS = ("peaks11", "profile")
 #: Every option of each kind with its default; a stored recipe holds all of them.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -193,21 +192,10 @@ def peaks11(two_theta: np.ndarray, intensity: np.ndarray, *, threshold: float = 
 
 def load_patterns(db: "Database", structure_ids: Sequence[int], recipe_id: int) -> dict[int, Peaks]:
     """``{structure_id: (two_theta, intensity)}`` of the stored computed patterns of ``recipe_id``."""
-    from sqlalchemy import select
+    from xtalbase.platform.repositories.patterns import computed_peaks
 
-    from xtalbase.schema import XrdPattern
-    from xtalbase.schema.arrays import unpack
-
-    ids = [int(i) for i in structure_ids]
-    out: dict[int, Peaks] = {}
-    cols = (XrdPattern.structure_id, XrdPattern.two_theta, XrdPattern.intensity)
     with db.session() as s:
-        for lo in range(0, len(ids), ID_CHUNK):
-            stmt = select(*cols).where(XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed",
-                                       XrdPattern.structure_id.in_(ids[lo:lo + ID_CHUNK]))
-            for sid, tt, inten in s.execute(stmt):
-                out[sid] = (unpack(tt), unpack(inten))
-    return out
+        return computed_peaks(s, structure_ids, recipe_id)
 
 
 def load_xrd_features(db: "Database", structure_ids: Sequence[int], recipe_id: int, kind: str = "peaks11",

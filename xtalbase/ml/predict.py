@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from sqlalchemy import select
 
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.evaluation import top_k
@@ -20,7 +19,8 @@ from xtalbase.ml.features import FeatureRecipe
 from xtalbase.ml.registry import get_model, load_estimator
 from xtalbase.ml.targets import get_target
 from xtalbase.ml.xrd_inputs import load_fold
-from xtalbase.schema import Model, Prediction, Structure, XrdPattern, XrdRecipe
+from xtalbase.platform.repositories.models import structure_formulas
+from xtalbase.schema import Model, Prediction, XrdPattern, XrdRecipe
 from xtalbase.schema.arrays import unpack
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def predict_structures(db: "Database", model_id: int | str, structure_ids: Seque
         estimator = load_estimator(model)
         fold = load_fold(s, structure_ids, model.target, model.xrd_recipe_id, model.feature_recipe, what="selected structures",
                          training=False)
-        formulas = dict(s.execute(select(Structure.id, Structure.formula_reduced).where(Structure.id.in_(fold.ids.tolist()))).all())
+        formulas = structure_formulas(s, fold.ids.tolist())
     outputs = _outputs(model, estimator, fold.X)
     rows = [dict(o, structure_id=int(sid), formula=formulas.get(int(sid))) for sid, o in zip(fold.ids, outputs)]
     summary = _summary(model, outputs, fold.y)

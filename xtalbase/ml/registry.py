@@ -9,11 +9,14 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from xtalbase.errors import NotFound
 from xtalbase.ml import artifacts
-from xtalbase.schema import Dataset, Model, Prediction, Split
+from xtalbase.platform.repositories import models as models_repo
+from xtalbase.platform.repositories.models import get_model
+from xtalbase.schema import Dataset, Model
+
+__all__ = ["MODEL_LIBRARIES", "get_model", "library_versions", "lineage", "list_models", "load_estimator", "parent_model_for",
+           "summary"]
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -34,16 +37,6 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def get_model(session: "Session", model_id: int | str) -> Model:
-    """The model with id ``model_id`` (or, for a non-numeric string, the newest one with that name)."""
-    text = str(model_id)
-    model = session.get(Model, int(text)) if text.isdigit() else session.scalars(
-        select(Model).where(Model.name == text).order_by(Model.id.desc())).first()
-    if model is None:
-        raise NotFound(f"no model {text!r} (see `xtalbase models list`)")
-    return model
-
-
 def load_estimator(model: Model) -> Any:
     """The fitted estimator of a model row, from its artifact (hash-checked, never unpickled)."""
     if model.artifact is None:
@@ -53,10 +46,7 @@ def load_estimator(model: Model) -> Any:
 
 def parent_model_for(session: "Session", dataset: Dataset | None, target: str) -> int | None:
     """The newest model for ``target`` trained on the parent of ``dataset`` (the model this one retrains)."""
-    if dataset is None or dataset.parent_id is None:
-        return None
-    return session.scalars(select(Model.id).where(Model.dataset_id == dataset.parent_id, Model.target == target)
-                           .order_by(Model.id.desc())).first()
+    return models_repo.parent_model_id(session, dataset, target)
 
 
 def lineage(session: "Session", model: Model) -> list[Model]:
@@ -74,8 +64,7 @@ def lineage(session: "Session", model: Model) -> list[Model]:
 
 def summary(session: "Session", model: Model) -> dict[str, Any]:
     """One JSON-ready dict describing a model row (without the artifact bytes)."""
-    split = session.get(Split, model.split_id) if model.split_id else None
-    dataset = session.get(Dataset, model.dataset_id) if model.dataset_id else None
+    split, dataset = models_repo.training_origin(session, model)
     return {
         "id": model.id, "name": model.name, "task": model.task, "target": model.target, "algorithm": model.algorithm,
         "hyperparameters": model.hyperparameters, "seed": model.seed, "feature_recipe": model.feature_recipe,
@@ -86,18 +75,15 @@ def summary(session: "Session", model: Model) -> dict[str, Any]:
         "code_version": model.code_version, "artifact_format": model.artifact_format,
         "artifact_sha256": model.artifact_sha256, "artifact_bytes": len(model.artifact or b""),
         "parent_model_id": model.parent_model_id, "created_at": model.created_at, "run_id": model.run_id,
-        "n_predictions": session.scalar(select(func.count()).select_from(Prediction).where(Prediction.model_id == model.id)),
+        "n_predictions": models_repo.count_predictions(session, model.id),
     }
 
 
 def list_models(db: "Database", *, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Summaries of models, newest first, each with its lineage (ids back to the root)."""
     with db.session() as s:
-        stmt = select(Model).order_by(Model.id.desc()).limit(limit)
-        if target:
-            stmt = stmt.where(Model.target == target)
         out = []
-        for m in s.scalars(stmt):
+        for m in models_repo.newest_models(s, target=target, limit=limit):
             row = summary(s, m)
             row["lineage"] = [x.id for x in lineage(s, m)]
             out.append(row)

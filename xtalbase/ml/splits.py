@@ -26,6 +26,7 @@ from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.split_strategies import (
     ALGORITHM, MODES, STRATEGIES, SplitError, assign, check_fractions, check_k, leakage, prototype_key,
 )
+from xtalbase.platform.repositories import chunks, named_row
 from xtalbase.schema import Source, SourceProperty, Split, SplitMember, Structure
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ SCALAR_COLUMNS = (
     "spacegroup_symbol", "crystal_system", "symprec", "created_at", "run_id",
 )
 DEFAULT_BY = {"group": "formula_reduced", "stratified": "crystal_system"}
-_CHUNK = 20_000
+_CHUNK = 20_000  # rows per executemany batch of split_members (IN lists use repositories.chunks)
 
 
 def canonical_json(obj: Any) -> str:
@@ -154,9 +155,7 @@ class SplitHandle:
 
     def rows(self, fold: str | None = None) -> Iterable[Structure]:
         """Stored ``Structure`` rows of ``fold`` (all folds when ``None``) by id, read in chunks."""
-        ids = self.ids(fold)
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
+        for chunk in chunks(self.ids(fold)):
             with self.db.session() as s:
                 yield from s.scalars(select(Structure).where(Structure.id.in_(chunk)).order_by(Structure.id))
 
@@ -169,13 +168,20 @@ class SplitHandle:
     def atoms(self, fold: str | None = None) -> list["Atoms"]:
         """ASE ``Atoms`` of ``fold``, ordered by structure id.
 
-        ``info`` holds ``structure_id``, ``canonical_hash`` and ``fold``; a structure with a
-        calculation carries it as a single-point calculator (energy eV, forces eV/Å,
-        stress eV/Å³), as in the ``extxyz`` export.
+        ``info`` holds ``structure_id`` (also as ``xtalbase_id``, as ``db.query().atoms()`` does),
+        ``canonical_hash`` and ``fold``; a structure with a calculation carries it as a single-point
+        calculator (energy eV, forces eV/Å, stress eV/Å³), as in the ``extxyz`` export, chosen as
+        :mod:`xtalbase.platform.repositories.structures` documents.
         """
         from xtalbase.ml.export import member_atoms, members
+        from xtalbase.platform.convert import identity_info
 
-        return [member_atoms(m) for m in members(self, fold, calculations=True)]
+        out = []
+        for m in members(self, fold, calculations=True):
+            atoms = member_atoms(m)
+            atoms.info.update(identity_info(m.row.id))
+            out.append(atoms)
+        return out
 
     def check(self, examples: int = 5) -> dict[str, Any]:
         """Leakage report: values of each identity key found in more than one fold; see :func:`leakage`."""
@@ -441,15 +447,6 @@ class SplitStore:
             counts[f] += 1
         content = split_hash(recipe, membership_hash(zip(exact_hashes, folds)))
         return self._write(name, recipe, content, counts, ids, folds)
-
-
-def named_row(session: Any, model: type, name: str, kind: str) -> Any:
-    """The row of ``model`` called ``name``; :class:`NotFound` listing up to 20 known names otherwise."""
-    row = session.scalars(select(model).where(model.name == name)).one_or_none()
-    if row is None:
-        known = list(session.scalars(select(model.name).order_by(model.name).limit(20)))
-        raise NotFound(f"no {kind} named {name!r}" + (f"; known {kind}s: {', '.join(known)}" if known else "; none stored yet"))
-    return row
 
 
 def write_members(session: Any, split_pk: int, ids: Sequence[int], folds: Sequence[str]) -> None:

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 from sqlalchemy import select
 
-from xtalbase.errors import NotFound, XtalbaseError
+from xtalbase.errors import XtalbaseError
 from xtalbase.ml.features import FeatureRecipe
 from xtalbase.ml.targets import Target, get_target
-from xtalbase.schema import Dataset, DatasetMember, Split, SplitMember, Structure, XrdPattern
-from xtalbase.schema.arrays import unpack
+from xtalbase.platform.repositories import chunks, named_row
+from xtalbase.platform.repositories.patterns import computed_peaks
+from xtalbase.schema import Dataset, DatasetMember, Split, SplitMember, Structure
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from xtalbase.platform.database import Database
 
 
 @dataclass
@@ -54,19 +54,12 @@ def check_target(target: str) -> str:
 
 def get_split(session: "Session", name: str) -> Split:
     """The split named ``name`` or :class:`NotFound` listing the known names."""
-    split = session.scalars(select(Split).where(Split.name == name)).first()
-    if split is None:
-        known = session.scalars(select(Split.name).order_by(Split.name).limit(20)).all()
-        raise NotFound(f"no split named {name!r}; known splits: {', '.join(known) or 'none (create one with `xtalbase split create`)'}")
-    return split
+    return named_row(session, Split, name, "split")
 
 
 def get_dataset(session: "Session", name: str) -> Dataset:
     """The dataset named ``name`` or :class:`NotFound`."""
-    ds = session.scalars(select(Dataset).where(Dataset.name == name)).first()
-    if ds is None:
-        raise NotFound(f"no dataset named {name!r}")
-    return ds
+    return named_row(session, Dataset, name, "dataset")
 
 
 def split_fold_ids(session: "Session", split: Split, fold: str) -> list[int]:
@@ -135,21 +128,11 @@ def _structure_rows(session: "Session", ids: Sequence[int]) -> list[Any]:
             Structure.nsites, Structure.cell, Structure.numbers, Structure.frac_coords)
     rows: list[Any] = []
     ids = sorted(set(int(i) for i in ids))
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         rows.extend(session.execute(select(*cols).where(Structure.id.in_(chunk))).all())
     rows.sort(key=lambda r: r.exact_hash)
     return rows
 
 
 def _peaks(session: "Session", ids: Sequence[int], recipe_id: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for chunk in _chunks(list(ids)):
-        stmt = select(XrdPattern.structure_id, XrdPattern.two_theta, XrdPattern.intensity).where(
-            XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed", XrdPattern.structure_id.in_(chunk))
-        for sid, tt, inten in session.execute(stmt):
-            out[sid] = (unpack(tt), unpack(inten))
-    return out
-
-
-def _chunks(values: list[int], size: int = 5000) -> list[list[int]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
+    return computed_peaks(session, ids, recipe_id)

@@ -118,13 +118,13 @@ def batch_to_ase(batch: StructureBatch, ids: list[int] | None = None) -> list["A
     """Periodic ASE ``Atoms`` for every structure of ``batch`` (positions in Å).
 
     Each ``Atoms`` owns a disjoint slice of the batch's arrays (no copy per
-    structure); ``ids`` go to ``info["xtalbase_id"]``.
+    structure); ``ids`` go to ``info`` (see :func:`identity_info`).
     """
     make = _atoms_factory()
     positions, numbers, cells = batch.cartesian(), batch.numbers, batch.cells.copy()
     o = batch.offsets.tolist()
     ids = ids if ids is not None else [None] * len(batch)
-    return [make(numbers[o[i]:o[i + 1]], positions[o[i]:o[i + 1]], cells[i], {"xtalbase_id": ids[i]} if ids[i] is not None else {})
+    return [make(numbers[o[i]:o[i + 1]], positions[o[i]:o[i + 1]], cells[i], identity_info(ids[i]) if ids[i] is not None else {})
             for i in range(len(batch))]
 
 
@@ -140,25 +140,55 @@ def batch_to_pymatgen(batch: StructureBatch, occupancies: list[Any] | None = Non
     return out
 
 
+#: Stored stress unit (normalised by :func:`_unit_key`) -> factor to ASE's eV/Å³, positive under tension.
+#: VASP writes kBar with the opposite sign (positive = compressive), so its factor is negative, as in ASE's
+#: own VASP readers; 1 kBar = 0.1 GPa. GPa is taken in ASE's sign convention.
+STRESS_TO_ASE: dict[str, float] = {
+    "ev/a^3": 1.0, "ev/a3": 1.0,
+    "kbar": -0.1, "kb": -0.1,
+    "gpa": 1.0,
+}
+#: Units of :data:`STRESS_TO_ASE` whose factor is in GPa (multiplied by ``ase.units.GPa``).
+_PRESSURE_UNITS = frozenset({"kbar", "kb", "gpa"})
+
+#: ``Atoms.info`` key of the structure id, set by every conversion of stored structures.
+ID_KEY = "structure_id"
+#: The key ``Query.atoms()`` used first; still set so existing code reading it keeps working.
+LEGACY_ID_KEY = "xtalbase_id"
+
+
+def _unit_key(unit: str | None) -> str:
+    return (unit or "").strip().lower().replace("å", "a").replace("³", "^3").replace("ang", "a")
+
+
 def stress_factor(unit: str | None) -> float | None:
     """Factor from a stored stress unit to ASE's convention (eV/Å³, positive under tension); ``None`` if unknown.
 
-    VASP reports kBar with the opposite sign (positive = compressive); the
-    factor flips it, as ASE's own VASP reader does.
+    Known units: eV/Å³ (any spelling: ``eV/Å^3``, ``eV/A^3``, ``eV/Ang^3``), kBar (VASP sign, flipped) and GPa.
     """
+    key = _unit_key(unit)
+    factor = STRESS_TO_ASE.get(key)
+    if factor is None or key not in _PRESSURE_UNITS:
+        return factor
     from ase.units import GPa
 
-    key = (unit or "").strip().lower().replace("å", "a").replace("³", "^3").replace("ang", "a")
-    return {"kbar": -0.1 * GPa, "kb": -0.1 * GPa, "ev/a^3": 1.0, "ev/a3": 1.0, "gpa": GPa}.get(key)
+    return factor * GPa
+
+
+def identity_info(structure_id: int) -> dict[str, int]:
+    """The ``Atoms.info`` entries naming a stored structure (:data:`ID_KEY` and :data:`LEGACY_ID_KEY`)."""
+    return {ID_KEY: structure_id, LEGACY_ID_KEY: structure_id}
 
 
 def attach_calculation(atoms: "Atoms", energy: float | None, forces: bytes | None, stress: bytes | None,
-                       stress_unit: str | None) -> None:
+                       stress_unit: str | None, calculation_id: int | None = None) -> None:
     """Attach a DFT result through a ``SinglePointCalculator``.
 
     ``energy`` eV per cell, ``forces`` (nsites, 3) eV/Å bytes, ``stress`` (3, 3)
-    bytes in ``stress_unit``; stress in an unknown unit is left out (named in
-    ``atoms.info["xtalbase_stress_unit"]``).
+    bytes in ``stress_unit``. Stress in a unit :func:`stress_factor` does not know
+    is not converted by guess: its numbers go to ``atoms.info["stress_as_given"]``
+    and the unit to ``atoms.info["stress_unit"]``. ``calculation_id`` goes to
+    ``atoms.info["calculation_id"]``.
     """
     from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -168,10 +198,14 @@ def attach_calculation(atoms: "Atoms", energy: float | None, forces: bytes | Non
     if forces is not None:
         results["forces"] = unpack(forces, shape=(len(atoms), 3)).copy()
     if stress is not None:
+        values = unpack(stress, shape=(3, 3))
         factor = stress_factor(stress_unit)
         if factor is None:
-            atoms.info["xtalbase_stress_unit"] = stress_unit
+            atoms.info["stress_as_given"] = " ".join(repr(float(x)) for x in values.ravel())
+            atoms.info["stress_unit"] = stress_unit or "unknown"
         else:
-            results["stress"] = unpack(stress, shape=(3, 3)) * factor
+            results["stress"] = values * factor
+    if calculation_id is not None:
+        atoms.info["calculation_id"] = calculation_id
     if results:
         atoms.calc = SinglePointCalculator(atoms, **results)

@@ -22,7 +22,8 @@ from sqlalchemy.types import NullType
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.convert import attach_calculation, batch_to_ase, batch_to_pymatgen, decode_batch
 from xtalbase.platform.optimade_filter import FilterError, compile_filter, sort_column
-from xtalbase.schema import Calculation, Structure
+from xtalbase.platform.repositories.structures import calculation_rows
+from xtalbase.schema import Structure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,11 +140,13 @@ class Query:
         return self._load(self.statement(*_ARRAY_COLUMNS, Structure.site_occupancies), "structures")
 
     def atoms(self, calculations: bool = True) -> list["Atoms"]:
-        """Periodic ASE ``Atoms`` in query order; ``info["xtalbase_id"]`` is the structure id.
+        """Periodic ASE ``Atoms`` in query order; ``info["structure_id"]`` is the structure id
+        (also under ``info["xtalbase_id"]``, the key this method used first).
 
         With ``calculations`` (default), a structure that has a DFT calculation gets
-        its newest one attached as a ``SinglePointCalculator`` (energy eV, forces
-        eV/Å, stress eV/Å³ in ASE's sign convention).
+        one attached as a ``SinglePointCalculator`` (energy eV, forces eV/Å, stress
+        eV/Å³ in ASE's sign convention), chosen as in :mod:`xtalbase.platform.repositories.structures`
+        (the newest not known to be unconverged); its id is ``info["calculation_id"]``.
         """
         return self._load(self.statement(*_ARRAY_COLUMNS), "atoms", calculations)
 
@@ -182,7 +185,7 @@ class Query:
     def _load(self, stmt: Select, kind: str, calculations: bool = False) -> list[Any]:
         with self._connect() as conn:
             rows = conn.execute(stmt).all()
-            calcs = self._calculations(conn) if calculations and rows else {}
+            calcs = calculation_rows(conn, self.statement()) if calculations and rows else {}
         if not rows:
             return []
         ids, nsites, cells, numbers, fracs = (list(c) for c in zip(*(r[:5] for r in rows)))
@@ -197,16 +200,8 @@ class Query:
             for sid, a in zip(ids, atoms):
                 calc = calcs.get(sid)
                 if calc is not None:
-                    attach_calculation(a, *calc)
+                    attach_calculation(a, calc.energy, calc.forces, calc.stress, calc.stress_unit, calculation_id=calc.id)
         return atoms
-
-    def _calculations(self, conn: Any) -> dict[int, tuple]:
-        """Newest calculation (highest id) per selected structure: (energy, forces, stress, stress_unit)."""
-        stmt = (select(Calculation.structure_id, Calculation.energy, Calculation.forces, Calculation.stress,
-                       Calculation.stress_unit)
-                .where(Calculation.structure_id.in_(self.statement()))
-                .order_by(Calculation.structure_id, Calculation.id))
-        return {r[0]: tuple(r[1:]) for r in conn.execute(stmt)}
 
 
 # Raw DBAPI bytes for the array columns: LargeBinary's per-value result processing costs more than decoding.

@@ -6,7 +6,7 @@ builder is :func:`xtalbase.xrd.builder.compute_missing`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, exists, insert, select
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK, insert_ignore_statement
 from xtalbase.xrd.engine import Pattern
 from xtalbase.schema import Structure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import pack
@@ -23,8 +24,6 @@ if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
 DEFAULT_BATCH = 2000
-#: Bound on ids per ``IN (...)`` list (SQLite's variable limit is 32766; PostgreSQL's 65535).
-ID_CHUNK = 5000
 
 
 def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = None, *, structure_ids: Sequence[int] | None = None,
@@ -174,7 +173,7 @@ def write_patterns(conn: Connection, run_id: int | None, recipe_id: int, structu
     if not patterns:
         return 0
     rows = [pattern_row(p, kind="computed", structure_id=sid, recipe_id=recipe_id, run_id=run_id) for sid, p in zip(structure_ids, patterns)]
-    stmt = _insert_ignore(conn, XrdPattern.__table__, ("structure_id", "recipe_id")).returning(XrdPattern.id, XrdPattern.structure_id)
+    stmt = insert_ignore_statement(conn, XrdPattern.__table__, ("structure_id", "recipe_id")).returning(XrdPattern.id, XrdPattern.structure_id)
     inserted = conn.execute(stmt, rows).all()
     by_structure = dict(zip(structure_ids, patterns))
     peak_rows = [r for pid, sid in inserted for r in peak_rows_of(by_structure[sid], pid, recipe_id, sid)]
@@ -194,16 +193,6 @@ def peak_rows_of(p: Pattern, pattern_id: int, recipe_id: int | None, structure_i
     for rank, (tt, inten, d) in enumerate(zip(p.two_theta.tolist(), p.intensity.tolist(), p.d_spacing.tolist())):
         yield {"pattern_id": pattern_id, "rank": rank, "recipe_id": recipe_id, "structure_id": structure_id,
                "two_theta": tt, "intensity": inten, "d_spacing": d}
-
-
-def _insert_ignore(conn: Connection, table: Any, keys: tuple[str, ...]) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def _results(executor: Any, db: "Database", todo: list[int], batch_size: int, options: dict[str, Any], hkl: bool,

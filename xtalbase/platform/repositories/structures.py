@@ -1,0 +1,99 @@
+"""Structures, calculations, sources and quarantine: reads shared by the query API, exports and the CLI.
+
+Calculation choice
+------------------
+A structure can carry several calculations (ionic steps, reruns). Wherever one is attached to a
+structure (``Query.atoms()``, ``SplitHandle.atoms()``, the extxyz export) it is chosen by
+:func:`choose_calculations`: **the newest calculation (highest id) that is not known to be
+unconverged**; when every calculation of the structure is marked unconverged, the newest one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from sqlalchemy import Select, func, select
+
+from xtalbase.errors import NotFound
+from xtalbase.platform.repositories import chunks
+from xtalbase.schema import Calculation, Quarantine
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
+
+#: Calculation columns the ASE conversion needs, in the order :func:`calculation_rows` returns them.
+CALCULATION_COLUMNS = (Calculation.id, Calculation.structure_id, Calculation.converged, Calculation.energy,
+                       Calculation.forces, Calculation.stress, Calculation.stress_unit)
+
+
+def choose_calculations(calculations: Iterable[Any]) -> dict[int, Any]:
+    """``{structure_id: calculation}`` by the module's policy (newest not known to be unconverged).
+
+    ``calculations`` are rows or ORM objects with ``id``, ``structure_id`` and ``converged``, in any order.
+    """
+    best: dict[int, Any] = {}
+    for calc in sorted(calculations, key=lambda c: (c.structure_id, c.id)):
+        current = best.get(calc.structure_id)
+        # a newer calculation wins unless it is unconverged and the current one is not
+        if current is None or calc.converged is not False or current.converged is False:
+            best[calc.structure_id] = calc
+    return best
+
+
+def calculation_rows(conn: "Connection | Session", structure_ids: Sequence[int] | Select) -> dict[int, Any]:
+    """The chosen calculation of each structure of ``structure_ids`` (ids or a SELECT of ids), as rows of
+    :data:`CALCULATION_COLUMNS`; structures without a calculation are absent."""
+    if isinstance(structure_ids, Select):
+        return choose_calculations(conn.execute(select(*CALCULATION_COLUMNS).where(Calculation.structure_id.in_(structure_ids))))
+    rows: list[Any] = []
+    for chunk in chunks([int(i) for i in structure_ids]):
+        rows.extend(conn.execute(select(*CALCULATION_COLUMNS).where(Calculation.structure_id.in_(chunk))))
+    return choose_calculations(rows)
+
+
+def calculations_of(session: "Session", structure_ids: Sequence[int]) -> dict[int, Calculation]:
+    """The chosen ``Calculation`` (ORM object, every column) of each structure in ``structure_ids``."""
+    rows: list[Calculation] = []
+    for chunk in chunks([int(i) for i in structure_ids]):
+        rows.extend(session.scalars(select(Calculation).where(Calculation.structure_id.in_(chunk))))
+    return choose_calculations(rows)
+
+
+# --------------------------------------------------------------------------- quarantine
+
+#: Columns of :func:`quarantine_rows`, in order.
+QUARANTINE_COLUMNS = ("id", "reason", "file_path", "record_locator", "run_id", "message", "raw_text")
+
+
+def quarantine_rows(session: "Session", reason: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Quarantined records, newest first: ``id``, ``reason``, ``file_path``, ``record_locator``, ``run_id``,
+    ``message``, ``raw_text``; only ``reason`` when given; at most ``limit``."""
+    stmt = select(*(Quarantine.__table__.c[c] for c in QUARANTINE_COLUMNS)).order_by(Quarantine.id.desc())
+    if reason is not None:
+        stmt = stmt.where(Quarantine.reason == reason)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [dict(r._mapping) for r in session.execute(stmt)]
+
+
+def quarantine_count(session: "Session", reason: str | None = None) -> int:
+    """How many quarantined records there are (of ``reason`` when given)."""
+    stmt = select(func.count()).select_from(Quarantine)
+    if reason is not None:
+        stmt = stmt.where(Quarantine.reason == reason)
+    return int(session.scalar(stmt) or 0)
+
+
+def quarantine_record(session: "Session", quarantine_id: int) -> dict[str, Any]:
+    """Every column of one quarantine row; :class:`NotFound` when there is none with that id."""
+    q = session.get(Quarantine, quarantine_id)
+    if q is None:
+        raise NotFound(f"no quarantine row with id {quarantine_id}")
+    return {"id": q.id, "run_id": q.run_id, "reason": q.reason, "message": q.message, "file_path": q.file_path,
+            "file_hash": q.file_hash, "record_locator": q.record_locator, "raw_hash": q.raw_hash, "raw_size": q.raw_size,
+            "created_at": q.created_at, "raw_text": q.raw_text}
+
+
+__all__ = ["CALCULATION_COLUMNS", "QUARANTINE_COLUMNS", "calculation_rows", "calculations_of", "choose_calculations", "quarantine_count",
+           "quarantine_record", "quarantine_rows"]
