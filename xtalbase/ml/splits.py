@@ -228,6 +228,7 @@ class SplitStore:
         predicate: Callable[[dict[str, Any]], bool] | None = None,
         mode: str = "stable",
         cut: int | str | datetime | None = None,
+        **params: Any,
     ) -> SplitHandle:
         """Assign the selected structures to folds and store the split (immutable).
 
@@ -252,11 +253,13 @@ class SplitStore:
             an ISO timestamp (structures created after it). Default: the run boundary
             whose later share is closest to the test fraction, resolved now and
             stored in the recipe.
+        params : further parameters of a registered strategy's class.
 
         Creating an existing name with the same recipe returns the stored split;
         with another recipe it raises :class:`SplitError`.
         """
-        splitter = make_splitter(strategy, by=by, fractions=fractions, k=k, cut=cut, seed=seed, mode=mode)
+        splitter = make_splitter(strategy, by=by, fractions=fractions, k=k, cut=cut, seed=seed, mode=mode,
+                                 **params)
         recipe = self._recipe(splitter, filter, ids, predicate)
         existing = self._existing(name, recipe)
         if existing is not None:

@@ -70,7 +70,8 @@ def make_splitter(strategy: str, **params: Any) -> "Splitter":
     for key, value in params.items():
         if key not in accepted and value is not None and key != "fractions":
             takers = [n for n, c in SPLITTERS.items() if key in c.param_names()]
-            where = f"the {' and '.join(takers)} strateg{'y' if len(takers) == 1 else 'ies'}" if takers else "no strategy"
+            listed = " and ".join(filter(None, [", ".join(takers[:-1]), takers[-1]])) if takers else ""
+            where = f"the {listed} strateg{'y' if len(takers) == 1 else 'ies'}" if takers else "no strategy"
             raise SplitError(f"--{key} applies to {where} only, not to {strategy}")
     return cls(**{k: v for k, v in params.items() if k in accepted})
 
@@ -98,9 +99,18 @@ class Splitter:
         """The keyword parameters of ``__init__``, as ``get_params`` returns them."""
         return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters by name, as given."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters by name, as given (``deep`` is accepted for scikit-learn's ``clone``)."""
         return {p: getattr(self, p) for p in self.param_names()}
+
+    def set_params(self, **params: Any) -> "Splitter":
+        """Set constructor parameters by name; returns ``self``."""
+        unknown = sorted(set(params) - set(self.param_names()))
+        if unknown:
+            raise SplitError(f"{type(self).__name__} has no parameter(s) {unknown}; it takes {list(self.param_names())}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
 
     def checked_params(self) -> dict[str, Any]:
         """The parameters validated and in their stored form; :class:`SplitError` names the bad one."""
