@@ -242,21 +242,3 @@ class XGBoostModel(BaseEstimator):
         gain = self.booster_.get_score(importance_type="total_gain")
         values = np.array([gain.get(f"f{i}", 0.0) for i in range(self.n_features_in_)])
         return values / values.sum() if values.sum() > 0 else values
-
-
-ALGORITHMS = {"extratrees": ExtraTreesModel, "xgboost": XGBoostModel}
-
-
-def make_estimator(algorithm: str, task: str, params: dict[str, Any] | None = None, seed: int = 0) -> BaseEstimator:
-    """An unfitted estimator for ``algorithm`` (``extratrees``/``xgboost``) with ``params`` over its defaults.
-
-    Unknown parameter names raise ``ValueError`` naming the accepted ones.
-    """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}")
-    cls = ALGORITHMS[algorithm]
-    accepted = set(cls().get_params()) - {"task", "random_state"}
-    unknown = sorted(set(params or {}) - accepted)
-    if unknown:
-        raise ValueError(f"unknown {algorithm} parameter(s) {unknown}; accepted: {sorted(accepted)}")
-    return cls(task=task, random_state=seed, **(params or {}))

@@ -14,7 +14,7 @@ import numpy as np
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts, registry
-from xtalbase.ml.estimators import make_estimator
+from xtalbase.ml.algorithms import make_estimator
 from xtalbase.ml.evaluation import classification_metrics, regression_metrics
 from xtalbase.ml.feature_recipe import make_recipe
 from xtalbase.ml.xrd_inputs import TARGETS, Fold, check_target, dataset_ids, get_dataset, get_split, load_fold, resolve_recipe, split_fold_ids
