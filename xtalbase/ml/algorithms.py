@@ -147,7 +147,10 @@ def load_skops(data: bytes, spec: AlgorithmSpec) -> Any:
     refused = sorted(set(untrusted) - set(SKOPS_BASE_TRUSTED) - set(spec.trusted_types))
     if refused:
         raise ArtifactError(f"skops artifact contains types outside the allow-list: {refused}")
-    return spec.estimator_class().from_library(skops.io.loads(data, trusted=list(untrusted)))
+    try:
+        return spec.estimator_class().from_library(skops.io.loads(data, trusted=list(untrusted)))
+    except ValueError as exc:  # e.g. another algorithm's estimator: never hand back the wrong model
+        raise ArtifactError(f"skops artifact does not hold a {spec.name} model: {exc}") from exc
 
 
 def dump_xgboost(model: Any) -> bytes:

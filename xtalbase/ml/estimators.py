@@ -140,6 +140,8 @@ class ExtraTreesModel(_TaskModel):
         """Wrap an already fitted sklearn forest (as loaded from an artifact)."""
         from sklearn.base import is_classifier
 
+        if type(estimator).__name__ not in cls.library[1:]:
+            raise ValueError(f"{cls.__name__} wraps {' or '.join(cls.library[1:])}, not {type(estimator).__name__}")
         params = {k: v for k, v in estimator.get_params().items() if k in cls().get_params()}
         model = cls(task="classification" if is_classifier(estimator) else "regression", **params)
         model.estimator_ = estimator
