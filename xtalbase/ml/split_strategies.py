@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 # the error and the modes live with the splitter classes, which the CLI imports without numpy
-from xtalbase.ml.splitters import MODES, SplitError
+from xtalbase.ml.splitters import SplitError
 
 #: Name and version of the assignment algorithm, recorded in every recipe.
 ALGORITHM = "blake2b64-keyed/v1"
