@@ -203,7 +203,8 @@ class RandomSplitter(_FractionSplitter):
         self.seed = seed
         self.mode = mode
 
-    def folds(self, params, canonical, *, groups=None, strata=None, later=None):
+    def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
+              strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
         from xtalbase.ml.split_strategies import fold_names, split_keys
 
         names = fold_names(params["fractions"])
@@ -226,7 +227,8 @@ class GroupSplitter(_FractionSplitter):
         self.seed = seed
         self.mode = mode
 
-    def folds(self, params, canonical, *, groups=None, strata=None, later=None):
+    def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
+              strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
         from xtalbase.ml.split_strategies import fold_names, split_keys
 
         names = fold_names(params["fractions"])
@@ -251,7 +253,8 @@ class StratifiedSplitter(_FractionSplitter):
         self.seed = seed
         self.mode = mode
 
-    def folds(self, params, canonical, *, groups=None, strata=None, later=None):
+    def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
+              strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
         from xtalbase.ml.split_strategies import fold_names, split_strata
 
         names = fold_names(params["fractions"])
@@ -281,7 +284,8 @@ class KFoldSplitter(Splitter):
         params["k"] = check_k(params["k"])
         return params
 
-    def folds(self, params, canonical, *, groups=None, strata=None, later=None):
+    def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
+              strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
         from xtalbase.ml.split_strategies import fold_names, split_keys
 
         k = params["k"]
@@ -315,12 +319,13 @@ class TimeSplitter(_FractionSplitter):
             params["cut"] = as_utc(params["cut"]).isoformat()
         return params
 
-    def inputs(self, rows, keys):
+    def inputs(self, rows: Mapping[str, Sequence[Any]], keys: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         params = self.checked_params()
         later, cut = time_cut(rows["run_id"], rows["created_at"], params["cut"], params["fractions"][-1])
         return {"later": later}, {"cut": cut}
 
-    def folds(self, params, canonical, *, groups=None, strata=None, later=None):
+    def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
+              strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
         import numpy as np
 
         from xtalbase.ml.split_strategies import fold_names, split_keys
