@@ -2,7 +2,7 @@
 
 Run: ``python bench/splits.py [--sizes 100000 1000000] [--skip-db] [--skip-perov]``
 
-1. Pure assignment (``xtalbase.ml.split_strategies.assign``, group strategy, stable and
+1. Pure assignment (``xtalbase.ml.splitters.assign``, group strategy, stable and
    exact modes) against the anchor, scikit-learn's ``GroupShuffleSplit`` (one
    train/test split of the same members and groups), side by side, with the ratio.
    Targets: 100,000 members < 1 s, 1,000,000 < 10 s.
@@ -49,7 +49,7 @@ def best_of(fn, repeat: int = 3) -> float:
 def bench_assign(sizes: list[int]) -> None:
     from sklearn.model_selection import GroupShuffleSplit
 
-    from xtalbase.ml.split_strategies import assign
+    from xtalbase.ml.splitters import assign
 
     print("## grouped split, pure assignment (best of 3)")
     print(f"{'members':>10} {'groups':>8} {'xtalbase stable':>16} {'xtalbase exact':>15} {'sklearn GSS':>12} {'ratio':>7}  target")

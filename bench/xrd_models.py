@@ -110,7 +110,7 @@ def peaks(data: dict) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def fold_of(data: dict, strategy: str) -> np.ndarray:
     """0 = train, 1 = test: 80/20 by keyed hash of the material id (random) or of the prototype (group)."""
-    from xtalbase.ml.split_strategies import assign
+    from xtalbase.ml.splitters import assign
 
     protos = [f"{a}|{n}" for a, n in zip(data["anon"], data["sg"])]
     if strategy == "random":

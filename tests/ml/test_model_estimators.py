@@ -20,7 +20,8 @@ from sklearn.base import clone
 from tests.ml.test_model_support import MP_CIFS
 from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts
-from xtalbase.ml.estimators import ExtraTreesModel, XGBoostModel, make_estimator
+from xtalbase.ml.algorithms import make_estimator
+from xtalbase.ml.estimators import ExtraTreesModel, XGBoostModel
 from xtalbase.ml.evaluation import classification_metrics, regression_metrics, top_k, top_k_accuracy
 from xtalbase.ml.features import featurize, make_recipe, peaks11_row, select_peaks
 

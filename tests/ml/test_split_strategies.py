@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from xtalbase.ml.split_strategies import (
     SplitError,
-    assign,
     exact_folds,
     fold_names,
     largest_remainder,
     stable_folds,
     unit_hash,
 )
+from xtalbase.ml.splitters import assign
 
 FRACTIONS = (0.6, 0.2, 0.2)
 

@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.ml.splitters import strategy_help
 
 app = typer.Typer(help="Create, inspect, check, export and import reproducible splits.", no_args_is_help=True)
 
-STRATEGY_HELP = "random | stratified | group | kfold | time"
 EXPORT_FORMATS = ("cdvae-csv", "parquet", "extxyz", "poscar")
 
 
@@ -56,10 +56,10 @@ def _cut(value: Optional[str]) -> int | str | None:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Unique name of the split.")],
-    strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = "random",
+    strategy: Annotated[str, typer.Option(help=strategy_help())] = "random",
     by: Annotated[Optional[str], typer.Option(help="Group/stratum column: formula_reduced, chemical_system, prototype, "
                                                    "spacegroup_number, crystal_system, ... or a source property name.")] = None,
-    fractions: Annotated[tuple[float, float, float], typer.Option(help="train val test fractions (sum 1).")] = (0.6, 0.2, 0.2),
+    fractions: Annotated[tuple[float, float, float], typer.Option(help="train val test fractions (sum 1; kfold ignores them).")] = (0.6, 0.2, 0.2),
     k: Annotated[Optional[int], typer.Option("--k", help="Number of folds (kfold).")] = None,
     seed: Annotated[int, typer.Option(help="Seed keying the hash; same seed, same folds.")] = 0,
     filter: Annotated[Optional[str], typer.Option("--filter", help="OPTIMADE filter selecting the structures.")] = None,
@@ -72,7 +72,7 @@ def create(
     """Create a split (or return the stored one when the same recipe was created under NAME before)."""
     handle = open_db(ctx, db)
     split = handle.splits.create(
-        name, strategy=strategy, by=by, fractions=None if strategy == "kfold" else fractions, k=k, seed=seed,
+        name, strategy=strategy, by=by, fractions=fractions, k=k, seed=seed,
         filter=filter, ids=list(read_id_file(ids)) if ids else None, mode=mode, cut=_cut(cut),
     )
     if as_json:

@@ -1,12 +1,14 @@
 """Model artifacts as bytes that never execute code when loaded, with a stable sha256.
 
+Each algorithm's format and its dump/load live in its :class:`~xtalbase.ml.algorithms.AlgorithmSpec`:
+
 * XGBoost: the booster's own UBJSON (``xgboost-ubj``); labels and parameters ride in a booster attribute.
 * ExtraTrees (scikit-learn): skops (``skops``), loaded with an explicit allow-list of trusted types; any
   other type in the file is refused before anything is constructed.
 
 Neither path calls :mod:`pickle`. skops writes object ids and timestamps into its zip, so the bytes are
-canonicalised (ids renumbered in order of appearance, fixed timestamps): the same fitted model always gives
-the same bytes and hash, which is what makes "train twice, same hash" a testable promise.
+canonicalised here (ids renumbered in order of appearance, fixed timestamps): the same fitted model always
+gives the same bytes and hash, which is what makes "train twice, same hash" a testable promise.
 """
 
 from __future__ import annotations
@@ -18,31 +20,9 @@ import re
 import zipfile
 from typing import Any
 
-from xtalbase.errors import XtalbaseError
+from xtalbase.ml.algorithms import ArtifactError, spec_for_format, spec_for_model
 
-FORMATS = ("xgboost-ubj", "skops")
-
-#: Types a skops artifact may contain beyond skops' own default-trusted ones (builtins, numpy arrays, ...).
-SKOPS_TRUSTED = (
-    "sklearn.ensemble._forest.ExtraTreesClassifier",
-    "sklearn.ensemble._forest.ExtraTreesRegressor",
-    "sklearn.tree._classes.ExtraTreeClassifier",
-    "sklearn.tree._classes.ExtraTreeRegressor",
-    "sklearn.tree._classes.DecisionTreeClassifier",
-    "sklearn.tree._classes.DecisionTreeRegressor",
-    "sklearn.tree._tree.Tree",
-    "numpy.dtype",
-    "numpy.ndarray",
-    "numpy.int64",
-    "numpy.float64",
-    "numpy.str_",
-    "numpy.random.mtrand.RandomState",
-    "builtins.slice",
-)
-
-
-class ArtifactError(XtalbaseError):
-    """An artifact is corrupt, does not match its hash, or contains types that are not allowed."""
+__all__ = ["ArtifactError", "canonical_skops", "dump", "load", "sha256"]
 
 
 def sha256(data: bytes) -> str:
@@ -51,60 +31,31 @@ def sha256(data: bytes) -> str:
 
 
 def dump(model: Any) -> tuple[bytes, str]:
-    """Serialise a fitted :class:`~xtalbase.ml.estimators.ExtraTreesModel` or ``XGBoostModel``.
+    """Serialise a fitted estimator of a registered algorithm (``ExtraTreesModel``, ``XGBoostModel``, ...).
 
     Returns ``(bytes, format)``; the bytes are identical for identical fitted models.
     """
-    from xtalbase.ml.estimators import ExtraTreesModel, XGBoostModel
-
-    if isinstance(model, XGBoostModel):
-        return bytes(model.booster_.save_raw(raw_format="ubj")), "xgboost-ubj"
-    if isinstance(model, ExtraTreesModel):
-        import skops.io
-
-        return _canonical_skops(skops.io.dumps(model.estimator_)), "skops"
-    raise ArtifactError(f"cannot serialise {type(model).__name__}: only ExtraTreesModel and XGBoostModel are supported")
+    spec = spec_for_model(model)
+    return spec.dump(model), spec.artifact_format
 
 
-def load(data: bytes, fmt: str, expected_sha256: str | None = None) -> Any:
+def load(data: bytes, fmt: str, expected_sha256: str | None = None, algorithm: str | None = None) -> Any:
     """Rebuild a fitted model from artifact bytes, checking the hash first; never unpickles.
 
+    ``algorithm`` picks the reader when several algorithms share ``fmt`` (else the first registered).
     Raises :class:`ArtifactError` when the hash differs, the format is unknown, or a skops file names a type
-    outside :data:`SKOPS_TRUSTED`.
+    outside the algorithm's allow-list.
     """
     if expected_sha256 is not None and sha256(data) != expected_sha256:
         raise ArtifactError(f"artifact sha256 {sha256(data)[:12]} does not match the registry's {expected_sha256[:12]}: refusing to load")
-    if fmt == "xgboost-ubj":
-        import xgboost as xgb
-
-        from xtalbase.ml.estimators import XGBoostModel
-
-        booster = xgb.Booster()
-        try:
-            booster.load_model(bytearray(data))
-            return XGBoostModel.from_booster(booster)
-        except (xgb.core.XGBoostError, ValueError) as exc:
-            raise ArtifactError(f"cannot read xgboost-ubj artifact: {str(exc).splitlines()[0]}") from exc
-    if fmt == "skops":
-        import skops.io
-
-        from xtalbase.ml.estimators import ExtraTreesModel
-
-        try:
-            untrusted = skops.io.get_untrusted_types(data=data)
-        except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt file
-            raise ArtifactError(f"cannot read skops artifact: {exc}") from exc
-        refused = sorted(set(untrusted) - set(SKOPS_TRUSTED))
-        if refused:
-            raise ArtifactError(f"skops artifact contains types outside the allow-list: {refused}")
-        return ExtraTreesModel.from_library(skops.io.loads(data, trusted=list(untrusted)))
-    raise ArtifactError(f"unknown artifact format {fmt!r}; known: {FORMATS}")
+    spec = spec_for_format(fmt, algorithm)
+    return spec.load(data, spec)
 
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def _canonical_skops(data: bytes) -> bytes:
+def canonical_skops(data: bytes) -> bytes:
     """Rewrite a skops zip so equal models give equal bytes: renumber object ids, fix timestamps."""
     src = zipfile.ZipFile(io.BytesIO(data))
     schema = json.loads(src.read("schema.json"))

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 TASKS = ("classification", "regression")
 
@@ -26,14 +27,60 @@ def _check_task(task: str) -> None:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
 
-def _as_2d_float(X: Any) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
-    return X
+def _is_classifier(model: Any) -> bool:
+    return model.task == "classification"
 
 
-class ExtraTreesModel(BaseEstimator):
+class _TaskModel(BaseEstimator):
+    """What both wrappers share: a classifier or a regressor to scikit-learn according to ``task``.
+
+    One class serves both tasks (as stored models and ``make_estimator`` expect), so the estimator
+    type is an instance tag: ``is_classifier(ExtraTreesModel())`` and
+    ``is_regressor(ExtraTreesModel(task="regression"))`` both hold, and ``score`` is accuracy or R².
+    """
+
+    task: str
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import ClassifierTags, RegressorTags
+
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # both libraries treat NaN as a missing value
+        tags.target_tags.required = True
+        if self.task == "regression":
+            tags.estimator_type = "regressor"
+            tags.regressor_tags = RegressorTags()
+            tags.target_tags.multi_output = True
+        else:
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags()
+        return tags
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy (classification) or R² (regression) of ``predict(X)`` against ``y``."""
+        from sklearn.metrics import accuracy_score, r2_score
+
+        metric = r2_score if self.task == "regression" else accuracy_score
+        return float(metric(y, self.predict(X), sample_weight=sample_weight))
+
+    def _fit_data(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """X (n_samples, n_features) float32 and y checked for the task; sets ``n_features_in_``."""
+        _check_task(self.task)
+        if self.task == "classification":
+            from sklearn.utils.multiclass import check_classification_targets
+
+            X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan")
+            check_classification_targets(y)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float32, ensure_all_finite="allow-nan", multi_output=True,
+                                 y_numeric=True)
+        return X, np.asarray(y)
+
+    def _predict_data(self, X: Any) -> np.ndarray:
+        return validate_data(self, X, dtype=np.float32, ensure_all_finite="allow-nan", reset=False)
+
+
+class ExtraTreesModel(_TaskModel):
     """Extremely Randomized Trees (the XRD crystal-system study's method) for classification or regression.
 
     Parameters
@@ -54,6 +101,9 @@ class ExtraTreesModel(BaseEstimator):
     n_features_in_ : int
     """
 
+    #: The wrapped scikit-learn classes (module, classifier, regressor); a subclass may wrap another forest.
+    library = ("sklearn.ensemble", "ExtraTreesClassifier", "ExtraTreesRegressor")
+
     def __init__(self, task: str = "classification", n_estimators: int = 100, max_depth: int | None = None,
                  min_samples_leaf: int = 1, max_features: float | int | str | None = None,
                  random_state: int = 0, n_jobs: int = 1) -> None:
@@ -69,26 +119,29 @@ class ExtraTreesModel(BaseEstimator):
         return dict(n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
                     max_features=self.max_features, random_state=self.random_state, n_jobs=self.n_jobs)
 
+    def _library_class(self, task: str) -> type:
+        import importlib
+
+        module, classifier, regressor = self.library
+        return getattr(importlib.import_module(module), classifier if task == "classification" else regressor)
+
     def fit(self, X: Any, y: Any) -> "ExtraTreesModel":
         """Fit on ``X`` (n_samples, n_features) and ``y`` (n_samples,) labels or (n_samples[, n_outputs]) values."""
-        from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
-
-        _check_task(self.task)
-        X = _as_2d_float(X)
-        y = np.asarray(y)
+        X, y = self._fit_data(X, y)
         if self.task == "classification":
-            self.estimator_ = ExtraTreesClassifier(**self._library_params()).fit(X, y)
+            self.estimator_ = self._library_class("classification")(**self._library_params()).fit(X, y)
             self.classes_ = self.estimator_.classes_
         else:
-            self.estimator_ = ExtraTreesRegressor(**self._library_params()).fit(X, y.astype(np.float64))
-        self.n_features_in_ = X.shape[1]
+            self.estimator_ = self._library_class("regression")(**self._library_params()).fit(X, y.astype(np.float64))
         return self
 
     @classmethod
     def from_library(cls, estimator: Any) -> "ExtraTreesModel":
-        """Wrap an already fitted sklearn ExtraTrees estimator (as loaded from an artifact)."""
+        """Wrap an already fitted sklearn forest (as loaded from an artifact)."""
         from sklearn.base import is_classifier
 
+        if type(estimator).__name__ not in cls.library[1:]:
+            raise ValueError(f"{cls.__name__} wraps {' or '.join(cls.library[1:])}, not {type(estimator).__name__}")
         params = {k: v for k, v in estimator.get_params().items() if k in cls().get_params()}
         model = cls(task="classification" if is_classifier(estimator) else "regression", **params)
         model.estimator_ = estimator
@@ -100,12 +153,13 @@ class ExtraTreesModel(BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Labels (n_samples,) or values (n_samples[, n_outputs])."""
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(_as_2d_float(X))
+        return self.estimator_.predict(self._predict_data(X))
 
+    @available_if(_is_classifier)  # a regressor has no probabilities, so scikit-learn must not see the method
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self, "classes_")
-        return self.estimator_.predict_proba(_as_2d_float(X))
+        return self.estimator_.predict_proba(self._predict_data(X))
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -114,7 +168,7 @@ class ExtraTreesModel(BaseEstimator):
         return self.estimator_.feature_importances_
 
 
-class XGBoostModel(BaseEstimator):
+class XGBoostModel(_TaskModel):
     """Gradient-boosted trees (XGBoost ``hist``) with deterministic settings, any class labels.
 
     Parameters
@@ -166,13 +220,11 @@ class XGBoostModel(BaseEstimator):
         """Fit on ``X`` (n_samples, n_features) and ``y`` (n_samples,) labels or (n_samples[, n_outputs]) values."""
         import xgboost as xgb
 
-        _check_task(self.task)
-        X = _as_2d_float(X)
-        y = np.asarray(y)
+        X, y = self._fit_data(X, y)
         if self.task == "classification":
             self.classes_, codes = np.unique(y, return_inverse=True)
             if len(self.classes_) < 2:
-                raise ValueError(f"classification needs at least two classes, got {self.classes_.tolist()}")
+                raise ValueError(f"classification needs at least two classes, got one class: {self.classes_.tolist()}")
             dtrain = xgb.DMatrix(X, label=codes.astype(np.float32), nthread=self.n_jobs)
             params = self._booster_params(len(self.classes_))
         else:
@@ -181,7 +233,6 @@ class XGBoostModel(BaseEstimator):
             dtrain = xgb.DMatrix(X, label=values, nthread=self.n_jobs)
             params = self._booster_params(None, self.n_outputs_)
         self.booster_ = xgb.train(params, dtrain, num_boost_round=self.n_estimators)
-        self.n_features_in_ = X.shape[1]
         self._store_meta()
         return self
 
@@ -218,8 +269,9 @@ class XGBoostModel(BaseEstimator):
         import xgboost as xgb
 
         check_is_fitted(self, "booster_")
-        return self.booster_.predict(xgb.DMatrix(_as_2d_float(X), nthread=self.n_jobs))
+        return self.booster_.predict(xgb.DMatrix(self._predict_data(X), nthread=self.n_jobs))
 
+    @available_if(_is_classifier)  # a regressor has no probabilities, so scikit-learn must not see the method
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
         check_is_fitted(self, "classes_")
@@ -233,7 +285,7 @@ class XGBoostModel(BaseEstimator):
         check_is_fitted(self, "booster_")
         if self.task == "classification":
             return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-        return self._raw_predict(X)
+        return self._raw_predict(X).astype(np.float64)  # exact widening: scikit-learn expects float64 values
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -242,21 +294,3 @@ class XGBoostModel(BaseEstimator):
         gain = self.booster_.get_score(importance_type="total_gain")
         values = np.array([gain.get(f"f{i}", 0.0) for i in range(self.n_features_in_)])
         return values / values.sum() if values.sum() > 0 else values
-
-
-ALGORITHMS = {"extratrees": ExtraTreesModel, "xgboost": XGBoostModel}
-
-
-def make_estimator(algorithm: str, task: str, params: dict[str, Any] | None = None, seed: int = 0) -> BaseEstimator:
-    """An unfitted estimator for ``algorithm`` (``extratrees``/``xgboost``) with ``params`` over its defaults.
-
-    Unknown parameter names raise ``ValueError`` naming the accepted ones.
-    """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}")
-    cls = ALGORITHMS[algorithm]
-    accepted = set(cls().get_params()) - {"task", "random_state"}
-    unknown = sorted(set(params or {}) - accepted)
-    if unknown:
-        raise ValueError(f"unknown {algorithm} parameter(s) {unknown}; accepted: {sorted(accepted)}")
-    return cls(task=task, random_state=seed, **(params or {}))

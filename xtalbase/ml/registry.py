@@ -41,7 +41,7 @@ def load_estimator(model: Model) -> Any:
     """The fitted estimator of a model row, from its artifact (hash-checked, never unpickled)."""
     if model.artifact is None:
         raise NotFound(f"model {model.id} has no stored artifact")
-    return artifacts.load(bytes(model.artifact), model.artifact_format, model.artifact_sha256)
+    return artifacts.load(bytes(model.artifact), model.artifact_format, model.artifact_sha256, model.algorithm)
 
 
 def parent_model_for(session: "Session", dataset: Dataset | None, target: str) -> int | None:

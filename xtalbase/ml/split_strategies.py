@@ -14,7 +14,9 @@ Every structure gets a number ``u`` in [0, 1) from a keyed hash of its key
 
 The key is the canonical hash for ``random`` (so copies of one canonical
 structure always share a fold), the group key for ``group`` and grouped
-``kfold``, and (stratum, canonical hash) for ``stratified``.
+``kfold``, and (stratum, canonical hash) for ``stratified``. The strategies
+themselves are classes in :mod:`xtalbase.ml.splitters`; this module holds the
+hashing and fold arithmetic they share.
 """
 
 from __future__ import annotations
@@ -24,18 +26,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from xtalbase.errors import XtalbaseError
+# the error and the modes live with the splitter classes, which the CLI imports without numpy
+from xtalbase.ml.splitters import SplitError
 
 #: Name and version of the assignment algorithm, recorded in every recipe.
 ALGORITHM = "blake2b64-keyed/v1"
-STRATEGIES = ("random", "stratified", "group", "kfold", "time")
-MODES = ("stable", "exact")
 _FOLDS_BY_COUNT = {1: ("train",), 2: ("train", "test"), 3: ("train", "val", "test")}
 _SEP = "\x1f"  # unit separator: joins (stratum, key) without ambiguity
-
-
-class SplitError(XtalbaseError):
-    """A split recipe or its inputs are invalid."""
 
 
 def fold_names(fractions: Sequence[float] | None = None, k: int | None = None) -> tuple[str, ...]:
@@ -155,89 +152,26 @@ def keyed_words(keys: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]
     return (words[codes] if len(codes) else np.zeros(0, dtype=np.uint64)), codes
 
 
-def assign(
-    strategy: str,
-    *,
-    canonical: Sequence[str],
-    fractions: Sequence[float] | None = (0.6, 0.2, 0.2),
-    k: int | None = None,
-    groups: Sequence[str] | None = None,
-    strata: Sequence[str] | None = None,
-    later: Sequence[bool] | np.ndarray | None = None,
-    seed: int = 0,
-    mode: str = "stable",
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Assign n structures to folds; returns (fold index per structure (n,) int64, fold names).
-
-    Parameters
-    ----------
-    strategy : ``random``, ``stratified``, ``group``, ``kfold`` or ``time``.
-    canonical : (n,) canonical hashes (the key of ``random``, and within strata).
-    fractions : train [val] test fractions summing to 1 (not used by ``kfold``).
-    k : number of folds for ``kfold``.
-    groups : (n,) group keys for ``group`` (required) and ``kfold`` (optional).
-    strata : (n,) stratum labels for ``stratified``.
-    later : (n,) bool, True for structures past the time cut (``time``: the test side).
-    seed : keys the hash; another seed gives an independent assignment.
-    mode : ``stable`` (never moves existing structures as the set grows) or ``exact``.
-    """
-    if strategy not in STRATEGIES:
-        raise SplitError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    if mode not in MODES:
-        raise SplitError(f"unknown mode {mode!r}: choose stable or exact")
-    n = len(canonical)
-    _check_length("groups", groups, n)
-    _check_length("strata", strata, n)
-    _check_length("later", later, n)
-
-    if strategy == "kfold":
-        k = check_k(k)
-        names = fold_names(k=k)
-        keys = list(groups) if groups is not None else list(canonical)
-        return _split_keys(keys, [1.0 / k] * k, seed, mode), names
-
-    fractions = check_fractions(fractions)
-    names = fold_names(fractions)
-    if strategy == "random":
-        return _split_keys(list(canonical), fractions, seed, mode), names
-    if strategy == "group":
-        if groups is None:
-            raise SplitError("group strategy needs group keys (--by COLUMN)")
-        return _split_keys(list(groups), fractions, seed, mode), names
-    if strategy == "stratified":
-        if strata is None:
-            raise SplitError("stratified strategy needs a stratum column (--by COLUMN)")
-        return _split_strata(list(strata), list(canonical), fractions, seed, mode), names
-    # time: later structures are the test side; the earlier ones split train[/val] by hash.
-    if later is None:
-        raise SplitError("time strategy needs the time cut (which structures are later)")
-    if len(fractions) < 2:
-        raise SplitError("time strategy needs a test fraction: give train [val] test fractions")
-    later = np.asarray(later, dtype=bool)
-    out = np.full(n, len(names) - 1, dtype=np.int64)
-    early = np.flatnonzero(~later)
-    head = np.asarray(fractions[:-1], dtype=np.float64)
-    head = head / head.sum() if head.sum() > 0 else np.full(len(head), 1.0 / len(head))
-    out[early] = _split_keys([canonical[i] for i in early], head, seed, mode)
-    return out, names
-
-
-def _check_length(name: str, values: object, n: int) -> None:
+def check_length(name: str, values: object, n: int) -> None:
+    """Raise :class:`SplitError` when ``values`` (if given) does not have one entry per structure."""
     if values is not None and len(values) != n:  # type: ignore[arg-type]
         raise SplitError(f"{name} has {len(values)} entries for {n} structures")  # type: ignore[arg-type]
 
 
-def _split_keys(keys: Sequence[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
+def split_keys(keys: Sequence[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
+    """Fold index (n,) int64 of each key: equal keys share a fold (``stable`` or ``exact`` mode)."""
     words, codes = keyed_words(keys, seed)  # a group of ten members costs one hash, not ten
     if mode == "stable":
         return stable_folds(to_unit(words), fractions)
     return exact_folds(words, fractions, codes)
 
 
-def _split_strata(strata: list[str], canonical: list[str], fractions: Sequence[float], seed: int, mode: str) -> np.ndarray:
+def split_strata(strata: Sequence[str], canonical: Sequence[str], fractions: Sequence[float], seed: int,
+                 mode: str) -> np.ndarray:
+    """Fold index (n,) int64 by (stratum, canonical hash); ``exact`` mode hits the fractions within each stratum."""
     keys = [s + _SEP + c for s, c in zip(strata, canonical)]
     if mode == "stable":
-        return _split_keys(keys, fractions, seed, mode)
+        return split_keys(keys, fractions, seed, mode)
     words, codes = keyed_words(keys, seed)
     out = np.empty(len(keys), dtype=np.int64)
     stratum_codes, _ = factorize(strata)
@@ -270,7 +204,7 @@ def leakage(folds: Sequence[str], keys: Mapping[str, Sequence[str]], examples: i
 
     out: dict[str, dict[str, Any]] = {}
     for name, values in keys.items():
-        _check_length(name, values, len(folds))
+        check_length(name, values, len(folds))
         table = pd.DataFrame({"value": list(values), "fold": list(folds)})
         per_fold = table.groupby(["value", "fold"], sort=True).size()
         spread = per_fold.groupby(level=0).size()

@@ -1,8 +1,8 @@
 """Content-addressed, immutable splits: ``db.splits.create(...)``, ``db.splits.get(name)``.
 
 A split is defined by a **recipe** (selection, strategy, parameters, seed, mode);
-the fold of each structure comes from :func:`xtalbase.ml.split_strategies.assign`
-(a pure function of seed, group key and canonical hash). The split's id is the
+the fold of each structure comes from the strategy's class in :mod:`xtalbase.ml.splitters`
+(a pure function of seed, group key and canonical hash), looked up by name in ``SPLITTERS``. The split's id is the
 sha256 of the recipe and of the membership written as sorted
 ``exact_hash<TAB>fold`` lines, so it is the same on every backend and never
 depends on row ids. Once written the split is sealed and database triggers
@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -23,9 +23,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import NotFound, XtalbaseError
-from xtalbase.ml.split_strategies import (
-    ALGORITHM, MODES, STRATEGIES, SplitError, assign, check_fractions, check_k, leakage, prototype_key,
-)
+from xtalbase.ml.split_strategies import ALGORITHM, SplitError, leakage, prototype_key
+from xtalbase.ml.splitters import Splitter, as_utc, make_splitter
 from xtalbase.platform.repositories import chunks, named_row
 from xtalbase.schema import Source, SourceProperty, Split, SplitMember, Structure
 
@@ -50,7 +49,6 @@ SCALAR_COLUMNS = (
     "nelements", "nsites", "a", "b", "c", "alpha", "beta", "gamma", "volume", "density", "spacegroup_number",
     "spacegroup_symbol", "crystal_system", "symprec", "created_at", "run_id",
 )
-DEFAULT_BY = {"group": "formula_reduced", "stratified": "crystal_system"}
 _CHUNK = 20_000  # rows per executemany batch of split_members (IN lists use repositories.chunks)
 
 
@@ -95,7 +93,7 @@ class SplitHandle:
     @classmethod
     def from_row(cls, db: "Database", row: Split) -> "SplitHandle":
         return cls(db, row.id, row.hash, row.name, row.strategy, row.mode, row.seed, dict(row.recipe),
-                   {k: int(v) for k, v in row.counts.items()}, _as_utc(row.created_at), row.run_id)
+                   {k: int(v) for k, v in row.counts.items()}, as_utc(row.created_at), row.run_id)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SplitHandle) and (self.id, self.name) == (other.id, other.name)
@@ -238,13 +236,15 @@ class SplitStore:
         predicate: Callable[[dict[str, Any]], bool] | None = None,
         mode: str = "stable",
         cut: int | str | datetime | None = None,
+        **params: Any,
     ) -> SplitHandle:
         """Assign the selected structures to folds and store the split (immutable).
 
         Parameters
         ----------
         name : unique split name.
-        strategy : ``random``, ``stratified``, ``group``, ``kfold`` or ``time``.
+        strategy : a name in :data:`xtalbase.ml.splitters.SPLITTERS`: ``random``, ``stratified``,
+            ``group``, ``kfold``, ``time`` or a registered one.
         by : grouping/stratum column: a structure column (``formula_reduced``,
             ``chemical_system``, ``prototype``, ``spacegroup_number``, ``crystal_system``,
             ...) or a source property name (``heat_ref``). Defaults: ``formula_reduced``
@@ -261,26 +261,25 @@ class SplitStore:
             an ISO timestamp (structures created after it). Default: the run boundary
             whose later share is closest to the test fraction, resolved now and
             stored in the recipe.
+        params : further parameters of a registered strategy's class.
 
         Creating an existing name with the same recipe returns the stored split;
         with another recipe it raises :class:`SplitError`.
         """
-        recipe = self._recipe(strategy, by, fractions, k, seed, filter, ids, predicate, mode, cut)
+        splitter = make_splitter(strategy, by=by, fractions=fractions, k=k, cut=cut, seed=seed, mode=mode,
+                                 **params)
+        recipe = self._recipe(splitter, filter, ids, predicate)
         existing = self._existing(name, recipe)
         if existing is not None:
             return existing
         rows = self._select(filter, ids, predicate)
         if not rows["id"]:
             raise SplitError(f"split {name!r}: the selection matches no structures")
-        groups = strata = later = None
         key_column = recipe["resolved"]["by"]
-        if key_column is not None:
-            keys = self._keys(rows, key_column)
-            groups, strata = (keys, None) if strategy in ("group", "kfold") else (None, keys)
-        if strategy == "time":
-            later, recipe["resolved"]["cut"] = _time_cut(rows, cut, recipe["fractions"][-1])
-        folds, names = assign(strategy, canonical=rows["canonical_hash"], fractions=recipe["fractions"], k=k,
-                              groups=groups, strata=strata, later=later, seed=seed, mode=mode)
+        keys = self._keys(rows, key_column) if key_column is not None else None
+        inputs, resolved = splitter.inputs(rows, keys)
+        recipe["resolved"].update(resolved)
+        folds, names = splitter.assign(rows["canonical_hash"], **inputs)
         fold_of = [names[f] for f in folds]
         counts = {n: int(c) for n, c in zip(names, np.bincount(folds, minlength=len(names)))}
         recipe["folds"] = list(names)
@@ -294,28 +293,11 @@ class SplitStore:
                 raise
             return existing
 
-    def _recipe(self, strategy: str, by: str | None, fractions: Sequence[float] | None, k: int | None, seed: int,
-                filter: str | None, ids: Sequence[int] | None, predicate: Callable | None, mode: str,
-                cut: int | str | datetime | None) -> dict[str, Any]:
-        if strategy not in STRATEGIES:
-            raise SplitError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        if mode not in MODES:
-            raise SplitError(f"unknown mode {mode!r}: choose stable or exact")
-        if strategy == "random" and by is not None:
-            raise SplitError("strategy random takes no --by: use --strategy group or stratified to use a column")
-        if strategy == "time" and by is not None:
-            raise SplitError("strategy time takes no --by: the time cut decides the test side")
-        if strategy != "time" and cut is not None:
-            raise SplitError("--cut applies to the time strategy only")
-        if strategy != "kfold" and k is not None:
-            raise SplitError("--k applies to the kfold strategy only")
-        if int(seed) != seed:
-            raise SplitError(f"seed must be an integer, got {seed!r}")
-        if strategy == "kfold":
-            check_k(k)
-        else:
-            fractions = check_fractions(fractions)
-        resolved_by = by if by is not None else DEFAULT_BY.get(strategy)
+    def _recipe(self, splitter: Splitter, filter: str | None, ids: Sequence[int] | None,
+                predicate: Callable | None) -> dict[str, Any]:
+        """The splitter's own recipe plus the selection, the hash algorithm and the resolved ``by``."""
+        recipe = splitter.recipe()
+        resolved_by = splitter.key_column
         if resolved_by is not None:
             resolved_by = BY_ALIASES.get(resolved_by, resolved_by)
         selection: dict[str, Any] = {"filter": filter}
@@ -324,14 +306,8 @@ class SplitStore:
             selection["ids"] = {"n": len(id_list), "sha256": hashlib.sha256(canonical_json(id_list).encode()).hexdigest()}
         if predicate is not None:
             selection["predicate"] = _describe_callable(predicate)
-        if isinstance(cut, datetime):
-            cut = _as_utc(cut).isoformat()
-        return {
-            "strategy": strategy, "mode": mode, "seed": int(seed), "by": by,
-            "fractions": None if strategy == "kfold" else [float(f) for f in (fractions or ())],
-            "k": int(k) if k is not None else None, "cut": cut, "selection": selection, "algorithm": ALGORITHM,
-            "resolved": {"by": resolved_by, "cut": None},
-        }
+        recipe.update(selection=selection, algorithm=ALGORITHM, resolved={"by": resolved_by, "cut": None})
+        return recipe
 
     def _existing(self, name: str, recipe: dict[str, Any]) -> SplitHandle | None:
         """The stored split ``name`` when its recipe equals ``recipe``; None when absent; else an error."""
@@ -481,27 +457,3 @@ def _key_text(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-def _time_cut(rows: dict[str, list], cut: int | str | None, test_fraction: float) -> tuple[np.ndarray, Any]:
-    """Which selected structures are "later" than the cut, and the cut as stored in the recipe."""
-    if isinstance(cut, str):
-        try:
-            when = _as_utc(datetime.fromisoformat(cut))
-        except ValueError as exc:
-            raise SplitError(f"--cut {cut!r} is neither a run id nor an ISO timestamp (2026-11-21T12:00:00)") from exc
-        later = np.array([_as_utc(t) > when for t in rows["created_at"]], dtype=bool)
-        return later, {"created_after": when.isoformat()}
-    run_ids = np.array([-1 if r is None else r for r in rows["run_id"]], dtype=np.int64)
-    if cut is None:
-        boundaries = np.unique(run_ids)[:-1]  # "later than r" for each run r but the newest
-        if len(boundaries) == 0:
-            raise SplitError("time split: every selected structure comes from one run; pass --cut RUN_ID or a timestamp")
-        n = len(run_ids)
-        shares = np.array([(run_ids > b).sum() / n for b in boundaries])
-        cut = int(boundaries[np.argmin(np.abs(shares - test_fraction))])
-    return run_ids > int(cut), {"run_id": int(cut)}

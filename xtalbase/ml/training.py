@@ -14,7 +14,7 @@ import numpy as np
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts, registry
-from xtalbase.ml.estimators import make_estimator
+from xtalbase.ml.algorithms import make_estimator
 from xtalbase.ml.evaluation import classification_metrics, regression_metrics
 from xtalbase.ml.features import FeatureRecipe
 from xtalbase.ml.targets import Target, get_target
