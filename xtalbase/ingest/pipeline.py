@@ -9,7 +9,6 @@ and hashes; the main process writes each batch of results in one transaction
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import stat
@@ -33,6 +32,7 @@ from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.executors import get_executor
+from xtalbase.platform.hashing import file_sha256, sha256_bytes
 from xtalbase.schema import Structure
 
 if TYPE_CHECKING:
@@ -159,15 +159,6 @@ def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
     yield from visit(folder, folder.stat())
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _hash_or_marker(path: Path) -> tuple[str, bool]:
     """``(SHA-256, True)``, or for a file that cannot be read now (no permission, deleted since it was found) a
     stand-in hash and ``False``: its worker then fails to read it and quarantines it as ``parse_error``, and the
@@ -175,7 +166,7 @@ def _hash_or_marker(path: Path) -> tuple[str, bool]:
     try:
         return file_sha256(path), True
     except OSError:
-        return hashlib.sha256(f"unreadable:{path}".encode("utf-8", "surrogateescape")).hexdigest(), False
+        return sha256_bytes(f"unreadable:{path}".encode("utf-8", "surrogateescape")), False
 
 
 def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[dict[str, Any]]]:

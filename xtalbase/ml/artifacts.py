@@ -11,7 +11,6 @@ the same bytes and hash, which is what makes "train twice, same hash" a testable
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -19,6 +18,7 @@ import zipfile
 from typing import Any
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.hashing import sha256_bytes
 
 FORMATS = ("xgboost-ubj", "skops")
 
@@ -45,9 +45,7 @@ class ArtifactError(XtalbaseError):
     """An artifact is corrupt, does not match its hash, or contains types that are not allowed."""
 
 
-def sha256(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+sha256 = sha256_bytes  # the artifact digest stored as ``models.artifact_sha256``
 
 
 def dump(model: Any) -> tuple[bytes, str]:

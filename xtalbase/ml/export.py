@@ -306,7 +306,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, sympr
     from xtalbase.ingest.readers.cdvae_csv import ID_COLUMNS
     from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
     from xtalbase.ingest.validate import ValidationOptions
-    from xtalbase.ml.manifest import sha256_file
+    from xtalbase.platform.hashing import file_sha256 as sha256_file
     from xtalbase.platform.executors import get_executor
 
     directory = Path(directory)

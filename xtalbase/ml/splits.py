@@ -11,18 +11,18 @@ refuse any change (migration 0004).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import NotFound
+from xtalbase.platform.hashing import canonical_json, json_sha256, membership_hash, sha256_bytes, split_hash
 from xtalbase.ml.split_strategies import (
     ALGORITHM, MODES, STRATEGIES, SplitError, assign, check_fractions, check_k, leakage, prototype_key,
 )
@@ -51,24 +51,6 @@ SCALAR_COLUMNS = (
 )
 DEFAULT_BY = {"group": "formula_reduced", "stratified": "crystal_system"}
 _CHUNK = 20_000
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no spaces: the byte string every hash in this module is taken over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def membership_hash(pairs: Iterable[tuple[str, str]]) -> str:
-    """sha256 over sorted ``exact_hash<TAB>fold`` lines: the content address of a membership."""
-    digest = hashlib.sha256()
-    for exact, fold in sorted(pairs):
-        digest.update(f"{exact}\t{fold}\n".encode())
-    return digest.hexdigest()
-
-
-def split_hash(recipe: Mapping[str, Any], members_sha256: str) -> str:
-    """The split id: sha256 over the canonical recipe JSON and the membership hash."""
-    return hashlib.sha256(canonical_json({"recipe": recipe, "members": members_sha256}).encode()).hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -313,7 +295,7 @@ class SplitStore:
         selection: dict[str, Any] = {"filter": filter}
         if ids is not None:
             id_list = sorted({int(i) for i in ids})
-            selection["ids"] = {"n": len(id_list), "sha256": hashlib.sha256(canonical_json(id_list).encode()).hexdigest()}
+            selection["ids"] = {"n": len(id_list), "sha256": json_sha256(id_list)}
         if predicate is not None:
             selection["predicate"] = _describe_callable(predicate)
         if isinstance(cut, datetime):
@@ -472,7 +454,7 @@ def _describe_callable(fn: Callable) -> dict[str, Any]:
         source = inspect.getsource(fn)
     except (OSError, TypeError):
         source = repr(fn)
-    return {"name": getattr(fn, "__qualname__", repr(fn)), "source_sha256": hashlib.sha256(source.encode()).hexdigest()}
+    return {"name": getattr(fn, "__qualname__", repr(fn)), "source_sha256": sha256_bytes(source.encode())}
 
 
 def _key_text(value: Any) -> str:

@@ -14,7 +14,6 @@ One entry point, :func:`read_scan`, picks the reader from the extension, then fr
 
 from __future__ import annotations
 
-import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.hashing import sha256_bytes
 from xtalbase.xrd.engine import Pattern
 
 
@@ -50,7 +50,7 @@ def read_scan(path: str | Path, format: str | None = None) -> Scan:
     if reader is None:
         raise XtalbaseError(f"{path}: unknown scan format {fmt!r}; known: xy, xrdml")
     scan = reader(data, str(path))
-    scan.meta["file_hash"] = hashlib.sha256(data).hexdigest()
+    scan.meta["file_hash"] = sha256_bytes(data)
     scan.meta["format"] = fmt
     return _checked(scan)
 
