@@ -252,7 +252,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     with db.run("ingest", params) as run:
         report.run_id = run.id
         for p in params["paths"]:
-            run.link("input", "path", p)
+            run.link_input("path", path=p)
         tasks = _tasks(db, files, source, licence, hints)
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count

@@ -238,7 +238,7 @@ class DatasetStore:
                 s.execute(DatasetMember.__table__.insert(),
                           [dict(m, dataset_id=row.id) for m in members[start:start + _CHUNK]])
             s.execute(update(Dataset).where(Dataset.id == row.id).values(sealed=True))
-            run.link("output", "dataset", name, sha256=content)
+            run.link_output("dataset", row.id, label=name, sha256=content)
             run.summary.update({"dataset": name, "hash": content, "n_members": len(members)})
             pk = row.id
         with self.db.session() as s:

@@ -393,7 +393,7 @@ class SplitStore:
             s.flush()
             write_members(s, row.id, ids, folds)
             s.execute(update(Split).where(Split.id == row.id).values(sealed=True))
-            run.link("output", "split", name, sha256=content)
+            run.link_output("split", row.id, label=name, sha256=content)
             run.summary.update({"split": name, "id": content, "counts": counts})
             s.flush()
             handle = SplitHandle(self.db, row.id, content, name, row.strategy, row.mode, row.seed, recipe, counts,

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from xtalbase.schema.base import Base, one_of, utcnow
 
-#: How a split's membership is kept (``ml.split_strategies.MODES``; a test keeps the two equal).
-SPLIT_MODES = ("stable", "exact")
+#: How a split's membership is kept: ``ml.split_strategies.MODES`` plus ``imported`` (read from an export; a test checks).
+SPLIT_MODES = ("stable", "exact", "imported")
 
 
 class Split(Base):

@@ -45,7 +45,7 @@ DIRECTIONS = ("input", "output")
 LINK_KINDS = ("structure", "split", "dataset", "model", "xrd_recipe", "xrd_pattern", "predictions", "training_set",
               "file", "path")
 PATTERN_KINDS = ("computed", "measured")
-SPLIT_MODES = ("stable", "exact")
+SPLIT_MODES = ("stable", "exact", "imported")
 QUARANTINE_REASONS = (
     "parse_error", "truncated_file", "missing_cell", "missing_coordinates", "unknown_element", "non_finite",
     "zero_volume", "too_many_sites", "low_precision", "partial_occupancy", "overlapping_atoms", "unconverged",
