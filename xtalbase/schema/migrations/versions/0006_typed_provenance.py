@@ -16,9 +16,10 @@
 On SQLite the batch (copy-and-rename) rebuilds need the views of 0005 and the
 split/dataset triggers of 0004 out of the way (a rename re-parses every view and
 trigger, and a dropped table takes its triggers with it), so both are dropped
-first and re-created from those revisions afterwards; foreign keys are checked
-at commit (``defer_foreign_keys``) because ``runs`` is dropped and renamed while
-other tables still reference it.
+first and re-created from those revisions afterwards. ``runs``, ``splits`` and
+``xrd_patterns`` are rebuilt while other rows reference them, which
+:func:`xtalbase.platform.migrate.upgrade` allows by checking foreign keys once
+before commit instead of per statement.
 
 Revision ID: 0006
 Revises: 0005
@@ -97,7 +98,6 @@ def _around_rebuilds(change) -> None:
         change()
         return
     v0004, v0005 = _revision("0004_splits.py"), _revision("0005_query.py")
-    op.execute("PRAGMA defer_foreign_keys = ON")
     v0005.drop_views()
     guarded = _sqlite_guards_off(v0004)
     change()
