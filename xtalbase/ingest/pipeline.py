@@ -9,7 +9,6 @@ and hashes; the main process writes each batch of results in one transaction
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import stat
@@ -34,6 +33,7 @@ from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.executors import get_executor
 from xtalbase.platform.repositories import chunks
+from xtalbase.platform.hashing import file_sha256, sha256_bytes
 from xtalbase.schema import Structure
 
 if TYPE_CHECKING:
@@ -160,15 +160,6 @@ def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
     yield from visit(folder, folder.stat())
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of the file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _hash_or_marker(path: Path) -> tuple[str, bool]:
     """``(SHA-256, True)``, or for a file that cannot be read now (no permission, deleted since it was found) a
     stand-in hash and ``False``: its worker then fails to read it and quarantines it as ``parse_error``, and the
@@ -176,7 +167,7 @@ def _hash_or_marker(path: Path) -> tuple[str, bool]:
     try:
         return file_sha256(path), True
     except OSError:
-        return hashlib.sha256(f"unreadable:{path}".encode("utf-8", "surrogateescape")).hexdigest(), False
+        return sha256_bytes(f"unreadable:{path}".encode("utf-8", "surrogateescape")), False
 
 
 def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[dict[str, Any]]]:
@@ -262,7 +253,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
     with db.run("ingest", params) as run:
         report.run_id = run.id
         for p in params["paths"]:
-            run.link("input", "path", p)
+            run.link_input("path", path=p)
         tasks = _tasks(db, files, source, licence, hints)
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count

@@ -13,7 +13,6 @@ gives the same bytes and hash, which is what makes "train twice, same hash" a te
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -21,13 +20,12 @@ import zipfile
 from typing import Any
 
 from xtalbase.ml.algorithms import ArtifactError, spec_for_format, spec_for_model
+from xtalbase.platform.hashing import sha256_bytes
 
 __all__ = ["ArtifactError", "canonical_skops", "dump", "load", "sha256"]
 
 
-def sha256(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+sha256 = sha256_bytes  # the artifact digest stored as ``models.artifact_sha256``
 
 
 def dump(model: Any) -> tuple[bytes, str]:

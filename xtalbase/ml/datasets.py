@@ -10,15 +10,15 @@ exact hashes, so equal sets have equal hashes on every backend.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from sqlalchemy import func, select, update
 
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.platform.repositories import chunks, named_row
+from xtalbase.platform.hashing import set_hash  # noqa: F401 - also this module's public name
 from xtalbase.schema import Dataset, DatasetMember, Run, Split, Structure
 
 if TYPE_CHECKING:
@@ -31,14 +31,6 @@ _CHUNK = 20_000  # rows per executemany batch of dataset_members (IN lists use r
 
 class DatasetError(XtalbaseError):
     """A dataset request is invalid (unknown ids, nothing new to add, name taken by another set)."""
-
-
-def set_hash(exact_hashes: Iterable[str]) -> str:
-    """sha256 over the sorted exact hashes, one per line: the content address of a set of structures."""
-    digest = hashlib.sha256()
-    for h in sorted(exact_hashes):
-        digest.update(f"{h}\n".encode())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,7 +236,7 @@ class DatasetStore:
                 s.execute(DatasetMember.__table__.insert(),
                           [dict(m, dataset_id=row.id) for m in members[start:start + _CHUNK]])
             s.execute(update(Dataset).where(Dataset.id == row.id).values(sealed=True))
-            run.link("output", "dataset", name, sha256=content)
+            run.link_output("dataset", row.id, label=name, sha256=content)
             run.summary.update({"dataset": name, "hash": content, "n_members": len(members)})
             pk = row.id
         with self.db.session() as s:

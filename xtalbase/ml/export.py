@@ -230,13 +230,13 @@ def export_split(handle: "SplitHandle", directory: str | Path, format: str = "cd
     directory.mkdir(parents=True, exist_ok=True)
     with handle.db.run("export", {"split": handle.name, "split_id": handle.id, "format": format,
                                   "directory": str(directory.resolve())}) as run:
+        run.link_input("split", handle.pk, label=handle.name, sha256=handle.id)
         files = FORMATS[format](handle, directory, progress or (lambda n: None))
         meta = {"format": format, "split": {"name": handle.name, "id": handle.id, "recipe": handle.recipe,
                                             "counts": handle.counts}}
         manifest = write_manifest(directory, meta, files)
-        run.link("input", "split", handle.name, sha256=handle.id)
         for rel, entry in manifest["files"].items():
-            run.link("output", "file", str((directory / rel).resolve())[-255:], sha256=entry["sha256"])
+            run.link_output("file", path=str((directory / rel).resolve()), sha256=entry["sha256"])
         run.summary.update({"files": len(files), "records": sum(v or 0 for v in files.values())})
     return manifest
 

@@ -6,13 +6,13 @@ difference: missing, changed or unlisted files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.hashing import file_sha256
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -22,15 +22,6 @@ class ExportError(XtalbaseError):
     """An export or import cannot be written, read or verified."""
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(directory: Path, meta: dict[str, Any], files: dict[str, int | None]) -> dict[str, Any]:
     """Hash ``files`` (relative path -> number of records, or None) under ``directory`` and write the manifest."""
     from xtalbase.platform.provenance import code_version
@@ -38,7 +29,7 @@ def write_manifest(directory: Path, meta: dict[str, Any], files: dict[str, int |
     entries = {}
     for rel in sorted(files):
         path = directory / rel
-        entries[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "records": files[rel]}
+        entries[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size, "records": files[rel]}
     manifest = {"manifest_version": MANIFEST_VERSION, **meta, "code_version": code_version(),
                 "created_at": datetime.now(timezone.utc).isoformat(), "files": entries}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
@@ -75,7 +66,7 @@ def verify_manifest(directory: str | Path) -> dict[str, Any]:
             problems.append(f"missing: {rel}")
             continue
         checked += 1
-        actual = sha256_file(path)
+        actual = file_sha256(path)
         if actual != entry.get("sha256"):
             problems.append(f"changed: {rel} (sha256 {actual[:16]}..., manifest says {str(entry.get('sha256'))[:16]}...)")
         elif entry.get("bytes") is not None and path.stat().st_size != entry["bytes"]:

@@ -123,7 +123,7 @@ def _summary(model: Model, outputs: list[dict[str, Any]], truth: np.ndarray | No
 
 def _store(db: "Database", model: Model, rows: list[dict[str, Any]], params: dict[str, Any], summary: dict[str, Any]) -> PredictReport:
     with db.run("predict", {"model_id": model.id, **params}) as run:
-        run.link("input", "model", model.id, model.artifact_sha256)
+        run.link_input("model", model.id, sha256=model.artifact_sha256)
         objs = []
         for row in rows:
             payload = {k: v for k, v in row.items() if k in ("top_k", "probability", "values", "npeaks_used")}
@@ -135,7 +135,7 @@ def _store(db: "Database", model: Model, rows: list[dict[str, Any]], params: dic
         for obj, row in zip(objs, rows):
             row["prediction_id"] = obj.id
         run.summary.update({k: v for k, v in summary.items() if k != "predicted"})
-        run.link("output", "predictions", f"{objs[0].id}-{objs[-1].id}" if objs else "none")
+        run.link_output("predictions", label=f"{objs[0].id}-{objs[-1].id}" if objs else "none")
     return PredictReport(run_id=run.id, model_id=model.id, prediction_ids=[o.id for o in objs], rows=rows, summary=summary)
 
 

@@ -1,21 +1,24 @@
-"""The provenance chain of a model or prediction, as one JSON-ready dict.
+"""The provenance chain of a model or prediction, as one JSON-ready dict, walked along stored run links.
 
-prediction → model (algorithm, hyperparameters, seed, feature recipe, artifact sha256, code and library
-versions) → XRD recipe → split or dataset (hash, recipe, lineage) → training structures (count and set
-hash, re-computed from the stored members and compared with the hash recorded at training time) → the ingest
-runs that wrote them → their source files (count, hash over the file hashes, examples).
+prediction → its predict run → the model linked as that run's input → the train run that output the model →
+that run's linked inputs: XRD recipe, split or dataset (hash, recipe, lineage) → training structures (count and
+set hash, re-computed from the stored members and compared with the hash recorded at training time) → the
+ingest runs that wrote them (with their linked input paths) → their source files (count, hash over the file
+hashes, examples). Rows written before runs were linked fall back to the ids the model row holds.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
 from xtalbase.errors import NotFound
 from xtalbase.ml.registry import get_model, lineage
-from xtalbase.schema import Dataset, DatasetMember, Model, Prediction, Run, Source, Split, SplitMember, Structure, XrdPattern, XrdRecipe
+from xtalbase.platform.hashing import lines_hash, set_hash
+from xtalbase.platform.repositories import runs as run_repo
+from xtalbase.schema import Dataset, DatasetMember, Prediction, Run, Source, Split, SplitMember, Structure, XrdPattern, XrdRecipe
+from xtalbase.schema.runs import Direction, LinkKind
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -26,7 +29,13 @@ EXAMPLES = 5
 def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
     """Everything a model was made from, back to the source files."""
     model = get_model(session, model_id)
-    ids = _training_ids(model)
+    producers = run_repo.runs_linking(session, LinkKind.MODEL, model.id, Direction.OUTPUT)
+    train_run_id = producers[0].id if producers else model.run_id
+    inputs = _inputs(session, train_run_id)
+    split_id = inputs[LinkKind.SPLIT].split_id if LinkKind.SPLIT in inputs else model.split_id
+    dataset_id = inputs[LinkKind.DATASET].dataset_id if LinkKind.DATASET in inputs else model.dataset_id
+    recipe_id = inputs[LinkKind.XRD_RECIPE].xrd_recipe_id if LinkKind.XRD_RECIPE in inputs else model.xrd_recipe_id
+    ids = _training_ids(dataset_id, split_id, model.fold)
     out: dict[str, Any] = {
         "model": {
             "id": model.id, "name": model.name, "task": model.task, "target": model.target, "algorithm": model.algorithm,
@@ -37,17 +46,19 @@ def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
             "code_version": model.code_version, "library_versions": model.library_versions,
             "created_at": model.created_at, "lineage": [m.id for m in lineage(session, model)],
         },
-        "train_run": _run(session, model.run_id),
-        "xrd_recipe": _recipe(session, model.xrd_recipe_id),
-        "split": _split(session, model.split_id),
-        "dataset": _dataset(session, model.dataset_id),
+        "train_run": _run(session, train_run_id),
+        "xrd_recipe": _recipe(session, recipe_id),
+        "split": _split(session, split_id),
+        "dataset": _dataset(session, dataset_id),
     }
     if ids is not None:
         if model.target == "cubic_a":
             ids = ids.where(Structure.crystal_system == "cubic")
-        hashes = sorted(session.scalars(select(Structure.exact_hash).where(Structure.id.in_(ids))))
-        current = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+        hashes = list(session.scalars(select(Structure.exact_hash).where(Structure.id.in_(ids))))
+        current = set_hash(hashes)
+        linked = inputs.get(LinkKind.TRAINING_SET)
         out["training_structures"] = {"count": len(hashes), "set_hash": current, "recorded_hash": model.training_set_hash,
+                                      "linked_hash": linked.sha256 if linked is not None else None,
                                       "matches_recorded": current == model.training_set_hash}
         out["ingest_runs"] = _ingest_runs(session, ids)
         out["source_files"] = _source_files(session, ids)
@@ -59,6 +70,7 @@ def prediction_chain(session: "Session", prediction_id: int) -> dict[str, Any]:
     pred = session.get(Prediction, int(prediction_id))
     if pred is None:
         raise NotFound(f"no prediction {prediction_id}")
+    used = _inputs(session, pred.run_id).get(LinkKind.MODEL)
     out: dict[str, Any] = {
         "prediction": {"id": pred.id, "target": pred.target, "label": pred.label, "value": pred.value,
                        "payload": pred.payload, "created_at": pred.created_at},
@@ -80,16 +92,24 @@ def prediction_chain(session: "Session", prediction_id: int) -> dict[str, Any]:
         out["pattern"] = {"id": pat.id, "kind": pat.kind, "name": pat.name, "file_path": pat.file_path,
                           "file_hash": pat.file_hash, "wavelength": pat.wavelength, "npeaks": pat.npeaks,
                           "import_run": _run(session, pat.run_id)}
-    out["model_chain"] = model_chain(session, pred.model_id)
+    out["model_chain"] = model_chain(session, used.model_id if used is not None and used.model_id else pred.model_id)
     return out
 
 
-def _training_ids(model: Model):
-    """A SELECT of the structure ids the model trained on, or ``None`` when it is not recorded."""
-    if model.dataset_id is not None:
-        return select(DatasetMember.structure_id).where(DatasetMember.dataset_id == model.dataset_id)
-    if model.split_id is not None and model.fold:
-        return select(SplitMember.structure_id).where(SplitMember.split_id == model.split_id, SplitMember.fold == model.fold)
+def _inputs(session: "Session", run_id: int | None) -> dict[LinkKind, Any]:
+    """The input links of a run by kind (the first of each kind)."""
+    found: dict[LinkKind, Any] = {}
+    for link in run_repo.links_of(session, run_id, Direction.INPUT) if run_id is not None else []:
+        found.setdefault(LinkKind(link.kind), link)
+    return found
+
+
+def _training_ids(dataset_id: int | None, split_id: int | None, fold: str | None):
+    """A SELECT of the structure ids a model trained on, or ``None`` when it is not recorded."""
+    if dataset_id is not None:
+        return select(DatasetMember.structure_id).where(DatasetMember.dataset_id == dataset_id)
+    if split_id is not None and fold:
+        return select(SplitMember.structure_id).where(SplitMember.split_id == split_id, SplitMember.fold == fold)
     return None
 
 
@@ -99,7 +119,8 @@ def _run(session: "Session", run_id: int | None) -> dict[str, Any] | None:
     r = session.get(Run, run_id)
     return {"id": r.id, "kind": r.kind, "status": r.status, "started_at": r.started_at, "ended_at": r.ended_at,
             "package_version": r.package_version, "git_revision": r.git_revision, "host": r.host, "user": r.user,
-            "params": r.params, "dependency_versions": r.dependency_versions}
+            "params": r.params, "dependency_versions": r.dependency_versions,
+            "inputs": [run_repo.link_dict(link) for link in run_repo.links_of(session, r.id, Direction.INPUT)]}
 
 
 def _recipe(session: "Session", recipe_id: int | None) -> dict[str, Any] | None:
@@ -141,7 +162,7 @@ def _source_files(session: "Session", ids) -> dict[str, Any]:
     rows = session.execute(select(Source.file_hash, func.min(Source.file_path), func.min(Source.database))
                            .where(Source.structure_id.in_(ids)).group_by(Source.file_hash).order_by(Source.file_hash)).all()
     n_sources = session.scalar(select(func.count()).select_from(Source).where(Source.structure_id.in_(ids)))
-    files_hash = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()
+    files_hash = lines_hash(r[0] for r in rows)
     databases: dict[str, int] = {}
     for _, _, database in rows:
         databases[database] = databases.get(database, 0) + 1

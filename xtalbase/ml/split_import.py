@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from xtalbase.ml.manifest import ExportError, sha256_file
+from xtalbase.ml.manifest import ExportError
+from xtalbase.platform.hashing import file_sha256
 
 if TYPE_CHECKING:
     from xtalbase.ml.splits import SplitHandle, SplitStore
@@ -45,7 +46,7 @@ def import_cdvae(store: "SplitStore", name: str, directory: str | Path, *, match
         raise ExportError(f"{directory}: none of the {report['rows']} rows matches a stored structure "
                           "(ingest the structures first)")
     recipe = {"strategy": "imported", "mode": "imported", "seed": 0, "algorithm": "cdvae-csv-import/v1",
-              "source": {"format": "cdvae-csv", "files": {p.name: sha256_file(p) for _, p in files},
+              "source": {"format": "cdvae-csv", "files": {p.name: file_sha256(p) for _, p in files},
                          "symprec": found.symprec}}
     ids = sorted(found.fold_of)
     handle = store.store_imported(name, recipe, ids, [found.fold_of[i] for i in ids], [found.exact_of[i] for i in ids],

@@ -11,12 +11,10 @@ refuse any change (migration 0004).
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import func, select, update
@@ -25,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.ml.split_strategies import ALGORITHM, SplitError, leakage, prototype_key
 from xtalbase.ml.splitters import Splitter, as_utc, make_splitter
+from xtalbase.platform.hashing import canonical_json, json_sha256, membership_hash, sha256_bytes, split_hash
 from xtalbase.platform.repositories import chunks, named_row
 from xtalbase.schema import Source, SourceProperty, Split, SplitMember, Structure
 
@@ -50,24 +49,6 @@ SCALAR_COLUMNS = (
     "spacegroup_symbol", "crystal_system", "symprec", "created_at", "run_id",
 )
 _CHUNK = 20_000  # rows per executemany batch of split_members (IN lists use repositories.chunks)
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no spaces: the byte string every hash in this module is taken over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def membership_hash(pairs: Iterable[tuple[str, str]]) -> str:
-    """sha256 over sorted ``exact_hash<TAB>fold`` lines: the content address of a membership."""
-    digest = hashlib.sha256()
-    for exact, fold in sorted(pairs):
-        digest.update(f"{exact}\t{fold}\n".encode())
-    return digest.hexdigest()
-
-
-def split_hash(recipe: Mapping[str, Any], members_sha256: str) -> str:
-    """The split id: sha256 over the canonical recipe JSON and the membership hash."""
-    return hashlib.sha256(canonical_json({"recipe": recipe, "members": members_sha256}).encode()).hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,7 +284,7 @@ class SplitStore:
         selection: dict[str, Any] = {"filter": filter}
         if ids is not None:
             id_list = sorted({int(i) for i in ids})
-            selection["ids"] = {"n": len(id_list), "sha256": hashlib.sha256(canonical_json(id_list).encode()).hexdigest()}
+            selection["ids"] = {"n": len(id_list), "sha256": json_sha256(id_list)}
         if predicate is not None:
             selection["predicate"] = _describe_callable(predicate)
         recipe.update(selection=selection, algorithm=ALGORITHM, resolved={"by": resolved_by, "cut": None})
@@ -395,7 +376,7 @@ class SplitStore:
             s.flush()
             write_members(s, row.id, ids, folds)
             s.execute(update(Split).where(Split.id == row.id).values(sealed=True))
-            run.link("output", "split", name, sha256=content)
+            run.link_output("split", row.id, label=name, sha256=content)
             run.summary.update({"split": name, "id": content, "counts": counts})
             s.flush()
             handle = SplitHandle(self.db, row.id, content, name, row.strategy, row.mode, row.seed, recipe, counts,
@@ -449,7 +430,7 @@ def _describe_callable(fn: Callable) -> dict[str, Any]:
         source = inspect.getsource(fn)
     except (OSError, TypeError):
         source = repr(fn)
-    return {"name": getattr(fn, "__qualname__", repr(fn)), "source_sha256": hashlib.sha256(source.encode()).hexdigest()}
+    return {"name": getattr(fn, "__qualname__", repr(fn)), "source_sha256": sha256_bytes(source.encode())}
 
 
 def _key_text(value: Any) -> str:

@@ -123,13 +123,23 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
         if task == "classification" and len(np.unique(train.y)) < 2:
             raise XtalbaseError(f"{where} has a single {target} class; a classifier needs at least two")
         parent = parent_model_id or registry.parent_model_for(s, dataset_row, target)
-        split_id, split_hash = (split_row.id, split_row.hash) if split_row else (None, None)
-        dataset_id, dataset_hash = (dataset_row.id, dataset_row.hash) if dataset_row else (None, None)
+        split_id, split_hash, split_row_name = (split_row.id, split_row.hash, split_row.name) if split_row else (None, None, None)
+        dataset_id, dataset_hash, dataset_row_name = (
+            (dataset_row.id, dataset_row.hash, dataset_row.name) if dataset_row else (None, None, None))
         recipe_id, recipe_hash = xrd_recipe.id, xrd_recipe.hash
 
     run_params = {"target": target, "algorithm": algorithm, "split": split, "dataset": dataset, "fold": fold_name,
                   "features": feature_recipe, "xrd_recipe_id": recipe_id, "seed": seed, "params": params or {}}
     with db.run("train", run_params) as run:
+        # inputs first: they are committed at once, so a failed fit still shows what it was given
+        if split_id:
+            run.link_input("split", split_id, label=split_row_name, sha256=split_hash)
+        if dataset_id:
+            run.link_input("dataset", dataset_id, label=dataset_row_name, sha256=dataset_hash)
+        run.link_input("xrd_recipe", recipe_id, sha256=recipe_hash)
+        run.link_input("training_set", label=train.set_hash[:16], sha256=train.set_hash)
+        if parent:
+            run.link_input("model", parent)
         fitted, metrics, fit_seconds = fit_and_evaluate(estimator, train, evals, spec)
         blob, fmt = artifacts.dump(fitted)
         digest = artifacts.sha256(blob)
@@ -141,15 +151,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
                       artifact_format=fmt, artifact_sha256=digest, parent_model_id=parent, run_id=run.id)
         run.session.add(model)
         run.session.flush()
-        if split_id:
-            run.link("input", "split", split_id, split_hash)
-        if dataset_id:
-            run.link("input", "dataset", dataset_id, dataset_hash)
-        run.link("input", "xrd_recipe", recipe_id, recipe_hash)
-        run.link("input", "training_set", train.set_hash[:16], train.set_hash)
-        if parent:
-            run.link("input", "model", parent)
-        run.link("output", "model", model.id, digest)
+        run.link_output("model", model.id, label=name, sha256=digest)
         run.summary.update(model_id=model.id, n_train=len(train), fit_seconds=round(fit_seconds, 3),
                            **{f"{f}_{k}": v for f, m in metrics.items() for k, v in m.items()
                               if k in ("accuracy", "top5_accuracy", "r2_a", "n")})

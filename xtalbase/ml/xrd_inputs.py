@@ -6,7 +6,6 @@ artifact hash) do not depend on insertion order, database ids or the backend.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -43,8 +42,10 @@ class Fold:
 
     @property
     def set_hash(self) -> str:
-        """sha256 over the sorted exact hashes: the identity of the set of structures."""
-        return hashlib.sha256("\n".join(sorted(self.exact_hashes)).encode()).hexdigest()
+        """The identity of the set of structures (:func:`xtalbase.platform.hashing.set_hash`, as datasets)."""
+        from xtalbase.platform.hashing import set_hash
+
+        return set_hash(self.exact_hashes)
 
 
 def check_target(target: str) -> str:

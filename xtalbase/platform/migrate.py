@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+
+from xtalbase.errors import SchemaError
 
 import xtalbase.schema
 
@@ -35,9 +39,36 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[Connection]:
+    """One transaction for a migration; on SQLite with foreign keys checked once at the end.
+
+    A batch migration on SQLite rebuilds a table by copy, drop and rename; with
+    enforcement on, dropping a table other rows reference counts violations that
+    the rename never clears. SQLite switches enforcement only outside a
+    transaction, so it is switched on the raw connection before BEGIN, and
+    ``foreign_key_check`` stands in for it before COMMIT.
+    """
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaError(f"migration left {len(broken)} rows with dangling foreign keys, e.g. "
+                                          f"table {broken[0][0]} row {broken[0][1]} -> {broken[0][2]}; rolled back")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision`` (idempotent at head)."""
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
@@ -45,7 +76,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Migrate the database down to ``revision``."""
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)

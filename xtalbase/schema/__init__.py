@@ -6,7 +6,7 @@ Importing this package registers every table on :data:`Base.metadata`.
 from xtalbase.schema.base import Base
 from xtalbase.schema.calculations import Calculation
 from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
-from xtalbase.schema.runs import Quarantine, Run, RunLink, RunNote
+from xtalbase.schema.runs import Direction, LinkKind, Quarantine, Run, RunLink, RunNote, RunStatus
 from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
 from xtalbase.schema.xrd import XrdPattern, XrdPeak, XrdRecipe
 
@@ -15,12 +15,15 @@ __all__ = [
     "Calculation",
     "Dataset",
     "DatasetMember",
+    "Direction",
+    "LinkKind",
     "Model",
     "Prediction",
     "Quarantine",
     "Run",
     "RunLink",
     "RunNote",
+    "RunStatus",
     "Source",
     "SourceProperty",
     "Split",

@@ -7,9 +7,9 @@ name on SQLite and PostgreSQL alike and Alembic can later drop it by name.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
-from sqlalchemy import JSON, DateTime, LargeBinary, MetaData
+from sqlalchemy import JSON, CheckConstraint, DateTime, LargeBinary, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 
@@ -40,3 +40,13 @@ class Base(DeclarativeBase):
         bytes: LargeBinary(),
         datetime: DateTime(timezone=True),
     }
+
+
+def one_of(column: str, values: Iterable[str], name: str | None = None) -> CheckConstraint:
+    """A CHECK that ``column`` holds one of ``values``, named ``ck_<table>_<name or column>``.
+
+    The values are a closed set the code defines (run statuses, link kinds); a
+    typo in new code then fails at the INSERT instead of hiding in the data.
+    """
+    listed = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)

@@ -8,7 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import Float, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from xtalbase.schema.base import Base, utcnow
+from xtalbase.schema.base import Base, one_of, utcnow
+
+#: How a split's membership is kept: ``ml.split_strategies.MODES`` plus ``imported`` (read from an export; a test checks).
+SPLIT_MODES = ("stable", "exact", "imported")
 
 
 class Split(Base):
@@ -32,6 +35,8 @@ class Split(Base):
     sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
+
+    __table_args__ = (one_of("mode", SPLIT_MODES),)
 
     def __repr__(self) -> str:
         return f"Split(name={self.name!r}, hash={self.hash[:12]!r}, strategy={self.strategy!r})"

@@ -3,12 +3,60 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any, Optional
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from xtalbase.schema.base import Base, utcnow
+from xtalbase.schema.base import Base, one_of, utcnow
+
+
+class RunStatus(str, Enum):
+    """The life of a run: ``running`` until its block ends, then ``succeeded`` or ``failed``."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Direction(str, Enum):
+    """Whether a linked thing was read (``input``) or made (``output``) by the run."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class LinkKind(str, Enum):
+    """What a run link points at; row kinds name their foreign-key column in :data:`LINK_COLUMNS`."""
+
+    STRUCTURE = "structure"
+    SPLIT = "split"
+    DATASET = "dataset"
+    MODEL = "model"
+    XRD_RECIPE = "xrd_recipe"
+    XRD_PATTERN = "xrd_pattern"
+    PREDICTIONS = "predictions"  # the rows carry ``run_id``; the link holds the id range as its label
+    TRAINING_SET = "training_set"  # a set of structures known by its set hash only
+    FILE = "file"
+    PATH = "path"
+
+
+#: The ``run_links`` column holding the referenced row's id, per row kind.
+LINK_COLUMNS: dict[LinkKind, str] = {
+    LinkKind.STRUCTURE: "structure_id",
+    LinkKind.SPLIT: "split_id",
+    LinkKind.DATASET: "dataset_id",
+    LinkKind.MODEL: "model_id",
+    LinkKind.XRD_RECIPE: "xrd_recipe_id",
+    LinkKind.XRD_PATTERN: "pattern_id",
+}
+
+#: Reason codes of quarantined records (the ingest code's ``REASONS``; a test keeps the two equal).
+QUARANTINE_REASONS = (
+    "parse_error", "truncated_file", "missing_cell", "missing_coordinates", "unknown_element", "non_finite",
+    "zero_volume", "too_many_sites", "low_precision", "partial_occupancy", "overlapping_atoms", "unconverged",
+)
 
 
 class Run(Base):
@@ -41,25 +89,48 @@ class Run(Base):
     links: Mapped[list["RunLink"]] = relationship(back_populates="run", cascade="all, delete-orphan")
     notes: Mapped[list["RunNote"]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
+    __table_args__ = (one_of("status", [s.value for s in RunStatus]),)
+
     def __repr__(self) -> str:
         return f"Run(id={self.id}, kind={self.kind!r}, status={self.status!r})"
 
 
 class RunLink(Base):
-    """A typed input or output of a run (split, dataset, model, file, artifact), AiiDA-style."""
+    """A typed input or output of a run, AiiDA-style: ``direction`` and ``kind`` from closed sets.
+
+    A link to a row holds the row's id in the kind's own nullable foreign key
+    (:data:`LINK_COLUMNS`); ``ref`` is only a label for people (a name, an id
+    range, the tail of a path), ``path`` a file's full path and ``sha256`` the
+    content hash of what was linked. Deleting a linked row keeps the link with
+    its label and hash (``SET NULL``).
+    """
 
     __tablename__ = "run_links"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    direction: Mapped[str] = mapped_column(String(8))  # "input" | "output"
+    direction: Mapped[str] = mapped_column(String(8))
     kind: Mapped[str] = mapped_column(String(32))
     ref: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[Optional[str]] = mapped_column(String(64))
+    structure_id: Mapped[Optional[int]] = mapped_column(ForeignKey("structures.id", ondelete="SET NULL"), index=True)
+    split_id: Mapped[Optional[int]] = mapped_column(ForeignKey("splits.id", ondelete="SET NULL"), index=True)
+    dataset_id: Mapped[Optional[int]] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
+    model_id: Mapped[Optional[int]] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"), index=True)
+    xrd_recipe_id: Mapped[Optional[int]] = mapped_column(ForeignKey("xrd_recipes.id", ondelete="SET NULL"), index=True)
+    pattern_id: Mapped[Optional[int]] = mapped_column(ForeignKey("xrd_patterns.id", ondelete="SET NULL"), index=True)
+    path: Mapped[Optional[str]] = mapped_column(Text)
 
     run: Mapped[Run] = relationship(back_populates="links")
 
-    __table_args__ = (Index(None, "kind", "ref"),)
+    __table_args__ = (
+        Index(None, "kind", "ref"),
+        one_of("direction", [d.value for d in Direction]),
+        one_of("kind", [k.value for k in LinkKind]),
+    )
+
+    def __repr__(self) -> str:
+        return f"RunLink(run_id={self.run_id}, {self.direction} {self.kind} {self.ref!r})"
 
 
 class RunNote(Base):
@@ -97,7 +168,7 @@ class Quarantine(Base):
     raw_size: Mapped[Optional[int]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("file_hash", "record_locator", "reason"),)
+    __table_args__ = (UniqueConstraint("file_hash", "record_locator", "reason"), one_of("reason", QUARANTINE_REASONS))
 
     def __repr__(self) -> str:
         return f"Quarantine(id={self.id}, reason={self.reason!r}, record={self.record_locator!r})"

@@ -8,7 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from xtalbase.schema.base import Base, utcnow
+from xtalbase.schema.base import Base, one_of, utcnow
+
+#: ``xrd_patterns.kind``: peaks computed from a stored structure, or imported from a measured scan.
+PATTERN_KINDS = ("computed", "measured")
 
 
 class XrdRecipe(Base):
@@ -63,7 +66,7 @@ class XrdPattern(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
 
-    __table_args__ = (UniqueConstraint("structure_id", "recipe_id"),)
+    __table_args__ = (UniqueConstraint("structure_id", "recipe_id"), one_of("kind", PATTERN_KINDS))
 
 
 class XrdPeak(Base):

@@ -67,7 +67,7 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
               "structure_ids": len(structure_ids) if structure_ids is not None else "all"}
     t0 = time.perf_counter()
     with db.run("xrd", params) as run:
-        run.link("input", "xrd_recipe", recipe_id, recipe_hash)
+        run.link_input("xrd_recipe", recipe_id, sha256=recipe_hash)
         todo = missing_structure_ids(db, recipe_id, structure_ids)
         summary: dict[str, Any] = {"run_id": run.id, "recipe_id": recipe_id, "recipe_hash": recipe_hash, "missing": len(todo),
                                    "computed": 0, "failed": []}

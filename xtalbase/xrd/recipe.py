@@ -7,14 +7,13 @@ Debye–Waller factors, the engine's physics version), never the label or the co
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import NotFound, XtalbaseError
+from xtalbase.platform.hashing import recipe_hash
 from xtalbase.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
 from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
 from xtalbase.schema import XrdRecipe
@@ -58,12 +57,6 @@ def recipe_spec(radiation: str | None = DEFAULT_RADIATION, wavelength: float | N
         "debye_waller": {str(k): float(v) for k, v in sorted((debye_waller or {}).items())},
         "physics": PHYSICS_VERSION,
     }
-
-
-def recipe_hash(spec: dict[str, Any]) -> str:
-    """sha256 of the peak-changing fields of ``spec`` (canonical JSON; the radiation label is excluded)."""
-    content = {k: v for k, v in spec.items() if k != "radiation"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def get_or_create_recipe(db_session: "Session", radiation: str | None = DEFAULT_RADIATION, wavelength: float | None = None,

@@ -14,7 +14,6 @@ One entry point, :func:`read_scan`, picks the reader from the extension, then fr
 
 from __future__ import annotations
 
-import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.hashing import sha256_bytes
 from xtalbase.xrd.engine import Pattern
 
 
@@ -50,7 +50,7 @@ def read_scan(path: str | Path, format: str | None = None) -> Scan:
     if reader is None:
         raise XtalbaseError(f"{path}: unknown scan format {fmt!r}; known: xy, xrdml")
     scan = reader(data, str(path))
-    scan.meta["file_hash"] = hashlib.sha256(data).hexdigest()
+    scan.meta["file_hash"] = sha256_bytes(data)
     scan.meta["format"] = fmt
     return _checked(scan)
 
@@ -227,6 +227,7 @@ def import_scan(db: Any, path: str | Path, *, structure_id: int | None = None, w
             raise XtalbaseError(f"no structure with id {structure_id}")
     peaks = find_peaks(scan, **peak_options)
     with db.run("xrd-import", {"file": str(path), "structure_id": structure_id, **peak_options}) as run:
+        run.link_input("file", path=str(path), sha256=file_hash)
         row = pattern_row(peaks, kind="measured", structure_id=structure_id, recipe_id=None, run_id=run.id,
                           name=name or Path(path).stem, file_path=str(path), file_hash=file_hash,
                           profile_x=pack(scan.two_theta), profile_y=pack(scan.intensity))
@@ -234,6 +235,6 @@ def import_scan(db: Any, path: str | Path, *, structure_id: int | None = None, w
         run.session.add(pattern)
         run.session.flush()
         run.session.add_all(XrdPeak(**r) for r in peak_rows_of(peaks, pattern.id, None, structure_id))
-        run.link("input", "file", str(path), file_hash)
+        run.link_output("xrd_pattern", pattern.id, label=pattern.name)
         run.summary = {"pattern_id": pattern.id, "npeaks": len(peaks)}
         return {"pattern_id": pattern.id, "npeaks": len(peaks), "created": True, "run_id": run.id}
