@@ -353,13 +353,13 @@ def _record_shares(path: Path, fmt: Optional[str]) -> Optional[tuple[Iterator[li
     """A multi-record file's records in shares of :data:`RECORDS_PER_TASK` and the number of shares (``None`` when
     the reader streams them), or ``None`` to give the file to one worker.
 
-    CSV files are always split; other formats with a ``split`` (CIF, MLIP JSON, extended XYZ) from
-    :data:`SPLIT_BYTES` on, when they hold more than one share of records.
+    Formats with ``always_split`` (CSV) are always split; other formats with a ``split`` (CIF, MLIP JSON,
+    extended XYZ) from :data:`SPLIT_BYTES` on, when they hold more than one share of records.
     """
     split = splitter(fmt) if fmt else None
     if split is None:
         return None
-    always = fmt == "cdvae_csv"
+    always = FORMATS[fmt].always_split
     try:
         if not always and path.stat().st_size < SPLIT_BYTES:
             return None
