@@ -68,3 +68,29 @@ def test_map_needs_an_open_runner_and_sane_bounds():
         list(Runner(_square_after).map([]))
     with pytest.raises(XtalbaseError, match="workers must be at least 1"):
         Runner(_square_after, workers=0)
+
+
+def test_a_dask_scheduler_runs_the_same_tasks_and_its_client_is_closed():
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        with Runner(_square_after, scheduler=cluster.scheduler_address, in_flight=3) as runner:
+            executor = runner._executor
+            assert [v for _, v in runner.map((i, (i, 0.0)) for i in range(6))] == [i * i for i in range(6)]
+        assert executor._client.status == "closed"
+
+
+def test_ingest_through_a_dask_scheduler_stores_what_inline_ingest_stores(db, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    from tests.ingest.helpers import CIF, DATA
+
+    import xtalbase
+
+    inputs = [CIF, DATA / "perov5_head.csv"]
+    inline = db.ingest(inputs)
+    other = xtalbase.connect(f"sqlite:///{tmp_path / 'dask.db'}")
+    other.init()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        remote = other.ingest(inputs, scheduler=cluster.scheduler_address, batch_size=7)
+    other.close()
+    assert (remote.read, remote.inserted, remote.duplicates, remote.quarantined) == \
+        (inline.read, inline.inserted, inline.duplicates, inline.quarantined)
