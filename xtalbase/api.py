@@ -13,6 +13,7 @@ from xtalbase.platform.database import Database as _PlatformDatabase
 if TYPE_CHECKING:
     import pandas
 
+    from xtalbase.ingest.options import IngestOptions
     from xtalbase.ingest.pipeline import IngestReport
     from xtalbase.ml.datasets import DatasetStore
     from xtalbase.ml.splits import SplitStore
@@ -21,11 +22,15 @@ if TYPE_CHECKING:
 class Database(_PlatformDatabase):
     """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits`` and ``datasets``."""
 
-    def ingest(self, paths: Any, **options: Any) -> "IngestReport":
-        """Read, validate, deduplicate and store structure/DFT files; see :func:`xtalbase.ingest.pipeline.ingest`."""
+    def ingest(self, paths: Any, options: "IngestOptions | None" = None, **kwargs: Any) -> "IngestReport":
+        """Read, validate, deduplicate and store structure/DFT files; see :func:`xtalbase.ingest.pipeline.ingest`.
+
+        ``options`` (an :class:`~xtalbase.ingest.options.IngestOptions`) and/or options by name
+        (``workers=2``); an unknown name is an error. ``on_progress`` is passed through.
+        """
         from xtalbase.ingest.pipeline import ingest
 
-        return ingest(self, paths, **options)
+        return ingest(self, paths, options, **kwargs)
 
     def quarantine(self, reason: str | None = None) -> "pandas.DataFrame":
         """Quarantined records, newest first (``xtalbase quarantine list`` as a DataFrame; ``reason``: one code)."""

@@ -114,8 +114,53 @@ def test_failed_structures_are_reported_not_fatal(loaded):
     flat = (np.array([[4.0, 0, 0], [0, 4.0, 0], [8.0, 0, 0]]), np.array([8]), np.zeros((1, 3)), None)
     ids, (patterns, failures) = compute_chunk([(1, good), (2, bad), (3, flat)], {"wavelength": 1.54184, "two_theta": (0, 90)})
     assert ids == [1] and len(patterns) == 1
-    assert failures == [{"structure_id": 2, "reason": "no X-ray scattering factors for atomic number(s) [0]"},
-                        {"structure_id": 3, "reason": "degenerate or non-finite cell"}]
+    assert failures == [{"structure_id": 2, "code": "no_scattering_factors",
+                         "reason": "no X-ray scattering factors for atomic number(s) [0]"},
+                        {"structure_id": 3, "code": "bad_cell", "reason": "degenerate or non-finite cell"}]
+
+
+def test_failures_are_stored_per_structure_and_recipe_and_skipped_until_retried(loaded):
+    from sqlalchemy import update
+
+    from xtalbase.schema import XrdFailure
+    from xtalbase.schema.arrays import U1, pack
+
+    db = loaded
+    with db.session() as s:
+        victim = s.scalars(select(Structure).where(Structure.formula_reduced == "TiO2")).first()
+        sid, numbers = victim.id, victim.numbers
+        # a stored row the engine cannot compute: atomic number 0 has no scattering factors
+        s.execute(update(Structure).where(Structure.id == sid).values(numbers=pack(np.zeros(victim.nsites), U1)))
+        s.commit()
+    first = compute_missing(db, batch_size=4)
+    assert first["computed"] == 14 and [(f["structure_id"], f["code"]) for f in first["failed"]] == [(sid, "no_scattering_factors")]
+    with db.session() as s:
+        (row,) = s.scalars(select(XrdFailure)).all()
+        assert (row.structure_id, row.recipe_id, row.reason, row.run_id) == (sid, first["recipe_id"], "no_scattering_factors",
+                                                                             first["run_id"])
+        assert "atomic number(s) [0]" in row.message
+    again = compute_missing(db)
+    assert (again["missing"], again["computed"], again["failed"], again["skipped_failed"]) == (0, 0, [], 1)
+    still = compute_missing(db, retry_failed=True)  # the same input fails the same way: one row, from the new run
+    assert still["missing"] == 1 and len(still["failed"]) == 1
+    with db.session() as s:
+        assert [r.run_id for r in s.scalars(select(XrdFailure))] == [still["run_id"]]
+        s.execute(update(Structure).where(Structure.id == sid).values(numbers=numbers))  # the row is mended
+        s.commit()
+    result = runner.invoke(app, ["xrd", "compute", "--db", db.url, "--json"])
+    assert json.loads(result.output)["computed"] == 0  # still skipped without the flag
+    result = runner.invoke(app, ["xrd", "compute", "--db", db.url, "--retry-failed", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["computed"] == 1
+    with db.session() as s:
+        assert s.scalars(select(XrdFailure)).all() == []
+        assert s.scalar(select(func.count()).select_from(XrdPattern)) == 15
+
+
+def test_compute_has_no_all_option(loaded):
+    # stored patterns are never recomputed (the recipe hash holds the physics version): the old, ignored --all is gone
+    result = runner.invoke(app, ["xrd", "compute", "--db", loaded.url, "--all"])
+    assert result.exit_code == 2 and "No such option" in result.output
 
 
 def test_cli_compute_recipes_show_and_plot(loaded, tmp_path):

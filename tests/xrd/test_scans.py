@@ -14,7 +14,7 @@ from tests.conftest import TEST_DATA, shared
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
 from xtalbase.xrd.match import match_scan
-from xtalbase.xrd.scans import find_peaks, import_scan, read_scan, snip_background, with_wavelength
+from xtalbase.xrd.scans import find_peaks, import_scan, import_scans, read_scan, snip_background, with_wavelength
 from xtalbase.xrd.builder import compute_missing
 from xtalbase.schema import Source, XrdPattern, XrdPeak
 from xtalbase.schema.arrays import unpack
@@ -114,3 +114,15 @@ def test_phase_identification_on_all_single_phase_example_scans(tmp_path):
         ranked = match_scan(db, find_peaks(scan), scan.wavelength, (scan.two_theta[0], scan.two_theta[-1]), top=1)
         hits += file_of[ranked[0].structure_id].split("_")[0] == path.stem
     assert len(single) == 5 and hits == 5
+
+
+def test_several_scans_import_through_worker_processes_in_order(db):
+    paths = [SCANS / "TiO2.xy", SCANS / "MnO.xy", SCANS / "TiO2.xy"]
+    done: list[int] = []
+    first, second, again = import_scans(db, paths, workers=2, progress=done.append)
+    assert first["created"] and second["created"] and not again["created"] and again["pattern_id"] == first["pattern_id"]
+    assert done == [1, 2, 3]
+    with db.session() as s:
+        stored = {p.name: p.npeaks for p in s.scalars(select(XrdPattern).where(XrdPattern.kind == "measured"))}
+    assert stored == {"TiO2": first["npeaks"], "MnO": second["npeaks"]}
+    assert import_scan(db, SCANS / "MnO.xy") == {"pattern_id": second["pattern_id"], "npeaks": second["npeaks"], "created": False}

@@ -2,54 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import sys
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional, get_type_hints
 
 import typer
 
 from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.ingest.options import IngestOptions
 
 quarantine_app = typer.Typer(help="Inspect records rejected by ingest, with their reason codes.", no_args_is_help=True)
 
 
+def with_ingest_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with one typer option per CLI field of :class:`IngestOptions` (``max_sites`` -> ``--max-sites``,
+    the field's default and help), gathered into its ``options`` parameter: the flags are defined nowhere else."""
+    hints = get_type_hints(command, include_extras=True)
+    option_types = get_type_hints(IngestOptions)
+    own = [p.replace(annotation=hints[p.name]) for p in inspect.signature(command).parameters.values() if p.name != "options"]
+    added = []
+    for f in dataclasses.fields(IngestOptions):
+        if not f.metadata["cli"]:
+            continue
+        flag = typer.Option(f"--{f.name.replace('_', '-')}", help=f.metadata["help"], **f.metadata["typer"])
+        added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                       annotation=Annotated[option_types[f.name], flag]))
+    names = [p.name for p in added]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        chosen = {name: kwargs.pop(name) for name in names if name in kwargs}
+        return command(*args, options=IngestOptions(**chosen), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+    del wrapper.__wrapped__  # typer must read the signature above, not the command's own
+    return wrapper
+
+
+@with_ingest_options
 def ingest(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Files or directories (recursed) to read.", show_default=False)],
     db: DbOpt = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="Force a reader: cif, poscar, pmg_json, extxyz, cdvae_csv, vasprun, outcar, mlip_json.")] = None,
-    source: Annotated[Optional[str], typer.Option("--source", help="Source database name (MP, COD, ICSD, perov5, ...); inferred when omitted.")] = None,
-    licence: Annotated[Optional[str], typer.Option("--licence", help="Licence text stored with every source.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes for parsing and symmetry.")] = 1,
-    symprec: Annotated[float, typer.Option("--symprec", min=1e-6, help="Symmetry tolerance in Å for space groups and canonical hashes (> 0).")] = 0.01,
-    symmetry_engine: Annotated[str, typer.Option("--symmetry-engine", help="spglib (the reference) or moyo (moyopy: about twice the MP ingest rate; another group for 0.1% of MP and 3.6% of Perov-5 cells).")] = "spglib",
-    allow_disorder: Annotated[bool, typer.Option("--allow-disorder", help="Store partially occupied sites instead of quarantining them.")] = False,
-    all_steps: Annotated[bool, typer.Option("--all-steps", help="VASP: store every ionic step, not only the last.")] = False,
-    require_converged: Annotated[bool, typer.Option("--require-converged", help="Quarantine unconverged DFT results (reason 'unconverged').")] = False,
-    poscar_species: Annotated[Optional[str], typer.Option("--poscar-species", help="Element names for POSCARs that name none: 'Si,O' (atom-type order) or 'placeholder' (type i -> element Z=i, flagged).")] = None,
-    xrd: Annotated[bool, typer.Option("--xrd", help="Afterwards compute XRD patterns of the new structures.")] = False,
-    max_sites: Annotated[int, typer.Option("--max-sites", help="Quarantine cells with more sites (too_many_sites).")] = 1000,
-    min_coord_decimals: Annotated[int, typer.Option("--min-coord-decimals", help="Decimals a non-special fractional coordinate needs (low_precision).")] = 3,
-    min_special_decimals: Annotated[int, typer.Option("--min-special-decimals", help="Decimals a coordinate near a special value such as 1/3 needs unless written exactly (low_precision).")] = 4,
-    min_cell_decimals: Annotated[int, typer.Option("--min-cell-decimals", help="Decimals a cell length needs (low_precision).")] = 2,
-    overlap_fraction: Annotated[float, typer.Option("--overlap-fraction", help="overlapping_atoms below this fraction of the summed covalent radii.")] = 0.5,
     as_json: JsonOpt = False,
+    *,
+    options: IngestOptions,
 ) -> None:
     """Read, validate, deduplicate and store structure and DFT files; print read/inserted/duplicates/quarantined."""
     handle = open_db(ctx, db)
     with progress() as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the report's notes are printed below, once
         task = bar.add_task("ingest", total=None)
-        report = handle.ingest(
-            paths, format=format, source=source, licence=licence, workers=workers, symprec=symprec,
-            symmetry_engine=symmetry_engine,
-            allow_disorder=allow_disorder, all_steps=all_steps, require_converged=require_converged,
-            poscar_species=poscar_species, xrd=xrd,
-            max_sites=max_sites, min_coord_decimals=min_coord_decimals, min_special_decimals=min_special_decimals,
-            min_cell_decimals=min_cell_decimals,
-            overlap_fraction=overlap_fraction, on_progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        report = handle.ingest(paths, options,
+                               on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     for note in report.notes:
         sys.stderr.write(f"note: {note}\n")
     summary = report.to_dict()

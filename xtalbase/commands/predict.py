@@ -51,14 +51,10 @@ def import_patterns(handle: Any, paths: list[Path], on_progress: Any = None) -> 
 
     Re-importing a file returns the pattern already stored for its content.
     """
-    from xtalbase.xrd.scans import import_scan
+    from xtalbase.xrd.scans import import_scans
 
-    ids = []
-    for path in paths:
-        ids.append(int(import_scan(handle, path)["pattern_id"]))
-        if on_progress:
-            on_progress(1)
-    return ids
+    progress = (lambda _done: on_progress(1)) if on_progress else None  # the caller's bar advances by files
+    return [int(r["pattern_id"]) for r in import_scans(handle, paths, progress=progress)]
 
 
 def print_predictions(report: Any, show: int = 10) -> None:

@@ -28,20 +28,25 @@ def compute(
     wavelength: WavelengthOpt = None,
     two_theta: TwoThetaOpt = (0.0, 90.0),
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
-    only_missing: Annotated[bool, typer.Option("--only-missing/--all", help="Compute only structures without a pattern for the recipe "
-                                               "(stored patterns are never overwritten, so --all only re-checks).")] = True,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also retry structures that failed for this recipe "
+                                               "before (skipped otherwise).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Structures per computed and written batch.")] = 2000,
     hkl: Annotated[bool, typer.Option("--hkl", help="Also store hkl families per peak (slower).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compute and store patterns for every structure lacking one for the recipe (idempotent)."""
+    """Compute and store patterns for every structure lacking one for the recipe (idempotent).
+
+    Stored patterns are kept as they are (a recipe's hash includes the physics version); structures the
+    engine cannot compute are stored as failures and skipped by later runs unless --retry-failed.
+    """
     from xtalbase.xrd.builder import compute_missing
 
     handle = open_db(ctx, db)
     with progress() as bar:
         task = bar.add_task("xrd", total=None)
         summary = compute_missing(handle, _recipe_args(radiation, wavelength, two_theta), workers=workers, batch_size=batch_size,
-                                  hkl=hkl, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                                  hkl=hkl, retry_failed=retry_failed,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         print_json(summary)
         return
@@ -50,6 +55,8 @@ def compute(
               f"of {summary['missing']} missing in {summary['seconds']} s (run {summary['run_id']})")
     for failure in summary["failed"][:10]:
         out.print(f"  structure {failure['structure_id']}: {failure['reason']}")
+    if summary["skipped_failed"]:
+        out.print(f"{summary['skipped_failed']} structures skipped: they failed for this recipe before (--retry-failed)")
 
 
 @app.command("recipes")

@@ -128,7 +128,7 @@ def _lenient_validation(options_cls: type) -> dict[str, Any]:
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(options_cls)}
-    wanted = {"min_coord_decimals": 0, "special_decimals": 0, "min_cell_decimals": 0, "max_sites": 10**9,
+    wanted = {"min_coord_decimals": 0, "min_special_decimals": 0, "min_cell_decimals": 0, "max_sites": 10**9,
               "allow_disorder": True}
     return {k: v for k, v in wanted.items() if k in names}
 

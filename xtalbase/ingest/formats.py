@@ -1,16 +1,18 @@
 """The reader registry and the single entry point :func:`read_structures` (ASE ``ase.io.formats`` style).
 
-Each format is one :class:`Format` line: its name, the reader module under
-:mod:`xtalbase.ingest.readers` (imported only when used), file-name patterns and
-a content sniffer. The format is guessed from the name first (a trailing
-``.gz``, ``.bz2`` or ``.xz`` is ignored: such files are decompressed as they are
-read), then from the first bytes.
+Each format is one line of :data:`READERS`: its name and its module under
+:mod:`xtalbase.ingest.readers`, imported only when used, which declares a
+:class:`Reader` (file-name patterns, content sniffer, what it yields, how its
+records are shared among workers). The format is guessed from the name first (a
+trailing ``.gz``, ``.bz2`` or ``.xz`` is ignored: such files are decompressed as
+they are read), then from the first bytes.
 """
 
 from __future__ import annotations
 
 import bz2
 import fnmatch
+import functools
 import gzip
 import importlib
 import io
@@ -19,58 +21,140 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Optional
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.records import ReadError, Record
 
 
+#: What a reader can yield: structure records, calculations (energy, forces, stress) on them, source properties.
+YIELDS = ("structures", "calculations", "properties")
+
+
 @dataclass(frozen=True)
-class Format:
-    """One registered format: ``module`` holds ``read(path, **options)``."""
+class Reader:
+    """What one format's module declares as its ``READER``: how to recognise its files and what it can read.
+
+    Attributes
+    ----------
+    name : str
+        The format name (``--format``).
+    read : callable
+        ``read(path, *, skip, rows_, all_steps, species, ...)`` yielding :class:`Record`, :class:`Known`
+        or :class:`ReadError`; options it does not use are ignored.
+    globs : tuple of str
+        File-name patterns (compared in lower case, compression suffix removed).
+    sniff : callable
+        ``sniff(head)``: True when the first 4 kB of text are this format's.
+    description : str
+        One line for help and docs.
+    yields : frozenset of str
+        Which of :data:`YIELDS` its records can carry.
+    split, locator_of : callable, optional
+        For multi-record files: ``split(path)`` lists the records (or streams them; ``None`` when the
+        file holds no list), any share of which ``read(path, rows_=share)`` reads alone, and
+        ``locator_of(item)`` is the locator ``read`` gives that record.
+    always_split : bool
+        Split every file, whatever its size (one CSV row is cheap, a file of them is one task each).
+    name_needs_content : bool
+        The name patterns are loose (``POSCAR*``, ``*.csv``): the content must agree.
+    name_decides_on_doubt : bool
+        A file with this format's name whose content no format recognises (empty, cut short) is still
+        read as this format, so that its reader says what is wrong (rather than skipped as unknown).
+    sniff_first : bool
+        Tried before the others when the content decides (a CSV holding CIF text in its cells).
+    sniff_json : callable, optional
+        ``sniff_json(document)``: True for a parsed JSON document of this format, for files whose
+        first bytes do not tell (sorted keys, long metadata first).
+    """
 
     name: str
-    module: str
+    read: Callable[..., Iterator[Any]]
     globs: tuple[str, ...]
     sniff: Callable[[str], bool]
     description: str
+    yields: frozenset[str] = frozenset({"structures"})
+    split: Optional[Callable[[Path], Optional[Iterable[Any]]]] = None
+    locator_of: Optional[Callable[[Any], str]] = None
+    always_split: bool = False
+    name_needs_content: bool = False
+    name_decides_on_doubt: bool = False
+    sniff_first: bool = False
+    sniff_json: Optional[Callable[[object], bool]] = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.yields) - set(YIELDS)
+        if unknown or not self.yields:
+            raise ValueError(f"reader {self.name!r}: yields must be some of {YIELDS}, got {sorted(self.yields)}")
+        if (self.split is None) != (self.locator_of is None):
+            raise ValueError(f"reader {self.name!r}: split and locator_of come together")
 
 
-def _has(*needles: str) -> Callable[[str], bool]:
+#: The registry: format name -> its module under :mod:`xtalbase.ingest.readers` (which declares ``READER``),
+#: imported when first needed. Adding a format is one module and one line here; detection tries them in this order.
+READERS: dict[str, str] = {
+    "cif": "cif",
+    "vasprun": "vasprun",
+    "outcar": "outcar",
+    "poscar": "poscar",
+    "extxyz": "extxyz",
+    "cdvae_csv": "cdvae_csv",
+    "mlip_json": "mlip_json",
+    "pmg_json": "pmg_json",
+}
+
+
+class _Registry(Mapping[str, Reader]):
+    """``FORMATS``: names without importing anything; ``FORMATS[name]`` imports that reader's module."""
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self._modules = modules
+
+    def __getitem__(self, name: str) -> Reader:
+        return _load(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str) -> Reader:
+    if name not in READERS:
+        raise XtalbaseError(f"unknown format {name!r}: choose one of {', '.join(sorted(READERS))}")
+    spec = importlib.import_module(f"xtalbase.ingest.readers.{READERS[name]}").READER
+    if spec.name != name:
+        raise XtalbaseError(f"reader module {READERS[name]!r} declares format {spec.name!r}, registered as {name!r}")
+    return spec
+
+
+#: Every registered format by name (a read-only mapping of :class:`Reader`).
+FORMATS: Mapping[str, Reader] = _Registry(READERS)
+
+
+def has_all(*needles: str) -> Callable[[str], bool]:
+    """A sniffer: True when the head contains every one of ``needles``."""
     return lambda head: all(n in head for n in needles)
-
-
-def _sniff_cif(head: str) -> bool:
-    lines = [line.lstrip().lower() for line in head.splitlines()]
-    first = next((i for i, line in enumerate(lines) if line.startswith("data_")), None)
-    # IUCr and SHELX CIFs may carry kilobytes of _publ_ text before the cell: any tag after the data_ line will do
-    return first is not None and any(line.startswith("_") for line in lines[first + 1:])
-
-
-def _sniff_json_list(head: str) -> bool:
-    return head.lstrip().startswith("[") and '"structure"' in head and '"outputs"' in head
-
-
-def _sniff_json_structure(head: str) -> bool:
-    return head.lstrip().startswith("{") and '"lattice"' in head and '"sites"' in head
 
 
 #: JSON files up to this size are classified by their parsed content when the first bytes do not tell.
 MAX_JSON_SNIFF_BYTES = 256 * 2**20
 
 
-def json_kind(document: object) -> str | None:
-    """Which JSON reader a parsed document belongs to: ``mlip_json`` (``[{structure, outputs}]``), ``pmg_json``
-    (a ``Structure`` dict, an MP document or ``ComputedStructureEntry`` with a ``structure``, or a list of those)."""
+def first_object(document: object) -> dict[str, Any] | None:
+    """The first JSON object of a document that is one object or a list of them (what ``sniff_json`` looks at)."""
     items = document if isinstance(document, list) else [document]
-    first = next((x for x in items if isinstance(x, dict)), None)
-    if first is None:
-        return None
-    if isinstance(first.get("structure"), dict) and "outputs" in first:
-        return "mlip_json"
-    if isinstance(first.get("structure"), dict) or "sites" in first or "lattice" in first:
-        return "pmg_json"
-    return None
+    return next((x for x in items if isinstance(x, dict)), None)
+
+
+def json_kind(document: object) -> str | None:
+    """The format whose ``sniff_json`` claims a parsed JSON document (``mlip_json``, ``pmg_json``), or ``None``."""
+    return next((f.name for f in FORMATS.values() if f.sniff_json is not None and f.sniff_json(document)), None)
 
 
 def _json_kind_of_file(path: Path) -> str | None:
@@ -85,57 +169,17 @@ def _json_kind_of_file(path: Path) -> str | None:
         return None
 
 
-def _sniff_csv(head: str) -> bool:
-    first = head.splitlines()[0] if head else ""
-    return "cif" in [c.strip().strip('"').strip().lower() for c in first.split(",")]
+@functools.lru_cache(maxsize=None)
+def _name_pattern(name: str) -> re.Pattern[str]:
+    """One compiled pattern per format; names are compared in lower case (``DATA.CSV``, ``NaCl.CIF`` from Windows tools)."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g.lower())})" for g in FORMATS[name].globs))
 
 
-def _sniff_extxyz(head: str) -> bool:
-    lines = head.splitlines()
-    return len(lines) > 1 and lines[0].strip().isdigit() and "Lattice=" in lines[1]
+def _sniff_order() -> list[str]:
+    # a format that holds another's text (CIF in CSV cells) must be asked first
+    return sorted(FORMATS, key=lambda name: not FORMATS[name].sniff_first)
 
 
-def _sniff_poscar(head: str) -> bool:
-    lines = head.splitlines()
-    if len(lines) < 8:
-        return False
-    try:
-        float(lines[1].split()[0])
-        vectors = all(len(lines[i].split()) >= 3 and all(_is_float(x) for x in lines[i].split()[:3]) for i in (2, 3, 4))
-    except (IndexError, ValueError):
-        return False
-    # the coordinate mode line (Direct / Cartesian, after an optional Selective dynamics line) follows the counts
-    modes = [lines[i].strip()[:1].lower() for i in (6, 7) if i < len(lines) and lines[i].strip()]
-    return vectors and any(m in ("d", "c", "k", "s") for m in modes)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("cif", "cif", ("*.cif", "*.mcif"), _sniff_cif, "CIF, single or multi-block, P1 or with symmetry operations"),
-    Format("vasprun", "vasprun", ("vasprun*.xml*", "*.vasprun.xml"), _has("<modeling>"), "VASP vasprun.xml"),
-    Format("outcar", "outcar", ("OUTCAR*", "*.OUTCAR", "*OUTCAR"), _has("vasp."), "VASP OUTCAR"),
-    Format("poscar", "poscar", ("POSCAR*", "CONTCAR*", "*.vasp", "*.poscar"), _sniff_poscar, "VASP POSCAR/CONTCAR"),
-    Format("extxyz", "extxyz", ("*.xyz", "*.extxyz"), _sniff_extxyz, "extended XYZ (energy/forces/stress -> calculation)"),
-    Format("cdvae_csv", "cdvae_csv", ("*.csv",), _sniff_csv, "CDVAE-style CSV: a cif column plus property columns"),
-    Format("mlip_json", "mlip_json", ("*.json",), _sniff_json_list, "SNAP/mlearn JSON list of structure + outputs"),
-    Format("pmg_json", "pmg_json", ("*.json",), _sniff_json_structure, "pymatgen Structure JSON (as_dict)"),
-)}
-
-
-#: One compiled pattern per format; names are compared in lower case (``DATA.CSV``, ``NaCl.CIF`` from Windows tools).
-_NAME_PATTERNS = {f.name: re.compile("|".join(f"(?:{fnmatch.translate(g.lower())})" for g in f.globs))
-                  for f in FORMATS.values()}
-#: Formats whose name patterns are loose (``POSCAR*``, ``*.vasp``, ``*.csv``): the content must agree.
-_CONFIRM_BY_CONTENT = ("poscar", "cdvae_csv")
-#: Content sniffing order when the name does not decide: a CDVAE CSV holds CIF text in its cells, so it goes first.
-_SNIFF_ORDER = ("cdvae_csv",) + tuple(name for name in FORMATS if name != "cdvae_csv")
 #: Extensions of files that sit beside structures in run folders but are never one (``CONTCAR.png``,
 #: ``POSCAR.vesta``, ``POSCAR_maker.py``): a ``POSCAR*`` name with one of these is judged by content alone.
 FOREIGN_SUFFIXES = frozenset((".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".svg", ".pdf", ".eps", ".ps",
@@ -191,10 +235,10 @@ def never_a_structure(path: str | Path) -> bool:
 def detect_format(path: str | Path) -> str | None:
     """The registered format name for ``path`` (by name, then content), or ``None``.
 
-    A loose name match (``POSCAR*``, ``*.vasp``, ``*.csv``) must be confirmed by the
-    content; a file named ``POSCAR`` that holds a CIF or a JSON structure is read as
-    what it holds, and one that looks like nothing (empty, cut short) stays a POSCAR
-    so that its reader says what is wrong.
+    A loose name match (``POSCAR*``, ``*.vasp``, ``*.csv``: :attr:`Reader.name_needs_content`)
+    must be confirmed by the content; a file named ``POSCAR`` that holds a CIF or a JSON
+    structure is read as what it holds, and one that looks like nothing (empty, cut short)
+    stays a POSCAR (:attr:`Reader.name_decides_on_doubt`) so that its reader says what is wrong.
     """
     path = Path(path)
     name = uncompressed_name(path.name)
@@ -202,18 +246,18 @@ def detect_format(path: str | Path) -> str | None:
         return None
     lowered = name.lower()
     foreign = Path(lowered).suffix in FOREIGN_SUFFIXES
-    by_name = [] if foreign else [f.name for f in FORMATS.values() if _NAME_PATTERNS[f.name].match(lowered)]
-    if len(by_name) == 1 and by_name[0] not in _CONFIRM_BY_CONTENT:
+    by_name = [] if foreign else [name for name in FORMATS if _name_pattern(name).match(lowered)]
+    if len(by_name) == 1 and not FORMATS[by_name[0]].name_needs_content:
         return by_name[0]
     head = _head(path)
     for fmt in by_name:
         if FORMATS[fmt].sniff(head):
             return fmt
-    if by_name == ["poscar"]:
-        other = next((f for f in _SNIFF_ORDER if f != "poscar" and FORMATS[f].sniff(head)), None)
-        return other or _json_kind_of(path, head) or "poscar"
+    if len(by_name) == 1 and FORMATS[by_name[0]].name_decides_on_doubt:  # what it holds, else its reader says why
+        other = next((f for f in _sniff_order() if f != by_name[0] and FORMATS[f].sniff(head)), None)
+        return other or _json_kind_of(path, head) or by_name[0]
     if not by_name:
-        other = next((f for f in _SNIFF_ORDER if FORMATS[f].sniff(head)), None)
+        other = next((f for f in _sniff_order() if FORMATS[f].sniff(head)), None)
         if other is not None:
             return other
     return _json_kind_of(path, head)
@@ -227,23 +271,17 @@ def _json_kind_of(path: Path, head: str) -> str | None:
 
 def reader(format: str) -> Callable[..., Iterator[Record | ReadError]]:
     """The ``read`` function of a registered format."""
-    return _reader_module(format).read
+    return FORMATS[format].read
 
 
 def splitter(format: str) -> Callable[[Path], Optional[Iterable[Any]]] | None:
     """The ``split`` function of a multi-record format (its records, for ``read(path, rows_=share)``), or ``None``."""
-    return getattr(_reader_module(format), "split", None)
+    return FORMATS[format].split
 
 
 def share_locator(format: str) -> Callable[[Any], str] | None:
     """The ``locator_of`` function of a multi-record format (the locator of one ``split`` item), or ``None``."""
-    return getattr(_reader_module(format), "locator_of", None)
-
-
-def _reader_module(format: str) -> Any:
-    if format not in FORMATS:
-        raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
-    return importlib.import_module(f"xtalbase.ingest.readers.{FORMATS[format].module}")
+    return FORMATS[format].locator_of
 
 
 def read_structures(path: str | Path, format: str | None = None, **options: object) -> Iterator[Record | ReadError]:

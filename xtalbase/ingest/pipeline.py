@@ -14,33 +14,30 @@ import os
 import stat
 import time
 import warnings
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from sqlalchemy import select
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure, share_locator, splitter
-from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.matching import Matcher
+from xtalbase.ingest.options import IngestOptions
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
 from xtalbase.ingest.rehash import rehash_outdated
-from xtalbase.ingest.validate import ValidationOptions
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
-from xtalbase.platform.executors import get_executor
-from xtalbase.platform.repositories import chunks
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
+from xtalbase.platform.repositories import chunks
+from xtalbase.platform.runner import Runner
 from xtalbase.schema import Structure
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
-#: Records per database transaction.
-BATCH_SIZE = 500
 #: Records of a multi-record file per worker task.
 RECORDS_PER_TASK = 100
 #: CIF, MLIP JSON and extended XYZ files at least this large are split into shares of records by the main
@@ -175,91 +172,61 @@ def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[d
     return [prepare_unit(u, options) for u in units]
 
 
-def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: Optional[str] = None,
-           source: Optional[str] = None, licence: Optional[str] = None, workers: int = 1,
-           symprec: float = DEFAULT_SYMPREC, symmetry_engine: str = DEFAULT_ENGINE, allow_disorder: bool = False,
-           all_steps: bool = False,
-           require_converged: bool = False, poscar_species: Optional[str] = None, xrd: bool = False,
-           max_sites: int = 1000, min_coord_decimals: int = 3, min_special_decimals: int = 4,
-           min_cell_decimals: int = 2, overlap_fraction: float = 0.5, batch_size: int = BATCH_SIZE,
-           scheduler: Optional[str] = None, on_progress: Optional[Callable[[float, int], None]] = None) -> IngestReport:
+def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Optional[IngestOptions] = None, *,
+           on_progress: Optional[Callable[[float, int], None]] = None, **kwargs: Any) -> IngestReport:
     """Read, validate, deduplicate and store structure and DFT files.
 
     Parameters
     ----------
     paths : path or list of paths
         Files or directories (recursed).
-    format : str, optional
-        Force a reader (see :data:`xtalbase.ingest.formats.FORMATS`); detected otherwise.
-    source, licence : str, optional
-        ``sources.database`` name and licence text for every record (database inferred when omitted).
-    workers : int
-        Worker processes for parsing and symmetry (1 = in this process).
-    symprec : float
-        Symmetry distance tolerance in Å for space groups and canonical hashes (default 0.01).
-    symmetry_engine : {"spglib", "moyo"}
-        Which engine finds the space group: spglib (default) or moyopy (about twice the MP ingest rate, looser; docs/ingest.md).
-    allow_disorder, all_steps, require_converged : bool
-        Store partial occupancies; store every VASP ionic step; quarantine unconverged DFT.
-    poscar_species : str, optional
-        Element names for POSCARs that name none: ``"Si,O"`` in atom-type order, or
-        ``"placeholder"`` (type i stored as the element with atomic number i, flagged on the source).
-    xrd : bool
-        Afterwards compute XRD patterns of the new structures (``xtalbase.xrd.builder.compute_missing``).
+    options : IngestOptions, optional
+        Every setting of the run (:class:`xtalbase.ingest.options.IngestOptions`: format, source, workers,
+        symprec, symmetry_engine, validation thresholds, ...); defaults when omitted.
     on_progress : callable, optional
         Called as ``on_progress(files_done, files_total)`` after each worker task; ``files_done`` counts a
         file split into shares by the fraction of its shares done (a float).
-    max_sites, min_coord_decimals, min_special_decimals, min_cell_decimals, overlap_fraction
-        Validation thresholds (:class:`xtalbase.ingest.validate.ValidationOptions`).
+    **kwargs
+        Options by name, replacing those of ``options`` (``workers=2``); an unknown name is an error.
 
     Returns
     -------
     IngestReport
     """
     started = time.perf_counter()
+    opts = IngestOptions.from_kwargs(options, **kwargs)
     db.require_schema()
-    if not symprec > 0:
-        raise XtalbaseError(f"symprec must be a positive distance in Å (got {symprec}); the default is {DEFAULT_SYMPREC}")
-    if symmetry_engine not in SYMMETRY_ENGINES:
-        raise XtalbaseError(f"unknown symmetry engine {symmetry_engine!r}: choose one of {', '.join(SYMMETRY_ENGINES)}")
     hints: dict[Path, str] = {}
-    files = find_files(paths, format, hints)
+    files = find_files(paths, opts.format, hints)
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
-    rehashed = rehash_outdated(db, symmetry_engine)
-    options = PrepareOptions(
-        symprec=symprec, symmetry_engine=symmetry_engine, all_steps=all_steps, poscar_species=poscar_species,
-        validation=ValidationOptions(
-            allow_disorder=allow_disorder, require_converged=require_converged, max_sites=max_sites,
-            min_coord_decimals=min_coord_decimals, special_decimals=min_special_decimals, min_cell_decimals=min_cell_decimals,
-            overlap_fraction=overlap_fraction))
-    params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], "format": format,
-              "source": source, "licence": licence, "workers": workers, "symprec": symprec,
-              "symmetry_engine": symmetry_engine,
-              "allow_disorder": allow_disorder, "all_steps": all_steps, "require_converged": require_converged,
-              "poscar_species": poscar_species,
-              "max_sites": max_sites, "min_coord_decimals": min_coord_decimals,
-              "min_special_decimals": min_special_decimals, "min_cell_decimals": min_cell_decimals,
-              "overlap_fraction": overlap_fraction, "files": len(files), "rehashed": rehashed}
+    rehashed = rehash_outdated(db, opts.symmetry_engine)
+    prepare = opts.prepare()
+    params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], **opts.run_params(),
+              "files": len(files), "rehashed": rehashed}
     report = IngestReport()
-    other = _other_symprecs(db, symprec)
+    other = _other_symprecs(db, opts.symprec)
     if other:
         params["other_symprecs"] = other
         report.notes.append(
             f"this database holds structures keyed at symprec {', '.join(f'{t:g}' for t in other)} Å; this run keys at "
-            f"{symprec:g} Å, and a structure keyed at another tolerance may not be recognised as a duplicate: "
+            f"{opts.symprec:g} Å, and a structure keyed at another tolerance may not be recognised as a duplicate: "
             f"keep one symprec per database")
         warnings.warn(report.notes[-1], UserWarning, stacklevel=2)
     reasons: Counter = Counter()
+    batch_size = opts.batch_size
     with db.run("ingest", params) as run:
         report.run_id = run.id
         for p in params["paths"]:
             run.link_input("path", path=p)
-        tasks = _tasks(db, files, source, licence, hints)
+        # the key (file infos, files finished) stays here; the units and settings go to a worker
+        tasks = (((infos, finished), (units, prepare))
+                 for infos, units, finished in _tasks(db, files, opts.source, opts.licence, hints))
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
-        with get_executor(workers, scheduler) as executor:
-            for infos, results, finished in _run_tasks(executor, tasks, options, max(2, TASKS_IN_FLIGHT_PER_WORKER * workers)):
+        with Runner(prepare_units, workers=opts.workers, scheduler=opts.scheduler, name="ingest",
+                    in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers)) as runner:
+            for (infos, finished), results in runner.map(tasks):
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)
                 done_files += finished
@@ -272,10 +239,10 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, *, format: 
         report.quarantined_by_reason = dict(sorted(reasons.items()))
         report.seconds = round(time.perf_counter() - started, 3)
         run.summary = report.to_dict()
-    if xrd and report.structure_ids:
+    if opts.xrd and report.structure_ids:
         from xtalbase.xrd.builder import compute_missing
 
-        compute_missing(db, structure_ids=report.structure_ids, workers=workers)
+        compute_missing(db, structure_ids=report.structure_ids, workers=opts.workers)
         report.seconds = round(time.perf_counter() - started, 3)
     return report
 
@@ -377,13 +344,13 @@ def _record_shares(path: Path, fmt: Optional[str]) -> Optional[tuple[Iterator[li
     """A multi-record file's records in shares of :data:`RECORDS_PER_TASK` and the number of shares (``None`` when
     the reader streams them), or ``None`` to give the file to one worker.
 
-    CSV files are always split; other formats with a ``split`` (CIF, MLIP JSON, extended XYZ) from
-    :data:`SPLIT_BYTES` on, when they hold more than one share of records.
+    Formats with ``always_split`` (CSV) are always split; other formats with a ``split`` (CIF, MLIP JSON,
+    extended XYZ) from :data:`SPLIT_BYTES` on, when they hold more than one share of records.
     """
     split = splitter(fmt) if fmt else None
     if split is None:
         return None
-    always = fmt == "cdvae_csv"
+    always = FORMATS[fmt].always_split
     try:
         if not always and path.stat().st_size < SPLIT_BYTES:
             return None
@@ -405,17 +372,3 @@ def _in_shares(head: list[Any], rest: Iterator[Any]) -> Iterator[list[Any]]:
     items = chain(head, rest)
     while share := list(islice(items, RECORDS_PER_TASK)):
         yield share
-
-
-def _run_tasks(executor: Any, tasks: Iterable[tuple[list[FileInfo], list[WorkUnit], Fraction | int]], options: PrepareOptions,
-               in_flight: int) -> Iterator[tuple[list[FileInfo], list[list[dict[str, Any]]], Fraction | int]]:
-    """Submit tasks keeping at most ``in_flight`` outstanding; yield results in submission order."""
-    queue: deque = deque()
-    for infos, units, finished in tasks:
-        queue.append((infos, finished, executor.submit(prepare_units, units, options)))
-        if len(queue) >= in_flight:
-            infos_done, finished_done, future = queue.popleft()
-            yield infos_done, future.result(), finished_done
-    while queue:
-        infos_done, finished_done, future = queue.popleft()
-        yield infos_done, future.result(), finished_done

@@ -41,7 +41,7 @@ class ValidationOptions:
     min_coord_decimals : int
         A fractional coordinate that is not on a special position (k/n, n in 1,2,3,4,6,8,12)
         needs at least this many decimals.
-    special_decimals : int
+    min_special_decimals : int
         A coordinate near a special value that the written digits cannot represent
         exactly (``0.333`` for 1/3) needs at least this many decimals.
     min_cell_decimals : int
@@ -55,7 +55,7 @@ class ValidationOptions:
     require_converged: bool = False
     max_sites: int = 1000
     min_coord_decimals: int = 3
-    special_decimals: int = 4
+    min_special_decimals: int = 4
     min_cell_decimals: int = 2
     overlap_fraction: float = 0.5
 
@@ -129,7 +129,7 @@ def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
 
     Exactly written special positions (``0``, ``0.5``, ``0.25``, ``0.125``) are fine;
     near-special values whose digits cannot be exact (``0.333``, ``0.67``) need
-    ``special_decimals``; every other value needs ``min_coord_decimals``.
+    ``min_special_decimals``; every other value needs ``min_coord_decimals``.
     """
     stripped = text.strip()
     try:
@@ -144,7 +144,7 @@ def imprecise_coordinate(text: str, opts: ValidationOptions) -> bool:
         if abs(value - k / n) < NEAR_SPECIAL:
             exact = Fraction(k, n)
             written_exactly = (exact * 10**ndec).denominator == 1 and abs(value - k / n) < 10.0 ** -(ndec + 1)
-            return not written_exactly and ndec < opts.special_decimals
+            return not written_exactly and ndec < opts.min_special_decimals
     return ndec < opts.min_coord_decimals
 
 
@@ -197,14 +197,14 @@ def _precision(record: Record, opts: ValidationOptions) -> Problem:
             return "low_precision", (f"{what} {shown} have fewer than {opts.min_cell_decimals} decimals "
                                      f"(--min-cell-decimals)")
     coords = raw.get("coords", [])
-    if _all_plainly_precise(coords, max(opts.min_coord_decimals, opts.special_decimals)):
+    if _all_plainly_precise(coords, max(opts.min_coord_decimals, opts.min_special_decimals)):
         return None
     bad = [t for t in coords if imprecise_coordinate(t, opts)]
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
         return "low_precision", (f"{len(bad)} of {len(raw['coords'])} fractional coordinates have too few digits ({shown}): "
                                  f"need {opts.min_coord_decimals} decimals (--min-coord-decimals), "
-                                 f"{opts.special_decimals} near special positions such as 1/3 (--min-special-decimals)")
+                                 f"{opts.min_special_decimals} near special positions such as 1/3 (--min-special-decimals)")
     return None
 
 

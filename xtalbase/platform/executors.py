@@ -1,6 +1,7 @@
 """Where parallel work runs: in-process, local worker processes (default), or a Dask cluster.
 
-xtalbase never schedules work itself beyond this: a cluster means Dask.
+xtalbase never schedules work itself beyond this: a cluster means Dask. Builders do not use
+these executors directly but through :class:`xtalbase.platform.runner.Runner`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,25 @@ def _worker_setup(parent: int) -> None:
         os._exit(1)
 
 
+class DaskExecutor(Executor):
+    """Tasks on the workers of a running ``dask.distributed`` scheduler; the client is closed with the executor."""
+
+    def __init__(self, address: str) -> None:
+        from dask.distributed import Client
+
+        self._client = Client(address)
+        self._inner = self._client.get_executor()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        return self._inner.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        try:
+            self._inner.shutdown(wait=wait)
+        finally:
+            self._client.close()
+
+
 def get_executor(workers: int = 1, scheduler: str | None = None) -> Executor:
     """An executor for ``workers`` processes, or for the Dask scheduler at ``scheduler``.
 
@@ -70,9 +90,7 @@ def get_executor(workers: int = 1, scheduler: str | None = None) -> Executor:
         tasks then run on its workers through ``Client.get_executor()``.
     """
     if scheduler:
-        from dask.distributed import Client
-
-        return Client(scheduler).get_executor()
+        return DaskExecutor(scheduler)
     if workers <= 1:
         return InlineExecutor()
     return WorkerPool(workers)

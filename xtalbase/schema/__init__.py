@@ -8,7 +8,7 @@ from xtalbase.schema.calculations import Calculation
 from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
 from xtalbase.schema.runs import Direction, LinkKind, Quarantine, Run, RunLink, RunNote, RunStatus
 from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
-from xtalbase.schema.xrd import XrdPattern, XrdPeak, XrdRecipe
+from xtalbase.schema.xrd import XrdFailure, XrdPattern, XrdPeak, XrdRecipe
 
 __all__ = [
     "Base",
@@ -30,6 +30,7 @@ __all__ = [
     "SplitMember",
     "Structure",
     "StructureElement",
+    "XrdFailure",
     "XrdPattern",
     "XrdPeak",
     "XrdRecipe",

@@ -1,11 +1,11 @@
-"""XRD recipes, patterns (computed or measured) and the per-peak search table."""
+"""XRD recipes, patterns (computed or measured), the per-peak search table and the structures that failed."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from xtalbase.schema.base import Base, one_of, utcnow
@@ -83,3 +83,29 @@ class XrdPeak(Base):
     d_spacing: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index(None, "recipe_id", "two_theta"),)
+
+
+#: Why the XRD engine could not compute a structure (``xrd_failures.reason``).
+XRD_FAILURE_REASONS = ("no_sites", "bad_cell", "no_scattering_factors", "engine_error")
+
+
+class XrdFailure(Base):
+    """A structure whose pattern could not be computed for a recipe, one row per (structure, recipe).
+
+    Later runs of the builder skip it (the same input fails the same way) unless asked
+    to retry; a retry that succeeds deletes the row. ``message`` says what was wrong.
+    """
+
+    __tablename__ = "xrd_failures"
+
+    structure_id: Mapped[int] = mapped_column(ForeignKey("structures.id"), primary_key=True)
+    recipe_id: Mapped[int] = mapped_column(ForeignKey("xrd_recipes.id"), primary_key=True, index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[Optional[int]] = mapped_column(ForeignKey("runs.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("reason IN ('" + "', '".join(XRD_FAILURE_REASONS) + "')", name="reason"),)
+
+    def __repr__(self) -> str:
+        return f"XrdFailure(structure_id={self.structure_id}, recipe_id={self.recipe_id}, reason={self.reason!r})"

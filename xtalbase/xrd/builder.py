@@ -1,23 +1,28 @@
 """The XRD builder: find structures without a pattern for a recipe, compute them in batches, write them.
 
 Shaped like a maggma Builder: :func:`missing_structure_ids` reads the sources, :func:`compute_chunk`
-is pure (arrays in, peak arrays out; it runs in worker processes), :func:`write_patterns` writes one
-batch per transaction. Inserts skip (structure, recipe) pairs that already exist, so re-runs and
-concurrent runs are idempotent, and a killed run loses at most its unfinished batch.
+is pure (arrays in, peak arrays out; it runs in worker processes through
+:class:`~xtalbase.platform.runner.Runner`), :func:`write_patterns` writes one batch per transaction.
+Inserts skip (structure, recipe) pairs that already exist, so re-runs and concurrent runs are
+idempotent, and a killed run loses at most its unfinished batch. A structure the engine cannot
+compute is stored in ``xrd_failures`` and skipped by later runs unless they retry failures.
+
+Stored patterns are never recomputed: a recipe's hash includes the physics version, so a pattern
+cannot go stale, and predictions refer to pattern ids.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, exists, insert, select
+from sqlalchemy import Connection, delete, exists, insert, select
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK, insert_ignore_statement
 from xtalbase.xrd.engine import Pattern
-from xtalbase.schema import Structure, XrdPattern, XrdPeak, XrdRecipe
+from xtalbase.schema import Structure, XrdFailure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import pack
 
 if TYPE_CHECKING:
@@ -27,7 +32,8 @@ DEFAULT_BATCH = 2000
 
 
 def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = None, *, structure_ids: Sequence[int] | None = None,
-                    workers: int = 1, batch_size: int = DEFAULT_BATCH, hkl: bool = False, progress: Any = None) -> dict[str, Any]:
+                    workers: int = 1, batch_size: int = DEFAULT_BATCH, hkl: bool = False, progress: Any = None,
+                    retry_failed: bool = False) -> dict[str, Any]:
     """Compute and store patterns (and ``xrd_peaks`` rows) for structures that lack one for ``recipe``.
 
     Parameters
@@ -45,15 +51,19 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
         Also store ``hkl_families`` per peak.
     progress : callable, optional
         Called as ``progress(done, total)`` after each written batch.
+    retry_failed : bool
+        Also try structures that failed for this recipe before (``xrd_failures``); skipped otherwise.
 
     Returns
     -------
     dict
-        ``run_id``, ``recipe_id``, ``recipe_hash``, ``missing`` (found without a pattern),
-        ``computed`` (patterns written), ``failed`` (list of ``{"structure_id", "reason"}``), ``seconds``.
+        ``run_id``, ``recipe_id``, ``recipe_hash``, ``missing`` (found without a pattern and, unless
+        retried, without a stored failure), ``computed`` (patterns written), ``failed`` (list of
+        ``{"structure_id", "code", "reason"}``, also stored in ``xrd_failures``), ``skipped_failed``
+        (structures left out for an earlier failure), ``seconds``.
     """
+    from xtalbase.platform.runner import Runner
     from xtalbase.xrd.recipe import get_or_create_recipe, recipe_options
-    from xtalbase.platform.executors import get_executor
 
     db.require_schema()
     with db.session() as s:
@@ -63,20 +73,27 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
             rec = get_or_create_recipe(s, **(recipe or {}))
         s.commit()
         recipe_id, recipe_hash, options = rec.id, rec.hash, recipe_options(rec)
+    if batch_size < 1:
+        raise XtalbaseError(f"batch size must be >= 1, got {batch_size}")
     params = {"recipe_id": recipe_id, "recipe_hash": recipe_hash, "workers": workers, "batch_size": batch_size, "hkl": hkl,
-              "structure_ids": len(structure_ids) if structure_ids is not None else "all"}
+              "structure_ids": len(structure_ids) if structure_ids is not None else "all", "retry_failed": retry_failed}
     t0 = time.perf_counter()
     with db.run("xrd", params) as run:
         run.link_input("xrd_recipe", recipe_id, sha256=recipe_hash)
-        todo = missing_structure_ids(db, recipe_id, structure_ids)
+        todo = missing_structure_ids(db, recipe_id, structure_ids, include_failed=True)
+        failed_before = failed_structure_ids(db, recipe_id, todo)
+        if not retry_failed:
+            todo = [sid for sid in todo if sid not in failed_before]
         summary: dict[str, Any] = {"run_id": run.id, "recipe_id": recipe_id, "recipe_hash": recipe_hash, "missing": len(todo),
-                                   "computed": 0, "failed": []}
-        with get_executor(workers) as executor:
+                                   "computed": 0, "failed": [], "skipped_failed": 0 if retry_failed else len(failed_before)}
+        batches = ((None, (load_structure_arrays(db, todo[lo:lo + batch_size]), options, hkl))
+                   for lo in range(0, len(todo), batch_size))
+        with Runner(compute_chunk, workers=workers, name="xrd") as runner:
             done = 0
-            for ids, payload in _results(executor, db, todo, batch_size, options, hkl, workers):
-                patterns, failures = payload
+            for _, (ids, (patterns, failures)) in runner.map(batches):
                 with db.engine.begin() as conn:
                     summary["computed"] += write_patterns(conn, run.id, recipe_id, ids, patterns)
+                    write_failures(conn, run.id, recipe_id, ids, failures)
                 summary["failed"].extend(failures)
                 done += len(ids) + len(failures)
                 if progress is not None:
@@ -86,10 +103,14 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
     return summary
 
 
-def missing_structure_ids(db: "Database", recipe_id: int, structure_ids: Sequence[int] | None = None) -> list[int]:
-    """Ids (ascending) of structures without a pattern for ``recipe_id``, optionally among ``structure_ids``."""
+def missing_structure_ids(db: "Database", recipe_id: int, structure_ids: Sequence[int] | None = None, *,
+                          include_failed: bool = False) -> list[int]:
+    """Ids (ascending) of structures without a pattern for ``recipe_id``, optionally among ``structure_ids``;
+    those with a stored failure for it only when ``include_failed``."""
     has_pattern = exists().where(XrdPattern.structure_id == Structure.id, XrdPattern.recipe_id == recipe_id)
     stmt = select(Structure.id).where(~has_pattern).order_by(Structure.id)
+    if not include_failed:
+        stmt = stmt.where(~exists().where(XrdFailure.structure_id == Structure.id, XrdFailure.recipe_id == recipe_id))
     with db.session() as s:
         if structure_ids is None:
             return list(s.scalars(stmt))
@@ -98,6 +119,17 @@ def missing_structure_ids(db: "Database", recipe_id: int, structure_ids: Sequenc
         for lo in range(0, len(wanted), ID_CHUNK):
             found.extend(s.scalars(stmt.where(Structure.id.in_(wanted[lo:lo + ID_CHUNK]))))
         return sorted(found)
+
+
+def failed_structure_ids(db: "Database", recipe_id: int, among: Sequence[int]) -> set[int]:
+    """The structures of ``among`` with a stored failure for ``recipe_id``."""
+    stmt = select(XrdFailure.structure_id).where(XrdFailure.recipe_id == recipe_id)
+    wanted = sorted(set(among))
+    found: set[int] = set()
+    with db.session() as s:
+        for lo in range(0, len(wanted), ID_CHUNK):
+            found.update(s.scalars(stmt.where(XrdFailure.structure_id.in_(wanted[lo:lo + ID_CHUNK]))))
+    return found
 
 
 def load_structure_arrays(db: "Database", ids: Sequence[int]) -> list[tuple[int, tuple]]:
@@ -138,12 +170,13 @@ def compute_chunk(items: list[tuple[int, tuple]], options: dict[str, Any], hkl: 
     for sid, arrays in items:
         numbers = np.asarray(arrays[1])
         if len(numbers) == 0:
-            failures.append({"structure_id": sid, "reason": "structure has no sites"})
+            failures.append({"structure_id": sid, "code": "no_sites", "reason": "structure has no sites"})
         elif not np.isfinite(arrays[0]).all() or abs(np.linalg.det(arrays[0])) < 1e-6:
-            failures.append({"structure_id": sid, "reason": "degenerate or non-finite cell"})
+            failures.append({"structure_id": sid, "code": "bad_cell", "reason": "degenerate or non-finite cell"})
         elif (numbers < 1).any() or (numbers >= len(known)).any() or not known[numbers].all():
             bad = sorted({int(z) for z in numbers if not (0 < z < len(known) and known[z])})
-            failures.append({"structure_id": sid, "reason": f"no X-ray scattering factors for atomic number(s) {bad}"})
+            failures.append({"structure_id": sid, "code": "no_scattering_factors",
+                             "reason": f"no X-ray scattering factors for atomic number(s) {bad}"})
         else:
             good.append((sid, arrays))
     if not good:
@@ -154,7 +187,17 @@ def compute_chunk(items: list[tuple[int, tuple]], options: dict[str, Any], hkl: 
     for _, (cell, numbers, frac, occ) in good:
         arrays = _Occupied(cell, numbers, frac, occ)
         structures.append(arrays if occ is not None else StructureArrays(cell, numbers, frac))
-    patterns = compute_xrd(structures, hkl=hkl, **options)
+    try:
+        patterns = compute_xrd(structures, hkl=hkl, **options)
+    except Exception:  # noqa: BLE001 - one structure the engine chokes on must not fail its whole batch
+        ids, patterns = [], []
+        for (sid, _), structure in zip(good, structures):
+            try:
+                patterns.extend(compute_xrd([structure], hkl=hkl, **options))
+                ids.append(sid)
+            except Exception as exc:  # noqa: BLE001 - stored as this structure's failure
+                failures.append({"structure_id": sid, "code": "engine_error", "reason": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        return ids, (patterns, failures)
     return [sid for sid, _ in good], (patterns, failures)
 
 
@@ -182,6 +225,19 @@ def write_patterns(conn: Connection, run_id: int | None, recipe_id: int, structu
     return len(inserted)
 
 
+def write_failures(conn: Connection, run_id: int | None, recipe_id: int, computed: Sequence[int],
+                   failures: Sequence[dict[str, Any]]) -> None:
+    """In the caller's transaction: drop the stored failures of structures now ``computed``, store ``failures``
+    (from :func:`compute_chunk`), replacing an older failure of the same structure for this recipe."""
+    table = XrdFailure.__table__
+    redone = [*computed, *(f["structure_id"] for f in failures)]
+    for lo in range(0, len(redone), ID_CHUNK):
+        conn.execute(delete(table).where(table.c.recipe_id == recipe_id, table.c.structure_id.in_(redone[lo:lo + ID_CHUNK])))
+    if failures:
+        conn.execute(insert_ignore_statement(conn, table, ("structure_id", "recipe_id")), [{"structure_id": f["structure_id"], "recipe_id": recipe_id, "reason": f["code"],
+                                      "message": f["reason"], "run_id": run_id} for f in failures])
+
+
 def pattern_row(p: Pattern, **fields: Any) -> dict[str, Any]:
     """Column values of an ``xrd_patterns`` row for ``p`` (peak arrays as float64 bytes)."""
     return {"npeaks": len(p.two_theta), "two_theta": pack(p.two_theta), "intensity": pack(p.intensity), "d_spacing": pack(p.d_spacing),
@@ -195,16 +251,3 @@ def peak_rows_of(p: Pattern, pattern_id: int, recipe_id: int | None, structure_i
                "two_theta": tt, "intensity": inten, "d_spacing": d}
 
 
-def _results(executor: Any, db: "Database", todo: list[int], batch_size: int, options: dict[str, Any], hkl: bool,
-             workers: int) -> Iterable[tuple[list[int], tuple[list[Pattern], list[dict]]]]:
-    """Computed batches in order, keeping at most ``2 * workers`` batches in flight."""
-    if batch_size < 1:
-        raise XtalbaseError(f"batch size must be >= 1, got {batch_size}")
-    pending = []
-    for lo in range(0, len(todo), batch_size):
-        items = load_structure_arrays(db, todo[lo:lo + batch_size])
-        pending.append(executor.submit(compute_chunk, items, options, hkl))
-        if len(pending) >= max(2 * workers, 1):
-            yield pending.pop(0).result()
-    for future in pending:
-        yield future.result()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -205,27 +205,56 @@ def find_peaks(scan: Scan, *, background_width: float = 2.0, smooth: float = 0.1
                                                                    "min_prominence": min_prominence, "min_distance": min_distance})
 
 
+def picked_scan(path: str, wavelength: float | None, peak_options: dict[str, Any]) -> tuple[Scan, Pattern]:
+    """Pure (runs in worker processes): the scan at ``path`` with its wavelength settled, and its picked peaks."""
+    scan = with_wavelength(read_scan(path), wavelength)
+    return scan, find_peaks(scan, **peak_options)
+
+
 def import_scan(db: Any, path: str | Path, *, structure_id: int | None = None, wavelength: float | None = None, name: str | None = None,
                 **peak_options: Any) -> dict[str, Any]:
     """Store a measured scan as a ``kind='measured'`` pattern (picked peaks + raw profile), optionally linked to a structure.
 
     Idempotent on the file's content: importing the same file again returns the stored pattern.
     """
+    return import_scans(db, [path], structure_id=structure_id, wavelength=wavelength, name=name, **peak_options)[0]
+
+
+def import_scans(db: Any, paths: Sequence[str | Path], *, structure_id: int | None = None, wavelength: float | None = None,
+                 name: str | None = None, workers: int = 1, progress: Callable[[int], None] | None = None,
+                 **peak_options: Any) -> list[dict[str, Any]]:
+    """:func:`import_scan` for each of ``paths``: files read and peak-picked in ``workers`` processes, each stored in
+    its own ``xrd-import`` run; results in the order of ``paths``. ``progress(files_done)`` after each file."""
     from sqlalchemy import select
 
-    from xtalbase.xrd.builder import pattern_row, peak_rows_of
-    from xtalbase.schema import Structure, XrdPattern, XrdPeak
-    from xtalbase.schema.arrays import pack
+    from xtalbase.platform.runner import Runner
+    from xtalbase.schema import Structure, XrdPattern
 
-    scan = with_wavelength(read_scan(path), wavelength)
+    if structure_id is not None:
+        with db.session() as s:
+            if s.get(Structure, structure_id) is None:
+                raise XtalbaseError(f"no structure with id {structure_id}")
+    results = []
+    tasks = ((path, (str(path), wavelength, peak_options)) for path in paths)
+    with Runner(picked_scan, workers=workers, name="xrd-import", progress=progress) as runner:
+        for path, (scan, peaks) in runner.map(tasks):
+            with db.session() as s:
+                existing = s.scalars(select(XrdPattern).where(XrdPattern.kind == "measured",
+                                                              XrdPattern.file_hash == scan.meta["file_hash"])).first()
+                if existing is not None:
+                    results.append({"pattern_id": existing.id, "npeaks": existing.npeaks, "created": False})
+                    continue
+            results.append(_store_scan(db, path, scan, peaks, structure_id, name, peak_options))
+    return results
+
+
+def _store_scan(db: Any, path: str | Path, scan: Scan, peaks: Pattern, structure_id: int | None, name: str | None,
+                peak_options: dict[str, Any]) -> dict[str, Any]:
+    from xtalbase.schema import XrdPattern, XrdPeak
+    from xtalbase.schema.arrays import pack
+    from xtalbase.xrd.builder import pattern_row, peak_rows_of
+
     file_hash = scan.meta["file_hash"]
-    with db.session() as s:
-        existing = s.scalars(select(XrdPattern).where(XrdPattern.kind == "measured", XrdPattern.file_hash == file_hash)).first()
-        if existing is not None:
-            return {"pattern_id": existing.id, "npeaks": existing.npeaks, "created": False}
-        if structure_id is not None and s.get(Structure, structure_id) is None:
-            raise XtalbaseError(f"no structure with id {structure_id}")
-    peaks = find_peaks(scan, **peak_options)
     with db.run("xrd-import", {"file": str(path), "structure_id": structure_id, **peak_options}) as run:
         run.link_input("file", path=str(path), sha256=file_hash)
         row = pattern_row(peaks, kind="measured", structure_id=structure_id, recipe_id=None, run_id=run.id,

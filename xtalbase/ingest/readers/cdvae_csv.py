@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from xtalbase.ingest.formats import open_text, read_failure
+from xtalbase.ingest.formats import Reader, open_text, read_failure
 from xtalbase.ingest.readers.cif import block_count, parse_block
 from xtalbase.ingest.records import Known, ReadError, Record, number_or_text
 
@@ -116,3 +116,13 @@ def parse_row(row: dict[str, Any], locator: str, where: str) -> Record | ReadErr
     record.properties = {name: value for name, cell in row.items()
                          if name and name not in ("cif",) + ID_COLUMNS and (value := number_or_text(cell)) is not None}
     return record
+
+
+def _sniff(head: str) -> bool:
+    first = head.splitlines()[0] if head else ""
+    return "cif" in [c.strip().strip('"').strip().lower() for c in first.split(",")]
+
+
+READER = Reader("cdvae_csv", read, ("*.csv",), _sniff, "CDVAE-style CSV: a cif column plus property columns",
+                yields=frozenset({"structures", "properties"}), split=split, locator_of=locator_of, always_split=True,
+                name_needs_content=True, sniff_first=True)  # its cells hold CIF text: asked before the CIF sniffer

@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import Reader, open_text
 from xtalbase.ingest.records import Known, ReadError, Record, record_from_pymatgen
 
 CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
@@ -572,3 +572,14 @@ def _short(exc: BaseException) -> str:
         parts.append(f"{type(seen).__name__}: {text}" if text else type(seen).__name__)
         seen = seen.__cause__ or seen.__context__
     return " <- ".join(parts)[:400]
+
+
+def _sniff(head: str) -> bool:
+    lines = [line.lstrip().lower() for line in head.splitlines()]
+    first = next((i for i, line in enumerate(lines) if line.startswith("data_")), None)
+    # IUCr and SHELX CIFs may carry kilobytes of _publ_ text before the cell: any tag after the data_ line will do
+    return first is not None and any(line.startswith("_") for line in lines[first + 1:])
+
+
+READER = Reader("cif", read, ("*.cif", "*.mcif"), _sniff, "CIF, single or multi-block, P1 or with symmetry operations",
+                split=split, locator_of=locator_of)

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from xtalbase.ingest.formats import open_text, read_failure
+from xtalbase.ingest.formats import Reader, open_text, read_failure
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_ase
 
 
@@ -193,3 +193,12 @@ def _results(atoms: object) -> tuple[dict[str, object], set[str]]:
                 found["free_energy"] = results["free_energy"][1]
             return found, used
     return {}, set()
+
+
+def _sniff(head: str) -> bool:
+    lines = head.splitlines()
+    return len(lines) > 1 and lines[0].strip().isdigit() and "Lattice=" in lines[1]
+
+
+READER = Reader("extxyz", read, ("*.xyz", "*.extxyz"), _sniff, "extended XYZ (energy/forces/stress -> calculation)",
+                yields=frozenset({"structures", "calculations"}), split=split, locator_of=locator_of)

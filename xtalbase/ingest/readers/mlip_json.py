@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import Reader, first_object, open_text
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_pymatgen
 
 META_KEYS = ("params", "group", "tags", "tag", "description", "element", "notes", "group_id")
@@ -107,3 +107,16 @@ def _calculation(outputs: dict[str, Any], entry: dict[str, Any], natoms: int) ->
         stress=stress, stress_unit="kBar" if stress is not None else None,
         parameters={k: entry[k] for k in META_KEYS if k in entry} | ({"encut": params["e_cut"]} if "e_cut" in params else {}),
     )
+
+
+def _sniff(head: str) -> bool:
+    return head.lstrip().startswith("[") and '"structure"' in head and '"outputs"' in head
+
+
+def _sniff_json(document: object) -> bool:
+    first = first_object(document)
+    return first is not None and isinstance(first.get("structure"), dict) and "outputs" in first
+
+
+READER = Reader("mlip_json", read, ("*.json",), _sniff, "SNAP/mlearn JSON list of structure + outputs",
+                yields=frozenset({"structures", "calculations"}), split=split, locator_of=locator_of, sniff_json=_sniff_json)

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import Reader, has_all, open_text
 from xtalbase.ingest.readers.vasp_run import ionic_converged, is_md, run_type
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, ionic_steps, record_from_ase
 
@@ -119,3 +119,7 @@ def _value(text: str) -> Any:
         except ValueError:
             continue
     return text
+
+
+READER = Reader("outcar", read, ("OUTCAR*", "*.OUTCAR", "*OUTCAR"), has_all("vasp."), "VASP OUTCAR",
+                yields=frozenset({"structures", "calculations"}))

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import Reader, first_object, open_text
 from xtalbase.ingest.records import Known, ReadError, Record, record_from_pymatgen
 
 #: Id fields of MP documents and computed entries, in order of preference.
@@ -97,3 +97,17 @@ def _dropped(structure: Any) -> list[str]:
     if charged:
         notes.append(f"pmg_json: oxidation states not stored ({', '.join(charged[:8])})")
     return notes
+
+
+def _sniff(head: str) -> bool:
+    return head.lstrip().startswith("{") and '"lattice"' in head and '"sites"' in head
+
+
+def _sniff_json(document: object) -> bool:
+    # a Structure dict, an MP document or ComputedStructureEntry with a structure, or a list of those
+    first = first_object(document)
+    return first is not None and (isinstance(first.get("structure"), dict) or "sites" in first or "lattice" in first)
+
+
+READER = Reader("pmg_json", read, ("*.json",), _sniff, "pymatgen Structure JSON (as_dict)",
+                yields=frozenset({"structures", "properties"}), sniff_json=_sniff_json)

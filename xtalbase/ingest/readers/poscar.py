@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import Reader, open_text
 from xtalbase.ingest.readers.cif import element_of
 from xtalbase.ingest.records import ReadError, Record, record_from_pymatgen
 
@@ -300,3 +300,29 @@ def _names_from_sites(lines: list[str], counts_line: int, counts: list[int]) -> 
         names.append(element)
         row += count
     return names
+
+
+def _sniff(head: str) -> bool:
+    lines = head.splitlines()
+    if len(lines) < 8:
+        return False
+    try:
+        float(lines[1].split()[0])
+        vectors = all(len(lines[i].split()) >= 3 and all(_is_float(x) for x in lines[i].split()[:3]) for i in (2, 3, 4))
+    except (IndexError, ValueError):
+        return False
+    # the coordinate mode line (Direct / Cartesian, after an optional Selective dynamics line) follows the counts
+    modes = [lines[i].strip()[:1].lower() for i in (6, 7) if i < len(lines) and lines[i].strip()]
+    return vectors and any(m in ("d", "c", "k", "s") for m in modes)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+READER = Reader("poscar", read, ("POSCAR*", "CONTCAR*", "*.vasp", "*.poscar"), _sniff, "VASP POSCAR/CONTCAR",
+                name_needs_content=True, name_decides_on_doubt=True)

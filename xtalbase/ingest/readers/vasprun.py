@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from xtalbase.ingest.formats import open_text
+from xtalbase.ingest.formats import Reader, has_all, open_text
 from xtalbase.ingest.readers.vasp_run import ionic_converged, is_md, potcar_exchange, refine_pymatgen_run_type
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, ionic_steps, record_from_pymatgen
 
@@ -132,3 +132,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+READER = Reader("vasprun", read, ("vasprun*.xml*", "*.vasprun.xml"), has_all("<modeling>"), "VASP vasprun.xml",
+                yields=frozenset({"structures", "calculations"}))
