@@ -77,8 +77,8 @@ def load(sample: int | None, workers: int, cache: Path) -> dict:
         data = {k: z[k] for k in z.files}
         if sample is None or len(data["ids"]) == sample:
             return data
-    from xtalbase.xrd import compute_xrd
     from xtalbase.platform.convert import StructureArrays
+    from xtalbase.xrd import compute_xrd
 
     names = sorted(p.name for p in (DATA / "cifs").glob("*.cif"))
     if sample:
@@ -229,8 +229,8 @@ def main() -> None:
         print(f"{key[0]} importances: " + ", ".join(f"{k} {v:.3f}" for k, v in ranked))
 
     if args.plots:
-        from xtalbase.ml.plots import confusion_png, importances_png, surrogate_scatter_png
         from xtalbase.ml.evaluation import classification_metrics
+        from xtalbase.ml.plots import confusion_png, importances_png, surrogate_scatter_png
 
         args.plots.mkdir(parents=True, exist_ok=True)
         for key, est in fitted.items():

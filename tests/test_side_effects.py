@@ -48,3 +48,16 @@ def test_symmetry_leaves_the_environment_alone(monkeypatch: pytest.MonkeyPatch) 
     sym = symmetry(np.eye(3) * 4.0, np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]), ["Cs", "Cl"], engine="spglib")
     assert sym is not None and sym.number == 221
     assert dict(os.environ) == env
+
+
+def test_moyo_symmetry_leaves_logging_alone() -> None:
+    """The library does not silence moyo's logger for its callers (only the ``xtalbase`` command does)."""
+    import logging
+
+    from xtalbase.ingest.identity import symmetry
+
+    logger = logging.getLogger("moyo")
+    before = logger.level
+    sym = symmetry(np.eye(3) * 4.0, np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]), ["Cs", "Cl"], engine="moyo")
+    assert sym is not None and sym.number == 221
+    assert logger.level == before

@@ -5,6 +5,7 @@ Command modules import only typer at load time, so ``xtalbase --help`` stays fas
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -12,18 +13,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from xtalbase.commands import dataset as dataset_commands
 from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
 from xtalbase.commands import ingest as ingest_commands
-from xtalbase.commands import query as query_commands
-from xtalbase.commands import runs as runs_commands
-from xtalbase.commands import xrd as xrd_commands
-from xtalbase.commands import dataset as dataset_commands
-from xtalbase.commands import split as split_commands
 from xtalbase.commands import models as models_commands
 from xtalbase.commands import predict as predict_commands
 from xtalbase.commands import provenance as provenance_commands
+from xtalbase.commands import query as query_commands
+from xtalbase.commands import runs as runs_commands
+from xtalbase.commands import split as split_commands
 from xtalbase.commands import train as train_commands
+from xtalbase.commands import xrd as xrd_commands
 from xtalbase.commands._common import AppState
 from xtalbase.errors import Terminated
 
@@ -78,9 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors exit 2 with click's message, Ctrl-C exits 130 with ``aborted``, SIGTERM exits 143 with
     ``terminated`` after marking the current run failed and stopping its workers.
     """
-    # spglib's C-level notes on stderr would drown the progress bars; the command owns its process (and the
-    # workers inherit it), whereas library callers keep spglib's own setting
+    # spglib's C-level notes on stderr and moyo's per-cell log notes (through logging's last-resort handler)
+    # would drown the progress bars; the command owns its process (and the workers inherit it), whereas
+    # library callers keep their own settings
     os.environ.setdefault("SPGLIB_WARNING", "OFF")
+    logging.getLogger("moyo").setLevel(logging.ERROR)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     usage_errors, aborts = _click_exceptions()

@@ -38,7 +38,7 @@ def test_shared_duplicate_sets_collapse_per_compound(db):
     with db.session() as s:
         rows = s.execute(select(Source.file_path, Structure.formula_reduced, Structure.id).join(Structure)).all()
     by_set: dict[str, set[int]] = {}
-    for path, formula, sid in rows:
+    for path, _formula, sid in rows:
         by_set.setdefault(path.split("/")[-2], set()).add(sid)
     assert len(by_set["Fe"]) == 1 and len(by_set["AlO"]) == 1  # temperature/pressure series of one structure
     # TiN: stoichiometric entries collapse; each distinct vacancy composition is its own structure

@@ -12,7 +12,14 @@ from tests.ml.test_model_support import SPLIT
 from xtalbase.cli import app
 from xtalbase.ml import artifacts, registry
 from xtalbase.ml.algorithms import (
-    ALGORITHMS, AlgorithmSpec, ArtifactError, dump_skops, get_algorithm, load_skops, make_estimator, register_algorithm,
+    ALGORITHMS,
+    AlgorithmSpec,
+    ArtifactError,
+    dump_skops,
+    get_algorithm,
+    load_skops,
+    make_estimator,
+    register_algorithm,
 )
 from xtalbase.ml.estimators import ExtraTreesModel
 from xtalbase.ml.training import train_xrd

@@ -86,8 +86,8 @@ def test_import_of_published_csvs_reports_rows_it_cannot_match(perov, tmp_path):
 
 
 def test_parquet_has_one_row_per_structure_with_features(perov, tmp_path):
-    from xtalbase.xrd.builder import compute_missing
     from xtalbase.ml.features import peaks11_for_structures
+    from xtalbase.xrd.builder import compute_missing
 
     split = perov.splits.get("perov")
     with_xrd = split.ids("test")[:5]

@@ -9,10 +9,10 @@ from sqlalchemy import select
 import xtalbase
 from tests.conftest import TEST_DATA
 from xtalbase.errors import XtalbaseError
-from xtalbase.xrd.builder import compute_missing
 from xtalbase.ml.features import load_xrd_features, peaks11, peaks11_for_structures, profile, profile_grid
 from xtalbase.platform.convert import to_pymatgen
 from xtalbase.schema import Structure
+from xtalbase.xrd.builder import compute_missing
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -109,9 +109,9 @@ def test_atoms_carry_dft_results_and_energy_filters(qdb):
 def test_xrd_peak_windows_match_stored_patterns(qdb):
     from sqlalchemy import select
 
-    from xtalbase.xrd.builder import compute_missing
     from xtalbase.schema import XrdPattern
     from xtalbase.schema.arrays import unpack
+    from xtalbase.xrd.builder import compute_missing
 
     ids = qdb.query('_xtalbase_source = "COD" OR _xtalbase_source = "perov5"').ids()
     result = compute_missing(qdb, structure_ids=ids)

@@ -29,7 +29,7 @@ def _recipe(db, tag: str) -> int:
 
 def test_value_sets_match_the_code_that_writes_them():
     from xtalbase.ingest.records import REASONS
-    from xtalbase.ml.split_strategies import MODES
+    from xtalbase.ml.splitters import MODES
 
     assert QUARANTINE_REASONS == REASONS
     assert set(MODES) | {"imported"} == set(SPLIT_MODES)

@@ -81,9 +81,8 @@ def test_a_dask_scheduler_runs_the_same_tasks_and_its_client_is_closed():
 
 def test_ingest_through_a_dask_scheduler_stores_what_inline_ingest_stores(db, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
-    from tests.ingest.helpers import CIF, DATA
-
     import xtalbase
+    from tests.ingest.helpers import CIF, DATA
 
     inputs = [CIF, DATA / "perov5_head.csv"]
     inline = db.ingest(inputs)

@@ -68,8 +68,8 @@ def _shown(value) -> str:
 
 
 def test_documented_examples_answer_as_documented(qdb):
-    from xtalbase.xrd.builder import compute_missing
     from xtalbase.platform.sql import run_readonly
+    from xtalbase.xrd.builder import compute_missing
 
     compute_missing(qdb, structure_ids=qdb.query('_xtalbase_source = "COD"').ids())
     qdb.ingest(CALC_FILE)

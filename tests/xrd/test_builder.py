@@ -14,11 +14,11 @@ import xtalbase
 from tests.conftest import TEST_DATA
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
-from xtalbase.xrd.recipe import PHYSICS_VERSION, get_or_create_recipe, recipe_hash, recipe_spec
-from xtalbase.xrd.builder import compute_missing
 from xtalbase.platform.convert import to_pymatgen
 from xtalbase.schema import Run, Structure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import unpack
+from xtalbase.xrd.builder import compute_missing
+from xtalbase.xrd.recipe import PHYSICS_VERSION, get_or_create_recipe, recipe_hash, recipe_spec
 
 XRD_DATA = TEST_DATA / "xrd"
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_compute_missing_stores_exact_patterns_incrementally(loaded):
         rows = s.execute(select(Structure, XrdPattern).join(XrdPattern, XrdPattern.structure_id == Structure.id)).all()
         assert len(rows) == 15
         expected = xtalbase.compute_xrd([to_pymatgen(st) for st, _ in rows])
-        for (st, pat), exp in zip(rows, expected):
+        for (_st, pat), exp in zip(rows, expected):
             assert pat.recipe_id == first["recipe_id"] and pat.kind == "computed" and pat.npeaks == len(exp.two_theta)
             np.testing.assert_array_equal(unpack(pat.two_theta), exp.two_theta)
             np.testing.assert_allclose(unpack(pat.intensity), exp.intensity, atol=1e-9)

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from tests.conftest import TEST_DATA, shared
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
-from xtalbase.xrd.match import match_scan
-from xtalbase.xrd.scans import find_peaks, import_scan, import_scans, read_scan, snip_background, with_wavelength
-from xtalbase.xrd.builder import compute_missing
 from xtalbase.schema import Source, XrdPattern, XrdPeak
 from xtalbase.schema.arrays import unpack
+from xtalbase.xrd.builder import compute_missing
+from xtalbase.xrd.match import match_scan
+from xtalbase.xrd.scans import find_peaks, import_scan, import_scans, read_scan, snip_background, with_wavelength
 
 SCANS = TEST_DATA / "xrd" / "scans"
 REFERENCES = TEST_DATA / "xrd" / "references"

@@ -16,7 +16,8 @@ def predict(
     split: Annotated[Optional[str], typer.Option(help="Predict the structures of this split's --fold.")] = None,
     fold: Annotated[str, typer.Option(help="Fold of --split.")] = "test",
     filter: Annotated[Optional[str], typer.Option("--filter", help="Predict the structures an OPTIMADE filter selects.")] = None,
-    pattern: Annotated[Optional[list[Path]], typer.Option("--pattern", help="Measured scan (.xy, .xrdml) to import, peak-pick and predict (repeatable).")] = None,
+    pattern: Annotated[Optional[list[Path]], typer.Option(
+        "--pattern", help="Measured scan (.xy, .xrdml) to import, peak-pick and predict (repeatable).")] = None,
     show: Annotated[int, typer.Option(help="Print at most this many predictions.")] = 10,
     db: DbOpt = None,
     as_json: JsonOpt = False,

@@ -98,7 +98,8 @@ def print_model_chain(chain: dict[str, Any], indent: str = "") -> None:
             out.print(f"{indent}    └ {run['kind']} run {run['id']} ({run['status']}) {run['started_at']:%Y-%m-%d %H:%M:%S}, "
                       f"xtalbase {run['package_version']} git {(run['git_revision'] or 'unknown')[:12]}, params {run['params']}")
         sf = chain["source_files"]
-        out.print(f"{indent}      └ source files: {sf['n_files']} ({sf['n_sources']} source records; {sf['databases']}), files sha256 {sf['files_sha256'][:16]}")
+        out.print(f"{indent}      └ source files: {sf['n_files']} ({sf['n_sources']} source records; {sf['databases']}), "
+                  f"files sha256 {sf['files_sha256'][:16]}")
         for ex in sf["examples"]:
             out.print(f"{indent}        {ex['file_path']} (sha256 {ex['file_hash'][:16]})")
 

@@ -34,10 +34,12 @@ class SqlFormat(str, Enum):
 def query(
     ctx: typer.Context,
     filter: Annotated[Optional[str], typer.Argument(help='OPTIMADE filter, e.g. \'elements HAS ALL "Fe","O" AND nsites < 20\' (omit for all).')] = None,
-    format: Annotated[QueryFormat, typer.Option("--format", "-f", help="Output: table, csv, json (one row per structure) or cif, poscar, extxyz (structures).")] = QueryFormat.table,
+    format: Annotated[QueryFormat, typer.Option(
+        "--format", "-f", help="Output: table, csv, json (one row per structure) or cif, poscar, extxyz (structures).")] = QueryFormat.table,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N structures.")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a field (e.g. nsites, _xtalbase_density); prefix - for descending.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file (for poscar with several structures: a folder, one file each).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Write to this file (for poscar with several structures: a folder, one file each).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Select structures with an OPTIMADE filter and print or export them."""

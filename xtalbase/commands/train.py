@@ -35,7 +35,8 @@ def train_xrd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a model on XRD features of a split fold or dataset, print its metrics and register it."""
-    from xtalbase.ml.training import parse_params, train_xrd as train
+    from xtalbase.ml.training import parse_params
+    from xtalbase.ml.training import train_xrd as train
 
     handle = open_db(ctx, db)
     options = {"min_intensity": min_intensity, "merge_tol": merge_tol}

@@ -26,7 +26,6 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.records import ReadError, Record
 
-
 #: What a reader can yield: structure records, calculations (energy, forces, stress) on them, source properties.
 YIELDS = ("structures", "calculations", "properties")
 

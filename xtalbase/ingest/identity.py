@@ -3,7 +3,7 @@
 * ``symmetry``: space group, symbol, crystal system and Wyckoff letters of a cell
   at ``symprec`` (Å), from one of two engines of the spglib project: ``spglib``
   itself (the default: the reference pymatgen, ASE and the Materials Project use)
-  or ``moyo`` (moyopy, its Rust successor, about 5x faster per cell; its
+  or ``moyo`` (moyopy, its Rust successor, several times faster per cell; its
   tolerance is effectively looser: at 0.01 Å it reports another space group for
   0.1% of the shared MP cells and 3.6% of the slightly distorted Perov-5 cells,
   nearly always a higher one, see ``docs/ingest.md``). The symbol is always
@@ -27,10 +27,8 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -94,7 +92,6 @@ def symmetry(cell: np.ndarray, frac_coords: np.ndarray, labels: list[str], sympr
 def _moyo(cell: np.ndarray, frac_coords: np.ndarray, types: list[int], symprec: float) -> Optional[Symmetry]:
     import moyopy
 
-    _quiet_moyo()
     try:
         dataset = moyopy.MoyoDataset(moyopy.Cell(np.asarray(cell).tolist(), np.asarray(frac_coords).tolist(), types),
                                      symprec=symprec)
@@ -134,7 +131,6 @@ def wyckoff_arrangement(cell: np.ndarray, frac_coords: np.ndarray, labels: list[
     """
     import moyopy
 
-    _quiet_moyo()
     kinds = {label: i + 1 for i, label in enumerate(sorted(set(labels)))}
     try:
         dataset = moyopy.MoyoDataset(moyopy.Cell(np.asarray(cell).tolist(), np.asarray(frac_coords).tolist(),
@@ -181,13 +177,6 @@ def arrangement_from_letters(number: int, counts: dict[tuple[str, str], int], ma
 def _smallest(counts: dict[tuple[str, str], int], relabellings: list[dict[str, str]]) -> tuple:
     return min(tuple(sorted(((label, m.get(letter, letter)), n) for (label, letter), n in counts.items()))
                for m in relabellings)
-
-
-@functools.cache
-def _quiet_moyo() -> None:
-    # moyo logs a note per cell (omitted operations, large symmetrisation displacements) through Python
-    # logging's last-resort handler; on a bulk ingest they would drown the progress bar.
-    logging.getLogger("moyo").setLevel(logging.ERROR)
 
 
 def exact_hash(cell: np.ndarray, numbers: np.ndarray, frac_coords: np.ndarray, occupancies: list | None) -> str:

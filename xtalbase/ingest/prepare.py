@@ -16,8 +16,16 @@ from typing import Any, Optional
 import numpy as np
 
 from xtalbase.ingest.formats import read_structures
-from xtalbase.ingest.identity import (DEFAULT_ENGINE, DEFAULT_SYMPREC, HASH_VERSION, canonical_hash, exact_hash,
-                                      letter_counts, site_labels, symmetry)
+from xtalbase.ingest.identity import (
+    DEFAULT_ENGINE,
+    DEFAULT_SYMPREC,
+    HASH_VERSION,
+    canonical_hash,
+    exact_hash,
+    letter_counts,
+    site_labels,
+    symmetry,
+)
 from xtalbase.ingest.records import Known, ReadError, Record
 from xtalbase.ingest.validate import ValidationOptions, check, warnings_for
 from xtalbase.schema.arrays import F8, U1, pack

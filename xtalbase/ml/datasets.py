@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from sqlalchemy import func, select, update
 
 from xtalbase.errors import NotFound, XtalbaseError
-from xtalbase.platform.repositories import chunks, named_row
 from xtalbase.platform.hashing import set_hash  # noqa: F401 - also this module's public name
+from xtalbase.platform.repositories import chunks, named_row
 from xtalbase.schema import Dataset, DatasetMember, Run, Split, Structure
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from xtalbase.api import Database
+    from xtalbase.platform.database import Database
 
 _CHUNK = 20_000  # rows per executemany batch of dataset_members (IN lists use repositories.chunks)
 

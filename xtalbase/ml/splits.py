@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ase import Atoms
     from pymatgen.core import Structure as PmgStructure
 
-    from xtalbase.api import Database
+    from xtalbase.platform.database import Database
 
 #: ``by`` aliases for the structure columns people name in other ways.
 BY_ALIASES = {
@@ -416,12 +416,7 @@ def write_members(session: Any, split_pk: int, ids: Sequence[int], folds: Sequen
 
 
 def _filter_ids(db: "Database", filter: str) -> list[int]:
-    try:
-        query = db.query(filter)
-    except ImportError as exc:
-        raise SplitError("filter selections need the OPTIMADE query module (xtalbase.platform.query), which this "
-                         "build lacks: select with ids= or predicate= instead") from exc
-    return list(query.ids())
+    return list(db.query(filter).ids())
 
 
 def _describe_callable(fn: Callable) -> dict[str, Any]:

@@ -12,9 +12,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
-from xtalbase.errors import SchemaError
-
 import xtalbase.schema
+from xtalbase.errors import SchemaError
 
 MIGRATIONS_DIR = Path(xtalbase.schema.__file__).parent / "migrations"
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.xrd.engine import Pattern, SiteBatch, batch_from_arrays, compute_batch
 from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
+from xtalbase.xrd.engine import Pattern, SiteBatch, batch_from_arrays, compute_batch
 
 __all__ = ["Pattern", "compute_xrd", "to_batch", "WAVELENGTHS"]
 

@@ -20,10 +20,11 @@ import numpy as np
 from sqlalchemy import Connection, delete, exists, insert, select
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK, insert_ignore_statement
-from xtalbase.xrd.engine import Pattern
+from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK
+from xtalbase.platform.repositories import insert_ignore_statement
 from xtalbase.schema import Structure, XrdFailure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import pack
+from xtalbase.xrd.engine import Pattern
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
@@ -234,8 +235,9 @@ def write_failures(conn: Connection, run_id: int | None, recipe_id: int, compute
     for lo in range(0, len(redone), ID_CHUNK):
         conn.execute(delete(table).where(table.c.recipe_id == recipe_id, table.c.structure_id.in_(redone[lo:lo + ID_CHUNK])))
     if failures:
-        conn.execute(insert_ignore_statement(conn, table, ("structure_id", "recipe_id")), [{"structure_id": f["structure_id"], "recipe_id": recipe_id, "reason": f["code"],
-                                      "message": f["reason"], "run_id": run_id} for f in failures])
+        rows = [{"structure_id": f["structure_id"], "recipe_id": recipe_id, "reason": f["code"], "message": f["reason"],
+                 "run_id": run_id} for f in failures]
+        conn.execute(insert_ignore_statement(conn, table, ("structure_id", "recipe_id")), rows)
 
 
 def pattern_row(p: Pattern, **fields: Any) -> dict[str, Any]:

@@ -19,7 +19,6 @@ def load_pattern(db: "Database", structure_id: int, recipe: str | int | None = N
 
     from xtalbase.schema import Structure, XrdPattern
     from xtalbase.schema.arrays import unpack
-
     from xtalbase.xrd.recipe import resolve_recipe
 
     with db.session() as s:

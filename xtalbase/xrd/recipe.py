@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.platform.hashing import recipe_hash
-from xtalbase.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
-from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
 from xtalbase.schema import XrdRecipe
+from xtalbase.xrd.constants import WAVELENGTHS, wavelength_of
+from xtalbase.xrd.engine import SCALED_INTENSITY_TOL, TWO_THETA_TOL
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

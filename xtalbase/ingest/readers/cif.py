@@ -26,7 +26,10 @@ MISSING = {"?", ".", ""}
 #: Hydrogen isotopes that neutron-diffraction CIFs name as atom types (ICSD: ``D1 D``); stored as H, as pymatgen does.
 ISOTOPES = {"D": "H", "T": "H"}
 _SYMBOL = re.compile(r"([A-Za-z]{1,2})")
-_PLAIN_ELEMENT = re.compile(r"^(H|He|Li|Be|B|C|N|O|F|Ne|Na|Mg|Al|Si|P|S|Cl|Ar|K|Ca|Sc|Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Ga|Ge|As|Se|Br|Kr|Rb|Sr|Y|Zr|Nb|Mo|Tc|Ru|Rh|Pd|Ag|Cd|In|Sn|Sb|Te|I|Xe|Cs|Ba|La|Ce|Pr|Nd|Pm|Sm|Eu|Gd|Tb|Dy|Ho|Er|Tm|Yb|Lu|Hf|Ta|W|Re|Os|Ir|Pt|Au|Hg|Tl|Pb|Bi|Po|At|Rn|Fr|Ra|Ac|Th|Pa|U|Np|Pu|Am|Cm|Bk|Cf|Es|Fm|Md|No|Lr)$")
+_PLAIN_ELEMENT = re.compile(
+    r"^(H|He|Li|Be|B|C|N|O|F|Ne|Na|Mg|Al|Si|P|S|Cl|Ar|K|Ca|Sc|Ti|V|Cr|Mn|Fe|Co|Ni|Cu|Zn|Ga|Ge|As|Se|Br|Kr|Rb|Sr|Y|Zr|Nb|Mo|Tc|Ru"
+    r"|Rh|Pd|Ag|Cd|In|Sn|Sb|Te|I|Xe|Cs|Ba|La|Ce|Pr|Nd|Pm|Sm|Eu|Gd|Tb|Dy|Ho|Er|Tm|Yb|Lu|Hf|Ta|W|Re|Os|Ir|Pt|Au|Hg|Tl|Pb|Bi|Po"
+    r"|At|Rn|Fr|Ra|Ac|Th|Pa|U|Np|Pu|Am|Cm|Bk|Cf|Es|Fm|Md|No|Lr)$")
 _BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE)
 _ANY_BLOCK_START = re.compile(r"^\s*data_", re.MULTILINE | re.IGNORECASE)
 #: pymatgen ``CifBlock``'s token pattern (bare word | 'quoted' | "quoted").

@@ -26,7 +26,6 @@ import numpy as np
 from xtalbase.ingest.formats import Reader, open_text, read_failure
 from xtalbase.ingest.records import Calculation, Known, ReadError, Record, record_from_ase
 
-
 #: Characters of one frame held in memory (about 600,000 atoms): past it the frame's lines are counted, not kept.
 #: A count line gone wrong (``1000000000000``) would otherwise pull the rest of a gigabyte file into one frame.
 FRAME_CHARS = 64 << 20
