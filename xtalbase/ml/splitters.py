@@ -211,14 +211,8 @@ class RandomSplitter(_FractionSplitter):
         return split_keys(canonical, params["fractions"], params["seed"], params["mode"]), names
 
 
-@register_splitter
-class GroupSplitter(_FractionSplitter):
-    """Whole groups (equal ``by`` values, default ``formula_reduced``) to one fold each."""
-
-    name = "group"
-    summary = "whole groups of --by (default formula_reduced) per fold"
-    key_role = "groups"
-    default_by = "formula_reduced"
+class _ByFractionSplitter(_FractionSplitter):
+    """The parameters of the fraction splitters keyed by a column (``by``; the class names its default)."""
 
     def __init__(self, by: str | None = None, fractions: Sequence[float] | None = DEFAULT_FRACTIONS, seed: int = 0,
                  mode: str = "stable") -> None:
@@ -226,6 +220,16 @@ class GroupSplitter(_FractionSplitter):
         self.fractions = fractions
         self.seed = seed
         self.mode = mode
+
+
+@register_splitter
+class GroupSplitter(_ByFractionSplitter):
+    """Whole groups (equal ``by`` values, default ``formula_reduced``) to one fold each."""
+
+    name = "group"
+    summary = "whole groups of --by (default formula_reduced) per fold"
+    key_role = "groups"
+    default_by = "formula_reduced"
 
     def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
               strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
@@ -238,20 +242,13 @@ class GroupSplitter(_FractionSplitter):
 
 
 @register_splitter
-class StratifiedSplitter(_FractionSplitter):
+class StratifiedSplitter(_ByFractionSplitter):
     """The fractions within each stratum (``by``, default ``crystal_system``), by canonical hash."""
 
     name = "stratified"
     summary = "fractions within each stratum of --by (default crystal_system)"
     key_role = "strata"
     default_by = "crystal_system"
-
-    def __init__(self, by: str | None = None, fractions: Sequence[float] | None = DEFAULT_FRACTIONS, seed: int = 0,
-                 mode: str = "stable") -> None:
-        self.by = by
-        self.fractions = fractions
-        self.seed = seed
-        self.mode = mode
 
     def folds(self, params: dict[str, Any], canonical: list[str], *, groups: Sequence[str] | None = None,
               strata: Sequence[str] | None = None, later: Sequence[bool] | None = None) -> tuple["np.ndarray", tuple[str, ...]]:
