@@ -33,6 +33,7 @@ import argparse
 import csv
 import hashlib
 import io
+import logging
 import os
 import platform
 import random
@@ -243,6 +244,7 @@ def main() -> None:
         sys.exit(f"shared data not found at {SHARED}")
     warnings.filterwarnings("ignore")
     os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib's C-level notes (naive loop) would interleave with the table
+    logging.getLogger("moyo").setLevel(logging.ERROR)  # moyo's per-cell notes too (the library leaves logging alone)
     print(f"# bench/ingest.py  python {platform.python_version()}  {platform.machine()}  cpus={os.cpu_count()}  "
           f"load={os.getloadavg()[0]:.1f}  SQLite (WAL)")
     with tempfile.TemporaryDirectory(prefix="xtalbase-bench-") as tmpdir:

@@ -15,6 +15,7 @@ import numpy as np
 REASONS = (
     "parse_error", "truncated_file", "missing_cell", "missing_coordinates", "unknown_element", "non_finite",
     "zero_volume", "too_many_sites", "low_precision", "partial_occupancy", "overlapping_atoms", "unconverged",
+    "bad_cell", "too_large", "timeout", "memory_limit", "unsafe_path",
 )
 
 

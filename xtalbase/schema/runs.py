@@ -56,6 +56,7 @@ LINK_COLUMNS: dict[LinkKind, str] = {
 QUARANTINE_REASONS = (
     "parse_error", "truncated_file", "missing_cell", "missing_coordinates", "unknown_element", "non_finite",
     "zero_volume", "too_many_sites", "low_precision", "partial_occupancy", "overlapping_atoms", "unconverged",
+    "bad_cell", "too_large", "timeout", "memory_limit", "unsafe_path",
 )
 
 
