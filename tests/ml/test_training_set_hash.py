@@ -52,3 +52,18 @@ def test_provenance_walks_the_train_runs_links(trained_db):
     assert {(i["kind"], i["id"]) for i in chain["train_run"]["inputs"]} >= {("dataset", dataset.pk)}
     ts = chain["training_structures"]
     assert ts["set_hash"] == ts["recorded_hash"] == ts["linked_hash"] == dataset.hash and ts["matches_recorded"]
+
+
+def test_provenance_of_a_cubic_a_model_counts_only_the_cubic_members(trained_db):
+    """The Target registry decides which members a model trained on; provenance recomputes the same set."""
+    from xtalbase.ml.provenance import model_chain
+
+    report = train_xrd(trained_db, target="cubic_a", split=SPLIT, params={"n_estimators": 10})
+    ids = trained_db.splits.get(SPLIT).ids("train")
+    with trained_db.session() as s:
+        cubic = list(s.scalars(select(Structure.exact_hash).where(Structure.id.in_(ids), Structure.crystal_system == "cubic")))
+        chain = model_chain(s, report.model_id)
+    assert 0 < len(cubic) < len(ids)
+    assert chain["training_structures"]["count"] == len(cubic)
+    assert chain["training_structures"]["matches_recorded"] is True
+    assert _stored_hash(trained_db, report.model_id) == set_hash(cubic)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from xtalbase.errors import NotFound
 from xtalbase.ml.registry import get_model, lineage
+from xtalbase.ml.targets import TARGETS
 from xtalbase.platform.hashing import lines_hash, set_hash
 from xtalbase.platform.repositories import runs as run_repo
-from xtalbase.schema import Dataset, DatasetMember, Prediction, Run, Source, Split, SplitMember, Structure, XrdPattern, XrdRecipe
+from xtalbase.platform.repositories import structures as structure_repo
+from xtalbase.schema import Dataset, Prediction, Run, Split, Structure, XrdPattern, XrdRecipe
 from xtalbase.schema.runs import Direction, LinkKind
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
     split_id = inputs[LinkKind.SPLIT].split_id if LinkKind.SPLIT in inputs else model.split_id
     dataset_id = inputs[LinkKind.DATASET].dataset_id if LinkKind.DATASET in inputs else model.dataset_id
     recipe_id = inputs[LinkKind.XRD_RECIPE].xrd_recipe_id if LinkKind.XRD_RECIPE in inputs else model.xrd_recipe_id
-    ids = _training_ids(dataset_id, split_id, model.fold)
+    members = structure_repo.member_structures(session, dataset_id=dataset_id, split_id=split_id, fold=model.fold)
     out: dict[str, Any] = {
         "model": {
             "id": model.id, "name": model.name, "task": model.task, "target": model.target, "algorithm": model.algorithm,
@@ -51,10 +51,12 @@ def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
         "split": _split(session, split_id),
         "dataset": _dataset(session, dataset_id),
     }
-    if ids is not None:
-        if model.target == "cubic_a":
-            ids = ids.where(Structure.crystal_system == "cubic")
-        hashes = list(session.scalars(select(Structure.exact_hash).where(Structure.id.in_(ids))))
+    if members is not None:
+        # the target decides which members it trained on (cubic_a: the cubic ones); an unknown one used them all
+        target = TARGETS.get(model.target)
+        members = target.training_rows(members) if target is not None else members
+        ids = [m.id for m in members]
+        hashes = [m.exact_hash for m in members]
         current = set_hash(hashes)
         linked = inputs.get(LinkKind.TRAINING_SET)
         out["training_structures"] = {"count": len(hashes), "set_hash": current, "recorded_hash": model.training_set_hash,
@@ -78,7 +80,7 @@ def prediction_chain(session: "Session", prediction_id: int) -> dict[str, Any]:
     }
     if pred.structure_id is not None:
         st = session.get(Structure, pred.structure_id)
-        sources = session.scalars(select(Source).where(Source.structure_id == st.id).order_by(Source.id)).all()
+        sources = structure_repo.sources_of(session, st.id)
         out["structure"] = {
             "id": st.id, "formula": st.formula_reduced, "exact_hash": st.exact_hash, "canonical_hash": st.canonical_hash,
             "spacegroup_number": st.spacegroup_number, "crystal_system": st.crystal_system,
@@ -102,15 +104,6 @@ def _inputs(session: "Session", run_id: int | None) -> dict[LinkKind, Any]:
     for link in run_repo.links_of(session, run_id, Direction.INPUT) if run_id is not None else []:
         found.setdefault(LinkKind(link.kind), link)
     return found
-
-
-def _training_ids(dataset_id: int | None, split_id: int | None, fold: str | None):
-    """A SELECT of the structure ids a model trained on, or ``None`` when it is not recorded."""
-    if dataset_id is not None:
-        return select(DatasetMember.structure_id).where(DatasetMember.dataset_id == dataset_id)
-    if split_id is not None and fold:
-        return select(SplitMember.structure_id).where(SplitMember.split_id == split_id, SplitMember.fold == fold)
-    return None
 
 
 def _run(session: "Session", run_id: int | None) -> dict[str, Any] | None:
@@ -152,16 +145,12 @@ def _dataset(session: "Session", dataset_id: int | None) -> dict[str, Any] | Non
     return {**chain[0], "lineage": chain}
 
 
-def _ingest_runs(session: "Session", ids) -> list[dict[str, Any]]:
-    run_ids = set(session.scalars(select(Structure.run_id).distinct().where(Structure.id.in_(ids), Structure.run_id.is_not(None))))
-    run_ids |= set(session.scalars(select(Source.run_id).distinct().where(Source.structure_id.in_(ids), Source.run_id.is_not(None))))
-    return [_run(session, rid) for rid in sorted(run_ids)]
+def _ingest_runs(session: "Session", ids: list[int]) -> list[dict[str, Any]]:
+    return [_run(session, rid) for rid in sorted(structure_repo.writing_run_ids(session, ids))]
 
 
-def _source_files(session: "Session", ids) -> dict[str, Any]:
-    rows = session.execute(select(Source.file_hash, func.min(Source.file_path), func.min(Source.database))
-                           .where(Source.structure_id.in_(ids)).group_by(Source.file_hash).order_by(Source.file_hash)).all()
-    n_sources = session.scalar(select(func.count()).select_from(Source).where(Source.structure_id.in_(ids)))
+def _source_files(session: "Session", ids: list[int]) -> dict[str, Any]:
+    rows, n_sources = structure_repo.source_files(session, ids)
     files_hash = lines_hash(r[0] for r in rows)
     databases: dict[str, int] = {}
     for _, _, database in rows:

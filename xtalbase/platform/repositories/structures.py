@@ -1,4 +1,4 @@
-"""Structures, calculations, sources and quarantine: reads shared by the query API, exports and the CLI.
+"""Structures, calculations, sources and quarantine: reads shared by the query API, exports, provenance and the CLI.
 
 Calculation choice
 ------------------
@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 
 from xtalbase.errors import NotFound
 from xtalbase.platform.repositories import chunks
-from xtalbase.schema import Calculation, Quarantine
+from xtalbase.schema import Calculation, DatasetMember, Quarantine, Source, SplitMember, Structure
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -97,3 +97,47 @@ def quarantine_record(session: "Session", quarantine_id: int) -> dict[str, Any]:
 
 __all__ = ["CALCULATION_COLUMNS", "QUARANTINE_COLUMNS", "calculation_rows", "calculations_of", "choose_calculations", "quarantine_count",
            "quarantine_record", "quarantine_rows"]
+
+
+# ----------------------------------------------------------------------------------------- provenance reads
+
+
+def member_structures(session: "Session", *, dataset_id: int | None = None, split_id: int | None = None,
+                      fold: str | None = None) -> list[Structure] | None:
+    """The structures of a dataset, or of one fold of a split, by id; ``None`` when neither is given."""
+    if dataset_id is not None:
+        ids = select(DatasetMember.structure_id).where(DatasetMember.dataset_id == dataset_id)
+    elif split_id is not None and fold:
+        ids = select(SplitMember.structure_id).where(SplitMember.split_id == split_id, SplitMember.fold == fold)
+    else:
+        return None
+    return list(session.scalars(select(Structure).where(Structure.id.in_(ids)).order_by(Structure.id)))
+
+
+def sources_of(session: "Session", structure_id: int) -> list[Source]:
+    """The source records of one structure, oldest first."""
+    return list(session.scalars(select(Source).where(Source.structure_id == structure_id).order_by(Source.id)))
+
+
+def writing_run_ids(session: "Session", structure_ids: Sequence[int]) -> set[int]:
+    """Ids of the runs that stored these structures or any of their source records."""
+    found: set[int] = set()
+    for chunk in chunks(structure_ids):
+        found |= set(session.scalars(select(Structure.run_id).distinct().where(Structure.id.in_(chunk), Structure.run_id.is_not(None))))
+        found |= set(session.scalars(select(Source.run_id).distinct().where(Source.structure_id.in_(chunk), Source.run_id.is_not(None))))
+    return found
+
+
+def source_files(session: "Session", structure_ids: Sequence[int]) -> tuple[list[tuple[str, str, str]], int]:
+    """The distinct source files of these structures as ``(file_hash, first path, first database)`` sorted by hash,
+    and the number of source records."""
+    files: dict[str, tuple[str, str]] = {}
+    n_sources = 0
+    for chunk in chunks(structure_ids):
+        stmt = (select(Source.file_hash, func.min(Source.file_path), func.min(Source.database), func.count())
+                .where(Source.structure_id.in_(chunk)).group_by(Source.file_hash))
+        for file_hash, path, database, count in session.execute(stmt):
+            n_sources += count
+            old = files.get(file_hash)
+            files[file_hash] = (min(old[0], path), min(old[1], database)) if old else (path, database)
+    return [(h, p, d) for h, (p, d) in sorted(files.items())], n_sources
