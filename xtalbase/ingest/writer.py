@@ -84,7 +84,7 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
             quarantine_rows.append({"run_id": run_id, "file_path": info.path, "file_hash": info.file_hash,
                                     "record_locator": item["locator"], "reason": item["reason"],
                                     "message": printable(item["message"]),
-                                    "raw_text": item["raw_text"], "raw_hash": item["raw_hash"], "raw_size": item["raw_size"]})
+                                    "raw_text": _raw_text(item), "raw_hash": item["raw_hash"], "raw_size": item["raw_size"]})
         elif item["kind"] == "known":
             result.duplicates += 1
         else:
@@ -139,6 +139,11 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
     insert_ignore(conn, PROPERTIES, prop_rows, ["source_id", "name"])
     insert_ignore(conn, CALCULATIONS, calc_rows, None)
     return result
+
+
+def _raw_text(item: dict[str, Any]) -> Optional[str]:
+    # a second layer under the walk's refusal: the text of a file outside the given paths is never stored
+    return None if item["reason"] == "unsafe_path" else item["raw_text"]
 
 
 def _lock(conn: Connection) -> None:
