@@ -69,10 +69,11 @@ def ingest(
     out = console()
     out.print(f"run {summary['run_id']}: read {summary['read']}, inserted {summary['inserted']}, "
               f"duplicates {summary['duplicates']}, quarantined {summary['quarantined']} in {summary['seconds']:.1f} s")
-    if summary["skipped"]:  # paths met but not read: never a silent skip
-        shown = ", ".join(f"{e['path']} ({e['why']})" for e in summary["skipped_examples"])
-        more = summary["skipped"] - len(summary["skipped_examples"])
-        out.print(f"skipped {summary['skipped']} path(s) not read: {shown}" + (f" and {more} more" if more > 0 else ""),
+    skipped = summary["skipped"]
+    if skipped["count"]:  # paths met but not read: never a silent skip
+        shown = ", ".join(f"{e['path']} ({e['why']})" for e in skipped["examples"])
+        more = skipped["count"] - len(skipped["examples"])
+        out.print(f"skipped {skipped['count']} path(s) not read: {shown}" + (f" and {more} more" if more > 0 else ""),
                   markup=False, highlight=False)
     if summary["quarantined_by_reason"]:
         print_table([{"reason": k, "records": v} for k, v in summary["quarantined_by_reason"].items()], ["reason", "records"],

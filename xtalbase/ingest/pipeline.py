@@ -79,10 +79,12 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict (new structure ids and notes left out)."""
+        """The summary as a JSON-ready dict (new structure ids and notes left out; the skipped paths as one key,
+        ``skipped: {"count", "examples"}``)."""
         out = asdict(self)
         out.pop("structure_ids")
         out.pop("notes")
+        out["skipped"] = {"count": self.skipped, "examples": out.pop("skipped_examples")}
         return out
 
 
