@@ -265,6 +265,8 @@ def detect_format(path: str | Path) -> str | None:
 
 def _detect_by_content(path: Path, by_name: list[str]) -> str | None:
     head = _head(path)
+    if by_name and not head.strip():  # an empty file with a structure's name: its reader says so, never a silent skip
+        return by_name[0]
     for fmt in by_name:
         if FORMATS[fmt].sniff(head):
             return fmt

@@ -135,7 +135,7 @@ def _prepare_isolated(unit: WorkUnit | FailedUnit, options: PrepareOptions) -> l
         return [quarantine_item(_unit_locator(unit), reason,
                                 f"{unit.path}: {unit.format or 'format detection'} failed: {type(exc).__name__}: "
                                 f"{str(exc)[:300]}", None)]
-    if not items and unit.rows is None:
+    if not items and not unit.rows:  # a whole file, or the one empty share of a file split into none
         return [_nothing_read(unit)]
     return items
 
