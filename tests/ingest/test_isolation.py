@@ -222,3 +222,11 @@ def test_read_is_inserted_plus_duplicates_plus_quarantined_on_a_mixed_folder(db,
     second = db.ingest(folder, batch_size=3)
     assert _balanced(second) and second.inserted == 0 and second.quarantined == first.quarantined
     assert second.duplicates == first.inserted + first.duplicates
+
+
+def test_a_nul_byte_in_a_quarantined_record_does_not_fail_the_batch(db, tmp_path):
+    folder = _valid_folder(tmp_path)
+    (folder / "nul.cif").write_bytes(b"data_nul\n_cell_length_a 4.2\x00\n")
+    report = db.ingest(folder)  # was, on PostgreSQL: DataError out of the batch's transaction, nothing stored
+    assert report.inserted == len(VALID) and report.quarantined == 1 and _balanced(report)
+    assert "\ufffd" in _quarantine(db)["nul.cif"].raw_text  # kept readable, as undecodable bytes are
