@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.formats import FORMATS, UndetectableFormat, detect_format, never_a_structure
+from xtalbase.ingest.writer import printable
 
 #: Skipped paths kept by name in :attr:`Walk.skipped` (the rest are only counted).
 MAX_SKIPPED_KEPT = 1000
@@ -51,8 +52,7 @@ class Walk:
         """Note ``path`` as not read, for ``why``."""
         self.skipped_count += 1
         if len(self.skipped) < MAX_SKIPPED_KEPT:
-            self.skipped.append((os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
-                                 why))
+            self.skipped.append((printable(os.fsdecode(path)), why))
 
 
 def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] = None,
@@ -149,9 +149,8 @@ def _walk_tree(folder: Path, walk: Walk) -> Iterator[tuple[Path, os.stat_result]
                 if child.is_symlink():
                     yield child, child.lstat()
                 continue
-            except OSError as exc:  # a link loop (ELOOP), no permission on the way; gone meanwhile is not worth a word
-                if not isinstance(exc, (NotADirectoryError,)):
-                    walk.skip(child, _why(exc))
+            except OSError as exc:  # a link loop (ELOOP), no permission on the way
+                walk.skip(child, _why(exc))
                 continue
             if stat.S_ISDIR(child_st.st_mode):
                 if is_link:
