@@ -14,7 +14,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.schema import Run, Source, Structure
 
 runner = CliRunner()
-SUMMARY_KEYS = {"read", "inserted", "duplicates", "quarantined", "quarantined_by_reason", "run_id", "seconds"}
+SUMMARY_KEYS = {"read", "inserted", "duplicates", "quarantined", "quarantined_by_reason", "run_id", "seconds", "skipped"}
 
 
 def _snapshot(db) -> list[tuple]:

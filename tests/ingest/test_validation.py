@@ -16,6 +16,7 @@ EXPECTED = {
     "overlapping_atoms.cif": "overlapping_atoms", "low_precision.cif": "low_precision",
     "partial_occupancy.cif": "partial_occupancy", "too_many_sites.cif": "too_many_sites",
     "vasprun_truncated.xml": "truncated_file", "vasprun_unconverged.xml.gz": "unconverged",
+    "unsafe_path.cif": "unsafe_path",  # a link to ../cif/CaO.cif: a file outside the folder ingested
 }
 
 
@@ -33,7 +34,7 @@ def test_each_bad_record_is_quarantined_with_its_reason(db):
     for name, q in rows.items():
         assert name in q.message and q.run_id == report.run_id
         assert q.record_locator in q.message or q.record_locator == "file"  # file-level failures name the file
-        assert q.raw_text or q.reason in ("truncated_file", "unconverged")
+        assert q.raw_text or q.reason in ("truncated_file", "unconverged", "unsafe_path")  # unsafe: never its text
     assert count(db, Structure) == 0 and count(db, Source) == 0
     again = db.ingest(BAD, require_converged=True)  # re-ingest: same verdicts, no second quarantine row
     assert again.quarantined == len(EXPECTED) and count(db, Quarantine) == len(EXPECTED)

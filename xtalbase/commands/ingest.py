@@ -69,6 +69,12 @@ def ingest(
     out = console()
     out.print(f"run {summary['run_id']}: read {summary['read']}, inserted {summary['inserted']}, "
               f"duplicates {summary['duplicates']}, quarantined {summary['quarantined']} in {summary['seconds']:.1f} s")
+    skipped = summary["skipped"]
+    if skipped["count"]:  # paths met but not read: never a silent skip
+        shown = ", ".join(f"{e['path']} ({e['why']})" for e in skipped["examples"])
+        more = skipped["count"] - len(skipped["examples"])
+        out.print(f"skipped {skipped['count']} path(s) not read: {shown}" + (f" and {more} more" if more > 0 else ""),
+                  markup=False, highlight=False)
     if summary["quarantined_by_reason"]:
         print_table([{"reason": k, "records": v} for k, v in summary["quarantined_by_reason"].items()], ["reason", "records"],
                     title="quarantined by reason (xtalbase quarantine list --reason CODE)")

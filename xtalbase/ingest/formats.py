@@ -231,6 +231,11 @@ def never_a_structure(path: str | Path) -> bool:
     return bool(NOT_STRUCTURES.match(name)) or Path(name).suffix.lower() in FOREIGN_SUFFIXES
 
 
+class UndetectableFormat(XtalbaseError):
+    """Reading a file's content to tell its format failed (a JSON document nested 1,000 levels deep, memory):
+    the file is quarantined as a ``parse_error`` naming the exception, and the other files are read."""
+
+
 def detect_format(path: str | Path) -> str | None:
     """The registered format name for ``path`` (by name, then content), or ``None``.
 
@@ -238,6 +243,9 @@ def detect_format(path: str | Path) -> str | None:
     must be confirmed by the content; a file named ``POSCAR`` that holds a CIF or a JSON
     structure is read as what it holds, and one that looks like nothing (empty, cut short)
     stays a POSCAR (:attr:`Reader.name_decides_on_doubt`) so that its reader says what is wrong.
+
+    Raises :class:`UndetectableFormat` when looking at the content itself fails (any exception but an
+    interrupt: ``RecursionError``, ``MemoryError``), naming the file and the exception.
     """
     path = Path(path)
     name = uncompressed_name(path.name)
@@ -248,7 +256,17 @@ def detect_format(path: str | Path) -> str | None:
     by_name = [] if foreign else [name for name in FORMATS if _name_pattern(name).match(lowered)]
     if len(by_name) == 1 and not FORMATS[by_name[0]].name_needs_content:
         return by_name[0]
+    try:
+        return _detect_by_content(path, by_name)
+    except Exception as exc:  # noqa: BLE001 - one odd file must not stop the walk that is detecting a whole folder
+        raise UndetectableFormat(f"{path}: cannot tell the format: reading its content failed: "
+                                 f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def _detect_by_content(path: Path, by_name: list[str]) -> str | None:
     head = _head(path)
+    if by_name and not head.strip():  # an empty file with a structure's name: its reader says so, never a silent skip
+        return by_name[0]
     for fmt in by_name:
         if FORMATS[fmt].sniff(head):
             return fmt
@@ -300,7 +318,11 @@ def read_structures(path: str | Path, format: str | None = None, **options: obje
         yield ReadError("file", "parse_error", f"{path}: broken symbolic link: it points to {os.readlink(path)}, "
                                                f"which does not exist")
         return
-    fmt = format or detect_format(path)
+    try:
+        fmt = format or detect_format(path)
+    except UndetectableFormat as exc:
+        yield ReadError("file", "parse_error", str(exc))
+        return
     if fmt is None:
         yield ReadError("file", "parse_error", f"{path}: cannot tell the format from the name or content; give --format")
         return

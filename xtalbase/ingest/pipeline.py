@@ -10,8 +10,6 @@ and hashes; the main process writes each batch of results in one transaction
 from __future__ import annotations
 
 import math
-import os
-import stat
 import time
 import warnings
 from collections import Counter
@@ -23,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from sqlalchemy import select
 
-from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure, share_locator, splitter
+from xtalbase.ingest.discovery import Walk, find_files
+from xtalbase.ingest.formats import FORMATS, open_text, share_locator, splitter
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.options import IngestOptions
-from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
+from xtalbase.ingest.prepare import MAX_RAW_TEXT, PrepareOptions, WorkUnit, prepare_unit, quarantine_item
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
@@ -49,6 +47,10 @@ FILES_PER_TASK = 16
 #: Tasks outstanding per worker: enough queued work that workers stay busy while the main
 #: process writes a batch (a 500-record transaction takes a few hundred ms).
 TASKS_IN_FLIGHT_PER_WORKER = 8
+#: Skipped paths shown by name in the summary (``skipped_examples``); all are counted in ``skipped``.
+SKIPPED_EXAMPLES = 10
+
+__all__ = ["IngestReport", "find_files", "ingest", "prepare_units"]
 
 
 @dataclass
@@ -57,7 +59,10 @@ class IngestReport:
 
     ``inserted``: records that created a new structure row; ``duplicates``: records
     whose structure was already stored (or already ingested from the same file);
-    ``quarantined``: rejected records, by reason code. ``seconds``: wall time.
+    ``quarantined``: rejected records, by reason code. ``seconds``: wall time. Every run keeps
+    ``read == inserted + duplicates + quarantined``. ``skipped``: paths met but not read (a loop of symbolic
+    links, no read permission, a FIFO or device), with up to :data:`SKIPPED_EXAMPLES` of them in
+    ``skipped_examples`` as ``{"path", "why"}``.
     """
 
     read: int = 0
@@ -67,109 +72,97 @@ class IngestReport:
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     run_id: Optional[int] = None
     seconds: float = 0.0
+    skipped: int = 0
+    skipped_examples: list[dict[str, str]] = field(default_factory=list)
     structure_ids: list[int] = field(default_factory=list, repr=False)
     #: Things the user should know that are not errors (also issued as ``UserWarning``).
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict (new structure ids and notes left out)."""
+        """The summary as a JSON-ready dict (new structure ids and notes left out; the skipped paths as one key,
+        ``skipped: {"count", "examples"}``)."""
         out = asdict(self)
         out.pop("structure_ids")
         out.pop("notes")
+        out["skipped"] = {"count": self.skipped, "examples": out.pop("skipped_examples")}
         return out
 
 
-def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] = None,
-               hints: Optional[dict[Path, str]] = None) -> list[tuple[Path, str | None]]:
-    """Expand ``paths`` (directories recurse, sorted) into ``(file, format)``; unknown files inside folders are skipped.
-
-    An explicitly named file of unknown format is kept (format ``None``) so that it
-    is quarantined with a reason instead of silently ignored. ``format`` forces the
-    reader of every named file and of the files inside folders, except those that are
-    never structures (:func:`~xtalbase.ingest.formats.never_a_structure`). ``hints``,
-    when given, is filled with each file's path from the named folder down (the folder
-    names that may tell its source database; never the folders above what was named).
-    """
-    if format is not None and format not in FORMATS:  # before the walk, which may take minutes on a large tree
-        raise XtalbaseError(f"unknown format {format!r}: choose one of {', '.join(sorted(FORMATS))}")
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    out: list[tuple[Path, str | None]] = []
-    seen: set[tuple[int, int]] = set()  # (device, inode): a file given twice, or by two names, is read once
-    for given in paths:
-        path = Path(given)
-        try:
-            st = path.stat()
-        except OSError:
-            raise XtalbaseError(f"no such file or directory: {path}") from None
-        if stat.S_ISDIR(st.st_mode):
-            found = []
-            for child, child_st in _walk(path):
-                # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
-                fmt = (None if never_a_structure(child) else format) if format else detect_format(child)
-                if fmt is not None:
-                    found.append((child, fmt, child_st))
-        elif stat.S_ISREG(st.st_mode):
-            found = [(path, format or detect_format(path), st)]
-        else:
-            raise XtalbaseError(f"not a regular file or directory: {path}")
-        for child, fmt, child_st in found:  # one stat per file: its type, then its identity
-            if (child_st.st_dev, child_st.st_ino) not in seen:
-                seen.add((child_st.st_dev, child_st.st_ino))
-                out.append((child, fmt))
-                if hints is not None:
-                    hints[child] = str(Path(path.resolve().name) / child.relative_to(path)) if child != path else child.name
-    return out
+def _failed_unit(path: Path, walk: Walk) -> Optional[FailedUnit]:
+    if path in walk.refused:
+        return FailedUnit(str(path), "unsafe_path", walk.refused[path])
+    if path in walk.undetected:
+        return FailedUnit(str(path), "parse_error", walk.undetected[path])
+    return None
 
 
-def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """``(file, its stat)`` under ``folder`` in sorted path order, through symlinked folders, each folder once.
-
-    Names starting with ``.`` (files and folders: ``.git``, ``.ipynb_checkpoints`` copies) are left out. A
-    broken link comes with its own ``lstat``: kept like a file, its reader says it is broken. A link back up the
-    tree (a loop) or a second way into a folder already walked is not followed again.
-    """
-    seen: set[tuple[int, int]] = set()
-
-    def visit(directory: Path, st: os.stat_result) -> Iterator[tuple[Path, os.stat_result]]:
-        if (st.st_dev, st.st_ino) in seen:
-            return
-        seen.add((st.st_dev, st.st_ino))
-        try:
-            names = sorted(entry.name for entry in os.scandir(directory) if not entry.name.startswith("."))
-        except OSError:  # unreadable folder: nothing in it can be read either
-            return
-        for name in names:
-            child = directory / name
-            try:
-                child_st = child.stat()
-            except FileNotFoundError:
-                if child.is_symlink():
-                    yield child, child.lstat()
-                continue
-            except OSError:  # gone meanwhile, or a link loop (ELOOP)
-                continue
-            if stat.S_ISDIR(child_st.st_mode):
-                yield from visit(child, child_st)
-            elif stat.S_ISREG(child_st.st_mode):
-                yield child, child_st
-
-    yield from visit(folder, folder.stat())
-
-
-def _hash_or_marker(path: Path) -> tuple[str, bool]:
+def _hash_or_marker(path: Path, refused: bool = False) -> tuple[str, bool]:
     """``(SHA-256, True)``, or for a file that cannot be read now (no permission, deleted since it was found) a
     stand-in hash and ``False``: its worker then fails to read it and quarantines it as ``parse_error``, and the
-    other files are stored."""
+    other files are stored. A ``refused`` file (a link leaving the tree) is never opened: its hash is its name's."""
+    if refused:
+        return sha256_bytes(f"unsafe:{path}".encode("utf-8", "surrogateescape")), False
     try:
         return file_sha256(path), True
     except OSError:
         return sha256_bytes(f"unreadable:{path}".encode("utf-8", "surrogateescape")), False
 
 
-def prepare_units(units: list[WorkUnit], options: PrepareOptions) -> list[list[dict[str, Any]]]:
-    """Worker entry point: prepare several units in one call."""
-    return [prepare_unit(u, options) for u in units]
+@dataclass(frozen=True)
+class FailedUnit:
+    """A file the main process already knows to quarantine (a link leaving the tree, a format that could not be
+    told): its worker turns it into one quarantine item without opening the file."""
+
+    path: str
+    reason: str
+    message: str
+
+
+def prepare_units(units: list[WorkUnit | FailedUnit], options: PrepareOptions) -> list[list[dict[str, Any]]]:
+    """Worker entry point: prepare several units in one call; one unit's failure never reaches the others."""
+    return [_prepare_isolated(u, options) for u in units]
+
+
+def _prepare_isolated(unit: WorkUnit | FailedUnit, options: PrepareOptions) -> list[dict[str, Any]]:
+    """``prepare_unit``, with any exception but an interrupt turned into a quarantine item for the unit, and a
+    whole file that yields nothing quarantined too (never a silent empty result)."""
+    if isinstance(unit, FailedUnit):
+        return [quarantine_item("file", unit.reason, unit.message, None)]
+    try:
+        items = prepare_unit(unit, options)
+    except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, OverflowError, UnicodeError, a reader bug
+        reason = "memory_limit" if isinstance(exc, MemoryError) else "parse_error"
+        return [quarantine_item(_unit_locator(unit), reason,
+                                f"{unit.path}: {unit.format or 'format detection'} failed: {type(exc).__name__}: "
+                                f"{str(exc)[:300]}", None)]
+    if not items and not unit.rows:  # a whole file, or the one empty share of a file split into none
+        return [_nothing_read(unit)]
+    return items
+
+
+def _unit_locator(unit: WorkUnit) -> str:
+    """``file`` for a whole file, else the first and last locators of the share."""
+    locate = share_locator(unit.format) if unit.rows and unit.format in FORMATS else None
+    if locate is None:
+        return "file"
+    try:
+        return f"share {locate(unit.rows[0])}..{locate(unit.rows[-1])}"[:255]
+    except Exception:  # noqa: BLE001 - a locator of an odd item must not hide the failure being reported
+        return "share"
+
+
+def _nothing_read(unit: WorkUnit) -> dict[str, Any]:
+    """The quarantine item of a whole file from which its reader yielded no record at all."""
+    try:
+        with open_text(unit.path) as fh:
+            text: str | None = fh.read(MAX_RAW_TEXT + 1)
+    except Exception:  # noqa: BLE001 - the reader already read it once; only the raw text is lost
+        text = None
+    if text is not None and not text.strip():
+        return quarantine_item("file", "truncated_file", f"{unit.path}: the file is empty (or only white space)", text)
+    raw = text if text is not None and len(text) <= MAX_RAW_TEXT else None
+    return quarantine_item("file", "missing_cell", f"{unit.path}: the {unit.format} reader found no structure in it "
+                                                   f"(no cell: cut before its first record, or no structure at all)", raw)
 
 
 def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Optional[IngestOptions] = None, *,
@@ -197,13 +190,17 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
     opts = IngestOptions.from_kwargs(options, **kwargs)
     db.require_schema()
     hints: dict[Path, str] = {}
-    files = find_files(paths, opts.format, hints)
+    walk = Walk()
+    files = find_files(paths, opts.format, hints, walk)
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
     rehashed = rehash_outdated(db, opts.symmetry_engine)
     prepare = opts.prepare()
     params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], **opts.run_params(),
               "files": len(files), "rehashed": rehashed}
-    report = IngestReport()
+    report = IngestReport(skipped=walk.skipped_count,
+                          skipped_examples=[{"path": p, "why": why} for p, why in walk.skipped[:SKIPPED_EXAMPLES]])
+    if walk.skipped_count:
+        params["skipped"] = walk.skipped_count
     other = _other_symprecs(db, opts.symprec)
     if other:
         params["other_symprecs"] = other
@@ -220,7 +217,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
             run.link_input("path", path=p)
         # the key (file infos, files finished) stays here; the units and settings go to a worker
         tasks = (((infos, finished), (units, prepare))
-                 for infos, units, finished in _tasks(db, files, opts.source, opts.licence, hints))
+                 for infos, units, finished in _tasks(db, files, opts.source, opts.licence, hints, walk))
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
@@ -285,28 +282,34 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
-           licence: Optional[str], hints: dict[Path, str]) -> Iterator[tuple[list[FileInfo], list[WorkUnit], Fraction | int]]:
+           licence: Optional[str], hints: dict[Path, str],
+           walk: Optional[Walk] = None) -> Iterator[tuple[list[FileInfo], list[WorkUnit | FailedUnit], Fraction | int]]:
     """Group files, and shares of the records of CSV files and of large CIF, MLIP JSON and extended XYZ files, into
     worker tasks, with already-stored records marked to skip.
+
+    Files ``walk`` refused (links leaving the tree: never opened, hashed by name) or could not detect go as
+    :class:`FailedUnit`.
 
     Yields ``(file infos, work units, files finished by this task)``; a share finishes its fraction of a file.
     """
     step = 512
+    walk = walk or Walk()
     group_infos: list[FileInfo] = []
-    group_units: list[WorkUnit] = []
+    group_units: list[WorkUnit | FailedUnit] = []
     for start in range(0, len(files), step):
         chunk = files[start:start + step]
-        hashes = [_hash_or_marker(path) for path, _ in chunk]
+        hashes = [_hash_or_marker(path, refused=path in walk.refused) for path, _ in chunk]
         stored = _stored_locators(db, sorted({digest for digest, _ in hashes}))
         for (path, fmt), (digest, readable) in zip(chunk, hashes):
             info = FileInfo(printable(str(path)), digest, fmt or "unknown", source, licence, hints.get(path))
+            failed = _failed_unit(path, walk)
             skip = frozenset(stored.get(digest, ()))
-            shares = _record_shares(path, fmt) if readable else None
+            shares = _record_shares(path, fmt) if readable and failed is None else None
             if shares is not None:
                 yield from _share_tasks(info, WorkUnit(str(path), fmt or "", skip), *shares)
                 continue
             group_infos.append(info)
-            group_units.append(WorkUnit(str(path), fmt or "", skip))
+            group_units.append(failed or WorkUnit(str(path), fmt or "", skip))
             if len(group_units) >= FILES_PER_TASK:
                 yield group_infos, group_units, len(group_units)
                 group_infos, group_units = [], []

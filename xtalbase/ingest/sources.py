@@ -53,16 +53,21 @@ def external_id_for(path: Path, from_record: Optional[str]) -> Optional[str]:
 def sidecar_properties(directory: Path) -> dict[str, dict[str, Any]]:
     """``{material id: {column: value}}`` from ``properties.csv`` in ``directory`` or its parent, else ``{}``.
 
-    The first column is the id (``material_id`` in the CGCNN set); numbers become floats.
+    The first column is the id (``material_id`` in the CGCNN set); numbers become floats. A file that cannot be
+    read as CSV text (not UTF-8, a NUL byte, a cell over the csv module's limit, no permission) gives no
+    properties rather than stopping the batch being written (it is read inside the batch's transaction).
     """
     for folder in (directory, directory.parent):
         path = folder / PROPERTIES_FILE
         if path.is_file():
-            with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.reader(fh)
-                header = next(reader, [])
-                if len(header) < 2 or "cif" in header:
-                    continue
-                return {row[0]: {name: value for name, cell in zip(header[1:], row[1:])
-                                 if (value := number_or_text(cell)) is not None} for row in reader if row}
+            try:
+                with open(path, newline="", encoding="utf-8") as fh:
+                    reader = csv.reader(fh)
+                    header = next(reader, [])
+                    if len(header) < 2 or "cif" in header:
+                        continue
+                    return {row[0]: {name: value for name, cell in zip(header[1:], row[1:])
+                                     if (value := number_or_text(cell)) is not None} for row in reader if row}
+            except (OSError, UnicodeError, csv.Error):
+                continue
     return {}

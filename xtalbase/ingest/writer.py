@@ -51,8 +51,9 @@ class FileInfo:
 
 def printable(text: str) -> str:
     """``text`` storable in both databases: bytes of a file name that is not UTF-8 (``h\\xe9matite.cif`` from a
-    Windows archive) kept as ``\\xe9`` escapes instead of the lone surrogates Python decodes them to."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    Windows archive) kept as ``\\xe9`` escapes instead of the lone surrogates Python decodes them to, and NUL
+    characters (which PostgreSQL text refuses: one would fail the whole batch) as U+FFFD, as undecodable bytes are."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace").replace("\x00", "\ufffd")
 
 
 @dataclass
@@ -82,9 +83,9 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
         if item["kind"] == "quarantine":
             result.quarantined[item["reason"]] += 1
             quarantine_rows.append({"run_id": run_id, "file_path": info.path, "file_hash": info.file_hash,
-                                    "record_locator": item["locator"], "reason": item["reason"],
+                                    "record_locator": printable(item["locator"]), "reason": item["reason"],
                                     "message": printable(item["message"]),
-                                    "raw_text": item["raw_text"], "raw_hash": item["raw_hash"], "raw_size": item["raw_size"]})
+                                    "raw_text": _raw_text(item), "raw_hash": item["raw_hash"], "raw_size": item["raw_size"]})
         elif item["kind"] == "known":
             result.duplicates += 1
         else:
@@ -139,6 +140,13 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
     insert_ignore(conn, PROPERTIES, prop_rows, ["source_id", "name"])
     insert_ignore(conn, CALCULATIONS, calc_rows, None)
     return result
+
+
+def _raw_text(item: dict[str, Any]) -> Optional[str]:
+    # a second layer under the walk's refusal: the text of a file outside the given paths is never stored
+    if item["reason"] == "unsafe_path" or item["raw_text"] is None:
+        return None
+    return printable(item["raw_text"])
 
 
 def _lock(conn: Connection) -> None:
