@@ -27,7 +27,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.formats import FORMATS, detect_format, never_a_structure, share_locator, splitter
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.options import IngestOptions
-from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
+from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, pass_over, prepare_unit
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
@@ -225,7 +225,8 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
         with Runner(prepare_units, workers=opts.workers, scheduler=opts.scheduler, name="ingest",
-                    in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers)) as runner:
+                    in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers), budget=opts.budget(),
+                    retry=pass_over) as runner:
             for (infos, finished), results in runner.map(tasks):
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)
