@@ -111,7 +111,7 @@ class SupervisedPool(Executor):
             if worker.conn in ready:
                 self._receive(worker)
             elif worker.process.sentinel in ready:
-                self._lost(worker, "died", f"worker process ended ({_exit_name(worker.process.exitcode)})")
+                self._died(worker)
             elif self._budget.timeout:
                 started, _ = worker.slot.read()
                 if time.monotonic() - started > self._budget.timeout:
@@ -149,7 +149,7 @@ class SupervisedPool(Executor):
         try:
             ok, value, retire = worker.conn.recv()
         except (EOFError, OSError):
-            self._lost(worker, "died", f"worker process ended ({_exit_name(worker.process.exitcode)})")
+            self._died(worker)
             return
         worker.task = None
         if retire:  # after a MemoryError: a fresh process rather than a fragmented heap
@@ -158,6 +158,10 @@ class SupervisedPool(Executor):
             future.set_result(value)
         else:
             future.set_exception(value)
+
+    def _died(self, worker: "_Worker") -> None:
+        worker.process.join(5)  # its pipe closes as it ends: reap it to learn how
+        self._lost(worker, "died", f"worker process ended ({_exit_name(worker.process.exitcode)})")
 
     def _lost(self, worker: "_Worker", reason: str, detail: str) -> None:
         started, label = worker.slot.read()
