@@ -198,3 +198,34 @@ def test_an_ingest_with_one_worker_stuck_on_a_record_stops_at_a_signal(db, tmp_p
     with db.session() as s:
         (run,) = s.scalars(select(Run).where(Run.kind == "ingest")).all()
     assert run.status == "failed"
+
+
+def _squares(items: list[int], passed: frozenset[int]) -> list:
+    from xtalbase.platform.budgets import mark
+
+    out = []
+    for x in items:
+        mark(str(x))
+        if x in passed:
+            out.append(None)
+            continue
+        while x == 2:  # a pure-Python loop: the worker's own timers could stop it, the budget does not need them
+            pass
+        out.append(x * x)
+    return out
+
+
+def test_the_runner_runs_a_task_again_without_the_item_past_its_budget():
+    from xtalbase.platform.budgets import Budget, BudgetExceeded
+    from xtalbase.platform.runner import Runner
+
+    def retry(args, exceeded):
+        return args[0], args[1] | {int(exceeded.label)}
+
+    tasks = [("a", ([1, 2, 3], frozenset())), ("b", ([4], frozenset()))]
+    with Runner(_squares, workers=1, budget=Budget(timeout=1), retry=retry) as runner:
+        assert list(runner.map(tasks)) == [("a", [1, None, 9]), ("b", [16])]
+    with pytest.raises(BudgetExceeded, match="past the 1 s budget") as caught:
+        with Runner(_squares, workers=2, budget=Budget(timeout=1)) as runner:
+            list(runner.map(tasks))
+    assert (caught.value.reason, caught.value.label) == ("timeout", "2")
