@@ -126,6 +126,28 @@ def test_a_record_past_the_memory_cap_is_quarantined_and_its_worker_replaced(db,
     assert os.getpid() not in pids and pids[0] != pids[1] == pids[2]
 
 
+def test_a_reader_past_the_memory_cap_quarantines_its_file(db, tmp_path, monkeypatch):
+    from xtalbase.ingest import formats
+
+    original = formats.reader
+
+    def hungry(fmt):
+        read = original(fmt)
+
+        def read_hungry(path, **options):
+            if path.name == "CaO.cif":
+                bytearray(2 << 30)  # as an OUTCAR's `ions per type = 1000000000` once allocated
+            yield from read(path, **options)
+
+        return read_hungry
+
+    monkeypatch.setattr(formats, "reader", hungry)
+    report = db.ingest(_folder(tmp_path), worker_memory=512)
+    assert (report.read, report.inserted, report.quarantined_by_reason) == (3, 2, {"memory_limit": 1})
+    (row,) = _quarantined(db)
+    assert row.file_path.endswith("CaO.cif") and row.record_locator == "file" and "ran out of memory" in row.message
+
+
 def test_a_worker_that_dies_on_a_record_is_replaced_and_the_record_quarantined(db, tmp_path, on_record):
     log = on_record(lambda: os.kill(os.getpid(), signal.SIGKILL), "CaO.cif")
     report = db.ingest(_folder(tmp_path), workers=1)
