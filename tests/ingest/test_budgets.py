@@ -173,9 +173,11 @@ def test_budgets_must_not_be_negative(db, bad):
 
 
 _STUCK_CLI = """
-import itertools, pathlib, sys
+import itertools, pathlib, signal, sys
 from xtalbase.ingest import prepare
 from xtalbase import cli
+# a test run in the background inherits SIGINT ignored (bash does that to `&` jobs); a terminal's Ctrl-C is not
+signal.signal(signal.SIGINT, signal.default_int_handler)
 original = prepare.prepare_record
 def stuck(record, options, path):
     if path.endswith("CaTiO3.cif"):
