@@ -343,6 +343,8 @@ def read_failure(path: str | Path, format: str, exc: Exception) -> tuple[str, st
     suffix = Path(path).suffix
     if isinstance(exc, (gzip.BadGzipFile, lzma.LZMAError)):  # not compressed data at all, or a failed checksum: damaged
         return "parse_error", f"not readable as {_COMPRESSION_NAMES[suffix]} ({exc})"
+    if isinstance(exc, MemoryError):  # the worker's memory cap (record_timeout/worker_memory in docs/ingest.md)
+        return "memory_limit", f"{format} reader ran out of memory (MemoryError: {str(exc)[:200]})"
     if isinstance(exc, EOFError):
         return "truncated_file", f"file ends early ({exc or type(exc).__name__})"
     if suffix == ".bz2" and type(exc) is OSError:  # bz2 raises a bare OSError for data that is not bzip2

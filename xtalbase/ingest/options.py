@@ -19,6 +19,7 @@ from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_E
 if TYPE_CHECKING:
     from xtalbase.ingest.prepare import PrepareOptions
     from xtalbase.ingest.validate import ValidationOptions
+    from xtalbase.platform.budgets import Budget
 
 #: Records per database transaction.
 BATCH_SIZE = 500
@@ -57,6 +58,12 @@ class IngestOptions:
         Records per database transaction.
     scheduler : str or None
         Address of a ``dask.distributed`` scheduler to run the workers on.
+    record_timeout : float
+        Seconds one record may take in a worker (reading it, then validating and hashing it) before the worker
+        is stopped and the record quarantined as ``timeout``; 0: no limit.
+    worker_memory : int
+        MiB of address space a worker may add to its size at start; past it the record is quarantined as
+        ``memory_limit`` and the worker replaced; 0: no cap. With both 0 and one worker, records run in this process.
     """
 
     format: Optional[str] = _opt(None, f"Force a reader: {', '.join(FORMATS)}; detected from name and content otherwise.")
@@ -81,6 +88,11 @@ class IngestOptions:
     batch_size: int = _opt(BATCH_SIZE, "Records per database transaction.", cli=False, run_param=False)
     scheduler: Optional[str] = _opt(None, "dask.distributed scheduler address (tcp://host:8786).", cli=False,
                                     run_param=False)
+    # the slowest real record measured takes 0.13 s (docs/ingest.md "Budgets"): 60 s leaves a margin of 400x
+    record_timeout: float = _opt(60.0, "Seconds a record may take in a worker before it is quarantined as 'timeout' "
+                                       "(0: no limit).", min=0)
+    worker_memory: int = _opt(4096, "MiB of memory a worker may add to its size at start; a record past it is "
+                                    "quarantined as 'memory_limit' and the worker replaced (0: no cap).", min=0)
 
     def __post_init__(self) -> None:
         if not self.symprec > 0:
@@ -94,6 +106,9 @@ class IngestOptions:
         for name in ("workers", "batch_size"):
             if getattr(self, name) < 1:
                 raise XtalbaseError(f"ingest option {name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("record_timeout", "worker_memory"):
+            if not getattr(self, name) >= 0:  # NaN included
+                raise XtalbaseError(f"ingest option {name} must be 0 (no limit) or more (got {getattr(self, name)})")
 
     @classmethod
     def from_kwargs(cls, base: Optional["IngestOptions"] = None, **options: Any) -> "IngestOptions":
@@ -125,6 +140,12 @@ class IngestOptions:
 
         return PrepareOptions(symprec=self.symprec, symmetry_engine=self.symmetry_engine, all_steps=self.all_steps,
                               poscar_species=self.poscar_species, validation=self.validation())
+
+    def budget(self) -> "Budget":
+        """The limits of each record and worker (:class:`~xtalbase.platform.budgets.Budget`)."""
+        from xtalbase.platform.budgets import Budget
+
+        return Budget(timeout=self.record_timeout or None, memory_mb=self.worker_memory or None)
 
     def run_params(self) -> dict[str, Any]:
         """The options a run records as its params (not how it ran: batch size, scheduler, the XRD follow-up)."""

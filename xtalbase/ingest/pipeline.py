@@ -25,7 +25,7 @@ from xtalbase.ingest.discovery import Walk, find_files
 from xtalbase.ingest.formats import FORMATS, open_text, share_locator, splitter
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.options import IngestOptions
-from xtalbase.ingest.prepare import MAX_RAW_TEXT, PrepareOptions, WorkUnit, prepare_unit, quarantine_item
+from xtalbase.ingest.prepare import MAX_RAW_TEXT, PrepareOptions, WorkUnit, pass_over, prepare_unit, quarantine_item
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
@@ -222,7 +222,8 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
         with Runner(prepare_units, workers=opts.workers, scheduler=opts.scheduler, name="ingest",
-                    in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers)) as runner:
+                    in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers), budget=opts.budget(),
+                    retry=pass_over) as runner:
             for (infos, finished), results in runner.map(tasks):
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)

@@ -6,12 +6,13 @@ in, plain picklable dicts come out, ready for :mod:`xtalbase.ingest.writer`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from xtalbase.ingest.identity import (
 )
 from xtalbase.ingest.records import Known, ReadError, Record
 from xtalbase.ingest.validate import ValidationOptions, check, warnings_for
+from xtalbase.platform.budgets import BudgetExceeded, mark, retire
 from xtalbase.schema.arrays import F8, U1, pack
 
 #: Quarantined records keep their text when at most this many characters; else only hash and size.
@@ -54,6 +56,8 @@ class WorkUnit:
     format: str
     skip: frozenset[str] = frozenset()
     rows: Optional[list] = None
+    #: ``(where, reason, message)`` of records passed over after they ran past a budget (:func:`pass_over`).
+    passed: tuple[tuple[str, str, str], ...] = ()
 
 
 def prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
@@ -65,8 +69,8 @@ def prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]
 
 def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for item in read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps, rows_=unit.rows,
-                                   species=options.poscar_species):
+    for item in _watched(unit, read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps,
+                                               rows_=unit.rows, species=options.poscar_species)):
         if isinstance(item, Known):
             out.append({"kind": "known", "locator": item.locator})
         elif isinstance(item, ReadError):
@@ -75,9 +79,67 @@ def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any
             try:
                 out.append(prepare_record(item, options, unit.path))
             except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
-                out.append(quarantine_item(item.locator, "parse_error",
+                out.append(quarantine_item(item.locator, _failure_reason(exc),
                                            f"{unit.path} [{item.locator}]: {type(exc).__name__}: {str(exc)[:300]}", item.raw_text))
     return out
+
+
+#: The label of the work between two records (what a reader does to reach the next one), before the locator of the
+#: record it follows ("" before the first).
+READING = "reading after "
+
+
+def _watched(unit: WorkUnit, items: Iterator[Any]) -> Iterator[Any]:
+    """``items`` read from ``unit`` with each record's time budget started (:func:`~xtalbase.platform.budgets.mark`):
+    one for reading up to the record, one for preparing it. Records of ``unit.passed`` come out quarantined."""
+    passed = {where: (reason, message) for where, reason, message in unit.passed}
+    previous = ""
+    while True:
+        where = READING + previous
+        if where in passed:  # the reader itself hung here: what follows in the file cannot be reached
+            yield ReadError(f"after={previous}"[:255] if previous else "file", *passed[where])
+            return
+        mark(f"{unit.path}\n{where}")
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        if isinstance(item, ReadError) and item.reason == "memory_limit":
+            retire()
+        if isinstance(item, Record) and item.locator in passed:
+            yield ReadError(item.locator, *passed[item.locator], item.raw_text)
+        else:
+            mark(f"{unit.path}\n{item.locator}")
+            yield item
+        previous = item.locator
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):  # the worker's memory cap: the record is at fault, the worker is replaced
+        retire()
+        return "memory_limit"
+    return "parse_error"
+
+
+def pass_over(args: tuple, exceeded: BudgetExceeded) -> Optional[tuple]:
+    """The arguments of :func:`xtalbase.ingest.pipeline.prepare_units` to run a task again with after one of its
+    records ran past the time budget (reason ``timeout``) or its worker died on it (``memory_limit``); ``None``
+    when the record cannot be told (it is then an error of the run)."""
+    units, options = args
+    path, newline, where = exceeded.label.partition("\n")
+    index = next((i for i, u in enumerate(units) if u.path == path), None)
+    if not newline or index is None or any(where == w for w, _, _ in units[index].passed):
+        return None
+    at = f"{path} [{where}]"
+    if exceeded.reason == "timeout":
+        entry = (where, "timeout", f"{at}: stopped after {exceeded.seconds:.1f} s, past the per-record budget "
+                                   f"(record_timeout); the worker was replaced")
+    else:
+        entry = (where, "memory_limit", f"{at}: the worker process died on this record ({exceeded.detail}): out of "
+                                        f"memory, or a crash in compiled code; the worker was replaced")
+    unit = units[index]
+    units = [*units[:index], dataclasses.replace(unit, passed=(*unit.passed, entry)), *units[index + 1:]]
+    return units, options
 
 
 def quarantine_item(locator: str, reason: str, message: str, raw_text: Optional[str]) -> dict[str, Any]:

@@ -6,12 +6,22 @@ these executors directly but through :class:`xtalbase.platform.runner.Runner`.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import sys
+import time
+from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import Any, Callable
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, Optional
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.platform import budgets
+from xtalbase.platform.budgets import Budget, BudgetExceeded, MarkSlot
+
+log = logging.getLogger("xtalbase.runner")
 
 
 class InlineExecutor(Executor):
@@ -59,6 +69,196 @@ def _worker_setup(parent: int) -> None:
         os._exit(1)
 
 
+class SupervisedPool(Executor):
+    """Local worker processes, each item of work under a :class:`~xtalbase.platform.budgets.Budget`.
+
+    One task at a time per worker, sent over its own pipe. A worker whose current item (from one
+    :func:`~xtalbase.platform.budgets.mark` to the next) runs past ``budget.timeout`` is killed (SIGKILL: it may be
+    stuck in C code, where no signal handler runs) and replaced, and its task's future fails with
+    :class:`~xtalbase.platform.budgets.BudgetExceeded`; so does the task of a worker that dies. Each worker's
+    address space is capped at ``budget.memory_mb`` beyond its size at start (Linux ``RLIMIT_AS``).
+
+    Nothing runs in a thread: the consumer drives the pool with :meth:`pump` (``Runner`` does), so workers are
+    forked from the main thread only, and Ctrl-C or SIGTERM reach the main process at once even with one worker
+    (it never runs a record itself). Workers ignore SIGINT and end with their parent, as :class:`WorkerPool`'s do.
+    """
+
+    def __init__(self, workers: int, budget: Budget) -> None:
+        if workers < 1:
+            raise XtalbaseError(f"workers must be at least 1 (got {workers})")
+        self._size, self._budget = workers, budget
+        self._queue: deque[tuple[Future, Callable[..., Any], tuple, dict]] = deque()
+        self._workers: list[_Worker] = []
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        if self._closed:
+            raise XtalbaseError("cannot submit to a closed worker pool")
+        future: Future = Future()
+        self._queue.append((future, fn, args, kwargs))
+        self._dispatch()
+        return future
+
+    def pump(self, timeout: float) -> None:
+        """Collect finished tasks, stop items past their time and replace dead workers; wait at most ``timeout`` s."""
+        self._dispatch()
+        busy = [w for w in self._workers if w.task is not None]
+        if not busy:
+            return
+        tick = timeout if not self._budget.timeout else min(timeout, max(0.05, self._budget.timeout / 4))
+        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=tick))
+        for worker in busy:
+            if worker.conn in ready:
+                self._receive(worker)
+            elif worker.process.sentinel in ready:
+                self._died(worker)
+            elif self._budget.timeout:
+                started, _ = worker.slot.read()
+                if time.monotonic() - started > self._budget.timeout:
+                    self._lost(worker, "timeout", f"past the {self._budget.timeout:g} s budget per record")
+        self._dispatch()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        if cancel_futures:
+            while self._queue:
+                self._queue.popleft()[0].cancel()
+        for worker in self._workers:
+            # an unfinished task means an error or interrupt upstream: its result is not wanted, do not wait for it
+            worker.stop(kill=worker.task is not None or cancel_futures)
+        self._workers = []
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            worker = next((w for w in self._workers if w.task is None), None)
+            if worker is None:
+                if len(self._workers) >= self._size:
+                    return
+                worker = _Worker(self._budget)
+                self._workers.append(worker)
+            future, fn, args, kwargs = self._queue.popleft()
+            if future.set_running_or_notify_cancel():
+                worker.start(future, fn, args, kwargs)
+
+    def _receive(self, worker: "_Worker") -> None:
+        future = worker.task
+        try:
+            ok, value, retire = worker.conn.recv()
+        except (EOFError, OSError):
+            self._died(worker)
+            return
+        worker.task = None
+        if retire:  # after a MemoryError: a fresh process rather than a fragmented heap
+            self._replace(worker)
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def _died(self, worker: "_Worker") -> None:
+        worker.process.join(5)  # its pipe closes as it ends: reap it to learn how
+        self._lost(worker, "died", f"worker process ended ({_exit_name(worker.process.exitcode)})")
+
+    def _lost(self, worker: "_Worker", reason: str, detail: str) -> None:
+        started, label = worker.slot.read()
+        seconds = time.monotonic() - started
+        future = worker.task
+        worker.task = None
+        self._replace(worker)
+        log.warning("worker %s on %r after %.1f s: %s; a new worker takes its place", reason, label, seconds, detail)
+        future.set_exception(BudgetExceeded(reason, label, seconds, detail))
+
+    def _replace(self, worker: "_Worker") -> None:
+        worker.stop(kill=True)
+        self._workers.remove(worker)  # the next dispatch starts a new one
+
+
+class _Worker:
+    """One supervised worker process: its pipe, its mark slot and the task it runs."""
+
+    def __init__(self, budget: Budget) -> None:
+        context = multiprocessing.get_context("fork")  # workers only compute; the parent's DB connections stay unused
+        self.conn, child = context.Pipe()
+        self.slot = MarkSlot()
+        self.task: Optional[Future] = None
+        self.process = context.Process(target=_supervised_worker, args=(child, self.slot, os.getpid(), budget.memory_mb),
+                                       daemon=True)
+        self.process.start()
+        child.close()
+
+    def start(self, future: Future, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        self.slot.write("")  # the clock starts at dispatch, not at the previous task's last mark
+        self.task = future
+        self.conn.send((fn, args, kwargs))
+
+    def stop(self, kill: bool) -> None:
+        if self.process.is_alive():
+            if kill:
+                os.kill(self.process.pid, signal.SIGKILL)
+            else:
+                try:
+                    self.conn.send(None)
+                except OSError:
+                    os.kill(self.process.pid, signal.SIGKILL)
+        self.process.join()
+        self.conn.close()
+        self.slot.close()
+
+
+def _supervised_worker(conn: Connection, slot: MarkSlot, parent: int, memory_mb: Optional[int]) -> None:
+    _worker_setup(parent)
+    if memory_mb:
+        _cap_address_space(memory_mb)
+    budgets.in_worker(slot)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:  # the parent closed the pipe
+            return
+        if task is None:
+            return
+        fn, args, kwargs = task
+        try:
+            reply = (True, fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - delivered through the future, as a pool would
+            reply = (False, exc)
+        try:
+            conn.send((*reply, budgets.retiring()))
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result or exception still ends the task
+            conn.send((False, XtalbaseError(f"worker result could not be sent back: {type(exc).__name__}: {exc}"),
+                       budgets.retiring()))
+        if budgets.retiring():
+            return
+
+
+def _cap_address_space(memory_mb: int) -> None:
+    """Cap this process's address space at its present size plus ``memory_mb`` MiB (Linux; elsewhere no cap)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import resource
+
+    with open("/proc/self/statm") as fh:
+        present = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = present + memory_mb * (1 << 20)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _exit_name(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
 class DaskExecutor(Executor):
     """Tasks on the workers of a running ``dask.distributed`` scheduler; the client is closed with the executor."""
 
@@ -78,7 +278,7 @@ class DaskExecutor(Executor):
             self._client.close()
 
 
-def get_executor(workers: int = 1, scheduler: str | None = None) -> Executor:
+def get_executor(workers: int = 1, scheduler: str | None = None, budget: Budget | None = None) -> Executor:
     """An executor for ``workers`` processes, or for the Dask scheduler at ``scheduler``.
 
     Parameters
@@ -88,9 +288,14 @@ def get_executor(workers: int = 1, scheduler: str | None = None) -> Executor:
     scheduler : str, optional
         Address of a running ``dask.distributed`` scheduler (``tcp://host:8786``);
         tasks then run on its workers through ``Client.get_executor()``.
+    budget : Budget, optional
+        Limits per item and per worker: with any limit set, local work runs in a :class:`SupervisedPool` (one
+        child process even for ``workers=1``). Dask workers keep their own limits (``--memory-limit``).
     """
     if scheduler:
         return DaskExecutor(scheduler)
+    if budget is not None and budget.active:
+        return SupervisedPool(workers, budget)
     if workers <= 1:
         return InlineExecutor()
     return WorkerPool(workers)

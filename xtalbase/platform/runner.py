@@ -8,7 +8,9 @@ consumer (memory stays bounded however long the stream), results come back in
 submission order or as they finish, progress goes to a callback and counts to
 the ``xtalbase.runner`` logger, and an interrupt (Ctrl-C, SIGTERM raised as
 :class:`~xtalbase.errors.Terminated`, an error while writing) cancels the queued
-tasks before the executor is closed.
+tasks before the executor is closed. With a :class:`~xtalbase.platform.budgets.Budget`, local work runs in a
+:class:`~xtalbase.platform.executors.SupervisedPool`: a task whose item runs past its time (or whose worker
+dies) is handed to ``retry``, which returns the task's arguments with that item passed over, and runs again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.budgets import Budget, BudgetExceeded
 from xtalbase.platform.executors import get_executor
 
 K = TypeVar("K")
@@ -48,6 +51,13 @@ class Runner(Generic[K, R]):
         What the work is, for the log.
     progress : callable, optional
         Called as ``progress(tasks_done)`` after each yielded result.
+    budget : Budget, optional
+        Time per item and memory per worker (:mod:`xtalbase.platform.budgets`); with a limit set, even
+        ``workers=1`` runs in one child process, and ``fn`` must be picklable.
+    retry : callable, optional
+        ``retry(args, exceeded)`` -> the arguments to run a task again with after its item ``exceeded.label``
+        ran past the budget or killed its worker, or ``None`` to raise the
+        :class:`~xtalbase.platform.budgets.BudgetExceeded`; the retried task keeps its key and its place.
 
     Examples
     --------
@@ -58,7 +68,8 @@ class Runner(Generic[K, R]):
 
     def __init__(self, fn: Callable[..., R], *, workers: int = 1, scheduler: Optional[str] = None,
                  in_flight: Optional[int] = None, ordered: bool = True, name: str = "tasks",
-                 progress: Optional[Callable[[int], None]] = None) -> None:
+                 progress: Optional[Callable[[int], None]] = None, budget: Optional[Budget] = None,
+                 retry: Optional[Callable[[tuple, BudgetExceeded], Optional[tuple]]] = None) -> None:
         if workers < 1:
             raise XtalbaseError(f"workers must be at least 1 (got {workers})")
         if in_flight is not None and in_flight < 1:
@@ -66,10 +77,11 @@ class Runner(Generic[K, R]):
         self.fn, self.workers, self.scheduler = fn, workers, scheduler
         self.in_flight = in_flight or max(2, 2 * workers)
         self.ordered, self.name, self.progress = ordered, name, progress
+        self.budget, self.retry = budget, retry
         self._executor: Optional[Executor] = None
 
     def __enter__(self) -> "Runner[K, R]":
-        self._executor = get_executor(self.workers, self.scheduler)
+        self._executor = get_executor(self.workers, self.scheduler, self.budget)
         self._executor.__enter__()
         return self
 
@@ -88,12 +100,12 @@ class Runner(Generic[K, R]):
         if self._executor is None:
             raise XtalbaseError("Runner.map needs an open runner: use it in a `with Runner(...) as runner:` block")
         executor = self._executor
-        pending: deque[tuple[K, Future]] = deque()
+        pending: deque[tuple[K, tuple, Future]] = deque()
         done = 0
         started = time.perf_counter()
         try:
             for key, args in tasks:
-                pending.append((key, executor.submit(self.fn, *args)))
+                pending.append((key, args, executor.submit(self.fn, *args)))
                 while len(pending) >= self.in_flight:
                     yield self._next(pending)
                     done += 1
@@ -104,21 +116,35 @@ class Runner(Generic[K, R]):
                 self._tick(done)
         except BaseException:
             # an error, Ctrl-C or SIGTERM: queued tasks would otherwise run to completion before the pool closes
-            cancelled = sum(future.cancel() for _, future in pending)
+            cancelled = sum(future.cancel() for _, _, future in pending)
             log.info("%s: stopped after %d tasks, %d queued tasks cancelled", self.name, done, cancelled)
             raise
         log.info("%s: %d tasks in %.2f s on %d worker(s)%s", self.name, done, time.perf_counter() - started,
                  self.workers, f" at {self.scheduler}" if self.scheduler else "")
 
-    def _next(self, pending: deque[tuple[K, Future]]) -> tuple[K, R]:
-        if self.ordered:
-            key, future = pending.popleft()
-            return key, future.result()
-        finished, _ = wait([f for _, f in pending], return_when=FIRST_COMPLETED)
-        index = next(i for i, (_, f) in enumerate(pending) if f in finished)
-        key, future = pending[index]
-        del pending[index]
-        return key, future.result()
+    def _next(self, pending: deque[tuple[K, tuple, Future]]) -> tuple[K, R]:
+        while True:
+            if self.ordered:
+                index = 0
+                self._settle([pending[0][2]])
+            else:
+                self._settle([f for _, _, f in pending])
+                finished, _ = wait([f for _, _, f in pending], return_when=FIRST_COMPLETED)
+                index = next(i for i, (_, _, f) in enumerate(pending) if f in finished)
+            key, args, future = pending[index]
+            exceeded = future.exception()
+            again = self.retry(args, exceeded) if isinstance(exceeded, BudgetExceeded) and self.retry else None
+            if again is None:
+                del pending[index]
+                return key, future.result()
+            log.info("%s: task run again without %r (%s)", self.name, exceeded.label, exceeded.reason)
+            pending[index] = (key, again, self._executor.submit(self.fn, *again))
+
+    def _settle(self, futures: list[Future]) -> None:
+        # a supervised pool is driven by its consumer (no thread forks its workers): pump it until one is done
+        pump = getattr(self._executor, "pump", None)
+        while pump is not None and not any(f.done() for f in futures):
+            pump(0.5)
 
     def _tick(self, done: int) -> None:
         log.debug("%s: %d tasks done", self.name, done)
