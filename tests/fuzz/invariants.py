@@ -1,0 +1,170 @@
+"""What must hold after ingesting any file, however broken; shared by the fuzz tests and ``bench/fuzz_campaign.py``.
+
+:func:`ingest_and_check` ingests one path twice into an existing database and returns
+the broken invariants as sentences (empty when all hold):
+
+- the summary adds up: ``read = inserted + duplicates + quarantined``, and the run's
+  structure and quarantine rows match ``inserted`` and ``quarantined``;
+- every quarantine row has a known reason and a message;
+- nothing non-finite is stored: cell lengths, angles, volume, density, the cell matrix
+  and fractional coordinates, energies, forces, stress and numeric source properties;
+- the second ingest of the same path adds no structure, source, property or calculation.
+
+An unhandled exception is not caught here: the caller sees it (the fuzz test fails on
+it; the campaign counts it as a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import signal
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import sqlalchemy as sa
+
+#: Tables whose rows a re-ingest of the same file must not add to.
+STORED_TABLES = ("structures", "sources", "source_properties", "calculations")
+
+
+class BudgetExceeded(Exception):
+    """One example ran past its wall-clock budget."""
+
+
+def _counts(conn: sa.Connection) -> dict[str, int]:
+    return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in STORED_TABLES}
+
+
+def _non_finite(name: str, values: Any) -> str | None:
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=float)
+    if np.isfinite(arr).all():
+        return None
+    return f"{name} not finite: {arr.ravel()[~np.isfinite(arr.ravel())][:3].tolist()}"
+
+
+def stored_problems(conn: sa.Connection, run_id: int) -> list[str]:
+    """Non-finite or malformed values among the rows that run ``run_id`` stored."""
+    problems: list[str] = []
+    rows = conn.execute(sa.text(
+        "SELECT id, a, b, c, alpha, beta, gamma, volume, density, nsites, cell, numbers, frac_coords "
+        "FROM structures WHERE run_id = :r"), {"r": run_id})
+    for sid, a, b, c, al, be, ga, vol, dens, nsites, cell, numbers, frac in rows:
+        where = f"structure {sid}"
+        for name, value in (("cell", cell), ("frac_coords", frac)):
+            problems.append(_non_finite(f"{where} {name}", np.frombuffer(bytes(value), "<f8")))
+        problems.append(_non_finite(f"{where} a, b, c, alpha, beta, gamma, volume, density",
+                                    [a, b, c, al, be, ga, vol, dens]))
+        if len(bytes(numbers)) != nsites or len(bytes(frac)) != 24 * nsites or nsites < 1:
+            problems.append(f"{where}: nsites {nsites} disagrees with its numbers/frac_coords arrays")
+        elif not (vol or 0) > 0:
+            problems.append(f"{where}: volume {vol} is not positive")
+    rows = conn.execute(sa.text(
+        "SELECT c.id, c.energy, c.energy_per_atom, c.forces, c.stress, s.nsites FROM calculations c "
+        "JOIN structures s ON s.id = c.structure_id WHERE c.run_id = :r"), {"r": run_id})
+    for cid, energy, epa, forces, stress, nsites in rows:
+        where = f"calculation {cid}"
+        problems.append(_non_finite(f"{where} energy, energy_per_atom",
+                                    [v for v in (energy, epa) if v is not None]))
+        if forces is not None:
+            f = np.frombuffer(bytes(forces), "<f8")
+            problems.append(_non_finite(f"{where} forces", f))
+            if f.size != 3 * nsites:
+                problems.append(f"{where}: {f.size // 3} force rows for {nsites} sites")
+        if stress is not None:
+            problems.append(_non_finite(f"{where} stress", np.frombuffer(bytes(stress), "<f8")))
+    rows = conn.execute(sa.text(
+        "SELECT p.source_id, p.name, p.value_float FROM source_properties p JOIN sources s ON s.id = p.source_id "
+        "WHERE s.run_id = :r AND p.value_float IS NOT NULL"), {"r": run_id})
+    for source_id, name, value in rows:
+        if not math.isfinite(value):
+            problems.append(f"source {source_id} property {name} stored as the float {value} (non-finite is kept as text)")
+    return [p for p in problems if p]
+
+
+def quarantine_problems(conn: sa.Connection, run_id: int) -> list[str]:
+    """Quarantine rows of run ``run_id`` without a known reason or without a message."""
+    from xtalbase.ingest.records import REASONS
+
+    problems = []
+    rows = conn.execute(sa.text("SELECT id, reason, message FROM quarantine WHERE run_id = :r"), {"r": run_id})
+    for qid, reason, message in rows:
+        if reason not in REASONS:
+            problems.append(f"quarantine {qid}: unknown reason {reason!r}")
+        if not (message or "").strip():
+            problems.append(f"quarantine {qid} ({reason}): empty message")
+    return problems
+
+
+def accounting_problems(conn: sa.Connection, report: Any, file_hash: str) -> list[str]:
+    """Where ``report`` does not add up, or disagrees with the rows of its run and of the file (sha256 ``file_hash``)."""
+    problems = []
+    if report.read != report.inserted + report.duplicates + report.quarantined:
+        problems.append(f"read {report.read} != inserted {report.inserted} + duplicates {report.duplicates} "
+                        f"+ quarantined {report.quarantined}")
+    if sum(report.quarantined_by_reason.values()) != report.quarantined:
+        problems.append(f"quarantined_by_reason {report.quarantined_by_reason} does not sum to {report.quarantined}")
+    n = conn.execute(sa.text("SELECT count(*) FROM structures WHERE run_id = :r"), {"r": report.run_id}).scalar_one()
+    if n != report.inserted:
+        problems.append(f"{n} structures rows in run {report.run_id}, the summary says {report.inserted}")
+    # a quarantine row is unique per (file hash, record, reason): the same bytes quarantined by an earlier run keep theirs
+    n = conn.execute(sa.text("SELECT count(*) FROM quarantine WHERE file_hash = :h"), {"h": file_hash}).scalar_one()
+    if n < report.quarantined:
+        problems.append(f"{n} quarantine rows for the file, the summary says {report.quarantined} records were quarantined")
+    return problems
+
+
+def ingest_and_check(db: Any, path: Path, **options: Any) -> tuple[Any, list[str]]:
+    """Ingest ``path`` twice into ``db``; the first report and the broken invariants."""
+    from xtalbase.platform.hashing import file_sha256
+
+    with db.engine.connect() as conn:
+        before = _counts(conn)
+    report = db.ingest(path, **options)
+    with db.engine.connect() as conn:
+        problems = accounting_problems(conn, report, file_sha256(path)) + quarantine_problems(conn, report.run_id)
+        problems += stored_problems(conn, report.run_id)
+        middle = _counts(conn)
+    if middle["structures"] - before["structures"] != report.inserted:
+        problems.append(f"{middle['structures'] - before['structures']} structures added, the summary says {report.inserted}")
+    again = db.ingest(path, **options)
+    with db.engine.connect() as conn:
+        after = _counts(conn)
+    added = {t: after[t] - middle[t] for t in STORED_TABLES if after[t] != middle[t]}
+    if added or again.inserted:
+        problems.append(f"re-ingest added rows {added} (inserted {again.inserted})")
+    return report, problems
+
+
+@contextlib.contextmanager
+def budget(seconds: float, extra_bytes: int) -> Iterator[None]:
+    """Raise :class:`BudgetExceeded` after ``seconds`` of wall time, and :class:`MemoryError` past ``extra_bytes`` more address space.
+
+    The memory cap lowers this process's soft ``RLIMIT_AS`` to its current size plus
+    ``extra_bytes`` and restores it afterwards, so a runaway allocation fails here instead
+    of taking the shared machine. The alarm interrupts Python code only: a hang inside a
+    C extension is reported when it returns (the campaign's subprocess limit covers that).
+    """
+    old_limit = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/statm") as fh:
+        current = int(fh.read().split()[0]) * resource.getpagesize()
+    cap = current + extra_bytes
+    if old_limit[1] != resource.RLIM_INFINITY:
+        cap = min(cap, old_limit[1])
+
+    def _alarm(signum: int, frame: Any) -> None:
+        raise BudgetExceeded(f"example took more than {seconds:g} s")
+
+    old_handler = signal.signal(signal.SIGALRM, _alarm)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, old_limit[1]))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        resource.setrlimit(resource.RLIMIT_AS, old_limit)
