@@ -100,7 +100,7 @@ def quarantine_problems(conn: sa.Connection, run_id: int) -> list[str]:
     return problems
 
 
-def accounting_problems(conn: sa.Connection, report: Any, file_hash: str) -> list[str]:
+def accounting_problems(conn: sa.Connection, report: Any, file_hash: str | None) -> list[str]:
     """Where ``report`` does not add up, or disagrees with the rows of its run and of the file (sha256 ``file_hash``)."""
     problems = []
     if report.read != report.inserted + report.duplicates + report.quarantined:
@@ -112,7 +112,10 @@ def accounting_problems(conn: sa.Connection, report: Any, file_hash: str) -> lis
     if n != report.inserted:
         problems.append(f"{n} structures rows in run {report.run_id}, the summary says {report.inserted}")
     # a quarantine row is unique per (file hash, record, reason): the same bytes quarantined by an earlier run keep theirs
-    n = conn.execute(sa.text("SELECT count(*) FROM quarantine WHERE file_hash = :h"), {"h": file_hash}).scalar_one()
+    if file_hash is None:  # a folder: its files' rows
+        n = conn.execute(sa.text("SELECT count(*) FROM quarantine WHERE run_id = :r"), {"r": report.run_id}).scalar_one()
+    else:
+        n = conn.execute(sa.text("SELECT count(*) FROM quarantine WHERE file_hash = :h"), {"h": file_hash}).scalar_one()
     if n < report.quarantined:
         problems.append(f"{n} quarantine rows for the file, the summary says {report.quarantined} records were quarantined")
     return problems
@@ -126,7 +129,7 @@ def ingest_and_check(db: Any, path: Path, **options: Any) -> tuple[Any, list[str
         before = _counts(conn)
     report = db.ingest(path, **options)
     with db.engine.connect() as conn:
-        problems = accounting_problems(conn, report, file_sha256(path)) + quarantine_problems(conn, report.run_id)
+        problems = accounting_problems(conn, report, file_sha256(path) if path.is_file() else None) + quarantine_problems(conn, report.run_id)
         problems += stored_problems(conn, report.run_id)
         middle = _counts(conn)
     if middle["structures"] - before["structures"] != report.inserted:
