@@ -85,8 +85,8 @@ def _write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def mutants(work: Path, per_format: int, seed: int) -> list[tuple[str, Path, str]]:
-    """``(format, path, how)`` of the seeded mutants."""
+def mutants(work: Path, per_format: int, seed: int) -> list[tuple[str, Path, str, str]]:
+    """``(format, path, how, expectation)`` of the seeded mutants."""
     rng = random.Random(seed)
     out = []
     for fmt, files in seed_files(work).items():
@@ -95,7 +95,7 @@ def mutants(work: Path, per_format: int, seed: int) -> list[tuple[str, Path, str
             ops = random_ops(rng)
             data, compressed = seed_bytes(src)
             path = _write(work / "mutants" / fmt / str(i) / src.name, mutate(data, ops, compressed=compressed))
-            out.append((fmt, path, f"{src.name}: {', '.join(map(str, ops))}"))
+            out.append((fmt, path, f"{src.name}: {', '.join(map(str, ops))}", "any"))
     return out
 
 
@@ -104,8 +104,8 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
-def issue_cases(work: Path) -> list[tuple[str, Path, str]]:
-    """The hand-made defects of issue 25, one small file each."""
+def issue_cases(work: Path) -> list[tuple[str, Path, str, str]]:
+    """The hand-made defects of issue 25, one small file each, with what must happen to it (see :func:`expectation`)."""
     d = work / "issue"
     cif = (SEEDS / "mp-91.cif").read_text()
     cod = (SEEDS / "cod_164.cif").read_text()
@@ -116,23 +116,30 @@ def issue_cases(work: Path) -> list[tuple[str, Path, str]]:
     gamma = next(line for line in lines if line.startswith("_cell_angle_gamma"))
     a_len = next(line for line in lines if line.startswith("_cell_length_a"))
     cases = [
-        ("cif", _write(d / "gamma_179.9999.cif", cif.replace(gamma, "_cell_angle_gamma   179.9999\n")), "gamma = 179.9999 deg"),
-        ("cif", _write(d / "a_1e-7.cif", cif.replace(a_len, "_cell_length_a   1e-7\n")), "a = 1e-7 A"),
-        ("cif", _write(d / "cut_before_cell.cif", cif[:cif.index("_cell_length_a")]), "cut before the cell"),
-        ("cif", _write(d / "symop_inf.cif", _symop_inf(cod)), "symmetry operation -x+1/inf"),
-        ("extxyz", _write(d / "atom_5e8.xyz", _extxyz_far_atom(xyz)), "an atom 5e8 A away"),
-        ("extxyz", _write(d / "species_i.xyz", _extxyz_species_i(xyz)), "species Si -> i"),
-        ("extxyz", _write(d / "count_short.xyz", _replace(xyz, "24\n", "23\n")), "frame count line 24 -> 23"),
-        ("extxyz", _write(d / "empty.xyz", ""), "empty file"),
-        ("poscar", _write(d / "POSCAR_lost_decimal", _poscar_lost_decimal(poscar)), "a lost decimal point in the cell"),
-        ("outcar", _write(d / "OUTCAR", _outcar_huge_ions()), "ions per type = 1000000000"),
-        ("pmg_json", _write(d / "lattice_1e308.json", json.dumps(_pmg_lattice(pmg, 1e308))), "lattice of 1e308 A"),
+        ("cif", _write(d / "gamma_179.9999.cif", cif.replace(gamma, "_cell_angle_gamma   179.9999\n")), "gamma = 179.9999 deg", "rejected"),
+        ("cif", _write(d / "cod_gamma_179.9999.cif", _cod_gamma(cod)), "gamma = 179.9999 deg (COD 164)", "rejected"),
+        ("cif", _write(d / "a_1e-7.cif", cif.replace(a_len, "_cell_length_a   1e-7\n")), "a = 1e-7 A", "rejected"),
+        ("cif", _write(d / "cut_before_cell.cif", cif[:cif.index("_cell_length_a")]), "cut before the cell", "rejected"),
+        ("cif", _write(d / "symop_inf.cif", _symop_inf(cod)), "symmetry operation -x+1/inf", "rejected"),
+        ("extxyz", _write(d / "atom_5e8.xyz", _extxyz_far_atom(xyz)), "an atom 5e8 A away (frame 1 of 2)", "some_rejected"),
+        ("extxyz", _write(d / "species_i.xyz", _extxyz_species_i(xyz)), "species Si -> i (frame 1 of 2)", "some_rejected"),
+        ("extxyz", _write(d / "count_short.xyz", _replace(xyz, "24\n", "23\n")), "frame count line 24 -> 23", "some_rejected"),
+        ("extxyz", _write(d / "empty.xyz", ""), "empty file", "rejected"),
+        ("poscar", _write(d / "POSCAR_lost_decimal", _poscar_lost_decimal(poscar)), "a lost decimal point in the cell", "rejected"),
+        ("outcar", _write(d / "OUTCAR", _outcar_huge_ions()), "ions per type = 1000000000", "rejected"),
+        ("pmg_json", _write(d / "lattice_1e308.json", json.dumps(_pmg_lattice(pmg, 1e308))), "lattice of 1e308 A", "rejected"),
         ("pmg_json", _write(d / "property_inf.json", json.dumps({**pmg, "formation_energy_per_atom": float("inf")})),
-         "MP property Infinity"),
-        ("pmg_json", _write(d / "deep.json", "[" * 2000 + "]" * 2000), "JSON nested 2000 deep"),
-        ("cif", _gzip_bomb(d / "bomb.cif.gz"), "a .cif.gz that expands to 1 GiB"),
+         "MP property Infinity", "stored"),
+        ("pmg_json", _write(d / "deep.json", "[" * 2000 + "]" * 2000), "JSON nested 2000 deep", "rejected"),
+        ("cif", _gzip_bomb(d / "bomb.cif.gz"), "a .cif.gz that expands to 1 GiB", "rejected"),
     ]
     return cases
+
+
+def _cod_gamma(cod: str) -> str:
+    import re
+
+    return re.sub(r"_cell_angle_gamma\s+\S+", "_cell_angle_gamma 179.9999", cod, count=1)
 
 
 def _symop_inf(cod: str) -> str:
@@ -188,7 +195,7 @@ def _gzip_bomb(path: Path) -> Path:
     return path
 
 
-def special_paths(work: Path) -> list[tuple[str, Path, str]]:
+def special_paths(work: Path) -> list[tuple[str, Path, str, str]]:
     """Folders holding one valid CIF and one hostile path each."""
     out = []
 
@@ -201,35 +208,65 @@ def special_paths(work: Path) -> list[tuple[str, Path, str]]:
     f = folder("symlink_loop")
     (f / "loop").symlink_to(f)
     (f / "self.cif").symlink_to(f / "self.cif")
-    out.append(("folder", f, "a symlink loop (folder) and a self-referencing *.cif link"))
+    out.append(("folder", f, "a symlink loop (folder) and a self-referencing *.cif link", "folder"))
     f = folder("fifo")
     os.mkfifo(f / "pipe.cif")
-    out.append(("folder", f, "a FIFO named pipe.cif"))
+    out.append(("folder", f, "a FIFO named pipe.cif", "folder"))
     f = folder("dev_zero")
     (f / "zero.cif").symlink_to("/dev/zero")
-    out.append(("folder", f, "zero.cif -> /dev/zero"))
+    out.append(("folder", f, "zero.cif -> /dev/zero", "folder"))
     f = folder("outside_link")
     (f / "os-release.cif").symlink_to("/etc/os-release")
-    out.append(("folder", f, "os-release.cif -> /etc/os-release (outside the tree)"))
+    out.append(("folder", f, "os-release.cif -> /etc/os-release (outside the tree)", "folder"))
     f = folder("unreadable")
     (f / "locked").mkdir()
     shutil.copy(SEEDS / "cod_164.cif", f / "locked" / "hidden.cif")
     (f / "locked").chmod(0)
-    out.append(("folder", f, "an unreadable sub-folder (mode 000; root reads it anyway)"))
+    out.append(("folder", f, "an unreadable sub-folder (mode 000; root reads it anyway)", "folder"))
     f = folder("big_file")
     with open(f / "big.cif", "wb") as fh:
         fh.write((SEEDS / "mp-91.cif").read_bytes())
         line = b"# " + b"x" * 1021 + b"\n"
         for _ in range(50 * 1024):
             fh.write(line)
-    out.append(("folder", f, "a 50 MB CIF (valid block + 50 MB of comments)"))
+    out.append(("folder", f, "a 50 MB CIF (valid block + 50 MB of comments)", "folder"))
     return out
 
 
 # ---------------------------------------------------------------- one input, in a child process
 
 
-def child(path: str, template: str, mem_gb: float) -> int:
+def expectation(expect: str, report, folder: Path, conn) -> list[str]:
+    """What the hand-made cases must end as: ``rejected`` (nothing stored, quarantined), ``some_rejected``, ``stored``,
+    ``folder`` (its valid CIF stored, the hostile path quarantined or named in the summary, no text from outside the
+    folder in the quarantine); ``any`` for the mutants (the invariants only)."""
+    import sqlalchemy as sa
+
+    problems = []
+    if expect == "rejected" and (report.inserted or report.duplicates or not report.quarantined):
+        problems.append(f"must be rejected: {report.inserted} inserted, {report.quarantined} quarantined")
+    if expect == "some_rejected" and not report.quarantined:
+        problems.append("a broken record must be quarantined: nothing was")
+    if expect == "stored" and not report.inserted:
+        problems.append(f"must be stored: {report.to_dict()}")
+    if expect == "folder":
+        if report.inserted != 1:
+            problems.append(f"the folder's valid CIF must be stored once: {report.inserted} inserted")
+        extra = {k: v for k, v in report.to_dict().items() if k not in SUMMARY_KEYS and v}
+        if not (report.quarantined or report.notes or extra):
+            problems.append("silent: the hostile path is neither quarantined nor named in the summary")
+        root = folder.resolve()
+        for (file_path,) in conn.execute(sa.text("SELECT file_path FROM quarantine WHERE raw_text IS NOT NULL")):
+            target = Path(file_path).resolve()
+            if root not in target.parents and target != root:
+                problems.append(f"quarantine stores the text of {target}, outside the given folder")
+    return problems
+
+
+SUMMARY_KEYS = {"read", "inserted", "duplicates", "quarantined", "quarantined_by_reason", "run_id", "seconds"}
+
+
+def child(path: str, template: str, mem_gb: float, expect: str = "any") -> int:
     """Ingest ``path`` twice into a copy of ``template`` and print one JSON line; exit 0 unless it crashed."""
     import traceback
     import warnings
@@ -250,7 +287,11 @@ def child(path: str, template: str, mem_gb: float) -> int:
     db = xtalbase.connect(f"sqlite:///{db_path}")
     try:
         report, problems = ingest_and_check(db, Path(path))
-        result = {"outcome": "wrong" if problems else ("silent" if report.read == 0 else "ok"), "problems": problems,
+        with db.engine.connect() as conn:
+            expected = expectation(expect, report, Path(path), conn)
+        silent = (report.read == 0 and not report.quarantined) or any(p.startswith("silent") for p in expected)
+        problems += [p for p in expected if not p.startswith("silent")]
+        result = {"outcome": "wrong" if problems else ("silent" if silent else "ok"), "problems": problems + expected,
                   "summary": report.to_dict()}
         code = 0
     except XtalbaseError as exc:
@@ -266,11 +307,12 @@ def child(path: str, template: str, mem_gb: float) -> int:
     return code
 
 
-def run_one(path: Path, template: Path, limit: float, mem_gb: float) -> dict:
+def run_one(path: Path, template: Path, limit: float, mem_gb: float, expect: str) -> dict:
     """Run :func:`child` on ``path`` with a wall-clock limit; its result with ``seconds`` and ``peak_mb``."""
     start = time.perf_counter()
     out = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(path), str(template), "--mem-gb", str(mem_gb)],
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(path), str(template), "--mem-gb", str(mem_gb),
+                             "--expect", expect],
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     hung = False
     while True:
@@ -331,9 +373,10 @@ def main() -> int:
     parser.add_argument("--mem-gb", type=float, default=4.0, help="address-space cap per input, GiB")
     parser.add_argument("--out", type=Path, help="also write the report here")
     parser.add_argument("--child", nargs=2, metavar=("PATH", "TEMPLATE_DB"), help=argparse.SUPPRESS)
+    parser.add_argument("--expect", default="any", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(*args.child, args.mem_gb)
+        return child(*args.child, args.mem_gb, args.expect)
 
     import xtalbase
 
@@ -342,19 +385,20 @@ def main() -> int:
         template = work / "template.db"
         with xtalbase.connect(f"sqlite:///{template}") as db:
             db.init()
-        cases = [(fmt, p, how) for fmt, p, how in mutants(work, args.per_format, args.seed)]
-        cases += [(f"issue:{fmt}", p, how) for fmt, p, how in issue_cases(work)]
-        cases += [("special", p, how) for _, p, how in special_paths(work)]
+        cases = mutants(work, args.per_format, args.seed)
+        cases += [(f"issue:{fmt}", p, how, expect) for fmt, p, how, expect in issue_cases(work)]
+        cases += [("special", p, how, expect) for _, p, how, expect in special_paths(work)]
         buf = io.StringIO()
         started = time.time()
         rows = []
-        for i, (group, path, how) in enumerate(cases, 1):
-            result = run_one(path, template, args.limit, args.mem_gb)
+        for i, (group, path, how, expect) in enumerate(cases, 1):
+            result = run_one(path, template, args.limit, args.mem_gb, expect)
             rows.append(("issue" if group.startswith("issue") else group, how, result))
             print(f"[{i}/{len(cases)}] {group:<14} {result['outcome']:<8} {result['seconds']:>6.1f} s "
                   f"{result['peak_mb']:>7.0f} MB  {path.relative_to(work)}  ({how})", file=sys.stderr, flush=True)
             if result["outcome"] not in ("ok", "refused"):
-                detail = result.get("error") or "; ".join(result.get("problems", [])) or json.dumps(result.get("summary"))
+                detail = result.get("error") or "; ".join(result.get("problems", []))
+                detail = f"{detail} {json.dumps(result.get('summary'))}" if result.get("summary") else detail
                 print(f"{group:<14} {result['outcome']:<7} {path.relative_to(work)} ({how}): {detail[:300]}", file=buf)
         report = [
             f"xtalbase fuzz campaign (bench/fuzz_campaign.py --per-format {args.per_format} --seed {args.seed} "
@@ -367,7 +411,8 @@ def main() -> int:
             table([(g, h, r) for g, h, r in rows]),
             "",
             "crash = unhandled exception or non-zero exit; hang = killed at the limit; wrong = non-finite or inconsistent "
-            "values stored or a summary that does not add up; silent = nothing read, nothing quarantined; peak MB = the "
+            "values stored, a summary that does not add up, or a hand-made case not rejected; silent = nothing read and "
+            "nothing quarantined, or a hostile path neither quarantined nor named in the summary; peak MB = the "
             "child's ru_maxrss (a MemoryError at the --mem-gb cap shows as a crash)",
             "",
             "every input that was not ok or refused:",

@@ -16,22 +16,23 @@ it; the campaign counts it as a crash).
 
 from __future__ import annotations
 
-import contextlib
 import math
+import os
+import pickle
 import resource
 import signal
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
 #: Tables whose rows a re-ingest of the same file must not add to.
 STORED_TABLES = ("structures", "sources", "source_properties", "calculations")
-
-
-class BudgetExceeded(Exception):
-    """One example ran past its wall-clock budget."""
 
 
 def _counts(conn: sa.Connection) -> dict[str, int]:
@@ -143,31 +144,74 @@ def ingest_and_check(db: Any, path: Path, **options: Any) -> tuple[Any, list[str
     return report, problems
 
 
-@contextlib.contextmanager
-def budget(seconds: float, extra_bytes: int) -> Iterator[None]:
-    """Raise :class:`BudgetExceeded` after ``seconds`` of wall time, and :class:`MemoryError` past ``extra_bytes`` more address space.
+@dataclass
+class Outcome:
+    """How one isolated ingest ended: ``problems`` (broken invariants), ``error`` (an escaped exception, a hang, a
+    kill), the first report's summary, and the child's wall time (s) and peak RSS (MiB)."""
 
-    The memory cap lowers this process's soft ``RLIMIT_AS`` to its current size plus
-    ``extra_bytes`` and restores it afterwards, so a runaway allocation fails here instead
-    of taking the shared machine. The alarm interrupts Python code only: a hang inside a
-    C extension is reported when it returns (the campaign's subprocess limit covers that).
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    seconds: float = 0.0
+    peak_mib: float = 0.0
+
+
+def isolated_ingest_and_check(url: str, path: Path, seconds: float, extra_bytes: int, **options: Any) -> Outcome:
+    """:func:`ingest_and_check` in a forked child with a wall-clock limit and an address-space cap.
+
+    The child may hang inside a C extension (where no signal handler runs) or allocate
+    without bound; the parent kills it after ``seconds`` and its address space is capped at
+    the parent's size plus ``extra_bytes``, so one bad example fails its test instead of
+    stalling the suite or taking the shared machine.
     """
-    old_limit = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/statm") as fh:
-        current = int(fh.read().split()[0]) * resource.getpagesize()
-    cap = current + extra_bytes
-    if old_limit[1] != resource.RLIM_INFINITY:
-        cap = min(cap, old_limit[1])
+        cap = int(fh.read().split()[0]) * resource.getpagesize() + extra_bytes
+    result_file = Path(tempfile.mkstemp(prefix="fuzz-outcome-")[1])
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+            result_file.write_bytes(pickle.dumps(_child(url, path, options)))
+        except BaseException:  # noqa: B036 - whatever happens, the child exits here
+            code = 1
+        finally:
+            os._exit(code)
+    status, usage, hung = _wait(pid, start + seconds)
+    outcome = Outcome(error=f"killed after {seconds:g} s (a hang)" if hung else None)
+    if not hung:
+        try:
+            outcome = pickle.loads(result_file.read_bytes())
+        except (OSError, EOFError, pickle.UnpicklingError):
+            outcome = Outcome(error=f"the child died without a result (wait status {status})")
+    result_file.unlink(missing_ok=True)
+    outcome.seconds, outcome.peak_mib = time.perf_counter() - start, usage.ru_maxrss / 1024
+    return outcome
 
-    def _alarm(signum: int, frame: Any) -> None:
-        raise BudgetExceeded(f"example took more than {seconds:g} s")
 
-    old_handler = signal.signal(signal.SIGALRM, _alarm)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, old_limit[1]))
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+def _child(url: str, path: Path, options: dict[str, Any]) -> Outcome:
+    import xtalbase
+
+    db = xtalbase.connect(url)  # a new engine: connections opened before the fork stay the parent's
     try:
-        yield
+        report, problems = ingest_and_check(db, path, **options)
+        return Outcome(problems=problems, summary=report.to_dict())
+    except BaseException as exc:  # noqa: B036 - an escaped exception is the finding
+        frame = traceback.extract_tb(exc.__traceback__)[-1:] or [None]
+        where = f" at {frame[0].filename}:{frame[0].lineno}" if frame[0] else ""
+        return Outcome(error=f"{type(exc).__name__}: {str(exc)[:300]}{where}")
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
-        resource.setrlimit(resource.RLIMIT_AS, old_limit)
+        db.engine.dispose()
+
+
+def _wait(pid: int, deadline: float) -> tuple[int, Any, bool]:
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return status, usage, False
+        if time.perf_counter() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            _, status, usage = os.wait4(pid, 0)
+            return status, usage, True
+        time.sleep(0.02)

@@ -8,7 +8,8 @@ database under a time and memory budget and checks :mod:`tests.fuzz.invariants`.
 
 The default suite runs :data:`DEFAULT_EXAMPLES` seeded examples per reader (derandomized,
 so every run tries the same files); ``pytest -m fuzz tests/fuzz`` runs
-``XTALBASE_FUZZ_EXAMPLES`` (default 300) per reader.
+``XTALBASE_FUZZ_EXAMPLES`` (default 300) per reader. Each example is ingested in a forked child
+(:func:`tests.fuzz.invariants.isolated_ingest_and_check`), so a hang or a runaway allocation fails one example.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_DATA
-from tests.fuzz.invariants import budget, ingest_and_check
+from tests.fuzz.invariants import ingest_and_check, isolated_ingest_and_check
 from tests.fuzz.mutations import Op, mutate, ops, seed_bytes
 
 SEEDS_DIR = TEST_DATA / "fuzz_seeds"
@@ -38,18 +38,19 @@ SEEDS: dict[str, tuple[str, ...]] = {
     "mlip_json": ("mlearn_Mo_test_first2.json",),
     "pmg_json": ("mp-91.pmg.json",),
 }
-#: Examples per reader in the default suite (about 40 s for all readers on 2 cores).
-DEFAULT_EXAMPLES = 40
+#: Examples per reader in the default suite (about 40 s for all readers on 2 idle cores, plus a 20 s hang until fixed).
+DEFAULT_EXAMPLES = 25
 #: Examples per reader behind the ``fuzz`` marker.
 LONG_EXAMPLES = int(os.environ.get("XTALBASE_FUZZ_EXAMPLES", "300"))
-#: Wall time and extra address space one example (two ingests of one small file) may take.
-SECONDS_PER_EXAMPLE = 30.0
+#: Wall time and extra address space one example (two ingests of one small file, in a forked child) may take.
+SECONDS_PER_EXAMPLE = 20.0
 BYTES_PER_EXAMPLE = 2 << 30
 
 #: Readers whose default-suite examples hit a defect of the fuzz campaign (issue 25) on the code this test landed on;
 #: the marks go when the fixes are merged.
 KNOWN_FAILING: dict[str, str] = {
     "poscar": "a POSCAR-named file of deeply nested JSON: RecursionError escapes format detection and stops the run",
+    "pmg_json": "a fractional coordinate of 1e26 hangs the overlap check's neighbour search (killed at the limit)",
 }
 
 _SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=False,
@@ -67,8 +68,7 @@ def fuzz_db(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("fuzz")
     db = xtalbase.connect(f"sqlite:///{folder / 'fuzz.db'}")
     db.init()
-    db.fuzz_folder = folder
-    yield db
+    yield db, folder
     db.close()
 
 
@@ -77,18 +77,21 @@ def _params(examples_note: str) -> list:
             if reader in KNOWN_FAILING and examples_note == "default" else reader for reader in SEEDS]
 
 
-def check_mutant(db, seed_name: str, mutation: list[Op]) -> None:
-    """Write the mutated seed under its own name in a new folder, ingest it twice and assert every invariant."""
+def check_mutant(fuzz_db, seed_name: str, mutation: list[Op]) -> None:
+    """Write the mutated seed under its own name in a new folder, ingest it twice in a limited child, assert every invariant."""
+    db, root = fuzz_db
     data, compressed = seed_bytes(SEEDS_DIR / seed_name)
-    folder = Path(db.fuzz_folder) / f"example{next(_counter)}"
+    folder = root / f"example{next(_counter)}"
     folder.mkdir()
     path = folder / seed_name
     path.write_bytes(mutate(data, mutation, compressed=compressed))
+    db.engine.dispose()  # no pooled SQLite connection crosses the fork
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with budget(SECONDS_PER_EXAMPLE, BYTES_PER_EXAMPLE):
-            report, problems = ingest_and_check(db, path)
-    assert problems == [], f"{seed_name} after {', '.join(map(str, mutation))}: {problems}"
+        outcome = isolated_ingest_and_check(db.url, path, SECONDS_PER_EXAMPLE, BYTES_PER_EXAMPLE)
+    how = f"{seed_name} after {', '.join(map(str, mutation))}"
+    assert outcome.error is None, f"{how}: {outcome.error}"
+    assert outcome.problems == [], f"{how}: {outcome.problems}"
 
 
 @pytest.mark.parametrize("reader", list(SEEDS))
@@ -99,7 +102,7 @@ def test_seeds_ingest_cleanly(fuzz_db, reader: str) -> None:
     for name in SEEDS[reader]:
         path = SEEDS_DIR / name
         assert detect_format(path) == reader
-        report, problems = ingest_and_check(fuzz_db, path)
+        report, problems = ingest_and_check(fuzz_db[0], path)
         assert report.read > 0 and report.quarantined == 0 and problems == [], (name, report, problems)
 
 
