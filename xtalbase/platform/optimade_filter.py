@@ -38,7 +38,8 @@ from sqlalchemy.types import Integer
 from xtalbase.errors import XtalbaseError
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure, StructureElement, XrdPeak, XrdRecipe
 
-__all__ = ["FilterError", "compile_filter", "sort_column", "known_fields", "parse"]
+__all__ = ["FilterError", "MAX_FILTER_COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_LENGTH", "check_filter_text", "compile_filter",
+           "known_fields", "parse", "sort_column"]
 
 PROPERTY_PREFIX = "_xtalbase_property_"
 PEAK_PREFIX = "_xtalbase_xrd_peak_"
@@ -462,10 +463,10 @@ class _ToSql:
 
     def r_number(self, c: list[Any]) -> int | float:
         tok = c[0]
-        return int(tok) if tok.type == "SIGNED_INT" else float(tok)
+        return _number(str(tok), tok.start_pos, integer=tok.type == "SIGNED_INT")
 
     def r_signed_int(self, c: list[Any]) -> int:
-        return int(c[0])
+        return _number(str(c[0]), c[0].start_pos, integer=True)
 
     def r_property(self, c: list[Any]) -> _Prop:
         if len(c) > 1:
@@ -578,8 +579,8 @@ class _ToSql:
         fld = self._field(prop)
         if isinstance(value, _Prop):
             self._field(value)  # an unknown name on the right is reported as such
-        if prop.name == "id" and isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if prop.name == "id" and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+            value = _number(value.strip(), prop.pos, integer=True)
         return fld.compare(op, value, prop.pos)
 
     def _set(self, prop: _Prop, mode: str, op: str, values: list[Any]) -> ColumnElement[bool]:
@@ -626,6 +627,67 @@ def _property_field(name: str) -> Field:
 
 
 GRAMMAR_VERSION = (1, 2, 0)
+
+#: Longest filter accepted, characters.
+MAX_FILTER_LENGTH = 100_000
+#: Deepest nesting of parentheses accepted.
+MAX_FILTER_DEPTH = 64
+#: Most comparisons in one filter: SQLite refuses expressions deeper than 1000 and a long OR chain is that deep.
+MAX_FILTER_COMPARISONS = 400
+_INT64 = 2**63 - 1
+# characters no database text can hold: NUL (PostgreSQL) and lone surrogates (not encodable as UTF-8)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _number(token: str, pos: int, *, integer: bool) -> int | float:
+    """A filter number as Python int or float, or a positioned :class:`FilterError` when out of range."""
+    try:
+        value = int(token) if integer else float(token)
+    except (ValueError, OverflowError):
+        value = None  # beyond Python's digit limit for int()
+    if value is None or (integer and abs(value) > _INT64) or (not integer and not math.isfinite(value)):
+        shown = token if len(token) <= 40 else token[:20] + "..." + token[-10:]
+        raise FilterError(_where(f"number {shown} is out of range (integers up to 64 bits, finite floats)", pos))
+    return value
+
+
+def check_filter_text(text: str) -> None:
+    """Refuse, with the position, what no parse should see: an over-long or over-nested
+    filter, NUL characters and lone surrogates."""
+    if not isinstance(text, str):
+        raise FilterError(f"invalid filter: a filter is a string, not {type(text).__name__}")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterError(_where(f"the filter is {len(text):,} characters long; at most {MAX_FILTER_LENGTH:,} are accepted",
+                                 MAX_FILTER_LENGTH))
+    bad = _UNSTORABLE.search(text)
+    if bad:
+        what = "a NUL character" if bad.group() == "\x00" else f"a lone surrogate {bad.group()!r}"
+        raise FilterError(_where(f"{what} cannot be stored or compared (remove it)", bad.start()))
+    depth, in_string, i = 0, False, 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "(":
+            depth += 1
+            if depth > MAX_FILTER_DEPTH:
+                raise FilterError(_where(f"parentheses nest deeper than {MAX_FILTER_DEPTH} levels", i))
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        i += 1
+
+
+def _check_comparisons(tree: Any) -> None:
+    comparisons = [t for t in tree.iter_subtrees() if t.data == "comparison"]
+    if len(comparisons) > MAX_FILTER_COMPARISONS:
+        extra = sorted(getattr(t.meta, "start_pos", 0) for t in comparisons)[MAX_FILTER_COMPARISONS]
+        raise FilterError(_where(f"the filter has {len(comparisons)} comparisons; at most {MAX_FILTER_COMPARISONS} "
+                                 "are accepted (use HAS ANY/ALL lists or ranges)", extra))
 
 
 @functools.cache
@@ -680,16 +742,30 @@ def parse(text: str) -> Any:
 
 
 def compile_filter(text: str | None) -> ColumnElement[bool]:
-    """A SQLAlchemy boolean expression over ``structures`` for an OPTIMADE filter (``None``/blank: all rows)."""
-    if text is None or not text.strip():
+    """A SQLAlchemy boolean expression over ``structures`` for an OPTIMADE filter (``None``/blank: all rows).
+
+    Filters longer than :data:`MAX_FILTER_LENGTH` characters, nested deeper than
+    :data:`MAX_FILTER_DEPTH` parentheses, with more than :data:`MAX_FILTER_COMPARISONS`
+    comparisons, holding NUL or lone surrogate characters, or numbers beyond
+    64-bit integers / finite floats fail with a :class:`FilterError` naming the position.
+    """
+    if text is None:
+        return true()
+    check_filter_text(text)
+    if not text.strip():
         return true()
     tree = parse(text)
+    _check_comparisons(tree)
     try:
         return _ToSql(text).transform(tree)
     except FilterError:
         raise
+    except RecursionError:  # the limits above keep filters far from this; a last net, not a path
+        raise FilterError(_where("the filter is too deeply nested to compile", 0)) from None
     except Exception as exc:  # lark wraps errors raised inside callbacks
         inner = getattr(exc, "orig_exc", None)
         if isinstance(inner, FilterError):
             raise inner from None
+        if isinstance(inner, RecursionError):
+            raise FilterError(_where("the filter is too deeply nested to compile", 0)) from None
         raise

@@ -63,8 +63,8 @@ class Query:
     """
 
     def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None) -> None:
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise XtalbaseError(f"limit must be a non-negative integer, got {limit!r}")
+        if limit is not None and (not isinstance(limit, int) or not 0 <= limit < 2**63):
+            raise XtalbaseError(f"limit must be a non-negative 64-bit integer, got {limit!r}")
         self.db = db
         self.filter = filter
         self.sort = sort
