@@ -169,6 +169,9 @@ def _run_sqlite(db: "Database", statement: str, max_rows: int | None, timeout: f
                     raise ReadOnlyViolation(f"read-only SQL: {what} is not allowed (nothing was changed)") from None
                 if str(exc) == "interrupted" and time.monotonic() > deadline:
                     raise _stopped(timeout) from None
+                if "too big" in str(exc):
+                    raise QueryBudgetExceeded(f"read-only SQL: a value grew past {SQLITE_MAX_VALUE_BYTES // 2**20} MiB, "
+                                              "the size budget of one string or blob (nothing was changed)") from None
                 raise
             finally:
                 cursor.close()

@@ -149,7 +149,7 @@ def check_readonly_statement(sql: str, dialect: str = "postgresql") -> str:
     """
     statements = split_statements(sql, dialect)
     if not statements:
-        raise ReadOnlyViolation("no SQL statement given")
+        raise ReadOnlyViolation("no SQL statement given (nothing was executed)")
     if len(statements) > 1:
         raise ReadOnlyViolation(f"only one statement may run at a time; found {len(statements)} separated by ';' "
                                 "(nothing was executed)")
