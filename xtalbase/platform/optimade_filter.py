@@ -28,18 +28,18 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Integer
+from sqlalchemy.types import Float, Integer
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure, StructureElement, XrdPeak, XrdRecipe
 
-__all__ = ["FilterError", "MAX_FILTER_COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_LENGTH", "check_filter_text", "compile_filter",
-           "known_fields", "parse", "sort_column"]
+__all__ = ["FilterError", "MAX_FILTER_COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_LENGTH", "check_filter_text",
+           "compile_filter", "deepest_parenthesis", "known_fields", "parse", "sort_column"]
 
 PROPERTY_PREFIX = "_xtalbase_property_"
 PEAK_PREFIX = "_xtalbase_xrd_peak_"
@@ -126,7 +126,7 @@ class Field:
             return self._wrap(self.column.in_(spellings) if op == "=" else self.column.not_in(spellings))
         if self.kind == "bool" and op not in ("=", "!="):
             raise FilterError(_where(f"{self.name} is TRUE or FALSE: use = or !=", pos))
-        return self._wrap(_OPS[op](self.column, value))
+        return self._wrap(_OPS[op](self.column, _bind_number(value) if self.kind == "number" else value))
 
     def known(self, is_known: bool, pos: int) -> ColumnElement[bool]:
         if self.related is not None:
@@ -163,6 +163,14 @@ class Field:
         elif self.kind == "bool" and not isinstance(value, bool):
             raise FilterError(_where(f"{self.name} is TRUE or FALSE, not {_show(value)}", pos))
         return value
+
+
+def _bind_number(value: Any) -> Any:
+    """``value``, or a float literal for an integer beyond 32 bits: PostgreSQL casts an integer parameter to
+    the column's type, and an INTEGER column cannot hold it (the comparison itself is still right as float8)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
+        return literal(float(value), Float())
+    return value
 
 
 def _show(value: Any) -> str:
@@ -363,8 +371,8 @@ def _peak_comparison(prop: _Prop, op: str, value: Any) -> _PeakTerms:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FilterError(_where(f"{prop.name} is a number; cannot compare it with {_show(value)}", prop.pos))
     if prop.name == "_xtalbase_xrd_recipe_id":
-        return _PeakTerms([_OPS[op](XrdPeak.recipe_id, value)], recipe_given=True)
-    return _PeakTerms([_OPS[op](PEAK_COLUMNS[prop.name[len(PEAK_PREFIX):]], value)])
+        return _PeakTerms([_OPS[op](XrdPeak.recipe_id, _bind_number(value))], recipe_given=True)
+    return _PeakTerms([_OPS[op](PEAK_COLUMNS[prop.name[len(PEAK_PREFIX):]], _bind_number(value))])
 
 
 def _is_peak_field(name: str) -> bool:
@@ -594,7 +602,7 @@ class _ToSql:
     def _length(self, prop: _Prop, op: str, value: int) -> ColumnElement[bool]:
         if prop.name != "elements":
             raise FilterError(_where(f"LENGTH applies to list fields (elements); {prop.name} is not a list", prop.pos))
-        return _OPS[op](Structure.nelements, value)
+        return _OPS[op](Structure.nelements, _bind_number(value))
 
 
 class PropertyField(Field):
@@ -630,8 +638,9 @@ GRAMMAR_VERSION = (1, 2, 0)
 
 #: Longest filter accepted, characters.
 MAX_FILTER_LENGTH = 100_000
-#: Deepest nesting of parentheses accepted.
-MAX_FILTER_DEPTH = 64
+#: Deepest nesting of parentheses accepted: SQLite's parser stack (100 entries) overflows from about
+#: 13 levels of ``NOT (a OR b AND ...`` on; what still overflows below this fails at execution, positioned too.
+MAX_FILTER_DEPTH = 10
 #: Most comparisons in one filter: SQLite refuses expressions deeper than 1000 and a long OR chain is that deep.
 MAX_FILTER_COMPARISONS = 400
 _INT64 = 2**63 - 1
@@ -663,6 +672,13 @@ def check_filter_text(text: str) -> None:
     if bad:
         what = "a NUL character" if bad.group() == "\x00" else f"a lone surrogate {bad.group()!r}"
         raise FilterError(_where(f"{what} cannot be stored or compared (remove it)", bad.start()))
+    for depth, i in _parentheses(text):
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(_where(f"parentheses nest deeper than {MAX_FILTER_DEPTH} levels", i))
+
+
+def _parentheses(text: str) -> Iterator[tuple[int, int]]:
+    """``(depth, index)`` of every opening parenthesis outside strings."""
     depth, in_string, i = 0, False, 0
     while i < len(text):
         ch = text[i]
@@ -675,11 +691,15 @@ def check_filter_text(text: str) -> None:
             in_string = True
         elif ch == "(":
             depth += 1
-            if depth > MAX_FILTER_DEPTH:
-                raise FilterError(_where(f"parentheses nest deeper than {MAX_FILTER_DEPTH} levels", i))
+            yield depth, i
         elif ch == ")":
             depth = max(0, depth - 1)
         i += 1
+
+
+def deepest_parenthesis(text: str) -> int:
+    """0-based index of the first parenthesis at the deepest nesting of ``text`` (0 when there is none)."""
+    return max(_parentheses(text), key=lambda d: (d[0], -d[1]), default=(0, 0))[1]
 
 
 def _check_comparisons(tree: Any) -> None:
