@@ -73,6 +73,7 @@ HOSTILE = [
     ("SELECT pg_catalog.pg_read_file /* gap */ ('/etc/passwd')", "refused", "refused"),
     ("SELECT PG_READ_FILE('/etc/passwd')", "refused", "refused"),
     ('SELECT U&"pg\\005fread\\005ffile"(\'/etc/passwd\')', "error", "refused"),
+    ('SELECT U&"pg!005fread!005ffile" UESCAPE \'!\' (\'/etc/passwd\')', "error", "refused"),
     ("SELECT E'\\'', pg_read_file('/etc/passwd') --'", "error", "refused"),
     ("SELECT $x$ $x$, pg_read_file('/etc/passwd')", "refused", "refused"),
     # SQLite's own escapes from read-only

@@ -169,7 +169,8 @@ def check_readonly_statement(sql: str, dialect: str = "postgresql") -> str:
 
 
 def refused_name(statement: str, dialect: str = "postgresql") -> tuple[str, int, str] | None:
-    """``(name, position, "function"|"catalog")`` of the first refused call or catalog in ``statement``, else ``None``."""
+    """``(name, position, "function"|"catalog"|"clause")`` of the first refused call, catalog or ``UESCAPE``
+    clause in ``statement``, else ``None``."""
     toks = list(tokens(statement, dialect))
     for k, tok in enumerate(toks):
         if tok.kind != "word":
@@ -177,6 +178,8 @@ def refused_name(statement: str, dialect: str = "postgresql") -> tuple[str, int,
         name = tok.text.lower()
         if name in REFUSED_RELATIONS:
             return name, tok.pos, "catalog"
+        if name == "uescape":  # another escape character could spell any name in a U&"..." identifier
+            return "UESCAPE", tok.pos, "clause"
         called = k + 1 < len(toks) and toks[k + 1].text == "("
         if called and (name in REFUSED_FUNCTIONS or name.startswith(REFUSED_PREFIXES)):
             return name, tok.pos, "function"
