@@ -51,6 +51,8 @@ def role_problems(cursor: Any, role: str) -> list[str] | None:
     if row is None:
         return None
     problems = [label for (_, label), on in zip(_UNSAFE_ATTRIBUTES, row) if on]
+    if row[0]:
+        return ["superuser"]  # holds every right: listing them adds nothing
     cursor.execute("SELECT r.rolname FROM pg_roles r WHERE r.rolname = ANY(%s) AND pg_has_role(%s, r.oid, 'MEMBER') "
                    "ORDER BY r.rolname", (list(UNSAFE_MEMBERSHIPS), role))
     problems += [f"member of {name}" for (name,) in cursor.fetchall()]
