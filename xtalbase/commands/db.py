@@ -17,6 +17,13 @@ def init(ctx: typer.Context, db: DbOpt = None) -> None:
         console().print(f"{handle!r}: already at revision {result['revision']}; nothing to do")
     else:
         console().print(f"{handle!r}: upgraded {result['before'] or 'empty database'} -> {result['revision']}")
+    reader = result.get("reader_role") or {}
+    if handle.backend == "postgresql" and "skipped" in reader:
+        console(stderr=True).print(f"note: reader role {reader['role']!r} for `xtalbase sql` not made ({reader['skipped']}); "
+                                   f"an administrator can run `xtalbase db grant-readonly {reader['role']}`")
+    elif handle.backend == "postgresql":
+        console().print(f"reader role {reader['role']!r} for `xtalbase sql`: SELECT on {reader['readable_relations']} "
+                        f"tables/views in schema {reader['schema']!r}, nothing else")
 
 
 @app.command("status")
@@ -43,8 +50,11 @@ def grant_readonly(
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create or update a PostgreSQL ROLE that can read every table and view and write nothing (PostgreSQL only)."""
-    from xtalbase.platform.sql import grant_readonly as grant
+    """Create or update a PostgreSQL ROLE that can read every table and view and write nothing (PostgreSQL only).
+
+    The default role `xtalbase sql` switches to is xtalbase_readonly (made by `xtalbase init` when the user may).
+    """
+    from xtalbase.platform.sql_roles import grant_readonly as grant
 
     handle = open_db(ctx, db)
     password = typer.prompt(f"password for {role}", hide_input=True, confirmation_prompt=True) if login and handle.backend == "postgresql" else None

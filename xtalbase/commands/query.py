@@ -116,13 +116,16 @@ def sql(
     ctx: typer.Context,
     statement: Annotated[str, typer.Argument(help='One read-only statement, e.g. "SELECT formula_reduced, count(*) FROM v_structures GROUP BY 1".')],
     format: Annotated[SqlFormat, typer.Option("--format", "-f", help="Output: table, csv or json.")] = SqlFormat.table,
-    max_rows: Annotated[Optional[int], typer.Option("--max-rows", min=0, help="Stop after N rows.")] = None,
+    max_rows: Annotated[int, typer.Option("--max-rows", min=0, help="Stop after N rows (a note says when more were there).")] = 100_000,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Stop the query after this many seconds.")] = 30.0,
+    role: Annotated[str, typer.Option("--role", envvar="XTALBASE_SQL_ROLE",
+                                      help="PostgreSQL reader role to run as (see `xtalbase db grant-readonly`).")] = "xtalbase_readonly",
     db: DbOpt = None,
 ) -> None:
-    """Run one read-only SQL statement (SELECT/WITH/VALUES/EXPLAIN); anything that writes is refused."""
+    """Run one read-only SQL statement (SELECT/WITH/VALUES/EXPLAIN) within a time and row budget; anything that writes is refused."""
     from xtalbase.platform.sql import run_readonly
 
-    result = run_readonly(open_db(ctx, db), statement, max_rows=max_rows)
+    result = run_readonly(open_db(ctx, db), statement, max_rows=max_rows, timeout=timeout, role=role)
     fmt = SqlFormat(format)
     if fmt is SqlFormat.json:
         print_json([{c: _plain(v) for c, v in zip(result.columns, r)} for r in result.rows])
@@ -135,6 +138,9 @@ def sql(
     else:
         print_table([{c: _plain(v, short=True) for c, v in zip(result.columns, r)} for r in result.rows], result.columns,
                     title=f"{len(result.rows)} row(s)")
+    if result.truncated:
+        sys.stderr.write(f"truncated: showing the first {len(result.rows)} rows; more matched (raise --max-rows "
+                         "or add LIMIT/WHERE)\n")
 
 
 def _plain(value: Any, short: bool = False) -> Any:

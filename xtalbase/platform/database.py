@@ -90,12 +90,15 @@ class Database:
         except OperationalError as exc:
             raise DatabaseUnavailable(f"cannot open database {redact_url(self.url)}: {_first_line(exc)}") from exc
 
-    def init(self) -> dict[str, str | None]:
-        """Create the schema or upgrade it to head; a no-op when already at head."""
+    def init(self) -> dict[str, Any]:
+        """Create the schema or upgrade it to head (a no-op when already at head); on PostgreSQL also
+        make the reader role of ``xtalbase sql`` when the user may (``reader_role``: what was done)."""
+        from xtalbase.platform.sql_roles import ensure_reader_role
+
         before = self.revision()
         if before != self.head_revision:
             migrate.upgrade(self.engine, "head")
-        return {"before": before, "revision": self.revision()}
+        return {"before": before, "revision": self.revision(), "reader_role": ensure_reader_role(self)}
 
     def require_schema(self) -> None:
         """Raise :class:`SchemaError` unless the database is at the head revision."""

@@ -28,17 +28,18 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Integer
+from sqlalchemy.types import Float, Integer
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure, StructureElement, XrdPeak, XrdRecipe
 
-__all__ = ["FilterError", "compile_filter", "sort_column", "known_fields", "parse"]
+__all__ = ["FilterError", "MAX_FILTER_COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_LENGTH", "check_filter_text",
+           "compile_filter", "deepest_parenthesis", "known_fields", "parse", "sort_column"]
 
 PROPERTY_PREFIX = "_xtalbase_property_"
 PEAK_PREFIX = "_xtalbase_xrd_peak_"
@@ -125,7 +126,7 @@ class Field:
             return self._wrap(self.column.in_(spellings) if op == "=" else self.column.not_in(spellings))
         if self.kind == "bool" and op not in ("=", "!="):
             raise FilterError(_where(f"{self.name} is TRUE or FALSE: use = or !=", pos))
-        return self._wrap(_OPS[op](self.column, value))
+        return self._wrap(_OPS[op](self.column, _bind_number(value) if self.kind == "number" else value))
 
     def known(self, is_known: bool, pos: int) -> ColumnElement[bool]:
         if self.related is not None:
@@ -162,6 +163,14 @@ class Field:
         elif self.kind == "bool" and not isinstance(value, bool):
             raise FilterError(_where(f"{self.name} is TRUE or FALSE, not {_show(value)}", pos))
         return value
+
+
+def _bind_number(value: Any) -> Any:
+    """``value``, or a float literal for an integer beyond 32 bits: PostgreSQL casts an integer parameter to
+    the column's type, and an INTEGER column cannot hold it (the comparison itself is still right as float8)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**31 - 1:
+        return literal(float(value), Float())
+    return value
 
 
 def _show(value: Any) -> str:
@@ -362,8 +371,8 @@ def _peak_comparison(prop: _Prop, op: str, value: Any) -> _PeakTerms:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FilterError(_where(f"{prop.name} is a number; cannot compare it with {_show(value)}", prop.pos))
     if prop.name == "_xtalbase_xrd_recipe_id":
-        return _PeakTerms([_OPS[op](XrdPeak.recipe_id, value)], recipe_given=True)
-    return _PeakTerms([_OPS[op](PEAK_COLUMNS[prop.name[len(PEAK_PREFIX):]], value)])
+        return _PeakTerms([_OPS[op](XrdPeak.recipe_id, _bind_number(value))], recipe_given=True)
+    return _PeakTerms([_OPS[op](PEAK_COLUMNS[prop.name[len(PEAK_PREFIX):]], _bind_number(value))])
 
 
 def _is_peak_field(name: str) -> bool:
@@ -462,10 +471,10 @@ class _ToSql:
 
     def r_number(self, c: list[Any]) -> int | float:
         tok = c[0]
-        return int(tok) if tok.type == "SIGNED_INT" else float(tok)
+        return _number(str(tok), tok.start_pos, integer=tok.type == "SIGNED_INT")
 
     def r_signed_int(self, c: list[Any]) -> int:
-        return int(c[0])
+        return _number(str(c[0]), c[0].start_pos, integer=True)
 
     def r_property(self, c: list[Any]) -> _Prop:
         if len(c) > 1:
@@ -578,8 +587,8 @@ class _ToSql:
         fld = self._field(prop)
         if isinstance(value, _Prop):
             self._field(value)  # an unknown name on the right is reported as such
-        if prop.name == "id" and isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if prop.name == "id" and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
+            value = _number(value.strip(), prop.pos, integer=True)
         return fld.compare(op, value, prop.pos)
 
     def _set(self, prop: _Prop, mode: str, op: str, values: list[Any]) -> ColumnElement[bool]:
@@ -593,7 +602,7 @@ class _ToSql:
     def _length(self, prop: _Prop, op: str, value: int) -> ColumnElement[bool]:
         if prop.name != "elements":
             raise FilterError(_where(f"LENGTH applies to list fields (elements); {prop.name} is not a list", prop.pos))
-        return _OPS[op](Structure.nelements, value)
+        return _OPS[op](Structure.nelements, _bind_number(value))
 
 
 class PropertyField(Field):
@@ -626,6 +635,79 @@ def _property_field(name: str) -> Field:
 
 
 GRAMMAR_VERSION = (1, 2, 0)
+
+#: Longest filter accepted, characters.
+MAX_FILTER_LENGTH = 100_000
+#: Deepest nesting of parentheses accepted: SQLite's parser stack (100 entries) overflows from about
+#: 13 levels of ``NOT (a OR b AND ...`` on; what still overflows below this fails at execution, positioned too.
+MAX_FILTER_DEPTH = 10
+#: Most comparisons in one filter: SQLite refuses expressions deeper than 1000 and a long OR chain is that deep.
+MAX_FILTER_COMPARISONS = 400
+_INT64 = 2**63 - 1
+# characters no database text can hold: NUL (PostgreSQL) and lone surrogates (not encodable as UTF-8)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _number(token: str, pos: int, *, integer: bool) -> int | float:
+    """A filter number as Python int or float, or a positioned :class:`FilterError` when out of range."""
+    try:
+        value = int(token) if integer else float(token)
+    except (ValueError, OverflowError):
+        value = None  # beyond Python's digit limit for int()
+    if value is None or (integer and abs(value) > _INT64) or (not integer and not math.isfinite(value)):
+        shown = token if len(token) <= 40 else token[:20] + "..." + token[-10:]
+        raise FilterError(_where(f"number {shown} is out of range (integers up to 64 bits, finite floats)", pos))
+    return value
+
+
+def check_filter_text(text: str) -> None:
+    """Refuse, with the position, what no parse should see: an over-long or over-nested
+    filter, NUL characters and lone surrogates."""
+    if not isinstance(text, str):
+        raise FilterError(f"invalid filter: a filter is a string, not {type(text).__name__}")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterError(_where(f"the filter is {len(text):,} characters long; at most {MAX_FILTER_LENGTH:,} are accepted",
+                                 MAX_FILTER_LENGTH))
+    bad = _UNSTORABLE.search(text)
+    if bad:
+        what = "a NUL character" if bad.group() == "\x00" else f"a lone surrogate {bad.group()!r}"
+        raise FilterError(_where(f"{what} cannot be stored or compared (remove it)", bad.start()))
+    for depth, i in _parentheses(text):
+        if depth > MAX_FILTER_DEPTH:
+            raise FilterError(_where(f"parentheses nest deeper than {MAX_FILTER_DEPTH} levels", i))
+
+
+def _parentheses(text: str) -> Iterator[tuple[int, int]]:
+    """``(depth, index)`` of every opening parenthesis outside strings."""
+    depth, in_string, i = 0, False, 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "(":
+            depth += 1
+            yield depth, i
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        i += 1
+
+
+def deepest_parenthesis(text: str) -> int:
+    """0-based index of the first parenthesis at the deepest nesting of ``text`` (0 when there is none)."""
+    return max(_parentheses(text), key=lambda d: (d[0], -d[1]), default=(0, 0))[1]
+
+
+def _check_comparisons(tree: Any) -> None:
+    comparisons = [t for t in tree.iter_subtrees() if t.data == "comparison"]
+    if len(comparisons) > MAX_FILTER_COMPARISONS:
+        extra = sorted(getattr(t.meta, "start_pos", 0) for t in comparisons)[MAX_FILTER_COMPARISONS]
+        raise FilterError(_where(f"the filter has {len(comparisons)} comparisons; at most {MAX_FILTER_COMPARISONS} "
+                                 "are accepted (use HAS ANY/ALL lists or ranges)", extra))
 
 
 @functools.cache
@@ -680,16 +762,30 @@ def parse(text: str) -> Any:
 
 
 def compile_filter(text: str | None) -> ColumnElement[bool]:
-    """A SQLAlchemy boolean expression over ``structures`` for an OPTIMADE filter (``None``/blank: all rows)."""
-    if text is None or not text.strip():
+    """A SQLAlchemy boolean expression over ``structures`` for an OPTIMADE filter (``None``/blank: all rows).
+
+    Filters longer than :data:`MAX_FILTER_LENGTH` characters, nested deeper than
+    :data:`MAX_FILTER_DEPTH` parentheses, with more than :data:`MAX_FILTER_COMPARISONS`
+    comparisons, holding NUL or lone surrogate characters, or numbers beyond
+    64-bit integers / finite floats fail with a :class:`FilterError` naming the position.
+    """
+    if text is None:
+        return true()
+    check_filter_text(text)
+    if not text.strip():
         return true()
     tree = parse(text)
+    _check_comparisons(tree)
     try:
         return _ToSql(text).transform(tree)
     except FilterError:
         raise
+    except RecursionError:  # the limits above keep filters far from this; a last net, not a path
+        raise FilterError(_where("the filter is too deeply nested to compile", 0)) from None
     except Exception as exc:  # lark wraps errors raised inside callbacks
         inner = getattr(exc, "orig_exc", None)
         if isinstance(inner, FilterError):
             raise inner from None
+        if isinstance(inner, RecursionError):
+            raise FilterError(_where("the filter is too deeply nested to compile", 0)) from None
         raise

@@ -14,14 +14,16 @@ Examples
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
 from sqlalchemy import Select, column, func, select, table, type_coerce
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import NullType
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.convert import attach_calculation, batch_to_ase, batch_to_pymatgen, decode_batch
-from xtalbase.platform.optimade_filter import FilterError, compile_filter, sort_column
+from xtalbase.platform.optimade_filter import FilterError, compile_filter, deepest_parenthesis, sort_column
 from xtalbase.platform.repositories.structures import calculation_rows
 from xtalbase.schema import Structure
 
@@ -43,6 +45,9 @@ v_structures = table("v_structures", *(column(c) for c in V_STRUCTURES_COLUMNS))
 
 PageKind = Literal["ids", "frame", "structures", "atoms"]
 
+# what SQLite and PostgreSQL say when an expression is too deep for their parsers
+_TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "stack depth limit exceeded")
+
 
 class Query:
     """Structures selected by an OPTIMADE filter, optionally sorted and limited; evaluated on demand.
@@ -63,8 +68,8 @@ class Query:
     """
 
     def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None) -> None:
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise XtalbaseError(f"limit must be a non-negative integer, got {limit!r}")
+        if limit is not None and (not isinstance(limit, int) or not 0 <= limit < 2**63):
+            raise XtalbaseError(f"limit must be a non-negative 64-bit integer, got {limit!r}")
         self.db = db
         self.filter = filter
         self.sort = sort
@@ -99,13 +104,26 @@ class Query:
             rows = conn.exec_driver_sql(prefix + sql).all()
         return "\n".join(" ".join(str(v) for v in (r[-1:] if self.db.backend == "sqlite" else r)) for r in rows)
 
-    def _connect(self) -> Any:
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
         """A read-only connection: plain ``BEGIN`` on SQLite (the writer engine takes the write lock with
-        ``BEGIN IMMEDIATE``, which would queue reads behind an open ``db.run``), read-only transactions on PostgreSQL."""
+        ``BEGIN IMMEDIATE``, which would queue reads behind an open ``db.run``), read-only transactions on PostgreSQL.
+
+        A filter the database's own parser cannot hold (SQLite's parser stack, PostgreSQL's stack depth)
+        becomes the positioned :class:`FilterError`, pointing at the deepest parenthesis."""
         engine = self.db.engine
         if self.db.backend != "sqlite" or engine.url.database not in (None, "", ":memory:"):
             engine = self.db.read_only_engine()
-        return engine.connect()
+        try:
+            with engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            reason = str(exc.orig)
+            if not any(s in reason for s in _TOO_COMPLEX) or not self.filter:
+                raise
+            where = deepest_parenthesis(self.filter)
+            raise FilterError(f"invalid filter at position {where + 1}: the filter is too deeply nested for "
+                              f"{self.db.backend} ({reason.splitlines()[0]}); use fewer parentheses") from None
 
     # ------------------------------------------------------------------ results
     def count(self) -> int:
