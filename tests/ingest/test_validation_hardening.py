@@ -202,3 +202,53 @@ def test_gzip_bomb_stops_at_the_decompression_cap(tmp_path):
     assert error.reason == "too_large" and "16 MiB" in error.message
     items = _prepared(path, "cif", PrepareOptions(max_decompressed_bytes=16 << 20))
     assert _reasons(items) == ["too_large"]
+
+
+SIC = Path(__file__).parent.parent / "data" / "ingest" / "extxyz" / "sic_dft.xyz"
+
+
+def _sic_frame(k: int = 0) -> list[str]:
+    """The lines of real SiC frame ``k`` (24 atoms, energy and forces)."""
+    lines = SIC.read_text().splitlines(keepends=True)
+    start = 0
+    for _ in range(k):
+        start += int(lines[start]) + 2
+    return lines[start:start + int(lines[start]) + 2]
+
+
+def test_extxyz_frame_whose_count_line_disagrees_with_its_atoms_is_quarantined_not_re_cut(tmp_path):
+    first, second = _sic_frame(0), _sic_frame(1)
+    assert first[0].strip() == "24"
+    path = _write(tmp_path, "md.xyz", "23\n" + "".join(first[1:]) + "".join(second))
+    items = _prepared(path, "extxyz")
+    # was: frame 0 stored with 23 atoms and the 24-atom energy, and every later frame lost
+    assert _reasons(items) == ["parse_error", "record"]
+    assert "says 23 atoms but 24 atom lines follow" in items[0]["message"]
+    assert items[1]["locator"] == "frame=1" and items[1]["structure"]["nsites"] == 24
+
+
+def test_extxyz_frame_counting_more_atoms_than_it_holds_is_quarantined(tmp_path):
+    first, second = _sic_frame(0), _sic_frame(1)
+    path = _write(tmp_path, "md.xyz", "25\n" + "".join(first[1:]) + "".join(second))
+    items = _prepared(path, "extxyz")
+    assert items[0]["reason"] == "parse_error" and "says 25 atoms" in items[0]["message"]
+    assert not any(item["kind"] == "record" and item["structure"]["nsites"] != 24 for item in items)
+
+
+def test_extxyz_lower_case_species_is_not_read_as_another_element(tmp_path):
+    frame = _sic_frame(0)
+    k = next(n for n, line in enumerate(frame) if line.startswith("Si "))
+    frame[k] = "i " + frame[k][3:]  # 'Si' with its 'S' deleted: ASE read iodine
+    items = _prepared(_write(tmp_path, "md.xyz", "".join(frame)), "extxyz")
+    assert _reasons(items) == ["unknown_element"] and "'i'" in items[0]["message"]
+
+
+def test_extxyz_atom_half_a_billion_angstrom_away_is_bad_cell(tmp_path):
+    frame = _sic_frame(0)
+    k = next(n for n, line in enumerate(frame) if line.startswith("Si "))
+    parts = frame[k].split()
+    parts[1] = "500000000.0"  # a lost decimal point: this hung pymatgen's neighbour search
+    frame[k] = " ".join(parts) + "\n"
+    start = time.perf_counter()
+    items = _prepared(_write(tmp_path, "md.xyz", "".join(frame)), "extxyz")
+    assert _reasons(items) == ["bad_cell"] and time.perf_counter() - start < 5

@@ -231,7 +231,8 @@ class _Capped(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._stream.read(min(len(buffer), self._cap + 1 - self._read))
+        # read1: what is decompressed so far, so that a cut file still yields its whole first part
+        data = self._stream.read1(min(len(buffer), self._cap + 1 - self._read))  # type: ignore[attr-defined]
         self._read += len(data)
         if self._read > self._cap:
             raise TooLargeError(f"{self._path}: expands past {self._cap >> 20} MiB when decompressed "
