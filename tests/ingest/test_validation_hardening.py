@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xtalbase.ingest.formats import decompression_cap, read_structures
+from xtalbase.ingest.formats import read_structures
 from xtalbase.ingest.prepare import PrepareOptions, WorkUnit, prepare_unit
 from xtalbase.ingest.records import Record
 from xtalbase.ingest.validate import ValidationOptions, check
@@ -192,6 +192,8 @@ def test_cell_bounds_are_options():
 
 
 def test_gzip_bomb_stops_at_the_decompression_cap(tmp_path):
+    from xtalbase.ingest.formats import decompression_cap
+
     path = tmp_path / "bomb.cif.gz"
     with gzip.open(path, "wb") as fh:
         fh.write(b"data_bomb\n")
@@ -252,3 +254,29 @@ def test_extxyz_atom_half_a_billion_angstrom_away_is_bad_cell(tmp_path):
     start = time.perf_counter()
     items = _prepared(_write(tmp_path, "md.xyz", "".join(frame)), "extxyz")
     assert _reasons(items) == ["bad_cell"] and time.perf_counter() - start < 5
+
+
+OUTCAR = Path(__file__).parent.parent / "data" / "ingest" / "vasp" / "io" / "OUTCAR.gz"
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [
+    ("ions per type =               2", "ions per type =               1000000000",
+     "'ions per type' sums to 1000000000 atoms but NIONS = 2"),
+    ("NIONS =      2", "NIONS = 1000000000", "'ions per type' sums to 2 atoms but NIONS = 1000000000"),
+])
+def test_outcar_atom_counts_are_checked_against_the_file_before_allocating(tmp_path, old, new, words):
+    text = gzip.decompress(OUTCAR.read_bytes()).decode()
+    assert old in text
+    path = _write(tmp_path, "OUTCAR", text.replace(old, new, 1))
+    start = time.perf_counter()
+    items = _prepared(path, "outcar")
+    assert _reasons(items) == ["parse_error"] and words in items[0]["message"]  # took 4 GB in 3 s
+    assert time.perf_counter() - start < 5
+
+
+def test_poscar_lattice_vector_with_a_lost_decimal_point_is_bad_cell(tmp_path):
+    lines = (Path(__file__).parent.parent / "data" / "ingest" / "poscar" / "POSCAR-195").read_text().splitlines()
+    lines[2] = " 1034999512.98926707 0.0 0.0"  # 10.3499951298926707 with its point lost: the neighbour search took GBs
+    items = _prepared(_write(tmp_path, "POSCAR", "\n".join(lines) + "\n"), "poscar",
+                      PrepareOptions(poscar_species="Na,Co,O,H"))
+    assert _reasons(items) == ["bad_cell"] and "a=1.035e+09 Å above 1000 Å" in items[0]["message"]
