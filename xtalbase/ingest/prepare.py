@@ -108,19 +108,19 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
     ordered = all(len(o) == 1 and abs(next(iter(o.values())) - 1.0) < 1e-6 for o in record.species)
     occupancies = None if ordered else [{k: float(v) for k, v in occ.items()} for occ in record.species]
     labels = site_labels(record.species)
-    sym = symmetry(cell, frac, labels, options.symprec, options.symmetry_engine)
+    lattice = _lattice(cell)
     elements: dict[str, float] = {}
     for occ in record.species:
         for el, amount in occ.items():
             elements[el] = elements.get(el, 0.0) + float(amount)
     formulas = dict(_formulas(tuple(elements.items())))
     weight = formulas.pop("weight")  # amu per cell
-    lattice = _lattice(cell)
     derived = {**lattice, "density": weight * AMU_TO_G_PER_CM3 / lattice["volume"]}
     bad = [name for name, value in derived.items() if not math.isfinite(value)]
     if bad:  # validation bounds the cell; this guards the row itself, whatever the bounds are set to
         return quarantine_item(record.locator, "non_finite", f"{path} [{record.locator}]: derived "
                                f"{', '.join(f'{n}={derived[n]}' for n in bad)} not finite", record.raw_text)
+    sym = symmetry(cell, frac, labels, options.symprec, options.symmetry_engine)
     row = {
         "exact_hash": exact_hash(cell, numbers, frac, occupancies),
         "canonical_hash": canonical_hash(labels, sym),
