@@ -64,7 +64,7 @@ def count_problem(text: str) -> str:
         while rows <= total:  # line by line from the block: an OUTCAR runs to gigabytes
             end = text.find("\n", start)
             line = text[start:end if end >= 0 else len(text)]
-            if not line.strip() or line.strip().startswith("-"):
+            if not line.strip() or set(line.strip()) == {"-"}:  # the closing rule, not a negative x
                 break
             rows, start = rows + 1, end + 1
             if end < 0:
