@@ -280,3 +280,10 @@ def test_poscar_lattice_vector_with_a_lost_decimal_point_is_bad_cell(tmp_path):
     items = _prepared(_write(tmp_path, "POSCAR", "\n".join(lines) + "\n"), "poscar",
                       PrepareOptions(poscar_species="Na,Co,O,H"))
     assert _reasons(items) == ["bad_cell"] and "a=1.035e+09 Å above 1000 Å" in items[0]["message"]
+
+
+def test_mlip_json_lattice_of_1e308_is_quarantined_not_stored_with_infinite_volume(tmp_path):
+    entries = json.loads((Path(__file__).parent.parent / "data" / "ingest" / "mlip" / "snap_Mo_AIMD_first2.json").read_text())
+    entries[0]["structure"]["lattice"]["matrix"] = [[1e308, 0, 0], [0, 1e308, 0], [0, 0, 1e308]]
+    items = _prepared(_write(tmp_path, "mlip.json", json.dumps(entries)), "mlip_json")
+    assert _reasons(items) == ["non_finite", "record"] and "volume" in items[0]["message"]
