@@ -39,7 +39,7 @@ SEEDS: dict[str, tuple[str, ...]] = {
     "pmg_json": ("mp-91.pmg.json",),
 }
 #: Examples per reader in the default suite (about 40 s for all readers on 2 idle cores, plus a 20 s hang until fixed).
-DEFAULT_EXAMPLES = 25
+DEFAULT_EXAMPLES = 6  # about 40-50 s for the 8 readers on 2 cores; the `fuzz` marker runs LONG_EXAMPLES
 #: Examples per reader behind the ``fuzz`` marker.
 LONG_EXAMPLES = int(os.environ.get("XTALBASE_FUZZ_EXAMPLES", "300"))
 #: Wall time and extra address space one example (two ingests of one small file, in a forked child) may take.
@@ -48,10 +48,7 @@ BYTES_PER_EXAMPLE = 2 << 30
 
 #: Readers whose default-suite examples hit a defect of the fuzz campaign (issue 25) on the code this test landed on;
 #: the marks go when the fixes are merged.
-KNOWN_FAILING: dict[str, str] = {
-    "poscar": "a POSCAR-named file of deeply nested JSON: RecursionError escapes format detection and stops the run",
-    "pmg_json": "a fractional coordinate of 1e26 hangs the overlap check's neighbour search (killed at the limit)",
-}
+KNOWN_FAILING: dict[str, str] = {}  # none since the hardening fixes (deep JSON in detection, far coordinates)
 
 _SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=False,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

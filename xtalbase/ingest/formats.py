@@ -11,6 +11,8 @@ they are read), then from the first bytes.
 from __future__ import annotations
 
 import bz2
+import contextlib
+import contextvars
 import fnmatch
 import functools
 import gzip
@@ -164,7 +166,7 @@ def _json_kind_of_file(path: Path) -> str | None:
             return None
         with open_text(path) as fh:
             return json_kind(json.load(fh))
-    except (OSError, EOFError, ValueError, lzma.LZMAError):
+    except (OSError, EOFError, ValueError, lzma.LZMAError, TooLargeError):  # its reader says what is wrong
         return None
 
 
@@ -199,15 +201,61 @@ def uncompressed_name(name: str) -> str:
     return name
 
 
+#: Default cap on the bytes a compressed file may expand to (``max_decompressed_mb``): a 3 MB ``.cif.gz`` of
+#: one repeated line expands to 1 GiB, and the readers that hold a file's text took 10 GB for it.
+MAX_DECOMPRESSED_BYTES = 512 << 20
+_DECOMPRESSED_CAP: contextvars.ContextVar[int] = contextvars.ContextVar("decompressed_cap", default=MAX_DECOMPRESSED_BYTES)
+
+
+class TooLargeError(XtalbaseError):
+    """A compressed file expands past the decompression cap (quarantine reason ``too_large``)."""
+
+
+@contextlib.contextmanager
+def decompression_cap(max_bytes: int) -> Iterator[None]:
+    """Within the block, :func:`open_text` stops a compressed file at ``max_bytes`` decompressed bytes."""
+    token = _DECOMPRESSED_CAP.set(max_bytes)
+    try:
+        yield
+    finally:
+        _DECOMPRESSED_CAP.reset(token)
+
+
+class _Capped(io.RawIOBase):
+    """A binary stream that raises :class:`TooLargeError` once more than ``cap`` bytes have been read from it."""
+
+    def __init__(self, stream: IO[bytes], cap: int, path: Path) -> None:
+        self._stream, self._cap, self._path, self._read = stream, cap, path, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        # read1: what is decompressed so far, so that a cut file still yields its whole first part
+        data = self._stream.read1(min(len(buffer), self._cap + 1 - self._read))  # type: ignore[attr-defined]
+        self._read += len(data)
+        if self._read > self._cap:
+            raise TooLargeError(f"{self._path}: expands past {self._cap >> 20} MiB when decompressed "
+                                f"(--max-decompressed-mb): not read")
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
+
+
 def open_text(path: str | Path) -> IO[str]:
     """Open ``path`` as text, decompressing ``*.gz``, ``*.bz2`` and ``*.xz``; a leading UTF-8 byte-order mark is dropped.
 
     (Windows tools and Excel write the mark; left in, it hides a CIF's first ``data_``
-    line, a JSON document's opening brace and a CSV's first column name.)
+    line, a JSON document's opening brace and a CSV's first column name.) A compressed
+    file raises :class:`TooLargeError` when it expands past the cap of :func:`decompression_cap`.
     """
     path = Path(path)
     if path.suffix in COMPRESSED:
-        return io.TextIOWrapper(COMPRESSED[path.suffix](path, "rb"), encoding="utf-8-sig", errors="replace")
+        raw = _Capped(COMPRESSED[path.suffix](path, "rb"), _DECOMPRESSED_CAP.get(), path)
+        return io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8-sig", errors="replace")
     return open(path, encoding="utf-8-sig", errors="replace")
 
 
@@ -341,6 +389,8 @@ def read_failure(path: str | Path, format: str, exc: Exception) -> tuple[str, st
     (a streamed or split file) and hand the workers its classification instead of the exception.
     """
     suffix = Path(path).suffix
+    if isinstance(exc, TooLargeError):
+        return "too_large", str(exc).removeprefix(f"{path}: ")
     if isinstance(exc, (gzip.BadGzipFile, lzma.LZMAError)):  # not compressed data at all, or a failed checksum: damaged
         return "parse_error", f"not readable as {_COMPRESSION_NAMES[suffix]} ({exc})"
     if isinstance(exc, MemoryError):  # the worker's memory cap (record_timeout/worker_memory in docs/ingest.md)

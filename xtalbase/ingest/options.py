@@ -9,6 +9,7 @@ option is added, renamed or re-defaulted in this file only.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -54,6 +55,10 @@ class IngestOptions:
         Afterwards compute XRD patterns of the new structures.
     max_sites, min_coord_decimals, min_special_decimals, min_cell_decimals, overlap_fraction
         Validation thresholds (see :class:`~xtalbase.ingest.validate.ValidationOptions`).
+    min_cell_length, max_cell_length, min_volume_per_atom, min_cell_shape, max_cell_offset
+        Cell sanity bounds (Å, Å³ per site, volume/(a·b·c), cells), checked before any neighbour search.
+    max_decompressed_mb : int
+        ``too_large`` when a ``.gz``/``.bz2``/``.xz`` file expands past this many MiB.
     batch_size : int
         Records per database transaction.
     scheduler : str or None
@@ -85,6 +90,12 @@ class IngestOptions:
                                         "exactly (low_precision).")
     min_cell_decimals: int = _opt(2, "Decimals a cell length needs (low_precision).")
     overlap_fraction: float = _opt(0.5, "overlapping_atoms below this fraction of the summed covalent radii.")
+    min_cell_length: float = _opt(0.5, "bad_cell below this lattice length (Å).")
+    max_cell_length: float = _opt(1000.0, "bad_cell above this lattice length (Å).")
+    min_volume_per_atom: float = _opt(0.5, "bad_cell below this cell volume per site (Å³).")
+    min_cell_shape: float = _opt(1e-3, "bad_cell below this volume/(a·b·c): a sliver cell (angle near 0° or 180°).")
+    max_cell_offset: float = _opt(100.0, "bad_cell for a site further than this many cells outside the cell.")
+    max_decompressed_mb: int = _opt(512, "too_large when a compressed file expands past this many MiB.", min=1)
     batch_size: int = _opt(BATCH_SIZE, "Records per database transaction.", cli=False, run_param=False)
     scheduler: Optional[str] = _opt(None, "dask.distributed scheduler address (tcp://host:8786).", cli=False,
                                     run_param=False)
@@ -103,7 +114,13 @@ class IngestOptions:
                                 f"choose one of {', '.join(SYMMETRY_ENGINES)}")
         if self.format is not None and self.format not in FORMATS:
             raise XtalbaseError(f"unknown format {self.format!r}: choose one of {', '.join(sorted(FORMATS))}")
-        for name in ("workers", "batch_size"):
+        bounds = (self.min_cell_length, self.max_cell_length, self.min_volume_per_atom, self.min_cell_shape,
+                  self.max_cell_offset)
+        if not all(math.isfinite(b) and b >= 0 for b in bounds) or self.min_cell_length > self.max_cell_length:
+            raise XtalbaseError(f"cell bounds must be finite, non-negative, and min_cell_length <= max_cell_length (got "
+                                f"{self.min_cell_length}, {self.max_cell_length} Å, {self.min_volume_per_atom} Å³, "
+                                f"{self.min_cell_shape}, {self.max_cell_offset})")
+        for name in ("workers", "batch_size", "max_decompressed_mb"):
             if getattr(self, name) < 1:
                 raise XtalbaseError(f"ingest option {name} must be at least 1 (got {getattr(self, name)})")
         for name in ("record_timeout", "worker_memory"):
@@ -129,17 +146,15 @@ class IngestOptions:
         """The thresholds the workers check records against."""
         from xtalbase.ingest.validate import ValidationOptions
 
-        return ValidationOptions(
-            allow_disorder=self.allow_disorder, require_converged=self.require_converged, max_sites=self.max_sites,
-            min_coord_decimals=self.min_coord_decimals, min_special_decimals=self.min_special_decimals,
-            min_cell_decimals=self.min_cell_decimals, overlap_fraction=self.overlap_fraction)
+        return ValidationOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ValidationOptions)})
 
     def prepare(self) -> "PrepareOptions":
         """The picklable per-run settings of the worker processes."""
         from xtalbase.ingest.prepare import PrepareOptions
 
         return PrepareOptions(symprec=self.symprec, symmetry_engine=self.symmetry_engine, all_steps=self.all_steps,
-                              poscar_species=self.poscar_species, validation=self.validation())
+                              poscar_species=self.poscar_species, validation=self.validation(),
+                              max_decompressed_bytes=self.max_decompressed_mb << 20)
 
     def budget(self) -> "Budget":
         """The limits of each record and worker (:class:`~xtalbase.platform.budgets.Budget`)."""

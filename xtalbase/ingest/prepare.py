@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from xtalbase.ingest.formats import read_structures
+from xtalbase.ingest.formats import MAX_DECOMPRESSED_BYTES, decompression_cap, read_structures
 from xtalbase.ingest.identity import (
     DEFAULT_ENGINE,
     DEFAULT_SYMPREC,
@@ -46,6 +47,7 @@ class PrepareOptions:
     all_steps: bool = False
     poscar_species: Optional[str] = None
     validation: ValidationOptions = field(default_factory=ValidationOptions)
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES
 
 
 @dataclass
@@ -64,13 +66,16 @@ def prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]
     """Read ``unit`` and turn each record into a ``record``, ``quarantine`` or ``known`` item (dicts)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # library notes (pymatgen, ASE) are not the user's business; readers record their own
-        return _prepare_unit(unit, options)
+        with decompression_cap(options.max_decompressed_bytes):
+            return _prepare_unit(unit, options)
 
 
 def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    # readers take the validation bounds to refuse a bad cell or site count before parsing builds it
     for item in _watched(unit, read_structures(unit.path, unit.format, skip=unit.skip, all_steps=options.all_steps,
-                                               rows_=unit.rows, species=options.poscar_species)):
+                                               rows_=unit.rows, species=options.poscar_species,
+                                               validation=options.validation)):
         if isinstance(item, Known):
             out.append({"kind": "known", "locator": item.locator})
         elif isinstance(item, ReadError):
@@ -166,14 +171,19 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
     ordered = all(len(o) == 1 and abs(next(iter(o.values())) - 1.0) < 1e-6 for o in record.species)
     occupancies = None if ordered else [{k: float(v) for k, v in occ.items()} for occ in record.species]
     labels = site_labels(record.species)
-    sym = symmetry(cell, frac, labels, options.symprec, options.symmetry_engine)
+    lattice = _lattice(cell)
     elements: dict[str, float] = {}
     for occ in record.species:
         for el, amount in occ.items():
             elements[el] = elements.get(el, 0.0) + float(amount)
     formulas = dict(_formulas(tuple(elements.items())))
     weight = formulas.pop("weight")  # amu per cell
-    lattice = _lattice(cell)
+    derived = {**lattice, "density": weight * AMU_TO_G_PER_CM3 / lattice["volume"]}
+    bad = [name for name, value in derived.items() if not math.isfinite(value)]
+    if bad:  # validation bounds the cell; this guards the row itself, whatever the bounds are set to
+        return quarantine_item(record.locator, "non_finite", f"{path} [{record.locator}]: derived "
+                               f"{', '.join(f'{n}={derived[n]}' for n in bad)} not finite", record.raw_text)
+    sym = symmetry(cell, frac, labels, options.symprec, options.symmetry_engine)
     row = {
         "exact_hash": exact_hash(cell, numbers, frac, occupancies),
         "canonical_hash": canonical_hash(labels, sym),
@@ -181,7 +191,7 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
         **formulas,
         "nsites": len(record.species),
         **lattice,
-        "density": weight * AMU_TO_G_PER_CM3 / lattice["volume"],
+        "density": derived["density"],
         "cell": pack(cell, F8), "numbers": pack(numbers, U1), "frac_coords": pack(frac, F8),
         "site_occupancies": occupancies,
         "spacegroup_number": sym.number if sym else None,
@@ -195,12 +205,21 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
         "source": {"database": record.database, "external_id": record.external_id,
                    "raw_hash": hashlib.sha256(raw.encode()).hexdigest() if raw is not None else row["exact_hash"],
                    "warnings": (record.warnings + warnings_for(record, elements)) or None},
-        "properties": record.properties,
+        "properties": finite_properties(record.properties),
         "calculation": _calculation(record),
         # per-primitive-cell counts of (label, Wyckoff letter): lets the writer tell apart arrangements of one key
         "letters": None if sym is None else [sym.number, sorted([label, letter, n] for (label, letter), n in
                                                                 letter_counts(labels, sym.wyckoffs, sym.n_primitive).items())],
     }
+
+
+def finite_properties(properties: dict[str, Any]) -> dict[str, Any]:
+    """``properties`` with non-finite numbers as text (``Infinity``, ``-Infinity``, ``NaN``, as JSON writes them).
+
+    Stored as numbers they would vanish (SQLite keeps NaN as NULL) or pass range filters (``inf > 0``);
+    ``docs/ingest.md`` promises text.
+    """
+    return {k: (json.dumps(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in properties.items()}
 
 
 def _calculation(record: Record) -> Optional[dict[str, Any]]:

@@ -49,6 +49,16 @@ class ValidationOptions:
     overlap_fraction : float
         ``overlapping_atoms`` when two sites are closer than this fraction of the sum of
         their covalent radii (ASE ``covalent_radii``).
+    min_cell_length, max_cell_length : float
+        ``bad_cell`` when a lattice length (Å) is outside these bounds.
+    min_volume_per_atom : float
+        ``bad_cell`` below this cell volume per site (Å³).
+    min_cell_shape : float
+        ``bad_cell`` when volume / (a·b·c) is below this: a sliver cell (1 for a cube, sin γ for
+        a right prism) that sends the neighbour search after millions of periodic images.
+    max_cell_offset : float
+        ``bad_cell`` when a fractional coordinate lies further than this many cells outside
+        the cell (a lost decimal point); nearer ones are wrapped for the neighbour search.
     """
 
     allow_disorder: bool = False
@@ -58,11 +68,16 @@ class ValidationOptions:
     min_special_decimals: int = 4
     min_cell_decimals: int = 2
     overlap_fraction: float = 0.5
+    min_cell_length: float = 0.5
+    max_cell_length: float = 1000.0
+    min_volume_per_atom: float = 0.5
+    min_cell_shape: float = 1e-3
+    max_cell_offset: float = 100.0
 
 
 def check(record: Record, opts: ValidationOptions) -> Problem:
     """The first problem of ``record``, or ``None`` when it may be stored."""
-    for rule in (_finite, _volume, _sites, _elements, _precision, _occupancy, _overlap, _converged):
+    for rule in (_finite, _volume, _cell, _sites, _elements, _precision, _occupancy, _overlap, _converged):
         problem = rule(record, opts)
         if problem:
             return problem
@@ -70,17 +85,42 @@ def check(record: Record, opts: ValidationOptions) -> Problem:
 
 
 def _finite(record: Record, opts: ValidationOptions) -> Problem:
-    if not np.all(np.isfinite(record.cell)):
+    cell = np.asarray(record.cell, dtype=float)
+    if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
         return "non_finite", "cell holds NaN or infinite values"
+    for name, value in cell_numbers(cell).items():  # 1e308 Å is finite, its volume is not
+        if not math.isfinite(value):
+            return "non_finite", f"cell {name} is {value} (the lattice vectors overflow: {_largest(cell)})"
     if record.frac_coords.size and not np.all(np.isfinite(record.frac_coords)):
-        return "non_finite", "coordinates hold NaN or infinite values"
+        site = int(np.argmax(~np.isfinite(record.frac_coords).all(axis=1)))
+        return "non_finite", f"coordinates of site {site} hold NaN or infinite values"
     calc = record.calculation
     if calc is not None:
         for name in ("energy", "forces", "stress"):
             value = getattr(calc, name)
             if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
                 return "non_finite", f"calculation {name} holds NaN or infinite values"
+        if calc.energy is not None and not math.isfinite(float(calc.energy) / max(len(record.species), 1)):
+            return "non_finite", "calculation energy per atom is not finite"
     return None
+
+
+def _largest(cell: np.ndarray) -> str:
+    return f"largest component {float(np.abs(cell).max()):.3g} Å"
+
+
+def cell_numbers(cell: np.ndarray) -> dict[str, float]:
+    """Lengths a, b, c (Å) and volume (Å³) of a 3x3 cell as plain floats; ``inf`` where they overflow."""
+    rows = np.asarray(cell, dtype=float).tolist()
+    lengths = [math.hypot(x, y, z) for x, y, z in rows]
+    try:
+        (ax, ay, az), (bx, by, bz), (cx, cy, cz) = rows
+        volume = abs(ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx))
+    except OverflowError:
+        volume = math.inf
+    if math.isnan(volume):  # inf - inf: the products overflowed
+        volume = math.inf
+    return {"a": lengths[0], "b": lengths[1], "c": lengths[2], "volume": volume}
 
 
 def _volume(record: Record, opts: ValidationOptions) -> Problem:
@@ -89,6 +129,49 @@ def _volume(record: Record, opts: ValidationOptions) -> Problem:
         return "zero_volume", f"cell volume is {volume:.3g} Å³ (lattice vectors are coplanar or zero)"
     if not record.species:
         return "missing_coordinates", "no atoms in the cell"
+    return None
+
+
+def cell_problem(lengths: tuple[float, float, float], volume: float, nsites: int, opts: ValidationOptions) -> Problem:
+    """``bad_cell`` for lattice lengths (Å) or a volume (Å³) no crystal of ``nsites`` sites has, else ``None``.
+
+    Cheap arithmetic, run before anything that scales with the cell's shape (symmetry
+    expansion, the neighbour search): a 10⁶ Å cell or a = 1e-7 Å took gigabytes there,
+    and γ = 179.9999° hung the search.
+    """
+    named = dict(zip("abc", lengths))
+    short = {k: v for k, v in named.items() if v < opts.min_cell_length}
+    if short:
+        return "bad_cell", (f"cell length {', '.join(f'{k}={v:.4g} Å' for k, v in short.items())} below "
+                            f"{opts.min_cell_length:g} Å (--min-cell-length)")
+    long = {k: v for k, v in named.items() if v > opts.max_cell_length}
+    if long:
+        return "bad_cell", (f"cell length {', '.join(f'{k}={v:.4g} Å' for k, v in long.items())} above "
+                            f"{opts.max_cell_length:g} Å (--max-cell-length)")
+    product = lengths[0] * lengths[1] * lengths[2]
+    shape = volume / product if product > 0 else 0.0
+    if shape < opts.min_cell_shape:
+        return "bad_cell", (f"sliver cell: volume/(a·b·c) = {shape:.3g}, below {opts.min_cell_shape:g} "
+                            f"(--min-cell-shape; an angle near 0° or 180°)")
+    if nsites and volume / nsites < opts.min_volume_per_atom:
+        return "bad_cell", (f"cell volume {volume:.4g} Å³ holds {nsites} sites: {volume / nsites:.3g} Å³ per site, "
+                            f"below {opts.min_volume_per_atom:g} (--min-volume-per-atom)")
+    return None
+
+
+def _cell(record: Record, opts: ValidationOptions) -> Problem:
+    numbers = cell_numbers(record.cell)
+    problem = cell_problem((numbers["a"], numbers["b"], numbers["c"]), numbers["volume"], len(record.species), opts)
+    if problem:
+        return problem
+    frac = np.asarray(record.frac_coords, dtype=float)
+    if frac.size:
+        outside = np.abs(frac - 0.5).max(axis=1) - 0.5
+        worst = int(np.argmax(outside))
+        if outside[worst] > opts.max_cell_offset:
+            return "bad_cell", (f"site {worst} lies {outside[worst]:.3g} cells outside the cell (fractional "
+                                f"{np.array2string(frac[worst], precision=4)}; above --max-cell-offset "
+                                f"{opts.max_cell_offset:g}: a lost decimal point?)")
     return None
 
 
@@ -235,6 +318,11 @@ def _neighbour_search() -> tuple[Any, Any, Any]:
     return atomic_numbers, covalent_radii, find_points_in_spheres
 
 
+#: Above this many cells of the neighbour search's grid (its memory), sites are paired with a k-d tree instead:
+#: pymatgen's cell list spans the whole cell, 27 GB for a 1000 Å cell (about 200 bytes per cell of the grid).
+MAX_SEARCH_CELLS = 2_000_000
+
+
 def _overlap(record: Record, opts: ValidationOptions) -> Problem:
     atomic_numbers, covalent_radii, find_points_in_spheres = _neighbour_search()
     full = np.array([len(o) == 1 and next(iter(o.values())) > 1 - 1e-6 for o in record.species])
@@ -242,10 +330,17 @@ def _overlap(record: Record, opts: ValidationOptions) -> Problem:
         return None
     symbols = [max(o, key=o.get) for o in record.species]
     radii = np.array([covalent_radii[atomic_numbers[s]] for s in symbols])
-    cart = np.ascontiguousarray(record.frac_coords @ record.cell, dtype=float)
+    lattice = np.ascontiguousarray(record.cell, dtype=float)
+    # wrapped: an atom many cells away (unwrapped MD, a lost decimal point) stretches the search grid to reach it
+    frac = np.asarray(record.frac_coords, dtype=float) % 1.0
+    cart = np.ascontiguousarray(frac @ lattice, dtype=float)
     cutoff = float(2 * radii.max() * opts.overlap_fraction)
-    centers, points, _images, dist = find_points_in_spheres(
-        cart, cart, r=cutoff, pbc=np.array([1, 1, 1], dtype=np.int64), lattice=np.ascontiguousarray(record.cell, dtype=float), tol=1e-8)
+    extent = np.abs(lattice).sum(axis=0) + 2 * cutoff
+    if np.prod(np.ceil(extent / max(cutoff, 0.1))) > MAX_SEARCH_CELLS:
+        centers, points, dist = _pairs_in_large_cell(cart, lattice, cutoff)
+    else:
+        centers, points, _images, dist = find_points_in_spheres(
+            cart, cart, r=cutoff, pbc=np.array([1, 1, 1], dtype=np.int64), lattice=lattice, tol=1e-8)
     limit = opts.overlap_fraction * (radii[centers] + radii[points])
     close = (dist < limit) & (dist > 1e-8) | ((dist <= 1e-8) & (centers != points))
     close &= full[centers] & full[points]  # split sites of disordered structures may sit close by design
@@ -255,6 +350,31 @@ def _overlap(record: Record, opts: ValidationOptions) -> Problem:
     i, j = int(centers[k]), int(points[k])
     return "overlapping_atoms", (f"sites {i} ({symbols[i]}) and {j} ({symbols[j]}) are {dist[k]:.3f} Å apart, closer than "
                                  f"{opts.overlap_fraction:g} x the sum of covalent radii ({limit[k]:.3f} Å)")
+
+
+def _pairs_in_large_cell(cart: np.ndarray, lattice: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(centers, points, distances)`` of site pairs within ``cutoff`` Å, for cells too large for a grid search.
+
+    Wrapped sites and their images out to ``cutoff`` beyond each face (one image per side when
+    every plane spacing exceeds the cutoff) go into a k-d tree: memory grows with the sites, not the cell.
+    """
+    from itertools import product
+
+    from scipy.spatial import cKDTree
+
+    volume = abs(float(np.linalg.det(lattice)))
+    spacings = [volume / float(np.linalg.norm(np.cross(lattice[(i + 1) % 3], lattice[(i + 2) % 3]))) for i in range(3)]
+    reach = [range(-m, m + 1) for m in (int(math.ceil(cutoff / d)) for d in spacings)]
+    shifts = np.array(list(product(*reach)), dtype=float) @ lattice
+    n = len(cart)
+    images = (cart[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+    tree = cKDTree(images)
+    found = tree.query_ball_point(cart, r=cutoff)
+    centers = np.repeat(np.arange(n), [len(f) for f in found])
+    flat = np.fromiter((p for f in found for p in f), dtype=np.int64, count=len(centers))
+    points = flat % n
+    dist = np.linalg.norm(images[flat] - cart[centers], axis=1)
+    return centers, points, dist
 
 
 def _converged(record: Record, opts: ValidationOptions) -> Problem:

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from xtalbase.ingest.formats import Reader, open_text, read_failure
 from xtalbase.ingest.readers.cif import block_count, parse_block
 from xtalbase.ingest.records import Known, ReadError, Record, number_or_text
+from xtalbase.ingest.validate import ValidationOptions
 
 ID_COLUMNS = ("material_id", "mp_id", "id")
 
@@ -83,17 +84,17 @@ def locator_of(item: tuple[Any, Any]) -> str:
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[int, dict[str, str]]] | None = None,
-         **_: object) -> Iterator[Record | ReadError | Known]:
+         validation: ValidationOptions | None = None, **_: object) -> Iterator[Record | ReadError | Known]:
     """Yield one record per row; ``rows_`` (from :func:`rows`) lets a worker parse only its share."""
     for index, row in rows_ if rows_ is not None else rows(path):
         locator = f"row={index}"
         if locator in skip:
             yield Known(locator)
             continue
-        yield parse_row(row, locator, f"{path} [{locator}]")
+        yield parse_row(row, locator, f"{path} [{locator}]", validation)
 
 
-def parse_row(row: dict[str, Any], locator: str, where: str) -> Record | ReadError:
+def parse_row(row: dict[str, Any], locator: str, where: str, validation: ValidationOptions | None = None) -> Record | ReadError:
     """Parse one CSV row: its CIF text becomes the structure, other columns properties."""
     external_id = next((row[c].strip() for c in ID_COLUMNS if isinstance(row.get(c), str) and row[c].strip()), None)
     if external_id:
@@ -108,7 +109,7 @@ def parse_row(row: dict[str, Any], locator: str, where: str) -> Record | ReadErr
     if blocks > 1:
         return ReadError(locator, "parse_error", f"{where}: the cif cell holds {blocks} data blocks; one row is one "
                                                  f"structure", text)
-    record = parse_block(text, locator, where)
+    record = parse_block(text, locator, where, validation)
     if isinstance(record, ReadError):
         return record
     record.external_id = external_id

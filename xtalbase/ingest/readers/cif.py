@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from xtalbase.ingest.formats import Reader, open_text
+from xtalbase.ingest.readers.cif_limits import cell_parameters_problem, expansion_problem, operations_problem
 from xtalbase.ingest.records import Known, ReadError, Record, record_from_pymatgen
+from xtalbase.ingest.validate import ValidationOptions
 
 CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c", "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
 FRACT_TAGS = ("_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z")
@@ -126,8 +128,12 @@ def locator_of(item: tuple[Any, Any]) -> str:
 
 
 def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[str, str]] | None = None,
-         **_: object) -> Iterator[Record | ReadError | Known]:
-    """Yield one record per data block of the CIF at ``path``; ``rows_`` (from :func:`split`) parses only a share."""
+         validation: ValidationOptions | None = None, **_: object) -> Iterator[Record | ReadError | Known]:
+    """Yield one record per data block of the CIF at ``path``; ``rows_`` (from :func:`split`) parses only a share.
+
+    ``validation`` bounds the cell and the expanded site count before pymatgen expands the symmetry (defaults
+    when ``None``).
+    """
     if rows_ is None:
         with open_text(path) as fh:
             text = fh.read()
@@ -139,11 +145,11 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[st
         if locator in skip:
             yield Known(locator)
             continue
-        yield parse_block(block, locator, f"{path} [{locator}]")
+        yield parse_block(block, locator, f"{path} [{locator}]", validation)
 
 
-def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
-    """Parse one CIF data block into a record, or say why it cannot be read."""
+def parse_block(block: str, locator: str, where: str, validation: ValidationOptions | None = None) -> Record | ReadError:
+    """Parse one CIF data block into a record, or say why it cannot be read (``validation``: see :func:`read`)."""
     unclosed = unclosed_text_field(block)
     if unclosed is not None:
         return ReadError(locator, "parse_error", f"{where}: the ';' text field opened at line {unclosed} of the block "
@@ -160,7 +166,7 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
             except Exception as exc:  # noqa: BLE001 - malformed CIF syntax
                 return ReadError(locator, "parse_error", f"{where}: CIF syntax error: {_short(exc)}", raw_text)
         data = {k.lower(): v for k, v in raw.items()}
-        problem = _check_raw(data, where)
+        problem = _check_raw(data, where) or _before_expansion(data, where, validation or ValidationOptions())
         if problem:
             return ReadError(locator, problem[0], problem[1], raw_text)
         database, external_id = _database(data)
@@ -175,6 +181,9 @@ def parse_block(block: str, locator: str, where: str) -> Record | ReadError:
         if isinstance(setting, str):
             return ReadError(locator, "parse_error", f"{where}: {setting}", raw_text)
         if setting is not None:  # operations of a setting named by symbol, which pymatgen would not derive
+            problem = expansion_problem(_positions(data), len(setting[1]), where, validation or ValidationOptions())
+            if problem:
+                return ReadError(locator, problem[0], problem[1], raw_text)
             block += "\nloop_\n_symmetry_equiv_pos_as_xyz\n" + "\n".join(f"'{op}'" for op in setting[1]) + "\n"
         try:
             parser = CifParser.from_str(block)
@@ -510,6 +519,23 @@ def _check_raw(data: dict, where: str) -> tuple[str, str] | None:
         if element_of(sym) is None:
             return "unknown_element", f"{where}: atom type {sym!r} is not a chemical element"
     return None
+
+
+def _before_expansion(data: dict, where: str, opts: ValidationOptions) -> tuple[str, str] | None:
+    """The cell bounds, the listed symmetry operations and the site count they imply, checked before expansion."""
+    problem = cell_parameters_problem([str2float(_scalar(data, t)) for t in CELL_TAGS], where, opts)
+    if problem:
+        return problem
+    ops = next((_as_list(data[t]) for t in SYMOP_TAGS if t in data), None)
+    if ops is None:
+        return None
+    return operations_problem(ops, where) or expansion_problem(_positions(data), len(ops), where, opts)
+
+
+def _positions(data: dict) -> list[tuple[str, str, str]]:
+    """The listed fractional positions as written (their count, not their values, bounds the expansion)."""
+    columns = [_as_list(data.get(t, [])) for t in FRACT_TAGS]
+    return list(zip(*columns))
 
 
 def _as_list(value: str | list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,30 +32,59 @@ from xtalbase.ingest.records import Calculation, Known, ReadError, Record, recor
 FRAME_CHARS = 64 << 20
 
 
+class _Lines:
+    """A line iterator that can take a line back (to look at the line after a frame without losing it)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines, self._back = lines, []  # type: ignore[var-annotated]
+        self.failure: Exception | None = None  # met while looking ahead; raised once the frame before it is out
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        return self._back.pop() if self._back else next(self._lines)
+
+    def push(self, line: str) -> None:
+        self._back.append(line)
+
+
+def _count(line: str) -> int:
+    """The atom count of a count line, or -1 when the line is not one."""
+    try:
+        return int(line.split()[0])
+    except (ValueError, IndexError):
+        return -1
+
+
+def _is_count_line(line: str) -> bool:
+    return len(line.split()) == 1 and _count(line) >= 0
+
+
 def frames(path: Path) -> Iterator[tuple[int, str | None, str, str]]:
     """``(index, frame text, reason, message)`` per frame: the atom-count line tells where each frame ends.
 
     Streams the file (training sets run to gigabytes). A frame whose count line is not a
     whole number of atoms ends the file's readable part (text ``None``, ``parse_error``);
     one cut short comes as far as it goes (``truncated_file``); one larger than
-    :data:`FRAME_CHARS` comes cut to its start (``too_many_sites``). ``reason`` is empty
-    for a whole frame.
+    :data:`FRAME_CHARS` comes cut to its start (``too_many_sites``); one whose count
+    line disagrees with the atom lines that follow it (a count of 23 before 24 atoms:
+    read by the count it would pair 23 atoms with the energy of 24) is ``parse_error``,
+    and reading resumes at the next count line. ``reason`` is empty for a whole frame.
     """
     with open_text(path) as fh:
+        lines = _Lines(fh)
         i = number = 0
-        for line in fh:
+        for line in lines:
             number += 1
             if not line.strip():
                 continue
-            try:
-                natoms = int(line.split()[0])
-            except ValueError:
-                natoms = -1
+            natoms = _count(line)
             if natoms < 0:
                 yield i, None, "parse_error", f"line {number}: expected the atom count of frame {i}, found {line.strip()[:60]!r}"
                 return
             body, size, taken = [], 0, 0
-            for taken, row in enumerate(itertools.islice(fh, min(natoms + 1, sys.maxsize)), 1):
+            for taken, row in enumerate(itertools.islice(lines, min(natoms + 1, sys.maxsize)), 1):
                 if size <= FRAME_CHARS:
                     body.append(row)
                     size += len(row)
@@ -66,8 +96,41 @@ def frames(path: Path) -> Iterator[tuple[int, str | None, str, str]]:
                 yield i, text[:65536], "too_many_sites", (f"the frame declares {natoms} atoms, more than {FRAME_CHARS >> 20} "
                                                            f"MiB of text: not read")
             else:
-                yield i, text, "", ""
+                extra = _atom_lines_after(body[1:], lines)
+                number += extra
+                mismatch = _count_mismatch(natoms, body[1:], extra)
+                yield (i, text, "parse_error", mismatch) if mismatch else (i, text, "", "")
+                if lines.failure is not None:
+                    raise lines.failure
             i += 1
+
+
+def _atom_lines_after(rows: list[str], lines: _Lines) -> int:
+    """Skip (and count) atom lines that follow a frame's counted rows, up to the next count line or blank line."""
+    width = len(rows[0].split()) if rows else 0
+    skipped = 0
+    try:
+        for line in lines:
+            if not line.strip() or _is_count_line(line) or len(line.split()) != width:
+                lines.push(line)
+                break
+            skipped += 1
+    except Exception as exc:  # noqa: BLE001 - a cut .gz: the frame before the cut is still whole
+        lines.failure = exc
+    return skipped
+
+
+def _count_mismatch(natoms: int, rows: list[str], extra: int) -> str:
+    """Why the atom rows of a frame disagree with its count line, or ``""``."""
+    if extra:
+        return (f"the count line says {natoms} atoms but {natoms + extra} atom lines follow; the frame is not re-cut "
+                f"(its energy belongs to all of its atoms)")
+    widths = {len(row.split()) for row in rows}
+    if len(widths) > 1:
+        short = next(k for k, row in enumerate(rows) if len(row.split()) != len(rows[0].split()))
+        return (f"the count line says {natoms} atoms but atom line {short + 1} of the frame is not an atom line "
+                f"({rows[short].strip()[:60]!r}): fewer atoms than counted")
+    return ""
 
 
 def split(path: Path) -> Iterator[tuple[int, str | ReadError | None, str, str]]:
@@ -113,6 +176,10 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[in
         if reason:
             yield ReadError(locator, reason, f"{path} [{locator}]: {message}", text[:65536])
             continue
+        unknown = unknown_species(text)
+        if unknown:
+            yield ReadError(locator, "unknown_element", f"{path} [{locator}]: {unknown}", text[:65536])
+            continue
         try:
             atoms = ase.io.read(io.StringIO(text), format="extxyz")
         except KeyError as exc:  # ASE looks up each species symbol
@@ -144,6 +211,45 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[in
                                forces=results.get("forces"), stress=stress, stress_unit="eV/Å^3" if stress is not None else None,
                                parameters=parameters)
         yield record_from_ase(atoms, locator, calculation=calc)
+
+
+_PROPERTIES = re.compile(r"""(?i)(?:^|\s)properties=(?:"([^"]*)"|'([^']*)'|(\S+))""")
+
+
+def unknown_species(text: str) -> str:
+    """Why a frame's species column holds something other than element symbols spelt exactly, or ``""``.
+
+    ASE capitalises what it reads: a species ``i`` (``Si`` with its ``S`` lost) became iodine.
+    """
+    from ase.data import chemical_symbols
+
+    lines = text.splitlines()
+    column = _species_column(lines[1] if len(lines) > 1 else "")
+    if column is None:
+        return ""
+    known = set(chemical_symbols[1:])
+    for k, row in enumerate(lines[2:], 1):
+        tokens = row.split()
+        if len(tokens) > column and tokens[column] not in known:
+            return f"atom {k}: species {tokens[column]!r} is not a chemical element symbol (case matters: 'Si', not 'si')"
+    return ""
+
+
+def _species_column(comment: str) -> int | None:
+    """The column of ``species`` in the atom lines (ASE's ``Properties=name:type:count:...``), ``None`` if none."""
+    match = _PROPERTIES.search(comment)
+    if match is None:
+        return 0  # ASE's default: species:S:1:pos:R:3
+    fields = next(g for g in match.groups() if g is not None).split(":")
+    column = 0
+    for k in range(0, len(fields) - 2, 3):
+        name, _kind, count = fields[k:k + 3]
+        if name.lower() == "species":
+            return column
+        if not count.isdigit():
+            return None
+        column += int(count)
+    return None
 
 
 #: Families of names for (energy, forces, stress, virial), most trusted first: reference labels before plain names,

@@ -37,6 +37,43 @@ _INCAR = re.compile(r"^\s+(" + "|".join(INCAR_KEYS) + r")\s*=\s*([^\s;]+)", re.M
 _ML_STEP = "ML FREE ENERGIE OF THE ION-ELECTRON SYSTEM"
 
 
+_IONS_PER_TYPE = re.compile(r"^\s*ions per type\s*=\s*(.*)$", re.M)
+_NIONS = re.compile(r"NIONS\s*=\s*(\d+)")
+_POSITION_HEADER = re.compile(r"^\s*POSITION\s+TOTAL-FORCE.*\n\s*-+\s*\n", re.M)
+
+
+def count_problem(text: str) -> str:
+    """Why the header's atom counts disagree with each other or with the first position block, or ``""``.
+
+    Checked before ASE allocates by them: ``ions per type = 1000000000`` took 4 GB in seconds.
+    """
+    per_type = _IONS_PER_TYPE.search(text)
+    nions = _NIONS.search(text)
+    if per_type is None or nions is None:
+        return ""  # ASE says what is missing
+    try:
+        counts = [int(x) for x in per_type.group(1).split()]
+    except ValueError:
+        return f"'ions per type' is not a list of whole numbers ({per_type.group(1).strip()[:60]!r})"
+    total, declared = sum(counts), int(nions.group(1))
+    if total != declared:
+        return f"'ions per type' sums to {total} atoms but NIONS = {declared}"
+    block = _POSITION_HEADER.search(text)
+    if block is not None:
+        rows, start = 0, block.end()
+        while rows <= total:  # line by line from the block: an OUTCAR runs to gigabytes
+            end = text.find("\n", start)
+            line = text[start:end if end >= 0 else len(text)]
+            if not line.strip() or set(line.strip()) == {"-"}:  # the closing rule, not a negative x
+                break
+            rows, start = rows + 1, end + 1
+            if end < 0:
+                break
+        if rows != total:
+            return f"the header counts {total} atoms (NIONS, 'ions per type') but the first POSITION block lists {rows}"
+    return ""
+
+
 def read(path: Path, *, all_steps: bool = False, skip: frozenset[str] = frozenset(), **_: object) -> Iterator[Record | ReadError | Known]:
     """Yield the final (or every) DFT ionic step of an OUTCAR."""
     from ase.io.vasp_parsers.vasp_outcar_parsers import OutcarHeaderParser, outcarchunks
@@ -47,6 +84,10 @@ def read(path: Path, *, all_steps: bool = False, skip: frozenset[str] = frozense
     if "General timing and accounting" not in text:
         yield ReadError("file", "truncated_file", f"{path}: OUTCAR has no closing 'General timing and accounting' block "
                         f"(the run was killed or is still running)")
+        return
+    miscounted = count_problem(text)
+    if miscounted:
+        yield ReadError("file", "parse_error", f"{path}: {miscounted}")
         return
     stream = io.StringIO(text)
     stream.name = str(path)  # type: ignore[misc] - outcarchunks reads the name; workdir=None keeps it off CONTCAR/POSCAR
