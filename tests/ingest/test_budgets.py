@@ -253,3 +253,21 @@ def test_the_runner_runs_a_task_again_without_the_item_past_its_budget():
         with Runner(_squares, workers=2, budget=Budget(timeout=1)) as runner:
             list(runner.map(tasks))
     assert (caught.value.reason, caught.value.label) == ("timeout", "2")
+
+
+def test_a_stuck_record_in_a_file_whose_name_is_not_utf8_is_still_passed_over(db, tmp_path, monkeypatch):
+    """The worker's mark carries the path through shared memory: a non-UTF-8 name must come back exactly,
+    or the parent cannot tell which record to pass over and the whole run fails."""
+    folder = _folder(tmp_path)
+    name = os.fsdecode(b"slow\xe9.cif")
+    (folder / "CaTiO3.cif").rename(folder / name)
+    original = prepare.prepare_record
+
+    def patched(record, options, path):
+        if Path(path).name == name:
+            _spin()
+        return original(record, options, path)
+
+    monkeypatch.setattr(prepare, "prepare_record", patched)
+    report = db.ingest(folder, workers=1, record_timeout=2)
+    assert (report.read, report.inserted, report.quarantined_by_reason) == (3, 2, {"timeout": 1})

@@ -93,3 +93,25 @@ def test_ingest_through_a_dask_scheduler_stores_what_inline_ingest_stores(db, tm
     other.close()
     assert (remote.read, remote.inserted, remote.duplicates, remote.quarantined) == \
         (inline.read, inline.inserted, inline.duplicates, inline.quarantined)
+
+
+def test_a_supervised_pool_replaces_an_idle_worker_that_died():
+    """A worker killed while idle (the kernel's OOM killer) must not fail the next task with a broken pipe."""
+    import os
+    import signal
+
+    from xtalbase.platform.budgets import Budget
+    from xtalbase.platform.executors import SupervisedPool
+
+    with SupervisedPool(1, Budget(timeout=30)) as pool:
+        first = pool.submit(_square_after, 3, 0.0)
+        while not first.done():
+            pool.pump(0.1)
+        assert first.result() == 9
+        (worker,) = pool._workers
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.join(5)
+        second = pool.submit(_square_after, 4, 0.0)
+        while not second.done():
+            pool.pump(0.1)
+        assert second.result() == 16

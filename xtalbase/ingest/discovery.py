@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.ingest.formats import FORMATS, UndetectableFormat, detect_format, never_a_structure
+from xtalbase.ingest.formats import FORMATS, TooLargeError, UndetectableFormat, detect_format, never_a_structure
 from xtalbase.ingest.writer import printable
 
 #: Skipped paths kept by name in :attr:`Walk.skipped` (the rest are only counted).
@@ -40,13 +40,18 @@ class Walk:
         ``{link: message}``: symbolic links to a file outside the given tree (quarantined as ``unsafe_path``,
         never read).
     undetected : dict
-        ``{file: message}``: files whose content could not be looked at to tell the format (``parse_error``).
+        ``{file: message}``: files whose content could not be looked at to tell the format (``parse_error``, or
+        the reason in ``reasons``).
+    reasons : dict
+        ``{file: reason}`` for the ``undetected`` files quarantined with another reason than ``parse_error``
+        (``too_large``: a compressed file that expands past ``max_decompressed_mb`` while its format is told).
     """
 
     skipped: list[tuple[str, str]] = field(default_factory=list)
     skipped_count: int = 0
     refused: dict[Path, str] = field(default_factory=dict)
     undetected: dict[Path, str] = field(default_factory=dict)
+    reasons: dict[Path, str] = field(default_factory=dict)
 
     def skip(self, path: Path, why: str) -> None:
         """Note ``path`` as not read, for ``why``."""
@@ -73,38 +78,64 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     if isinstance(paths, (str, Path)):
         paths = [paths]
     walk = walk if walk is not None else Walk()
+    named = _named(paths, walk)
+    # every named folder and file is inside the given tree, whatever the order the paths were named in
+    roots = [os.path.realpath(path) for path, _ in named]
+    links: list[Path] = []
+    walked = [(path, _files_of(path, st, format, walk, roots, links)) for path, st in named]
+    # judged after every walk, when every named path and linked folder is known: the order of names must not decide
+    for link in links:
+        target = os.path.realpath(link)
+        if not any(_inside(target, root) for root in roots):
+            walk.refused[link] = (f"{link}: a symbolic link to {target}, outside the given paths: not read (name the "
+                                  f"target itself to ingest it)")
     out: list[tuple[Path, str | None]] = []
     seen: set[tuple[int, int]] = set()  # (device, inode): a file given twice, or by two names, is read once
+    refused_seen: set[tuple[int, int]] = set()  # the links themselves: a refused link met twice is refused once
+    for path, found in walked:
+        for child, fmt, child_st in found:  # one stat per file: its type, then its identity
+            # a refused link is never read: it must not hide its target, when that is reached another way
+            ids, key = (refused_seen, _identity(child.lstat())) if child in walk.refused else (seen, _identity(child_st))
+            if key in ids:
+                continue
+            ids.add(key)
+            out.append((child, fmt))
+            if hints is not None:
+                hints[child] = str(Path(path.resolve().name) / child.relative_to(path)) if child != path else child.name
+    return out
+
+
+def _named(paths: Sequence[str | Path], walk: Walk) -> list[tuple[Path, os.stat_result]]:
+    """``(path, its stat)`` of each named path that can be looked at; a missing one is an error, the rest skipped."""
+    named = []
     for given in paths:
         path = Path(given)
         try:
-            st = path.stat()
+            named.append((path, path.stat()))
         except (FileNotFoundError, NotADirectoryError):
             raise XtalbaseError(f"no such file or directory: {path}") from None
         except OSError as exc:
             walk.skip(path, _why(exc))
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            found = []
-            for child, child_st in _walk_tree(path, walk):
-                # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
-                fmt = (None if never_a_structure(child) else format) if format else _detect(child, walk)
-                if fmt is not None or child in walk.undetected:
-                    found.append((child, fmt, child_st))
-                elif not format and not os.access(child, os.R_OK):  # unknown because unreadable: say so
-                    walk.skip(child, "no read permission")
-        elif stat.S_ISREG(st.st_mode):
-            found = [(path, format or _detect(path, walk), st)]
-        else:
-            walk.skip(path, _special(st))
-            continue
-        for child, fmt, child_st in found:  # one stat per file: its type, then its identity
-            if (child_st.st_dev, child_st.st_ino) not in seen:
-                seen.add((child_st.st_dev, child_st.st_ino))
-                out.append((child, fmt))
-                if hints is not None:
-                    hints[child] = str(Path(path.resolve().name) / child.relative_to(path)) if child != path else child.name
-    return out
+    return named
+
+
+def _files_of(path: Path, st: os.stat_result, format: Optional[str], walk: Walk, roots: list[str],
+              links: list[Path]) -> list[tuple[Path, str | None, os.stat_result]]:
+    """``(file, format, its stat)`` of a named folder (walked) or file; a named special file is skipped."""
+    if stat.S_ISREG(st.st_mode):
+        return [(path, format or _detect(path, walk), st)]
+    if not stat.S_ISDIR(st.st_mode):
+        walk.skip(path, _special(st))
+        return []
+    found = []
+    for child, child_st in _walk_tree(path, walk, roots, links):
+        # a forced format applies to the structure files of a folder, never to its INCAR, POTCAR or images
+        fmt = (None if never_a_structure(child) else format) if format else _detect(child, walk)
+        if fmt is not None or child in walk.undetected:
+            found.append((child, fmt, child_st))
+        elif not format and not os.access(child, os.R_OK):  # unknown because unreadable: say so
+            walk.skip(child, "no read permission")
+    return found
 
 
 def _detect(path: Path, walk: Walk) -> str | None:
@@ -113,23 +144,26 @@ def _detect(path: Path, walk: Walk) -> str | None:
     try:
         return detect_format(path)
     except UndetectableFormat as exc:
-        walk.undetected[path] = str(exc)
+        if isinstance(exc.__cause__, TooLargeError):  # past the decompression cap: too_large, like its reader says
+            walk.undetected[path] = str(exc.__cause__)
+            walk.reasons[path] = "too_large"
+        else:
+            walk.undetected[path] = str(exc)
         return None
 
 
-def _walk_tree(folder: Path, walk: Walk) -> Iterator[tuple[Path, os.stat_result]]:
+def _walk_tree(folder: Path, walk: Walk, roots: list[str],
+               links: list[Path]) -> Iterator[tuple[Path, os.stat_result]]:
     """``(file, its stat)`` under ``folder`` in sorted path order, through symlinked folders, each folder once.
 
     Names starting with ``.`` (files and folders: ``.git``, ``.ipynb_checkpoints`` copies) are left out. A
     broken link comes with its own ``lstat``: kept like a file, its reader says it is broken. A link back up the
     tree (a loop) or a second way into a folder already walked is not followed again. A symlinked folder joins
-    the tree (shared runs kept elsewhere and linked in); a link to a file outside the tree is noted in
-    ``walk.refused`` (and still yielded: if it looks like a structure, it is quarantined unread). Paths that cannot be read, loops of links
-    and special files are noted in ``walk.skipped``.
+    the tree (shared runs kept elsewhere and linked in: its real path is added to ``roots``); each link to a file
+    is added to ``links`` (and yielded), for the caller to judge against ``roots`` once every named path is
+    walked. Paths that cannot be read, loops of links and special files are noted in ``walk.skipped``.
     """
     seen: set[tuple[int, int]] = set()
-    roots = [os.path.realpath(folder)]
-    links: list[Path] = []
 
     def visit(directory: Path, st: os.stat_result) -> Iterator[tuple[Path, os.stat_result]]:
         if (st.st_dev, st.st_ino) in seen:
@@ -163,14 +197,11 @@ def _walk_tree(folder: Path, walk: Walk) -> Iterator[tuple[Path, os.stat_result]
             else:
                 walk.skip(child, _special(child_st))
 
-    files = list(visit(folder, folder.stat()))
-    # judged after the walk, when every linked folder is known: the order of names must not decide
-    for link in links:
-        target = os.path.realpath(link)
-        if not any(_inside(target, root) for root in roots):
-            walk.refused[link] = (f"{link}: a symbolic link to {target}, outside the given paths: not read (name the "
-                                  f"target itself to ingest it)")
-    yield from files
+    yield from visit(folder, folder.stat())
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _inside(target: str, root: str) -> bool:

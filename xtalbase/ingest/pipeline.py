@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 from sqlalchemy import select
 
 from xtalbase.ingest.discovery import Walk, find_files
-from xtalbase.ingest.formats import FORMATS, open_text, share_locator, splitter
+from xtalbase.ingest.formats import FORMATS, decompression_cap, open_text, share_locator, splitter
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.options import IngestOptions
 from xtalbase.ingest.prepare import MAX_RAW_TEXT, PrepareOptions, WorkUnit, pass_over, prepare_unit, quarantine_item
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
+from xtalbase.platform.budgets import retire
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
 from xtalbase.platform.repositories import chunks
 from xtalbase.platform.runner import Runner
@@ -92,7 +93,7 @@ def _failed_unit(path: Path, walk: Walk) -> Optional[FailedUnit]:
     if path in walk.refused:
         return FailedUnit(str(path), "unsafe_path", walk.refused[path])
     if path in walk.undetected:
-        return FailedUnit(str(path), "parse_error", walk.undetected[path])
+        return FailedUnit(str(path), walk.reasons.get(path, "parse_error"), walk.undetected[path])
     return None
 
 
@@ -132,6 +133,8 @@ def _prepare_isolated(unit: WorkUnit | FailedUnit, options: PrepareOptions) -> l
         items = prepare_unit(unit, options)
     except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, OverflowError, UnicodeError, a reader bug
         reason = "memory_limit" if isinstance(exc, MemoryError) else "parse_error"
+        if isinstance(exc, MemoryError):
+            retire()  # a fresh worker rather than a fragmented heap, as for a record's MemoryError
         return [quarantine_item(_unit_locator(unit), reason,
                                 f"{unit.path}: {unit.format or 'format detection'} failed: {type(exc).__name__}: "
                                 f"{str(exc)[:300]}", None)]
@@ -191,7 +194,11 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
     db.require_schema()
     hints: dict[Path, str] = {}
     walk = Walk()
-    files = find_files(paths, opts.format, hints, walk)
+    # the main process reads files too (format detection, the rows of a CSV, the records of a large file to
+    # share out): under the run's cap, as the workers are
+    cap = opts.max_decompressed_mb << 20
+    with decompression_cap(cap):
+        files = find_files(paths, opts.format, hints, walk)
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
     rehashed = rehash_outdated(db, opts.symmetry_engine)
     prepare = opts.prepare()
@@ -221,9 +228,10 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
-        with Runner(prepare_units, workers=opts.workers, scheduler=opts.scheduler, name="ingest",
-                    in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers), budget=opts.budget(),
-                    retry=pass_over) as runner:
+        # the lazy tasks split CSV and large files here, in the main process, as the runner asks for them
+        with decompression_cap(cap), Runner(prepare_units, workers=opts.workers, scheduler=opts.scheduler,
+                                            name="ingest", in_flight=max(2, TASKS_IN_FLIGHT_PER_WORKER * opts.workers),
+                                            budget=opts.budget(), retry=pass_over) as runner:
             for (infos, finished), results in runner.map(tasks):
                 for info, items in zip(infos, results):
                     pending.extend((info, item) for item in items)

@@ -20,7 +20,7 @@ from xtalbase.errors import XtalbaseError
 #: Layout of a worker's mark slot: started (CLOCK_MONOTONIC seconds, shared by all processes), label length.
 _HEADER = struct.Struct("<dI")
 #: Bytes of a label kept (a longer one is cut: it names a file and a record, not a document).
-MAX_LABEL = 4096
+MAX_LABEL = 16384
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,16 @@ class MarkSlot:
 
     def write(self, label: str) -> None:
         """Start the clock of a new item named ``label``."""
-        data = label.encode("utf-8", "replace")[:MAX_LABEL]
+        # surrogatepass: a file name that is not UTF-8 (os.fsdecode's surrogates) must come back exactly, or the
+        # parent could not tell which record to pass over
+        data = label.encode("utf-8", "surrogatepass")[:MAX_LABEL]
         self._map[_HEADER.size:_HEADER.size + len(data)] = data
         self._map[:_HEADER.size] = _HEADER.pack(time.monotonic(), len(data))
 
     def read(self) -> tuple[float, str]:
         """``(when the item began, its label)``."""
         started, size = _HEADER.unpack(self._map[:_HEADER.size])
-        return started, self._map[_HEADER.size:_HEADER.size + size].decode("utf-8", "replace")
+        return started, self._map[_HEADER.size:_HEADER.size + size].decode("utf-8", "surrogatepass")
 
     def close(self) -> None:
         """Release the mapping."""

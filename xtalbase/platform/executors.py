@@ -142,7 +142,14 @@ class SupervisedPool(Executor):
                 self._workers.append(worker)
             future, fn, args, kwargs = self._queue.popleft()
             if future.set_running_or_notify_cancel():
-                worker.start(future, fn, args, kwargs)
+                try:
+                    worker.start(future, fn, args, kwargs)
+                except OSError:  # the idle worker had died (the kernel's OOM killer, a signal): a new one takes the task
+                    worker.task = None
+                    self._replace(worker)
+                    worker = _Worker(self._budget)
+                    self._workers.append(worker)
+                    worker.start(future, fn, args, kwargs)
 
     def _receive(self, worker: "_Worker") -> None:
         future = worker.task
