@@ -59,13 +59,21 @@ def test_hostile_filter_gives_the_positioned_error_and_nothing_else(qdb, filter_
 
 
 def test_filters_at_the_limits_still_run(qdb):
-    deep = "(" * MAX_FILTER_DEPTH + "nsites >= 1" + ")" * MAX_FILTER_DEPTH
-    assert qdb.query(deep).count() == qdb.query().count()
-    with pytest.raises(FilterError, match=f"position {MAX_FILTER_DEPTH + 1}: parentheses"):
+    n = MAX_FILTER_DEPTH
+    everything = qdb.query().count()
+    deep = "(" * n + "nsites >= 1" + ")" * n
+    assert qdb.query(deep).count() == everything
+    with pytest.raises(FilterError, match=f"position {n + 1}: parentheses"):
         qdb.query("(" + deep + ")")
-    # the deepest SQL the limits allow: nested NOT/OR/AND (what fills SQLite's parser stack fastest),
-    # then a long OR chain of semi-joins
-    depth = MAX_FILTER_DEPTH - 1  # and one more for the chain's parentheses
+    # the shapes that run at the full depth on both backends: left-folded chains, NOT chains, alternating AND/OR
+    folded = "(" * n + "nsites >= 1" + "".join(f" AND nsites >= {i % 2})" for i in range(n))
+    assert qdb.query(folded).count() == everything
+    assert qdb.query("NOT (" * n + "nsites >= 1" + ")" * n).count() == everything  # n is even
+    alternating = "".join("nsites > 0 AND (" if i % 2 else "nsites < 0 OR (" for i in range(n)) + "nsites >= 1" + ")" * n
+    assert qdb.query(alternating).count() == everything
+    # the deepest nested NOT/OR/AND (what fills SQLite's parser stack fastest) that SQLite still holds,
+    # then a long OR chain of semi-joins; deeper ones fail positioned (the next test)
+    depth = 11  # and one more for the chain's parentheses (SQLite overflows at 12 + 1 here)
     level = 'NOT (chemical_formula_reduced ENDS "Q" OR NOT _xtalbase_crystal_system = "none" AND nsites > 0 AND '
     chain = " OR ".join(['_xtalbase_source = "none"'] * (MAX_FILTER_COMPARISONS - 3 * depth))
     nested = level * depth + "(" + chain + ")" + ")" * depth
@@ -97,12 +105,73 @@ def test_limit_beyond_64_bits_is_a_clear_error(qdb):
         qdb.query("nsites > 0", limit=2**64)
 
 
+def test_a_generated_filter_wrapping_each_step_in_parentheses_runs(qdb):
+    # what a filter builder makes: every step wraps what came before, 11 clauses, 11 levels
+    steps = [("", "nsites >= 2"), ("AND", 'elements HAS "O"'), ("OR", "nsites = 1"), ("AND", "nsites < 40"),
+             ("OR", 'elements HAS "Fe"'), ("AND", "NOT nsites = 7"), ("AND", "nelements >= 1"),
+             ("OR", 'chemical_formula_reduced = "Si"'), ("AND", "nsites <= 30"), ("AND", "NOT elements HAS \"Xe\""),
+             ("OR", 'elements HAS "Li"')]
+    filter_, expected = "", set()
+    for op, clause in steps:
+        ids = set(qdb.query(clause).ids())
+        filter_ = f"({clause})" if not op else f"({filter_} {op} {clause})"
+        expected = ids if not op else (expected & ids if op == "AND" else expected | ids)
+    assert len(steps) == 11 and deepest_level(filter_) == 11
+    assert 0 < len(expected) < qdb.query().count()
+    assert qdb.query(filter_).ids() == sorted(expected)
+
+
+def deepest_level(text: str) -> int:
+    level = deepest = 0
+    for ch in text:
+        level += {"(": 1, ")": -1}.get(ch, 0)
+        deepest = max(deepest, level)
+    return deepest
+
+
 def test_a_filter_too_deep_for_the_database_parser_is_positioned_too(qdb, monkeypatch):
-    if qdb.backend != "sqlite":
-        pytest.skip("SQLite's parser stack (100 entries) is the smaller one")
+    from xtalbase.platform.optimade_filter import check_filter_text
+
+    level = "NOT (nsites < 0 OR nsites > 1 AND "  # 34 characters
+    within = level * MAX_FILTER_DEPTH + "nsites = 1" + ")" * MAX_FILTER_DEPTH
+    check_filter_text(within)  # within every limit of the text
+    if qdb.backend == "sqlite":  # SQLite's parser stack (100 entries) overflows from 16 such levels on
+        position = 34 * (MAX_FILTER_DEPTH - 1) + 5
+        with pytest.raises(FilterError, match=rf"^invalid filter at position {position}: .*too deeply nested for sqlite "
+                                              r"\(parser stack overflow\)"):
+            qdb.query(within).count()
+        return
+    # PostgreSQL holds it and gives the right rows ...
+    every, small, big = (set(qdb.query(f).ids()) for f in ("", "nsites < 0", "nsites > 1"))
+    expected = set(qdb.query("nsites = 1").ids())
+    for _ in range(MAX_FILTER_DEPTH):
+        expected = every - (small | (big & expected))
+    assert expected and qdb.query(within).ids() == sorted(expected)
+    # ... and overflows only far deeper (past the text limit), with its smallest stack: positioned all the same
+    import sys
+
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
     from xtalbase.platform import optimade_filter
 
-    monkeypatch.setattr(optimade_filter, "MAX_FILTER_DEPTH", 1000)  # past the text check, to the database's parser
-    deep = "NOT (nsites < 0 OR nsites > 1 AND " * 40 + "nsites = 1" + ")" * 40
-    with pytest.raises(FilterError, match=r"^invalid filter at position 1331: .*too deeply nested for sqlite \(parser stack overflow\)"):
-        qdb.query(deep).count()
+    engine = sa.create_engine(qdb.url).execution_options(postgresql_readonly=True)
+
+    @event.listens_for(engine, "connect")
+    def _small_stack(dbapi_conn, _record):  # a superuser setting: the test user is one
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET max_stack_depth = '100kB'")
+        dbapi_conn.commit()
+
+    monkeypatch.setattr(optimade_filter, "MAX_FILTER_DEPTH", 1000)
+    monkeypatch.setattr(qdb, "read_only_engine", lambda: engine)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(10_000)  # SQLAlchemy compiles recursively
+    try:
+        deep = level * 150 + "nsites = 1" + ")" * 150
+        with pytest.raises(FilterError, match=r"^invalid filter at position 5071: .*too deeply nested for postgresql "
+                                              r"\(stack depth limit exceeded\)"):
+            qdb.query(deep).count()
+    finally:
+        sys.setrecursionlimit(limit)
+        engine.dispose()

@@ -76,12 +76,19 @@ HOSTILE = [
     ('SELECT U&"pg!005fread!005ffile" UESCAPE \'!\' (\'/etc/passwd\')', "error", "refused"),
     ("SELECT E'\\'', pg_read_file('/etc/passwd') --'", "error", "refused"),
     ("SELECT $x$ $x$, pg_read_file('/etc/passwd')", "refused", "refused"),
-    # SQLite's own escapes from read-only
-    ("SELECT fts3_tokenizer('simple')", "refused", "refused"),
-    ("SELECT hex(fts3_tokenizer('porter'))", "refused", "refused"),
-    ("SELECT load_extension('/tmp/xtalbase-evil.so')", "refused", "refused"),
-    ("SELECT writefile('/tmp/xtalbase-evil', 'x')", "refused", "refused"),
-    ("SELECT readfile('/etc/passwd')", "refused", "refused"),
+    # SQLite's own escapes from read-only (refused by name on SQLite; on PostgreSQL no such function exists)
+    ("SELECT fts3_tokenizer('simple')", "refused", "error"),
+    ("SELECT hex(fts3_tokenizer('porter'))", "refused", "error"),
+    ("SELECT load_extension('/tmp/xtalbase-evil.so')", "refused", "error"),
+    ("SELECT writefile('/tmp/xtalbase-evil', 'x')", "refused", "error"),
+    ("SELECT readfile('/etc/passwd')", "refused", "error"),
+    ("SELECT edit('x')", "refused", "error"),
+    ("WITH e AS (SELECT 1), f AS (SELECT 2) SELECT readfile('/etc/passwd') AS lo_s FROM e, f", "refused", "error"),
+    # a declared name (CTE, alias) is not a call, but a call next to one still is
+    ("WITH lo_x(a) AS (SELECT 1) SELECT lo_import('/etc/passwd') FROM lo_x", "refused", "refused"),
+    ("WITH lo_x(a) AS (SELECT 1) SELECT * FROM lo_x, lo_import('/etc/passwd') AS (a int)", "refused", "refused"),
+    ("SELECT * FROM dblink('dbname=test', 'SELECT 1') AS (a int)", "refused", "refused"),
+    ("SELECT * FROM (VALUES (1)) AS t(a), pg_ls_dir('.') AS lo_d(f)", "refused", "refused"),
     ("SELECT * FROM pragma_query_only", "refused", "error"),
     ("PRAGMA writable_schema = ON", "refused", "refused"),
     ("ATTACH ':memory:' AS m", "refused", "refused"),
@@ -111,6 +118,21 @@ HOSTILE = [
     # names in strings or as plain columns are not calls
     ("SELECT lo_x FROM (SELECT 1 AS lo_x) AS t", "ok", "ok"),
     ("SELECT 'pg_read_file(1)' AS s, 'lo_import(' AS t", "ok", "ok"),
+    # nor are names declared with a column list: CTEs and aliases (see LEGITIMATE)
+    ("WITH lo_energy(x) AS (SELECT 1) SELECT * FROM lo_energy", "ok", "ok"),
+    ("WITH edit(x) AS (SELECT 1) SELECT * FROM edit", "ok", "ok"),
+    ("SELECT * FROM (VALUES (1,2)) AS lo_s(a,b)", "error", "ok"),  # SQLite has no alias column lists
+]
+
+# (statement, rows on both backends): declared names that look like refused calls
+LEGITIMATE = [
+    ("WITH lo_energy(x) AS (SELECT 1) SELECT * FROM lo_energy", [(1,)]),
+    ("WITH edit(x) AS (SELECT 1) SELECT * FROM edit", [(1,)]),
+    ("WITH RECURSIVE readfile(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM readfile WHERE n < 3) "
+     "SELECT n FROM readfile ORDER BY n", [(1,), (2,), (3,)]),
+    ("WITH a AS (SELECT 1 AS x), lo_b(y) AS (SELECT 2), pg_ls_c(z) AS NOT MATERIALIZED (SELECT 3) "
+     "SELECT x, y, z FROM a, lo_b, pg_ls_c", [(1, 2, 3)]),
+    ("WITH lo_s(a, b) AS (VALUES (1, 2)) SELECT * FROM lo_s AS lo_t", [(1, 2)]),
 ]
 
 
@@ -196,6 +218,31 @@ def test_name_scan_ignores_strings_and_comments_but_not_calls():
     assert refused_name("SELECT 1 FROM [fts3_tokenizer] x", "sqlite") is None
     with pytest.raises(ReadOnlyViolation, match=r"function pg_ls_dir \(position 15\)"):
         check_readonly_statement("SELECT * FROM pg_ls_dir('.')")
+
+
+@pytest.mark.parametrize("statement,rows", LEGITIMATE, ids=[f"l{i}" for i in range(len(LEGITIMATE))])
+def test_declared_names_are_not_calls_and_run(qdb, statement, rows):
+    assert run_readonly(qdb, statement).rows == rows
+
+
+def test_alias_with_column_list_runs_on_postgresql(qdb):
+    statement = "SELECT * FROM (VALUES (1, 2)) AS lo_s(a, b)"
+    assert refused_name(statement, "sqlite") is None and refused_name(statement) is None
+    if qdb.backend == "sqlite":
+        pytest.skip("SQLite has no column lists on aliases (a syntax error there, not a refusal)")
+    assert run_readonly(qdb, statement).rows == [(1, 2)]
+
+
+def test_declaration_rules_keep_calls_calls():
+    for dialect in ("postgresql", "sqlite"):
+        assert refused_name("WITH lo_x(a) AS (SELECT 1) SELECT lo_x(1)", dialect)[:2] == ("lo_x", 34)
+        assert refused_name("SELECT * FROM t, dblink('x', 'y') AS (a int)", dialect)[0] == "dblink"
+        assert refused_name('SELECT "as" lo_import(1)', dialect)[0] == "lo_import"  # a quoted "as" is no keyword
+        assert refused_name("WITH x AS (SELECT 1) SELECT * FROM x, lo_import(1) AS (a int)", dialect)[0] == "lo_import"
+        assert refused_name("SELECT 1 AS edit, 2 AS readfile", dialect) is None
+    assert refused_name("SELECT edit(1), readfile('f')") is None  # SQLite's functions are refused on SQLite only
+    assert refused_name("SELECT edit(1)", "sqlite")[0] == "edit"
+    assert refused_name("SELECT upper(readfile('f'))", "sqlite")[0] == "readfile"
 
 
 def test_cli_sql_budget_options_and_truncation_note(qdb):

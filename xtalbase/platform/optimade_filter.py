@@ -638,9 +638,11 @@ GRAMMAR_VERSION = (1, 2, 0)
 
 #: Longest filter accepted, characters.
 MAX_FILTER_LENGTH = 100_000
-#: Deepest nesting of parentheses accepted: SQLite's parser stack (100 entries) overflows from about
-#: 13 levels of ``NOT (a OR b AND ...`` on; what still overflows below this fails at execution, positioned too.
-MAX_FILTER_DEPTH = 10
+#: Deepest nesting of parentheses accepted. Redundant parentheses, left-folded ``((a AND b) AND c)`` chains and
+#: ``NOT (`` chains run far deeper on both backends; SQLite's parser stack (100 entries) overflows from 37 levels of
+#: alternating AND/OR and from 16 levels of ``NOT (a OR b AND ...``. What overflows a database parser below this
+#: limit fails at execution with the positioned :class:`FilterError` too (:meth:`Query._connect`).
+MAX_FILTER_DEPTH = 32
 #: Most comparisons in one filter: SQLite refuses expressions deeper than 1000 and a long OR chain is that deep.
 MAX_FILTER_COMPARISONS = 400
 _INT64 = 2**63 - 1

@@ -33,9 +33,9 @@ REFUSED_FUNCTIONS = frozenset({
     "pg_backup_start", "pg_backup_stop", "pg_start_backup", "pg_stop_backup", "pg_create_restore_point",
     "pg_import_system_collations", "pg_notify", "nextval", "setval", "txid_current", "pg_current_xact_id",
     "ts_stat", "ts_rewrite", "dblink",
-    # SQLite
-    "load_extension", "fts3_tokenizer", "readfile", "writefile", "edit",
 })
+#: SQLite's own functions refused the same way, on SQLite only (on PostgreSQL these names are ordinary, unknown ones).
+SQLITE_REFUSED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"})
 #: Name prefixes refused the same way (``lo_import``, ``pg_stat_reset_shared``, ``pg_ls_waldir``, ...).
 REFUSED_PREFIXES = ("lo_", "pg_ls_", "pg_stat_reset", "pg_create_", "pg_copy_", "pg_logical_", "pg_replication_origin",
                     "pg_advisory", "pg_try_advisory", "pg_wal_replay", "dblink", "query_to_xml", "table_to_xml",
@@ -145,7 +145,8 @@ def check_readonly_statement(sql: str, dialect: str = "postgresql") -> str:
 
     Refuses stacked statements, statements that do not start with a reading
     keyword, and calls of functions or names of catalogs that are not pure
-    reads (:data:`REFUSED_FUNCTIONS`, :data:`REFUSED_PREFIXES`, :data:`REFUSED_RELATIONS`).
+    reads (:data:`REFUSED_FUNCTIONS`, :data:`REFUSED_PREFIXES`, :data:`REFUSED_RELATIONS`, and on SQLite
+    :data:`SQLITE_REFUSED_FUNCTIONS`).
     """
     statements = split_statements(sql, dialect)
     if not statements:
@@ -170,8 +171,14 @@ def check_readonly_statement(sql: str, dialect: str = "postgresql") -> str:
 
 def refused_name(statement: str, dialect: str = "postgresql") -> tuple[str, int, str] | None:
     """``(name, position, "function"|"catalog"|"clause")`` of the first refused call, catalog or ``UESCAPE``
-    clause in ``statement``, else ``None``."""
+    clause in ``statement``, else ``None``.
+
+    A name followed by ``(`` is a call unless it is a name being declared: a common table expression
+    (``WITH lo_x(a) AS (...)``, also after a ``,`` in the WITH list) or an alias with a column list
+    (``... AS lo_s(a, b)``)."""
     toks = list(tokens(statement, dialect))
+    declared = _declared_names(toks, statement)
+    functions = REFUSED_FUNCTIONS | SQLITE_REFUSED_FUNCTIONS if dialect == "sqlite" else REFUSED_FUNCTIONS
     for k, tok in enumerate(toks):
         if tok.kind != "word":
             continue
@@ -180,7 +187,50 @@ def refused_name(statement: str, dialect: str = "postgresql") -> tuple[str, int,
             return name, tok.pos, "catalog"
         if name == "uescape":  # another escape character could spell any name in a U&"..." identifier
             return "UESCAPE", tok.pos, "clause"
-        called = k + 1 < len(toks) and toks[k + 1].text == "("
-        if called and (name in REFUSED_FUNCTIONS or name.startswith(REFUSED_PREFIXES)):
+        called = k + 1 < len(toks) and toks[k + 1].text == "(" and k not in declared
+        if called and (name in functions or name.startswith(REFUSED_PREFIXES)):
             return name, tok.pos, "function"
     return None
+
+
+def _declared_names(toks: list[Token], sql: str) -> set[int]:
+    """Indexes of the names in ``toks`` that declare rather than call: an alias right after the keyword ``AS``,
+    and each CTE name of a WITH list whose whole shape ``name [(cols)] AS [[NOT] MATERIALIZED] (...)`` is there
+    (anything else, such as ``FROM f(...) AS (a int)``, is not a declaration and stays a call)."""
+    def keyword(j: int, *words: str) -> bool:  # an unquoted keyword, not a "quoted" identifier spelled the same
+        return j < len(toks) and toks[j].kind == "word" and toks[j].text in words and sql[toks[j].pos] not in "\"`["
+
+    def after_parens(j: int) -> int:  # index past the ")" matching the "(" at j, or len(toks)
+        depth = 0
+        for m in range(j, len(toks)):
+            if toks[m].kind == "punct" and toks[m].text in "()":
+                depth += 1 if toks[m].text == "(" else -1
+                if depth == 0:
+                    return m + 1
+        return len(toks)
+
+    def punct(j: int, ch: str) -> bool:
+        return j < len(toks) and toks[j].kind == "punct" and toks[j].text == ch
+
+    declared = {k for k in range(1, len(toks)) if toks[k].kind == "word" and keyword(k - 1, "as")}
+    for k in range(len(toks)):
+        if not keyword(k, "with"):
+            continue
+        j = k + 2 if keyword(k + 1, "recursive") else k + 1
+        while j < len(toks) and toks[j].kind == "word":
+            name, j = j, j + 1
+            if punct(j, "("):
+                j = after_parens(j)
+            if not keyword(j, "as"):
+                break
+            j += 1
+            j += 1 if keyword(j, "not") else 0
+            j += 1 if keyword(j, "materialized") else 0
+            if not punct(j, "("):
+                break
+            j = after_parens(j)
+            declared.add(name)
+            if not punct(j, ","):
+                break
+            j += 1
+    return declared
