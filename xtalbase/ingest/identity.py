@@ -37,14 +37,10 @@ from typing import Optional
 import numpy as np
 
 from xtalbase.ingest.cif_settings import spglib_module, spglib_symbol
+from xtalbase.ingest.engines import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES  # noqa: F401 - also this module's names
 from xtalbase.schema.arrays import F8, U1, pack
 
 HASH_VERSION = 2
-#: Default distance tolerance in Å (pymatgen's and Materials Project's default).
-DEFAULT_SYMPREC = 0.01
-#: Symmetry engines: spglib (default) and moyopy.
-SYMMETRY_ENGINES = ("spglib", "moyo")
-DEFAULT_ENGINE = "spglib"
 CRYSTAL_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
                    (167, "trigonal"), (194, "hexagonal"), (230, "cubic"))
 

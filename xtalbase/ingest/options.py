@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.ingest.engines import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.formats import FORMATS
-from xtalbase.ingest.identity import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 
 if TYPE_CHECKING:
     from xtalbase.ingest.prepare import PrepareOptions

@@ -6,10 +6,12 @@ Readers only parse; validation, symmetry, hashing and storage happen later
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Every quarantine reason code, in the order the checks run.
 REASONS = (
@@ -118,6 +120,8 @@ def species_from_pymatgen(structure: Any) -> list[dict[str, float]]:
 
 def record_from_pymatgen(structure: Any, locator: str, **kwargs: Any) -> Record:
     """A :class:`Record` from a pymatgen ``Structure``."""
+    import numpy as np
+
     return Record(locator=locator, cell=np.array(structure.lattice.matrix, dtype=float),
                   species=species_from_pymatgen(structure), frac_coords=np.array(structure.frac_coords, dtype=float),
                   **kwargs)
@@ -125,6 +129,8 @@ def record_from_pymatgen(structure: Any, locator: str, **kwargs: Any) -> Record:
 
 def record_from_ase(atoms: Any, locator: str, **kwargs: Any) -> Record:
     """A :class:`Record` from an ASE ``Atoms`` (all sites fully occupied)."""
+    import numpy as np
+
     return Record(locator=locator, cell=np.array(atoms.cell[:], dtype=float),
                   species=[{s: 1.0} for s in atoms.get_chemical_symbols()],
                   frac_coords=np.array(atoms.get_scaled_positions(wrap=False), dtype=float), **kwargs)
@@ -144,6 +150,6 @@ def number_or_text(text: str) -> Any:
             value = float(text)
         except ValueError:
             return text
-        if np.isfinite(value):
+        if math.isfinite(value):
             return value
     return text
