@@ -48,7 +48,7 @@ def match_cdvae_csv(db: "Database", files: list[tuple[str, Path]], *, symprec: f
     """Match every row of ``files`` to a stored structure; see the module docstring.
 
     Rows are hashed at ``symprec`` (Å; default: the tolerance most stored structures were hashed with, as
-    canonical hashes depend on it) by ``workers`` processes (:func:`xtalbase.platform.executors.get_executor`).
+    canonical hashes depend on it) by ``workers`` processes (through :class:`xtalbase.platform.runner.Runner`).
     """
     from xtalbase.ingest.identity import DEFAULT_SYMPREC
     from xtalbase.ingest.matching import Matcher
@@ -56,11 +56,13 @@ def match_cdvae_csv(db: "Database", files: list[tuple[str, Path]], *, symprec: f
     from xtalbase.ingest.readers.cdvae_csv import ID_COLUMNS
     from xtalbase.ingest.readers.cdvae_csv import rows as csv_rows
     from xtalbase.ingest.validate import ValidationOptions
-    from xtalbase.platform.executors import get_executor
+    from xtalbase.platform.repositories import chunks
+    from xtalbase.platform.runner import Runner
 
     # matching only: records are read as ingest reads them but not judged for precision or size
     options = PrepareOptions(symprec=symprec or stored_symprec(db) or DEFAULT_SYMPREC,
-                             validation=ValidationOptions(**_lenient_validation(ValidationOptions)))
+                             validation=ValidationOptions(min_coord_decimals=0, min_special_decimals=0, min_cell_decimals=0,
+                                                          max_sites=10**9, allow_disorder=True))
     by_exact: dict[str, int] = {}
     by_canonical: dict[str, list[int]] = {}
     with db.session() as s:
@@ -74,10 +76,9 @@ def match_cdvae_csv(db: "Database", files: list[tuple[str, Path]], *, symprec: f
                               "matched_canonical": 0, "by_fold": {}, "unmatched": [], "conflicts": [], "duplicates": 0}
     for fold, path in files:
         table = csv_rows(path)
-        with get_executor(workers) as pool:
-            chunks = [table[i:i + _IMPORT_CHUNK] for i in range(0, len(table), _IMPORT_CHUNK)]
-            futures = [pool.submit(prepare_unit, WorkUnit(str(path), "cdvae_csv", rows=chunk), options) for chunk in chunks]
-            items = [item for future in futures for item in future.result()]
+        with Runner(prepare_unit, workers=workers, name="cdvae-match") as runner:
+            tasks = ((None, (WorkUnit(str(path), "cdvae_csv", rows=share), options)) for share in chunks(table, _IMPORT_CHUNK))
+            items = [item for _, result in runner.map(tasks) for item in result]
         ids_of = {f"row={i}": next((r[c].strip() for c in ID_COLUMNS if (r.get(c) or "").strip()), None) for i, r in table}
         report["by_fold"][fold] = {"rows": len(items), "matched": 0}
         for item in items:
@@ -121,16 +122,6 @@ def stored_symprec(db: "Database") -> float | None:
             .order_by(func.count().desc(), Structure.symprec).limit(1))
     with db.session() as s:
         return s.scalar(stmt)
-
-
-def _lenient_validation(options_cls: type) -> dict[str, Any]:
-    """Keyword overrides that switch off ingest's precision and size gates, where the options have them."""
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(options_cls)}
-    wanted = {"min_coord_decimals": 0, "min_special_decimals": 0, "min_cell_decimals": 0, "max_sites": 10**9,
-              "allow_disorder": True}
-    return {k: v for k, v in wanted.items() if k in names}
 
 
 def _confirm(db: "Database", row: dict[str, Any], candidates: list[int], matcher: "Matcher") -> int | None:

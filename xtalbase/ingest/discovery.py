@@ -93,6 +93,7 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
     seen: set[tuple[int, int]] = set()  # (device, inode): a file given twice, or by two names, is read once
     refused_seen: set[tuple[int, int]] = set()  # the links themselves: a refused link met twice is refused once
     for path, found in walked:
+        base = Path(path.resolve().name) if hints is not None else None  # once per named path, not per file
         for child, fmt, child_st in found:  # one stat per file: its type, then its identity
             # a refused link is never read: it must not hide its target, when that is reached another way
             ids, key = (refused_seen, _identity(child.lstat())) if child in walk.refused else (seen, _identity(child_st))
@@ -101,7 +102,7 @@ def find_files(paths: Sequence[str | Path] | str | Path, format: Optional[str] =
             ids.add(key)
             out.append((child, fmt))
             if hints is not None:
-                hints[child] = str(Path(path.resolve().name) / child.relative_to(path)) if child != path else child.name
+                hints[child] = str(base / child.relative_to(path)) if child != path else child.name
     return out
 
 

@@ -25,10 +25,17 @@ from xtalbase.ingest.discovery import Walk, find_files
 from xtalbase.ingest.formats import FORMATS, decompression_cap, open_text, share_locator, splitter
 from xtalbase.ingest.matching import Matcher
 from xtalbase.ingest.options import IngestOptions
-from xtalbase.ingest.prepare import MAX_RAW_TEXT, PrepareOptions, WorkUnit, pass_over, prepare_unit, quarantine_item
+from xtalbase.ingest.prepare import (
+    MAX_RAW_TEXT,
+    PrepareOptions,
+    WorkUnit,
+    failure_reason,
+    pass_over,
+    prepare_unit,
+    quarantine_item,
+)
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
-from xtalbase.platform.budgets import retire
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
 from xtalbase.platform.repositories import chunks
 from xtalbase.platform.runner import Runner
@@ -132,9 +139,7 @@ def _prepare_isolated(unit: WorkUnit | FailedUnit, options: PrepareOptions) -> l
     try:
         items = prepare_unit(unit, options)
     except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, OverflowError, UnicodeError, a reader bug
-        reason = "memory_limit" if isinstance(exc, MemoryError) else "parse_error"
-        if isinstance(exc, MemoryError):
-            retire()  # a fresh worker rather than a fragmented heap, as for a record's MemoryError
+        reason = failure_reason(exc)
         return [quarantine_item(_unit_locator(unit), reason,
                                 f"{unit.path}: {unit.format or 'format detection'} failed: {type(exc).__name__}: "
                                 f"{str(exc)[:300]}", None)]
@@ -196,12 +201,12 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
     walk = Walk()
     # the main process reads files too (format detection, the rows of a CSV, the records of a large file to
     # share out): under the run's cap, as the workers are
-    cap = opts.max_decompressed_mb << 20
+    prepare = opts.prepare()
+    cap = prepare.max_decompressed_bytes
     with decompression_cap(cap):
         files = find_files(paths, opts.format, hints, walk)
     # keys of an older recipe would never meet the new ones: every stored structure would be stored again
     rehashed = rehash_outdated(db, opts.symmetry_engine)
-    prepare = opts.prepare()
     params = {"paths": [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)], **opts.run_params(),
               "files": len(files), "rehashed": rehashed}
     report = IngestReport(skipped=walk.skipped_count,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import warnings
@@ -31,6 +30,7 @@ from xtalbase.ingest.identity import (
 from xtalbase.ingest.records import Known, ReadError, Record
 from xtalbase.ingest.validate import ValidationOptions, check, warnings_for
 from xtalbase.platform.budgets import BudgetExceeded, mark, retire
+from xtalbase.platform.hashing import sha256_bytes
 from xtalbase.schema.arrays import F8, U1, pack
 
 #: Quarantined records keep their text when at most this many characters; else only hash and size.
@@ -84,7 +84,7 @@ def _prepare_unit(unit: WorkUnit, options: PrepareOptions) -> list[dict[str, Any
             try:
                 out.append(prepare_record(item, options, unit.path))
             except Exception as exc:  # noqa: BLE001 - one odd record must not stop the file
-                out.append(quarantine_item(item.locator, _failure_reason(exc),
+                out.append(quarantine_item(item.locator, failure_reason(exc),
                                            f"{unit.path} [{item.locator}]: {type(exc).__name__}: {str(exc)[:300]}", item.raw_text))
     return out
 
@@ -119,7 +119,9 @@ def _watched(unit: WorkUnit, items: Iterator[Any]) -> Iterator[Any]:
         previous = item.locator
 
 
-def _failure_reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
+    """The quarantine reason of an exception met while reading or preparing: ``memory_limit`` (and the worker
+    retired) for a ``MemoryError``, else ``parse_error``."""
     if isinstance(exc, MemoryError):  # the worker's memory cap: the record is at fault, the worker is replaced
         retire()
         return "memory_limit"
@@ -155,7 +157,7 @@ def quarantine_item(locator: str, reason: str, message: str, raw_text: Optional[
         if len(raw_text) <= MAX_RAW_TEXT and not ("TITEL" in raw_text and "POMASS" in raw_text):  # never POTCAR text
             item["raw_text"] = raw_text
         else:
-            item["raw_hash"] = hashlib.sha256(raw_text.encode()).hexdigest()
+            item["raw_hash"] = sha256_bytes(raw_text.encode())
             item["raw_size"] = len(raw_text)
     return item
 
@@ -203,7 +205,7 @@ def prepare_record(record: Record, options: PrepareOptions, path: str) -> dict[s
     return {
         "kind": "record", "locator": record.locator[:255], "structure": row, "elements": elements,
         "source": {"database": record.database, "external_id": record.external_id,
-                   "raw_hash": hashlib.sha256(raw.encode()).hexdigest() if raw is not None else row["exact_hash"],
+                   "raw_hash": sha256_bytes(raw.encode()) if raw is not None else row["exact_hash"],
                    "warnings": (record.warnings + warnings_for(record, elements)) or None},
         "properties": finite_properties(record.properties),
         "calculation": _calculation(record),
