@@ -103,3 +103,13 @@ def test_quarantine_commands_print_record_names_and_check_reason_codes(db, tmp_p
     assert shown.exit_code == 0 and "[block=" in shown.output  # not eaten as a rich style tag
     bogus = runner.invoke(app, ["--db", db.url, "quarantine", "list", "--reason", "bogus"])
     assert bogus.exit_code == 2 and "low_precision" in bogus.output
+
+
+def test_the_command_starts_without_numpy_or_sqlalchemy():
+    """``xtalbase --help`` stays fast: command modules import the heavy libraries inside their commands."""
+    import subprocess
+    import sys
+
+    code = "import sys, xtalbase.cli; print(sorted({'numpy', 'sqlalchemy', 'pandas', 'pymatgen'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -84,3 +84,7 @@ def print_table(rows: Iterable[dict[str, Any]], columns: list[str] | None = None
         # Text, not markup: record names such as "[block=NaCl]" are data, not rich style tags
         table.add_row(*[Text("" if row.get(c) is None else str(row.get(c))) for c in columns])
     console().print(table)
+
+
+#: Help of every ``--recipe`` option: train, xrd show and xrd match resolve it the same way.
+RECIPE_HELP = "XRD recipe id, name or hash prefix (default: the default recipe, Cu Kα 2θ 0-90°)."

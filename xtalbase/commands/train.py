@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.commands._common import RECIPE_HELP, DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
 from xtalbase.ml.algorithms import algorithm_help
 from xtalbase.ml.targets import metric_names, targets_help
 
@@ -23,7 +23,7 @@ def train_xrd(
     fold: Annotated[str, typer.Option(help="Training fold of --split.")] = "train",
     features: Annotated[str, typer.Option(help="peaks11 (first 10 peak positions + peak count) | profile (broadened pattern).")] = "peaks11",
     algorithm: Annotated[str, typer.Option(help=algorithm_help())] = "extratrees",
-    recipe: Annotated[Optional[str], typer.Option(help="XRD recipe id, name or hash prefix (default: the default recipe, Cu Kα 2θ 0-90°).")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help=RECIPE_HELP)] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same inputs + seed = same model and artifact hash).")] = 0,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Hyperparameter key=value (repeatable), e.g. n_estimators=300.")] = None,
     min_intensity: Annotated[Optional[float], typer.Option(help="Count only peaks >= this % of the strongest (default 0: every reflection).")] = None,

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.commands._common import RECIPE_HELP, DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
 
 app = typer.Typer(help="Powder XRD: compute patterns, show them, import measured scans, identify phases.", no_args_is_help=True)
 
@@ -70,7 +70,6 @@ def recipes(ctx: typer.Context, db: DbOpt = None, as_json: JsonOpt = False) -> N
 
 
 #: The same default as `train --recipe` (xtalbase.xrd.recipe.resolve_recipe).
-RECIPE_HELP = "XRD recipe id, name or hash prefix (default: the default recipe, Cu Kα 2θ 0-90°)."
 
 
 @app.command("show")

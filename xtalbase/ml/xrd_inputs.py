@@ -48,11 +48,6 @@ class Fold:
         return set_hash(self.exact_hashes)
 
 
-def check_target(target: str) -> str:
-    """The task (``classification``/``regression``) of ``target``; raises naming the known targets."""
-    return get_target(target).task
-
-
 def get_split(session: "Session", name: str) -> Split:
     """The split named ``name`` or :class:`NotFound` listing the known names."""
     return named_row(session, Split, name, "split")

@@ -1,6 +1,6 @@
 """The XRD builder: find structures without a pattern for a recipe, compute them in batches, write them.
 
-Shaped like a maggma Builder: :func:`missing_structure_ids` reads the sources, :func:`compute_chunk`
+Shaped like a maggma Builder: :func:`missing_structures` reads the sources, :func:`compute_chunk`
 is pure (arrays in, peak arrays out; it runs in worker processes through
 :class:`~xtalbase.platform.runner.Runner`), :func:`write_patterns` writes one batch per transaction.
 Inserts skip (structure, recipe) pairs that already exist, so re-runs and concurrent runs are
@@ -81,10 +81,9 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
     t0 = time.perf_counter()
     with db.run("xrd", params) as run:
         run.link_input("xrd_recipe", recipe_id, sha256=recipe_hash)
-        todo = missing_structure_ids(db, recipe_id, structure_ids, include_failed=True)
-        failed_before = failed_structure_ids(db, recipe_id, todo)
-        if not retry_failed:
-            todo = [sid for sid in todo if sid not in failed_before]
+        missing = missing_structures(db, recipe_id, structure_ids)
+        failed_before = [sid for sid, failed in missing if failed]
+        todo = [sid for sid, failed in missing if retry_failed or not failed]
         summary: dict[str, Any] = {"run_id": run.id, "recipe_id": recipe_id, "recipe_hash": recipe_hash, "missing": len(todo),
                                    "computed": 0, "failed": [], "skipped_failed": 0 if retry_failed else len(failed_before)}
         batches = ((None, (load_structure_arrays(db, todo[lo:lo + batch_size]), options, hkl))
@@ -104,33 +103,20 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
     return summary
 
 
-def missing_structure_ids(db: "Database", recipe_id: int, structure_ids: Sequence[int] | None = None, *,
-                          include_failed: bool = False) -> list[int]:
-    """Ids (ascending) of structures without a pattern for ``recipe_id``, optionally among ``structure_ids``;
-    those with a stored failure for it only when ``include_failed``."""
+def missing_structures(db: "Database", recipe_id: int, structure_ids: Sequence[int] | None = None) -> list[tuple[int, bool]]:
+    """``(id, has a stored failure for the recipe)`` of the structures without a pattern for ``recipe_id``
+    (ascending id), optionally among ``structure_ids``: one query answers both."""
     has_pattern = exists().where(XrdPattern.structure_id == Structure.id, XrdPattern.recipe_id == recipe_id)
-    stmt = select(Structure.id).where(~has_pattern).order_by(Structure.id)
-    if not include_failed:
-        stmt = stmt.where(~exists().where(XrdFailure.structure_id == Structure.id, XrdFailure.recipe_id == recipe_id))
+    failed = exists().where(XrdFailure.structure_id == Structure.id, XrdFailure.recipe_id == recipe_id)
+    stmt = select(Structure.id, failed).where(~has_pattern).order_by(Structure.id)
     with db.session() as s:
         if structure_ids is None:
-            return list(s.scalars(stmt))
+            return [(sid, bool(f)) for sid, f in s.execute(stmt)]
         wanted = sorted({int(i) for i in structure_ids})
-        found: list[int] = []
+        found: list[tuple[int, bool]] = []
         for lo in range(0, len(wanted), ID_CHUNK):
-            found.extend(s.scalars(stmt.where(Structure.id.in_(wanted[lo:lo + ID_CHUNK]))))
+            found.extend((sid, bool(f)) for sid, f in s.execute(stmt.where(Structure.id.in_(wanted[lo:lo + ID_CHUNK]))))
         return sorted(found)
-
-
-def failed_structure_ids(db: "Database", recipe_id: int, among: Sequence[int]) -> set[int]:
-    """The structures of ``among`` with a stored failure for ``recipe_id``."""
-    stmt = select(XrdFailure.structure_id).where(XrdFailure.recipe_id == recipe_id)
-    wanted = sorted(set(among))
-    found: set[int] = set()
-    with db.session() as s:
-        for lo in range(0, len(wanted), ID_CHUNK):
-            found.update(s.scalars(stmt.where(XrdFailure.structure_id.in_(wanted[lo:lo + ID_CHUNK]))))
-    return found
 
 
 def load_structure_arrays(db: "Database", ids: Sequence[int]) -> list[tuple[int, tuple]]:
