@@ -276,6 +276,19 @@ def test_training_set_hash_follows_the_chosen_labels(mo):
     assert training_set_hash(relabelled) != digest
 
 
+def test_labels_hash_encoding_is_frozen():
+    import hashlib
+
+    from xtalbase.platform import hashing
+
+    forces = np.array([[0.5, -1.0, 0.0]]).astype("<f8").tobytes()
+    expected = b"energy=-1.5\nforces=24:" + forces + b"\nstress=-\n"
+    assert hashing.labels_hash(-1.5, forces, None) == hashlib.sha256(expected).hexdigest()
+    assert hashing.labels_hash(-1.5, None, forces) != hashing.labels_hash(-1.5, forces, None)
+    pairs = [("h2", "l2"), ("h1", "l1")]
+    assert hashing.labelled_set_hash(pairs) == hashlib.sha256(b"h1\tl1\nh2\tl2\n").hexdigest()
+
+
 def test_calculation_sources_name_the_file_and_its_hash(mo):
     from xtalbase.platform.hashing import file_sha256
 
