@@ -1,0 +1,1 @@
+"""Machine-learning interatomic potentials (HDNNP): training data, descriptors, networks."""

@@ -16,6 +16,8 @@ from typing import Any, Iterable, Mapping
 
 #: The encoding of :func:`set_hash`: sorted exact hashes, each followed by a newline.
 SET_HASH_VERSION = "set/v2"
+#: The encoding of :func:`labelled_set_hash`: sorted ``exact_hash<TAB>labels_hash`` lines (:func:`labels_hash`).
+LABELLED_SET_HASH_VERSION = "labelled-set/v1"
 
 _CHUNK = 1 << 20
 
@@ -73,6 +75,29 @@ def membership_hash(pairs: Iterable[tuple[str, str]]) -> str:
     for exact, fold in sorted(pairs):
         digest.update(f"{exact}\t{fold}\n".encode())
     return digest.hexdigest()
+
+
+def labels_hash(energy: float | None, forces: bytes | None, stress: bytes | None) -> str:
+    """The content address of one calculation's labels, as a model trains on them.
+
+    sha256 over three lines, ``energy=``, ``forces=``, ``stress=``, each followed by ``-`` when the label is
+    absent, else by the energy's ``repr`` (eV per cell) or the byte length, ``:`` and the little-endian float64
+    bytes of the array (forces (n, 3) eV/Å, stress (3, 3) eV/Å³); the length prefix keeps the encoding unambiguous.
+    """
+    digest = hashlib.sha256()
+    digest.update(b"energy=" + (b"-" if energy is None else repr(float(energy)).encode()) + b"\n")
+    for name, blob in ((b"forces=", forces), (b"stress=", stress)):
+        digest.update(name + (b"-" if blob is None else str(len(blob)).encode() + b":" + bytes(blob)) + b"\n")
+    return digest.hexdigest()
+
+
+def labelled_set_hash(pairs: Iterable[tuple[str, str]]) -> str:
+    """The content address of a labelled training set: ``(exact_hash, labels_hash)`` pairs in any order.
+
+    The same structures with other chosen calculations give another hash. The lines are encoded as
+    :func:`membership_hash` encodes ``(exact_hash, fold)`` pairs.
+    """
+    return membership_hash(pairs)
 
 
 def split_hash(recipe: Mapping[str, Any], members_sha256: str) -> str:
