@@ -18,6 +18,7 @@ from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
 from xtalbase.commands import ingest as ingest_commands
 from xtalbase.commands import models as models_commands
+from xtalbase.commands import potential as potential_commands
 from xtalbase.commands import predict as predict_commands
 from xtalbase.commands import provenance as provenance_commands
 from xtalbase.commands import query as query_commands
@@ -70,6 +71,7 @@ app.command("sql")(query_commands.sql)
 app.add_typer(train_commands.app, name="train")
 app.command("predict")(predict_commands.predict)
 app.add_typer(models_commands.app, name="models")
+app.add_typer(potential_commands.app, name="potential")
 app.add_typer(provenance_commands.app, name="provenance")
 
 

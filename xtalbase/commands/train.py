@@ -85,3 +85,82 @@ def write_plots(handle: Any, model_id: int, folder: Path) -> list[Path]:
 
 def _fmt(value: Any) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@app.command("potential")
+def train_potential(
+    ctx: typer.Context,
+    split: Annotated[Optional[str], typer.Option(help="Split whose --fold holds the training configurations (val/test folds evaluate).")] = None,
+    fold: Annotated[str, typer.Option(help="Training fold of --split.")] = "train",
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to train on (a retraining set: its parent's model is the parent).")] = None,
+    filter: Annotated[Optional[str], typer.Option("--filter", help="Train on the structures an OPTIMADE filter selects.")] = None,
+    preset: Annotated[str, typer.Option(help="Descriptor/network preset: default | sakoda2026 | mlearn-Mo | mlearn-Si.")] = "default",
+    recipe: Annotated[Optional[Path], typer.Option(help="A potential recipe JSON file (instead of --preset).")] = None,
+    optimizer: Annotated[str, typer.Option(help="lbfgs (full batch, the study's optimiser) | adam (mini-batches).")] = "lbfgs",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (L-BFGS: one step of --lbfgs-iterations iterations).")] = 100,
+    lbfgs_iterations: Annotated[int, typer.Option(help="L-BFGS iterations per epoch.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Configurations per Adam step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    energy_weight: Annotated[Optional[float], typer.Option(help="Loss weight of MSE(E/atom) (default 1/Var over training).")] = None,
+    force_weight: Annotated[Optional[float], typer.Option(help="Loss weight of MSE(force components) (default 1/Var).")] = None,
+    stress_weight: Annotated[float, typer.Option(help="Loss weight of MSE(stress, eV/Å³); 0 leaves stress out.")] = 0.0,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and batch order (same inputs + seed = same artifact hash).")] = 0,
+    name: Annotated[Optional[str], typer.Option(help="A name for the model.")] = None,
+    parent: Annotated[Optional[int], typer.Option(help="Parent model id (default: the newest potential on the dataset's parent).")] = None,
+    warm_start: Annotated[bool, typer.Option(help="Start from the parent model's weights.")] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a Behler–Parrinello potential on stored energies and forces and register it."""
+    from xtalbase.mlip.potentials import train_potential as train
+    from xtalbase.mlip.training import TrainOptions
+
+    handle = open_db(ctx, db)
+    chosen = optimizer
+    options = TrainOptions(optimizer=chosen, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                           lbfgs_iterations=lbfgs_iterations, energy_weight=energy_weight, force_weight=force_weight,
+                           stress_weight=stress_weight, patience=patience, seed=seed)
+    with progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        fit_task = bar.add_task(f"training ({chosen})", total=epochs)
+
+        def on_epoch(row: dict[str, float]) -> None:
+            text = f"training ({chosen}) loss {row['train_loss']:.4g}"
+            if "val_loss" in row:
+                text += f", val E {row['val_energy_rmse_mev']:.2f} meV/atom, F {row['val_force_rmse']:.3f} eV/Å"
+            bar.update(fit_task, completed=row["epoch"], description=text)
+
+        report = train(handle, split=split, fold=fold, dataset=dataset, filter=filter, recipe=recipe or preset,
+                       options=options, name=name, parent_model_id=parent, warm_start=warm_start,
+                       on_progress=on_progress, on_epoch=on_epoch)
+    if as_json:
+        print_json({"model_id": report.model_id, "run_id": report.run_id, "metrics": report.metrics,
+                    "artifact_sha256": report.artifact_sha256, "seconds": report.seconds})
+        return
+    out = console()
+    out.print(f"model {report.model_id}: HDNNP on {report.n_train} configurations ({report.n_val} for validation); "
+              f"best epoch {report.best_epoch}, stopped: {report.stop_reason}; descriptors {report.seconds['descriptors']:.1f} s, "
+              f"fit {report.seconds['fit']:.1f} s; artifact sha256 {report.artifact_sha256[:16]}...")
+    print_potential_metrics(report.metrics)
+
+
+def print_potential_metrics(metrics: dict[str, Any]) -> None:
+    """Energy/force errors per fold (and the mean-energy baseline on test) as one table."""
+    rows = []
+    for fold in ("val", "test", "baseline_test"):
+        m = metrics.get(fold)
+        if not m:
+            continue
+        rows.append({"fold": fold, "n": m.get("n_structures", ""),
+                     "E RMSE meV/atom": _fmt(m.get("energy_rmse_mev")), "E MAE meV/atom": _fmt(m.get("energy_mae_mev")),
+                     "F RMSE eV/Å": _fmt(m.get("force_rmse")), "F MAE eV/Å": _fmt(m.get("force_mae")),
+                     "extrapolating atoms": m.get("extrapolating_atoms", "")})
+    if rows:
+        print_table(rows, list(rows[0]))

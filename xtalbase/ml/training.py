@@ -102,7 +102,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
         dataset_row = get_dataset(s, dataset) if dataset else None
         if dataset_row is not None:
             train_ids = dataset_ids(s, dataset_row)
-            split_row = _root_split(s, dataset_row)
+            split_row = root_split(s, dataset_row)
             fold_name = dataset_row.fold or "train"
             where = f"dataset {dataset_row.name!r}"
         else:
@@ -161,7 +161,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
                        total_seconds=time.perf_counter() - started, feature_recipe=feature_recipe)
 
 
-def _root_split(session, dataset: Any) -> Split | None:
+def root_split(session, dataset: Any) -> Split | None:
     """The split a dataset (or the nearest ancestor that has one) was cut from; its val/test folds evaluate it."""
     from xtalbase.schema import Dataset
 

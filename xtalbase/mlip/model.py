@@ -148,6 +148,11 @@ def predict(model: Any, batch: "Batch", *, forces: bool = True, stress: bool = F
         if stress:
             virial = virial.index_add(0, block.structure, torch.einsum("nf,nfab->nab", de_dg, block.virial))
     out_stress = virial / batch.volume[:, None, None] if stress else None
+    if not create_graph:
+        # results only: nothing downstream differentiates them
+        energy = energy.detach()
+        force = force.detach() if force is not None else None
+        out_stress = out_stress.detach() if out_stress is not None else None
     return Output(energy=energy, forces=force, stress=out_stress)
 
 
@@ -239,3 +244,24 @@ def from_bytes(blob: bytes, *, expected_sha256: str | None = None, device: Any =
     model.load_state_dict(state)
     model.eval()
     return model
+
+
+def predict_autograd(model: Any, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any = True, *,
+                     create_graph: bool = False) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """Energy (eV), forces (N, 3) and stress (3, 3) by autograd through the descriptor (the reference path).
+
+    Slower than :func:`predict` with the precomputed Jacobian; used to check it and as the bench's anchor.
+    """
+    import torch
+
+    from xtalbase.mlip import acsf
+
+    dtype = next(iter(model.parameters())).dtype
+    pos = torch.as_tensor(np.array(positions, dtype=float), dtype=dtype).requires_grad_(True)
+    strain = torch.zeros((3, 3), dtype=dtype, requires_grad=True)
+    desc = acsf.compute(model.recipe, numbers, pos, np.asarray(cell, dtype=float), pbc, jacobian=False, dtype=dtype,
+                        strain=strain)
+    energy = sum(model.atomic_energies(e, b.values).sum() for e, b in desc.blocks.items())
+    grad_pos, grad_strain = torch.autograd.grad(energy, (pos, strain), create_graph=create_graph)
+    volume = abs(float(np.linalg.det(np.asarray(cell, dtype=float))))
+    return energy, -grad_pos, grad_strain / volume

@@ -327,11 +327,11 @@ def _loss(model: Any, batch: Any, targets: dict[str, Any], weights: dict[str, fl
     out = predict(model, batch, forces=weights["forces"] > 0, stress=use_stress, create_graph=graph)
     e_err = (out.energy - energy) / n_atoms
     loss = weights["energy"] * (e_err ** 2).mean()
-    parts = {"energy": float((e_err ** 2).mean()), "forces": 0.0}
+    parts = {"energy": float((e_err.detach() ** 2).mean()), "forces": 0.0}
     if out.forces is not None:
         f_mse = ((out.forces - forces) ** 2).mean()
         loss = loss + weights["forces"] * f_mse
-        parts["forces"] = float(f_mse)
+        parts["forces"] = float(f_mse.detach())
     if use_stress:
         loss = loss + weights["stress"] * ((out.stress - stress)[has_stress] ** 2).mean()
     return loss, parts
