@@ -365,7 +365,7 @@ def predict_potential(db: "Database", model_id: int | str, *, source: str, on_pr
         run.session.add_all(objs)
         run.session.flush()
         for c, p, o in zip(configs, preds, objs):
-            rows.append({"prediction_id": o.id, "structure_id": c.structure_id, "energy": p.energy,
+            rows.append({"prediction_id": o.id, "structure_id": c.structure_id, "n_atoms": len(c.numbers), "energy": p.energy,
                          "energy_per_atom": p.energy / len(c.numbers), "stored_energy": c.energy,
                          "extrapolating_atoms": p.extrapolating_atoms})
         run.summary.update(_jsonable(summary))
