@@ -254,11 +254,17 @@ def _initial_model(recipe: PotentialRecipe, train: Prepared, options: TrainOptio
     """A seeded network with reference energies, output scale and feature scaling fitted on ``train`` (or ``init``'s)."""
     import torch
 
-    from xtalbase.mlip.model import build, set_scaling
+    from xtalbase.mlip.model import build, set_scaling, training_range
 
     model = build(recipe, seed=options.seed, dtype=torch.float64, device=options.device)
     if init is not None:
+        # keep the parent's scaling (its weights depend on it) but measure the extrapolation range on this data
         model.load_state_dict(init.state_dict())
+        for element, (_, _, lo, hi) in fit_scaling(recipe, train).items():
+            old_lo, old_hi = training_range(model, element)
+            mul = getattr(model, f"scale_mul_{element}").detach().cpu().numpy()
+            add = getattr(model, f"scale_add_{element}").detach().cpu().numpy()
+            set_scaling(model, element, mul, add, np.fmin(lo, old_lo), np.fmax(hi, old_hi))
         return model
     reference = fit_reference_energies(train)
     residual = (train.energy - train.compositions @ reference) / train.n_atoms
