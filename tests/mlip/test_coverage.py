@@ -7,8 +7,7 @@ import pytest
 from ase.build import bulk
 
 from xtalbase.errors import XtalbaseError
-from xtalbase.mlip.coverage import (Environments, coverage_gap, local_environments, motif_scores, shimazaki_shinomoto,
-                                    top_motifs)
+from xtalbase.mlip.coverage import Environments, coverage_gap, local_environments, motif_scores, shimazaki_shinomoto, top_motifs
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
