@@ -92,24 +92,35 @@ def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndar
         sel = pair_keys == key
         env.add(str(key), i[sel], dist[sel])
     if angles and len(i):
-        order = np.argsort(i, kind="stable")
-        i, j, vec, dist = i[order], j[order], vec[order], dist[order]
-        starts = np.searchsorted(i, np.arange(len(numbers)))
-        ends = np.searchsorted(i, np.arange(len(numbers)), side="right")
-        for centre in range(len(numbers)):
-            a, b = starts[centre], ends[centre]
-            if b - a < 2:
-                continue
-            p, q = np.triu_indices(b - a, k=1)
-            u = vec[a:b] / dist[a:b, None]
-            cos = np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)
-            theta = np.degrees(np.arccos(cos))
-            nb = sym[j[a:b]]
-            keys = np.array([f"{sym[centre]}:{'-'.join(sorted((x, y)))}" for x, y in zip(nb[p], nb[q])])
-            for key in np.unique(keys):
-                sel = keys == key
-                env.add(str(key), np.full(int(sel.sum()), centre), theta[sel])
+        p, q = neighbour_pairs_of_centres(i)
+        u = vec / dist[:, None]
+        theta = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)))
+        lo = np.minimum(numbers_of(j[p], numbers), numbers_of(j[q], numbers))
+        hi = np.maximum(numbers_of(j[p], numbers), numbers_of(j[q], numbers))
+        codes = (np.asarray(numbers)[i[p]].astype(np.int64) * 1000 + lo) * 1000 + hi
+        for code in np.unique(codes):
+            sel = codes == code
+            c, a, b = int(code // 1_000_000), int(code // 1000 % 1000), int(code % 1000)
+            env.add(f"{_symbols([c])[0]}:{_symbols([a])[0]}-{_symbols([b])[0]}", i[p][sel], theta[sel])
     return env
+
+
+def numbers_of(atoms: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """Atomic numbers of atom indices."""
+    return np.asarray(numbers, dtype=np.int64)[atoms]
+
+
+def neighbour_pairs_of_centres(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(p, q)``, p < q, of every two pairs sharing a centre (``centres`` sorted or not; numpy only)."""
+    order = np.argsort(centres, kind="stable")
+    sorted_c = centres[order]
+    counts = np.bincount(sorted_c) if len(sorted_c) else np.zeros(0, np.int64)
+    starts = np.cumsum(counts) - counts
+    position = np.arange(len(order)) - starts[sorted_c]
+    partners = counts[sorted_c] - 1 - position
+    first = np.repeat(np.arange(len(order)), partners)
+    offsets = np.arange(len(first)) - np.repeat(np.cumsum(partners) - partners, partners)
+    return order[first], order[first + 1 + offsets]
 
 
 def pooled_environments(configs: Iterable[Any], rc: float, angles: bool = True) -> Environments:
