@@ -92,22 +92,29 @@ def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndar
         sel = pair_keys == key
         env.add(str(key), i[sel], dist[sel])
     if angles and len(i):
-        p, q = neighbour_pairs_of_centres(i)
-        u = vec / dist[:, None]
-        theta = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)))
-        lo = np.minimum(numbers_of(j[p], numbers), numbers_of(j[q], numbers))
-        hi = np.maximum(numbers_of(j[p], numbers), numbers_of(j[q], numbers))
-        codes = (np.asarray(numbers)[i[p]].astype(np.int64) * 1000 + lo) * 1000 + hi
-        for code in np.unique(codes):
-            sel = codes == code
-            c, a, b = int(code // 1_000_000), int(code // 1000 % 1000), int(code % 1000)
-            env.add(f"{_symbols([c])[0]}:{_symbols([a])[0]}-{_symbols([b])[0]}", i[p][sel], theta[sel])
+        for key, (centres, theta, _) in angle_table(np.asarray(numbers), i, j, vec, dist).items():
+            env.add(key, centres, theta)
     return env
 
 
-def numbers_of(atoms: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-    """Atomic numbers of atom indices."""
-    return np.asarray(numbers, dtype=np.int64)[atoms]
+def angle_table(numbers: np.ndarray, i: np.ndarray, j: np.ndarray, vec: np.ndarray, dist: np.ndarray
+                ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per triplet type ``"C:A-B"``: (centre atom, angle θ_jik in degrees, the longer of r_ij and r_ik) of every
+    two neighbours ``j < k`` of a centre, from a pair list ``(i, j, vec, dist)``."""
+    p, q = neighbour_pairs_of_centres(i)
+    if len(p) == 0:
+        return {}
+    u = vec / dist[:, None]
+    theta = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)))
+    zj, zk = numbers[j[p]].astype(np.int64), numbers[j[q]].astype(np.int64)
+    codes = (numbers[i[p]].astype(np.int64) * 1000 + np.minimum(zj, zk)) * 1000 + np.maximum(zj, zk)
+    reach = np.maximum(dist[p], dist[q])
+    out = {}
+    for code in np.unique(codes):
+        sel = codes == code
+        c, a, b = _symbols([code // 1_000_000, code // 1000 % 1000, code % 1000])
+        out[f"{c}:{a}-{b}"] = (i[p][sel], theta[sel], reach[sel])
+    return out
 
 
 def neighbour_pairs_of_centres(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
