@@ -53,6 +53,7 @@ def test_the_import_records_its_files_and_converts_to_angstrom_and_ev(n2p2_db):
     assert set(inputs) == {"input.nn", "scaling.data", "weights.042.data"}
     for name, link in inputs.items():
         assert link["sha256"] == hashlib.sha256((mlearn("Mo", "nnp") / name).read_bytes()).hexdigest()
+    assert chain["calculations"]["count"] == 0 and chain["calculations"]["source_files"] == []  # trained elsewhere
     recipe = chain["model"]["feature_recipe"]
     # the vendored input.nn (the mlearn-Mo preset) is the published one
     assert recipe["hash"] == preset("mlearn-Mo").hash()

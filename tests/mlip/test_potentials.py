@@ -1,6 +1,6 @@
 """Potentials in the registry: trained through ``xtalbase train potential`` on a dataset, reproducible from the
-seed, predicting through ``xtalbase predict`` into stored predictions. On both backends (``mo_db``, see
-``conftest.py``).
+seed, predicting through ``xtalbase predict`` into stored predictions, and traced back by ``xtalbase provenance``
+to the calculations and the files they were read from. On both backends (``mo_db``, see ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from tests.mlip.conftest import MO_TEST, MO_TRAIN, cli_json
+from tests.mlip.conftest import MO_TEST, MO_TRAIN, cli, cli_json
 
 
 def _dataset_structure_ids(db, name: str) -> list[int]:
@@ -119,4 +119,37 @@ def test_predict_stores_one_prediction_per_structure_with_energy_and_forces(mo_d
     assert [p.name for p in written] == [f"model{model_id}_energy_parity.png", f"model{model_id}_force_parity.png"]
     for p in written:
         assert p.parent == plots and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_the_prediction_chain_reaches_model_dataset_calculations_and_source_files(mo_db, predicted):
+    out, _ = predicted
+    report = mo_db.made["train"]
+    prediction_id = out["predictions"][0]["prediction_id"]
+    chain = cli_json("--db", mo_db.db.url, "provenance", "prediction", str(prediction_id))
+    assert chain["prediction"]["id"] == prediction_id and chain["predict_run"]["kind"] == "predict"
+    # the predicted structure, read from the test file
+    source = chain["structure"]["sources"][0]
+    assert Path(source["file_path"]).resolve() == mo_db.files["test"].resolve()
+    assert source["file_hash"] == hashlib.sha256(mo_db.files["test"].read_bytes()).hexdigest()
+    model = chain["model_chain"]
+    assert model["model"]["id"] == report["model_id"] and model["model"]["artifact_sha256"] == report["artifact_sha256"]
+    assert model["train_run"]["id"] == report["run_id"] and model["train_run"]["kind"] == "train"
+    assert model["dataset"]["name"] == "mo-train" and model["dataset"]["n_members"] == len(MO_TRAIN)
+    assert model["split"]["name"] == "mo"
+    members = _dataset_structure_ids(mo_db.db, "mo-train")
+    calcs = model["calculations"]
+    assert calcs["ids"] == _calculation_ids(mo_db.db, members) and calcs["count"] == len(MO_TRAIN) == calcs["n_stored"]
+    assert calcs["missing_ids"] == [] and calcs["without_source"] == 0
+    train_file = mo_db.files["train"]
+    digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
+    assert calcs["n_files"] == 1 and calcs["files_sha256"] == hashlib.sha256(digest.encode()).hexdigest()
+    (entry,) = calcs["source_files"]
+    assert Path(entry["file_path"]).resolve() == train_file.resolve() and entry["file_hash"] == digest
+    assert entry["n_calculations"] == len(MO_TRAIN)
+    assert {e["calculation_id"] for e in calcs["examples"]} <= set(calcs["ids"])
+    assert all(e["record_locator"].startswith("index=") for e in calcs["examples"])
+    # the text form still prints the whole chain
+    text = cli("--db", mo_db.db.url, "provenance", "prediction", str(prediction_id)).output
+    for needle in ("dataset mo-train", report["artifact_sha256"], str(train_file.name)):
+        assert needle in text, needle
 
