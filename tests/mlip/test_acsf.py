@@ -308,12 +308,49 @@ def test_values_match_a_brute_force_implementation_of_the_n2p2_formulas(cutoffs)
     _compare_with_brute_force(_recipe(cutoffs), numbers, positions, np.zeros((3, 3)), False)
 
 
-def test_a_small_cell_sees_many_images_of_the_same_neighbour():
-    # a 2-atom cell of 2.4 Å and R_c 4.6 Å: each neighbour appears through many images, the centre through its own
-    numbers = np.array([NA, CL])
+def _small_cell() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NaCl in a 2-atom cell narrower than R_c: each neighbour is seen through many images, each atom its own."""
     cell = np.array([[2.4, 0.0, 0.0], [0.3, 2.6, 0.0], [0.2, -0.1, 2.9]])
-    positions = np.array([[0.1, 0.05, 0.0], [1.3, 1.2, 1.5]])
+    return np.array([NA, CL]), np.array([[0.1, 0.05, 0.0], [1.3, 1.2, 1.5]]), cell
+
+
+def test_a_small_cell_sees_many_images_of_the_same_neighbour():
+    numbers, positions, cell = _small_cell()
     _compare_with_brute_force(_recipe(SMOOTH), numbers, positions, cell, True)
+    # forces and stress: an atom's own images move with it and add nothing to its force
+    model = _model(_recipe(SMOOTH))
+    energy, forces, stress = _analytic(model, numbers, positions, cell, True)
+    fd = np.zeros_like(positions)
+    for a, x in itertools.product(range(2), range(3)):
+        plus, minus = positions.copy(), positions.copy()
+        plus[a, x] += H
+        minus[a, x] -= H
+        fd[a, x] = -(_energy(model, numbers, plus, cell, True) - _energy(model, numbers, minus, cell, True)) / (2 * H)
+    assert np.abs(forces).max() > 0.05 and np.abs(forces - fd).max() < 1e-6
+    e_ag, f_ag, s_ag = predict_autograd(model, numbers, positions, cell, True)
+    assert abs(float(e_ag.detach()) - energy) < 1e-10 and np.abs(f_ag.numpy() - forces).max() < 1e-10
+    assert np.abs(s_ag.numpy() - stress).max() < 1e-10 and np.abs(stress).max() > 1e-3
+
+
+def test_a_batch_predicts_what_each_configuration_predicts_alone():
+    # configurations of different sizes, with and without periodicity, one without any Cl: packing offsets the
+    # rows of each element and the atom indices of each configuration
+    model = _model(_recipe(SMOOTH))
+    nacl, cluster, small = _nacl(seed=11), _cluster(seed=12), _small_cell()
+    systems = [(*nacl, True), (*cluster, np.zeros((3, 3)), False), (np.array([NA] * 3), cluster[1][:3], np.zeros((3, 3)), False),
+               (*small, True)]
+    volumes = [abs(np.linalg.det(c)) if pbc else 1.0 for _, _, c, pbc in systems]
+    descs = [acsf.compute(model.recipe, n, p, c, pbc) for n, p, c, pbc in systems]
+    batch = predict(model, pack(descs, volumes), forces=True, stress=True)
+    start = 0
+    for k, (numbers, positions, cell, pbc) in enumerate(systems):
+        energy, forces, stress = _analytic(model, numbers, positions, cell, pbc)
+        assert float(batch.energy[k]) == pytest.approx(energy, abs=1e-12)
+        assert np.abs(batch.forces[start:start + len(numbers)].numpy() - forces).max() < 1e-12
+        if pbc:
+            assert np.abs(batch.stress[k].numpy() - stress).max() < 1e-12
+        start += len(numbers)
+    assert start == batch.forces.shape[0]
 
 
 def test_a_triplet_with_one_plus_lambda_cos_at_zero_adds_nothing():
