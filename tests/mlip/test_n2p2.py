@@ -63,6 +63,25 @@ def test_the_import_records_its_files_and_converts_to_angstrom_and_ev(n2p2_db):
     assert etas == pytest.approx([e / BOHR ** 2 for e in (0.01, 0.02, 0.05)])  # 1/bohr² -> 1/Å²
 
 
+def test_predicted_stress_of_strained_cells_agrees_with_the_dft_stress(n2p2_db):
+    # the mlearn potential was fitted to energies and forces only, yet the stress of a strained cell is a
+    # derivative of the energy: the virial stress must follow the DFT stress (read from kBar, sign flipped to
+    # ASE's), in sign and roughly in size; a sign or unit slip on either side would show here
+    from xtalbase.mlip.evaluation import predict_configurations
+    from xtalbase.mlip.potentials import load_potential, selected_configurations
+
+    configs, _ = selected_configurations(n2p2_db.db, split="mo", fold="test")
+    strained = [c for c in configs if c.group == "Elastic"]
+    assert len(strained) == 6
+    predicted = predict_configurations(load_potential(n2p2_db.db, n2p2_db.made["Mo"]), strained)
+    dft = np.concatenate([c.stress.ravel() for c in strained])  # eV/Å³
+    ours = np.concatenate([p.stress.ravel() for p in predicted])
+    assert np.corrcoef(dft, ours)[0, 1] > 0.95
+    large = np.abs(dft) > 0.05
+    assert large.sum() >= 6 and (np.sign(dft[large]) == np.sign(ours[large])).all()
+    assert np.abs(dft - ours).max() < 0.1
+
+
 def test_functions_line_up_with_the_rows_of_scaling_data():
     # the rows of scaling.data are n2p2's (min, max, mean, sigma) of each function over the training set, in
     # n2p2's order: our columns, computed on training configurations, must fall inside the row of the same index
