@@ -91,14 +91,17 @@ def small_recipe() -> Any:
 
 
 @pytest.fixture(scope="package", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread here: these tests hold small tensors, and on a shared two-core machine a second
-    intra-op thread competing with other processes made them three times slower (measured)."""
+def one_thread() -> Iterator[None]:
+    """Run torch and BLAS on one thread here: these tests hold small arrays, and on a shared two-core machine a
+    second thread competing with other processes made them several times slower (measured: evaluating the mlearn
+    Mo test set 3x, a BFGS cell relaxation 10x, its 3x3 LAPACK solves spinning)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(limits=1):
+        yield
     torch.set_num_threads(before)
 
 
