@@ -26,6 +26,18 @@ def demo_result(tmp_path_factory) -> dict:
     return json.loads(result.stdout)
 
 
+def test_demo_trains_and_imports_potentials(demo_result):
+    pot = demo_result["potentials"]
+    published, trained, baseline = pot["published"]["test"], pot["trained"]["test"], pot["trained"]["baseline_test"]
+    # the imported n2p2 model reproduces its published accuracy on the mlearn Mo test set
+    assert published["n_structures"] == 23 and abs(published["energy_rmse_mev"] - 5.43) < 0.05
+    assert abs(published["force_rmse"] - 0.204) < 0.002
+    # a potential trained on a third of the training set still beats the mean-energy baseline by far
+    assert trained["energy_rmse_mev"] < 0.2 * baseline["energy_rmse_mev"]
+    assert trained["force_rmse"] < 0.5 * baseline["force_rmse"]
+    assert pot["test_predictions"] == 23
+
+
 def test_demo_runs_the_whole_pipeline(demo_result):
     out = demo_result
     assert out["ingest"]["inserted"] == 406 and out["ingest"]["quarantined"] == 0
@@ -42,9 +54,10 @@ def test_demo_runs_the_whole_pipeline(demo_result):
 
     db = xtalbase.connect(out["url"])
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Model)) == 2
+        assert s.scalar(select(func.count()).select_from(Model)) == 4
+        assert sorted(s.scalars(select(Model.task).where(Model.task == "potential"))) == ["potential", "potential"]
         n_pred = s.scalar(select(func.count()).select_from(Prediction))
-        assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"])
+        assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"]) + out["potentials"]["test_predictions"]
         assert s.scalar(select(func.count()).select_from(XrdPattern).where(XrdPattern.kind == "measured")) == 8
         # the demo reads only the data shipped inside the package, never ../shared
         paths = [Path(p).resolve() for p in s.scalars(select(Source.file_path))]
@@ -52,7 +65,7 @@ def test_demo_runs_the_whole_pipeline(demo_result):
         assert paths and all(PACKAGE_DATA in p.parents for p in paths)
         assert {r.status for r in s.scalars(select(Run))} == {"succeeded"}
         kinds = set(s.scalars(select(Run.kind)))
-    assert {"ingest", "train", "predict"} <= kinds
+    assert {"ingest", "train", "predict", "import"} <= kinds
     # SQL answers agree with the stored predictions
     acc = {row[0]: row[3] for row in out["queries"][1]["rows"]}
     for m in out["models"]:

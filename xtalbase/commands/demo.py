@@ -4,7 +4,9 @@ Steps (each with a progress bar): create the database; ingest the vendored real 
 Project structures, 50 per crystal system, and the 56 reference CIFs of the XRD-AutoAnalyzer example);
 compute XRD patterns (Cu Kα, 2θ 0-90°); import the 8 measured scans; make a prototype-grouped split; train
 ExtraTrees and XGBoost crystal-system models; predict the test fold and the measured scans; write plots;
-print the metrics table and three example SQL queries with their answers (through the read-only SQL path).
+ingest the vendored mlearn Mo DFT subset, import the published n2p2 Mo potential, train an HDNNP and evaluate
+both on the Mo test set; print the metrics tables and three example SQL queries with their answers (through the
+read-only SQL path).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from xtalbase.commands._common import JsonOpt, console, print_json, print_table,
 DATA = Path(__file__).resolve().parents[1] / "data"
 SPLIT = "demo-prototype"
 ALGORITHMS = ("extratrees", "xgboost")
+MLEARN_MO = DATA / "mlearn" / "Mo"
+POTENTIAL_SPLIT = "demo-mo"
+POTENTIAL_EPOCHS = 15
 
 #: Three questions a SQL user might ask, answered by the read-only SQL path.
 EXAMPLE_QUERIES = {
@@ -120,6 +125,8 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
                                             for r in on_scans.rows],
                        "example_prediction_id": on_test.prediction_ids[0] if on_test.prediction_ids else None})
 
+    potentials = run_potential_steps(db, folder, step, timings)
+
     from xtalbase.platform.sql import run_readonly
 
     queries = []
@@ -133,8 +140,50 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
             "plots": plots, "ingest": {"read": ingest.read, "inserted": ingest.inserted, "duplicates": ingest.duplicates,
                                        "quarantined": ingest.quarantined},
             "xrd_patterns": xrd, "measured_patterns": len(pattern_ids),
-            "split": {"name": SPLIT, "counts": split.summary().get("counts")}, "models": models, "queries": queries,
+            "split": {"name": SPLIT, "counts": split.summary().get("counts")}, "models": models, "potentials": potentials,
+            "queries": queries,
             "seconds": round(time.perf_counter() - started, 2), "timings": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def run_potential_steps(db: Any, folder: Path, step: Callable[[str, int], Any], timings: dict[str, float]) -> dict[str, Any]:
+    """Ingest the vendored mlearn Mo DFT subset, import the published n2p2 Mo potential, train one, evaluate both."""
+    from xtalbase.mlip.potentials import evaluate_potential, import_n2p2, predict_potential, train_potential
+    from xtalbase.mlip.training import TrainOptions
+    from xtalbase.platform.repositories.calculations import labelled_structure_ids
+
+    t = time.perf_counter()
+    with step("ingest mlearn Mo DFT (65 training + 23 test configurations)", 2) as s:
+        runs = []
+        for name in ("training_every3rd.json.gz", "test.json.gz"):
+            runs.append(db.ingest([MLEARN_MO / name]).run_id)
+            s.advance(1)
+    with db.session() as session:
+        ids = labelled_structure_ids(session, runs)
+    with step("split Mo by ingest run (test = the mlearn test set)", 1) as s:
+        db.splits.create(POTENTIAL_SPLIT, strategy="time", cut=runs[0], ids=ids, fractions=(0.8, 0.2, 0.0), seed=0)
+        s.advance(1)
+    with step("import the published n2p2 Mo potential and evaluate it", 2) as s:
+        published = import_n2p2(db, MLEARN_MO, name="mlearn-Mo-n2p2")
+        s.advance(1)
+        published_test = evaluate_potential(db, published.model_id, split=POTENTIAL_SPLIT, fold="test").summary()
+        s.advance(1)
+    timings["potential_import"] = time.perf_counter() - t
+    t = time.perf_counter()
+    options = TrainOptions(optimizer="lbfgs", epochs=POTENTIAL_EPOCHS, seed=0)
+    with step(f"train an HDNNP (mlearn-Mo descriptors, L-BFGS, {POTENTIAL_EPOCHS} epochs)", POTENTIAL_EPOCHS) as s:
+        trained = train_potential(db, split=POTENTIAL_SPLIT, recipe="mlearn-Mo", options=options, name="demo-hdnnp-Mo",
+                                  on_epoch=lambda row: s.update(int(row["epoch"])))
+    with step("predict the Mo test set (energies, forces)", 1) as s:
+        predict_run, rows, _ = predict_potential(db, trained.model_id, source=f"split {POTENTIAL_SPLIT}/test",
+                                                 split=POTENTIAL_SPLIT, fold="test")
+        s.advance(1)
+    timings["potential_train"] = time.perf_counter() - t
+    return {"split": POTENTIAL_SPLIT, "published": {"model_id": published.model_id, "test": published_test},
+            "trained": {"model_id": trained.model_id, "test": trained.metrics.get("test"),
+                        "baseline_test": trained.metrics.get("baseline_test"), "n_train": trained.n_train,
+                        "n_val": trained.n_val, "seconds": {k: round(v, 2) for k, v in trained.seconds.items()}},
+            "test_predictions": len(rows), "predict_run": predict_run,
+            "example_prediction_id": rows[0]["prediction_id"] if rows else None}
 
 
 def compute_patterns(db: Any) -> int:
@@ -168,6 +217,16 @@ def report(result: dict[str, Any]) -> None:
     print_table(scan_rows, title="measured scans (XRD-AutoAnalyzer examples)")
     out.print("note: peaks11 counts every computed reflection, while peak picking on a measured scan finds only the clear "
               "ones, so scans lean towards high-symmetry (few-peak) classes; see docs/models.md")
+    pot = result.get("potentials")
+    if pot:
+        rows = []
+        for label, m in (("published n2p2 (imported)", pot["published"]["test"]),
+                         ("trained here", pot["trained"]["test"]), ("mean-energy baseline", pot["trained"]["baseline_test"])):
+            rows.append({"Mo potential": label, "E RMSE meV/atom": f"{m['energy_rmse_mev']:.2f}",
+                         "E MAE meV/atom": f"{m['energy_mae_mev']:.2f}", "F RMSE eV/Å": f"{m['force_rmse']:.3f}",
+                         "F MAE eV/Å": f"{m['force_mae']:.3f}"})
+        print_table(rows, title=f"HDNNP on the mlearn Mo test set ({pot['trained']['n_train']} training configurations here, "
+                                "194 for the published model)")
     for q in result["queries"]:
         out.print(f"\n[bold]{q['title']}[/bold]\n  {q['sql']}")
         print_table([dict(zip(q["columns"], r)) for r in q["rows"]], q["columns"])

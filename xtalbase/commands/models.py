@@ -30,10 +30,13 @@ def list_models(
     for r in rows:
         test = r["metrics"].get("test") or r["metrics"].get("val") or {}
         headline = test.get("accuracy", test.get("r2_a"))
+        text = f"{headline:.3f}" if isinstance(headline, float) else ""
+        if r["task"] == "potential" and isinstance(test.get("energy_rmse_mev"), float):
+            text = f"E {test['energy_rmse_mev']:.1f} meV/at, F {test['force_rmse']:.3f} eV/Å"
         table.append({"id": r["id"], "name": r["name"], "target": r["target"], "algorithm": r["algorithm"],
-                      "features": r["feature_recipe"].get("kind"), "trained on": _trained_on(r),
-                      "n train": r["metrics"].get("train", {}).get("n"),
-                      "test acc/R²": f"{headline:.3f}" if isinstance(headline, float) else "",
+                      "features": r["feature_recipe"].get("kind") or r["feature_recipe"].get("name"),
+                      "trained on": _trained_on(r), "n train": r["metrics"].get("train", {}).get("n"),
+                      "test acc/R²": text,
                       "lineage": " <- ".join(map(str, r["lineage"])), "sha256": r["artifact_sha256"][:8]})
     print_table(table, ["id", "name", "target", "algorithm", "features", "trained on", "n train", "test acc/R²", "lineage", "sha256"])
 
@@ -60,6 +63,11 @@ def show(
                 "artifact_sha256", "artifact_bytes", "parent_model_id", "code_version", "library_versions", "run_id",
                 "n_predictions", "created_at"):
         out.print(f"{key:>18}: {row[key]}")
+    if row["task"] == "potential":
+        from xtalbase.commands.train import print_potential_metrics
+
+        print_potential_metrics(row["metrics"])
+        return
     print_metrics(row["metrics"])
 
 

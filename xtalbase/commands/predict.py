@@ -127,8 +127,7 @@ def predict_with_potential(handle: Any, model_id: str, *, split: str | None, fol
                  f"F RMSE {summary['force_rmse_vs_stored']:.3f} eV/Å")
     out.print(line)
     print_table([{"prediction": r["prediction_id"], "structure": r["structure_id"], "E/atom (eV)": f"{r['energy_per_atom']:.4f}",
-                  "stored E/atom": "" if r["stored_energy"] is None else
-                  f"{r['stored_energy'] / (r['energy'] / r['energy_per_atom']):.4f}",
+                  "stored E/atom": "" if r["stored_energy"] is None else f"{r['stored_energy'] / r['n_atoms']:.4f}",
                   "extrapolating atoms": r["extrapolating_atoms"]} for r in rows[:show]])
     for p in written:
         out.print(f"plot: {p}")

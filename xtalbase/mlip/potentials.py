@@ -86,6 +86,57 @@ def _split_val(configs: list[Configuration], seed: int) -> tuple[list[Configurat
     return [c for k, c in enumerate(configs) if k not in val], [c for k, c in enumerate(configs) if k in val]
 
 
+@dataclass
+class _Selection:
+    """What a training run reads: the configurations, held-out folds, split/dataset rows, the parent model."""
+
+    configs: list[Configuration]
+    held: dict[str, list[Configuration]]
+    info: dict[str, Any]
+    split: tuple[int, str, str] | None
+    dataset: tuple[int, str, str] | None
+    parent: int | None
+
+
+def _gather(db: "Database", *, split: str | None, fold: str, dataset: str | None, filter: str | None,
+            parent_model_id: int | None) -> _Selection:
+    from xtalbase.ml import registry
+    from xtalbase.ml.training import root_split
+    from xtalbase.ml.xrd_inputs import get_dataset, get_split, split_fold_ids
+
+    ids, info = select_structure_ids(db, split=split, fold=fold, dataset=dataset, filter=filter)
+    with db.session() as s:
+        configs = list(load_configurations(s, ids, require_forces=True, what=info.get("what", "training structures")))
+        split_row = get_split(s, split) if split else None
+        dataset_row = get_dataset(s, dataset) if dataset else None
+        if dataset_row is not None:
+            split_row = root_split(s, dataset_row)
+        held: dict[str, list[Configuration]] = {}
+        for f in ("val", "test") if split_row is not None else ():
+            try:
+                fold_ids = sorted(set(split_fold_ids(s, split_row, f)) - set(ids)) if f != fold else []
+            except XtalbaseError:
+                fold_ids = []
+            if fold_ids:
+                held[f] = list(load_configurations(s, fold_ids, require_forces=True, what=f"fold {f!r}"))
+        parent = parent_model_id or registry.parent_model_for(s, dataset_row, TARGET)
+        return _Selection(configs=configs, held=held, info=info, parent=parent,
+                          split=(split_row.id, split_row.hash, split_row.name) if split_row else None,
+                          dataset=(dataset_row.id, dataset_row.hash, dataset_row.name) if dataset_row else None)
+
+
+def _stage(on_progress: Callable[[str, int, int], None] | None, stage: str, total: int) -> Callable[[int], None] | None:
+    """A per-configuration callback reporting ``(stage, done, total)``."""
+    if on_progress is None:
+        return None
+    count = [0]
+
+    def step(n: int) -> None:
+        count[0] += n
+        on_progress(stage, count[0], total)
+    return step
+
+
 def train_potential(db: "Database", *, split: str | None = None, fold: str = "train", dataset: str | None = None,
                     filter: str | None = None, recipe: str | Path = "default", options: Any = None,
                     name: str | None = None, parent_model_id: int | None = None, warm_start: bool = False,
@@ -96,109 +147,95 @@ def train_potential(db: "Database", *, split: str | None = None, fold: str = "tr
     ``options`` is a :class:`~xtalbase.mlip.training.TrainOptions`; ``warm_start`` starts from the parent
     model's weights (same recipe). ``on_progress(stage, done, total)`` reports descriptor progress.
     """
-    from xtalbase.ml import registry
-    from xtalbase.ml.training import root_split
-    from xtalbase.ml.xrd_inputs import get_dataset, get_split, split_fold_ids
-    from xtalbase.mlip import model as model_io
     from xtalbase.mlip import training
-    from xtalbase.mlip.evaluation import baseline, evaluate
-    from xtalbase.platform.provenance import code_version
-    from xtalbase.schema import Model
 
     options = options or training.TrainOptions()
     started = time.perf_counter()
-    ids, info = select_structure_ids(db, split=split, fold=fold, dataset=dataset, filter=filter)
-    with db.session() as s:
-        configs = list(load_configurations(s, ids, require_forces=True, what=info.get("what", "training structures")))
-        split_row = get_split(s, split) if split else None
-        dataset_row = get_dataset(s, dataset) if dataset else None
-        if dataset_row is not None:
-            split_row = root_split(s, dataset_row)
-        held: dict[str, list[Configuration]] = {}
-        if split_row is not None:
-            for f in ("val", "test"):
-                if f == fold:
-                    continue
-                try:
-                    fold_ids = sorted(set(split_fold_ids(s, split_row, f)) - set(ids))
-                except XtalbaseError:
-                    fold_ids = []
-                if fold_ids:
-                    held[f] = list(load_configurations(s, fold_ids, require_forces=True, what=f"fold {f!r}"))
-        parent = parent_model_id or registry.parent_model_for(s, dataset_row, TARGET)
-        init = None
-        if warm_start:
-            if parent is None:
-                raise XtalbaseError("--warm-start needs a parent model (give --parent or train on an extended dataset)")
-            init = load_potential(db, parent)
-        refs = {"split": (split_row.id, split_row.hash, split_row.name) if split_row else None,
-                "dataset": (dataset_row.id, dataset_row.hash, dataset_row.name) if dataset_row else None}
-    if not configs:
-        raise XtalbaseError(f"{info.get('what', 'the selection')} holds no configurations to train on")
-    elements = sorted({_symbol(int(z)) for c in configs for z in c.numbers})
+    sel = _gather(db, split=split, fold=fold, dataset=dataset, filter=filter, parent_model_id=parent_model_id)
+    if not sel.configs:
+        raise XtalbaseError(f"{sel.info.get('what', 'the selection')} holds no configurations to train on")
+    init = None
+    if warm_start:
+        if sel.parent is None:
+            raise XtalbaseError("--warm-start needs a parent model (give --parent or train on an extended dataset)")
+        init = load_potential(db, sel.parent)
+    elements = sorted({_symbol(int(z)) for c in sel.configs for z in c.numbers})
     recipe_obj = init.recipe if init is not None else load_recipe(recipe, elements)
-    train_cfgs, val_cfgs = (configs, held["val"]) if "val" in held else _split_val(configs, options.seed)
-    set_hash = training_set_hash(train_cfgs)
-
-    def progress(stage: str, total: int) -> Callable[[int], None] | None:
-        if on_progress is None:
-            return None
-        count = [0]
-
-        def step(n: int) -> None:
-            count[0] += n
-            on_progress(stage, count[0], total)
-        return step
-
+    train_cfgs, val_cfgs = (sel.configs, sel.held["val"]) if "val" in sel.held else _split_val(sel.configs, options.seed)
     t0 = time.perf_counter()
-    train_data = training.prepare(recipe_obj, train_cfgs, what="training set", on_progress=progress("descriptors (train)", len(train_cfgs)))
-    val_data = training.prepare(recipe_obj, val_cfgs, what="validation set", on_progress=progress("descriptors (val)", len(val_cfgs))) if val_cfgs else None
+    train_data = training.prepare(recipe_obj, train_cfgs, what="training set",
+                                  on_progress=_stage(on_progress, "descriptors (train)", len(train_cfgs)))
+    val_data = training.prepare(recipe_obj, val_cfgs, what="validation set",
+                                on_progress=_stage(on_progress, "descriptors (val)", len(val_cfgs))) if val_cfgs else None
     descriptor_seconds = time.perf_counter() - t0
-    run_params = {"task": TASK, "selection": info, "recipe": recipe_obj.name or "custom", "recipe_hash": recipe_obj.hash(),
+    run_params = {"task": TASK, "selection": sel.info, "recipe": recipe_obj.name or "custom", "recipe_hash": recipe_obj.hash(),
                   "options": options.to_dict(), "n_train": len(train_cfgs), "n_val": len(val_cfgs),
-                  "calculation_ids": sorted(int(c.calculation_id) for c in configs if c.calculation_id is not None)}
+                  "calculation_ids": sorted(int(c.calculation_id) for c in sel.configs if c.calculation_id is not None)}
     with db.run("train", run_params) as run:
-        if refs["split"]:
-            run.link_input("split", refs["split"][0], label=refs["split"][2], sha256=refs["split"][1])
-        if refs["dataset"]:
-            run.link_input("dataset", refs["dataset"][0], label=refs["dataset"][2], sha256=refs["dataset"][1])
-        run.link_input("training_set", label=set_hash[:16], sha256=set_hash)
-        if parent:
-            run.link_input("model", parent)
+        set_hash = training_set_hash(train_cfgs)
+        _link_inputs(run, sel, set_hash)
         result = training.fit(recipe_obj, train_data, val_data, options, on_epoch=on_epoch,
                               descriptor_seconds=descriptor_seconds, init=init)
-        metrics: dict[str, Any] = {"train": {"n": len(train_cfgs)}}
-        if val_cfgs:
-            metrics["val"] = evaluate(result.model, val_cfgs).summary()
-        if "test" in held:
-            test_eval = evaluate(result.model, held["test"])
-            metrics["test"] = {**test_eval.summary(), "groups": test_eval.groups}
-            metrics["baseline_test"] = baseline(train_cfgs, held["test"])
-        metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                               "stop_reason": result.stop_reason, "loss_weights": result.weights,
-                               "last": result.history[-1] if result.history else None}
-        blob = model_io.to_bytes(result.model)
-        from xtalbase.platform.hashing import sha256_bytes
-
-        digest = sha256_bytes(blob)
-        row = Model(name=name, task=TASK, target=TARGET, algorithm="hdnnp", hyperparameters=options.to_dict(),
-                    seed=options.seed, feature_recipe={**recipe_obj.to_dict(), "hash": recipe_obj.hash()},
-                    split_id=refs["split"][0] if refs["split"] else None,
-                    dataset_id=refs["dataset"][0] if refs["dataset"] else None, fold=fold if split else None,
-                    training_set_hash=set_hash, metrics=_jsonable(metrics), library_versions=_library_versions(),
-                    code_version=code_version(), artifact=blob, artifact_format=model_io.ARTIFACT_FORMAT,
-                    artifact_sha256=digest, parent_model_id=parent, run_id=run.id)
-        run.session.add(row)
-        run.session.flush()
-        run.link_output("model", row.id, label=name, sha256=digest)
-        run.summary.update(model_id=row.id, n_train=len(train_cfgs), n_val=len(val_cfgs),
+        metrics = _fit_metrics(result, train_cfgs, val_cfgs, sel.held.get("test"))
+        model_id, digest = _register(run, result.model, name=name, options=options, sel=sel,
+                                     fold=fold if split else None, set_hash=set_hash, metrics=metrics)
+        run.summary.update(model_id=model_id, n_train=len(train_cfgs), n_val=len(val_cfgs),
                            fit_seconds=round(result.fit_seconds, 2), descriptor_seconds=round(descriptor_seconds, 2))
-        model_id = row.id
-    return PotentialReport(model_id=model_id, run_id=run.id, metrics=_jsonable(metrics), artifact_sha256=digest,
+    return PotentialReport(model_id=model_id, run_id=run.id, metrics=metrics, artifact_sha256=digest,
                            n_train=len(train_cfgs), n_val=len(val_cfgs),
                            seconds={"descriptors": descriptor_seconds, "fit": result.fit_seconds,
                                     "total": time.perf_counter() - started},
                            stop_reason=result.stop_reason, best_epoch=result.best_epoch)
+
+
+def _link_inputs(run: Any, sel: _Selection, set_hash: str) -> None:
+    if sel.split:
+        run.link_input("split", sel.split[0], label=sel.split[2], sha256=sel.split[1])
+    if sel.dataset:
+        run.link_input("dataset", sel.dataset[0], label=sel.dataset[2], sha256=sel.dataset[1])
+    run.link_input("training_set", label=set_hash[:16], sha256=set_hash)
+    if sel.parent:
+        run.link_input("model", sel.parent)
+
+
+def _fit_metrics(result: Any, train_cfgs: list[Configuration], val_cfgs: list[Configuration],
+                 test_cfgs: list[Configuration] | None) -> dict[str, Any]:
+    """Metrics per fold, the mean-energy baseline on test and how training ended."""
+    from xtalbase.mlip.evaluation import baseline, evaluate
+
+    metrics: dict[str, Any] = {"train": {"n": len(train_cfgs)}}
+    if val_cfgs:
+        metrics["val"] = evaluate(result.model, val_cfgs).summary()
+    if test_cfgs:
+        test_eval = evaluate(result.model, test_cfgs)
+        metrics["test"] = {**test_eval.summary(), "groups": test_eval.groups}
+        metrics["baseline_test"] = baseline(train_cfgs, test_cfgs)
+    metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                           "stop_reason": result.stop_reason, "loss_weights": result.weights,
+                           "last": result.history[-1] if result.history else None}
+    return _jsonable(metrics)
+
+
+def _register(run: Any, model: Any, *, name: str | None, options: Any, sel: _Selection, fold: str | None, set_hash: str,
+              metrics: dict[str, Any]) -> tuple[int, str]:
+    """Write the ``models`` row (artifact included) in the run's session; returns (model id, artifact sha256)."""
+    from xtalbase.mlip import model as model_io
+    from xtalbase.platform.hashing import sha256_bytes
+    from xtalbase.platform.provenance import code_version
+    from xtalbase.schema import Model
+
+    blob = model_io.to_bytes(model)
+    digest = sha256_bytes(blob)
+    row = Model(name=name, task=TASK, target=TARGET, algorithm="hdnnp", hyperparameters=options.to_dict(),
+                seed=options.seed, feature_recipe={**model.recipe.to_dict(), "hash": model.recipe.hash()},
+                split_id=sel.split[0] if sel.split else None, dataset_id=sel.dataset[0] if sel.dataset else None,
+                fold=fold, training_set_hash=set_hash, metrics=metrics, library_versions=_library_versions(),
+                code_version=code_version(), artifact=blob, artifact_format=model_io.ARTIFACT_FORMAT,
+                artifact_sha256=digest, parent_model_id=sel.parent, run_id=run.id)
+    run.session.add(row)
+    run.session.flush()
+    run.link_output("model", row.id, label=name, sha256=digest)
+    return row.id, digest
 
 
 def _symbol(z: int) -> str:
@@ -328,7 +365,7 @@ def predict_potential(db: "Database", model_id: int | str, *, source: str, on_pr
         run.session.add_all(objs)
         run.session.flush()
         for c, p, o in zip(configs, preds, objs):
-            rows.append({"prediction_id": o.id, "structure_id": c.structure_id, "energy": p.energy,
+            rows.append({"prediction_id": o.id, "structure_id": c.structure_id, "n_atoms": len(c.numbers), "energy": p.energy,
                          "energy_per_atom": p.energy / len(c.numbers), "stored_energy": c.energy,
                          "extrapolating_atoms": p.extrapolating_atoms})
         run.summary.update(_jsonable(summary))

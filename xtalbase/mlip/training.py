@@ -29,7 +29,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.mlip.recipe import PotentialRecipe
 
 if TYPE_CHECKING:
-    from xtalbase.mlip.acsf import Descriptors
+    pass
 
 #: A channel non-zero on fewer training atoms than this takes its element's pooled scaling statistics.
 RARE_ATOMS = 5
@@ -78,9 +78,9 @@ class TrainOptions:
 
 @dataclass
 class Prepared:
-    """Configurations with their descriptors and targets, ready to pack into batches."""
+    """Configurations with their descriptors (a :class:`~xtalbase.mlip.store.DescriptorStore`) and targets."""
 
-    descriptors: list["Descriptors"]
+    descriptors: Any
     volumes: np.ndarray
     n_atoms: np.ndarray
     energy: np.ndarray
@@ -107,11 +107,17 @@ class FitResult:
 
 
 def prepare(recipe: PotentialRecipe, configs: Sequence[ConfigurationLike], *, what: str = "training set",
-            need_forces: bool = True, on_progress: Callable[[int], None] | None = None) -> Prepared:
-    """Descriptors (with Jacobians) and targets of ``configs``; a configuration without energy (or forces) is an error."""
-    from xtalbase.mlip import acsf
+            need_forces: bool = True, on_progress: Callable[[int], None] | None = None,
+            memory_budget: int | None = None) -> Prepared:
+    """Descriptors (with Jacobians) and targets of ``configs``; a configuration without energy (or forces) is an error.
 
-    descs, vols, energies, forces, stresses, comps, natoms = [], [], [], [], [], [], []
+    Descriptors beyond ``memory_budget`` bytes are spilled to disk (:mod:`xtalbase.mlip.store`).
+    """
+    from xtalbase.mlip import acsf
+    from xtalbase.mlip.store import DescriptorStore
+
+    store = DescriptorStore(memory_budget)
+    vols, energies, forces, stresses, comps, natoms = [], [], [], [], [], []
     index = {e: k for k, e in enumerate(recipe.elements)}
     for n, cfg in enumerate(configs):
         where = f"{what}, configuration {getattr(cfg, 'structure_id', n)}"
@@ -121,7 +127,7 @@ def prepare(recipe: PotentialRecipe, configs: Sequence[ConfigurationLike], *, wh
             raise XtalbaseError(f"{where}: no forces (train with force_weight=0 to use energies only)")
         desc = acsf.compute(recipe, cfg.numbers, cfg.positions, cfg.cell, cfg.pbc, what=where)
         acsf.finite_or_raise(desc, where)
-        descs.append(desc)
+        store.append(desc)
         vols.append(abs(float(np.linalg.det(np.asarray(cfg.cell, dtype=float)))))
         energies.append(float(cfg.energy))
         forces.append(np.zeros((len(cfg.numbers), 3)) if cfg.forces is None else np.asarray(cfg.forces, dtype=float))
@@ -133,8 +139,8 @@ def prepare(recipe: PotentialRecipe, configs: Sequence[ConfigurationLike], *, wh
         natoms.append(len(cfg.numbers))
         if on_progress:
             on_progress(1)
-    return Prepared(descriptors=descs, volumes=np.array(vols), n_atoms=np.array(natoms), energy=np.array(energies),
-                    forces=forces, stress=stresses, compositions=np.array(comps).reshape(len(descs), len(recipe.elements)))
+    return Prepared(descriptors=store, volumes=np.array(vols), n_atoms=np.array(natoms), energy=np.array(energies),
+                    forces=forces, stress=stresses, compositions=np.array(comps).reshape(len(store), len(recipe.elements)))
 
 
 def _symbol(z: int) -> str:
@@ -190,31 +196,16 @@ def fit(recipe: PotentialRecipe, train: Prepared, val: Prepared | None, options:
     """
     import torch
 
-    from xtalbase.mlip.model import build, set_scaling
-
     if len(train) == 0:
         raise XtalbaseError("nothing to train on: the training set is empty")
     started = time.perf_counter()
-    dtype = torch.float64
-    model = build(recipe, seed=options.seed, dtype=dtype, device=options.device)
-    if init is not None:
-        model.load_state_dict(init.state_dict())
-    else:
-        reference = fit_reference_energies(train)
-        residual = (train.energy - train.compositions @ reference) / train.n_atoms
-        with torch.no_grad():
-            model.reference.copy_(torch.as_tensor(reference, dtype=dtype))
-            model.energy_scale.fill_(max(float(residual.std()), 1e-3))
-        for element, (mul, add, lo, hi) in fit_scaling(recipe, train).items():
-            set_scaling(model, element, mul, add, lo, hi)
+    model = _initial_model(recipe, train, options, init)
     weights = loss_weights(train, options)
-    targets_train = _targets(train, dtype, options.device)
-    full = _pack(train, range(len(train)), dtype, options.device) if options.optimizer == "lbfgs" else None
-    val_pack = _pack(val, range(len(val)), dtype, options.device) if val is not None and len(val) else None
-    val_targets = _targets(val, dtype, options.device) if val_pack is not None else None
-    params = [p for p in model.parameters()]
+    objective = _Objective(model, train, weights, options)
+    validation = _Objective(model, val, weights, options) if val is not None and len(val) else None
+    params = list(model.parameters())
     history: list[dict[str, float]] = []
-    best = (float("inf"), -1, None)
+    best: tuple[float, int, Any] = (float("inf"), -1, None)
     stop = "epochs"
     rng = np.random.default_rng(options.seed)
     if options.optimizer == "lbfgs":
@@ -225,28 +216,12 @@ def fit(recipe: PotentialRecipe, train: Prepared, val: Prepared | None, options:
     for epoch in range(1, options.epochs + 1):
         saved = [p.detach().clone() for p in params]
         if options.optimizer == "lbfgs":
-            def closure() -> Any:
-                opt.zero_grad()
-                loss, _ = _loss(model, full, targets_train, weights, range(len(train)))
-                loss.backward()
-                return loss
-            opt.step(closure)
-            train_loss, train_parts = _evaluate_loss(model, full, targets_train, weights)
+            opt.step(lambda: objective.backward(opt))
         else:
-            order = rng.permutation(len(train))
-            total, parts_sum, seen = 0.0, {"energy": 0.0, "forces": 0.0}, 0
-            for start in range(0, len(order), options.batch_size):
-                idx = order[start:start + options.batch_size]
-                batch = _pack(train, idx, dtype, options.device)
-                opt.zero_grad()
-                loss, parts = _loss(model, batch, targets_train, weights, idx)
-                loss.backward()
+            for idx in np.array_split(rng.permutation(len(train)), max(1, -(-len(train) // options.batch_size))):
+                objective.backward(opt, idx)
                 opt.step()
-                total += float(loss) * len(idx)
-                for k in parts_sum:
-                    parts_sum[k] += parts[k] * len(idx)
-                seen += len(idx)
-            train_loss, train_parts = total / seen, {k: v / seen for k, v in parts_sum.items()}
+        train_loss, train_parts = objective.value()
         if not np.isfinite(train_loss) or not all(bool(p.isfinite().all()) for p in params):
             with torch.no_grad():
                 for p, s in zip(params, saved):
@@ -255,12 +230,11 @@ def fit(recipe: PotentialRecipe, train: Prepared, val: Prepared | None, options:
             break
         row = {"epoch": epoch, "train_loss": train_loss, "train_energy_rmse_mev": 1000 * train_parts["energy_rmse"],
                "train_force_rmse": train_parts["force_rmse"]}
-        if val_pack is not None:
-            val_loss, val_parts = _evaluate_loss(model, val_pack, val_targets, weights)
+        val_loss = train_loss
+        if validation is not None:
+            val_loss, val_parts = validation.value()
             row.update(val_loss=val_loss, val_energy_rmse_mev=1000 * val_parts["energy_rmse"],
                        val_force_rmse=val_parts["force_rmse"])
-        else:
-            val_loss = train_loss
         history.append(row)
         if on_epoch:
             on_epoch(row)
@@ -274,6 +248,101 @@ def fit(recipe: PotentialRecipe, train: Prepared, val: Prepared | None, options:
     model.eval()
     return FitResult(model=model, history=history, best_epoch=best[1], stop_reason=stop, weights=weights,
                      descriptor_seconds=descriptor_seconds, fit_seconds=time.perf_counter() - started)
+
+
+def _initial_model(recipe: PotentialRecipe, train: Prepared, options: TrainOptions, init: Any) -> Any:
+    """A seeded network with reference energies, output scale and feature scaling fitted on ``train`` (or ``init``'s)."""
+    import torch
+
+    from xtalbase.mlip.model import build, set_scaling, training_range
+
+    model = build(recipe, seed=options.seed, dtype=torch.float64, device=options.device)
+    if init is not None:
+        # keep the parent's scaling (its weights depend on it) but measure the extrapolation range on this data
+        model.load_state_dict(init.state_dict())
+        for element, (_, _, lo, hi) in fit_scaling(recipe, train).items():
+            old_lo, old_hi = training_range(model, element)
+            mul = getattr(model, f"scale_mul_{element}").detach().cpu().numpy()
+            add = getattr(model, f"scale_add_{element}").detach().cpu().numpy()
+            set_scaling(model, element, mul, add, np.fmin(lo, old_lo), np.fmax(hi, old_hi))
+        return model
+    reference = fit_reference_energies(train)
+    residual = (train.energy - train.compositions @ reference) / train.n_atoms
+    with torch.no_grad():
+        model.reference.copy_(torch.as_tensor(reference, dtype=torch.float64))
+        model.energy_scale.fill_(max(float(residual.std()), 1e-3))
+    for element, (mul, add, lo, hi) in fit_scaling(recipe, train).items():
+        set_scaling(model, element, mul, add, lo, hi)
+    return model
+
+
+class _Objective:
+    """The loss over a set of configurations, evaluated in chunks whose gradients accumulate.
+
+    Sums of squared errors are divided by the counts of the whole set (or of the Adam batch), so a chunked
+    evaluation gives the same loss and gradient as one pass. A set held in memory is packed once.
+    """
+
+    def __init__(self, model: Any, data: Prepared, weights: dict[str, float], options: TrainOptions) -> None:
+        import torch
+
+        self.model, self.data, self.weights, self.options = model, data, weights, options
+        self.dtype, self.device = torch.float64, options.device
+        self.targets = _targets(data, self.dtype, self.device)
+        spilled = getattr(data.descriptors, "spilled", 0)
+        everything = np.arange(len(data))
+        self.chunks = [everything] if not spilled else np.array_split(everything, max(1, -(-len(data) // options.batch_size)))
+        self._packed = _pack(data, everything, self.dtype, self.device) if not spilled else None
+
+    def _batch(self, idx: np.ndarray) -> Any:
+        if self._packed is not None and len(idx) == len(self.data):
+            return self._packed
+        return _pack(self.data, idx, self.dtype, self.device)
+
+    def _parts(self, idx: np.ndarray, graph: bool, totals: tuple[int, int, int]) -> tuple[Any, float, float]:
+        """(loss share of ``idx``, squared energy error sum, squared force error sum).
+
+        ``totals``: (configurations, force components, configurations with stress) of the set the loss averages over.
+        """
+        from xtalbase.mlip.model import predict
+
+        energy, n_atoms, forces, stress, has_stress = _select(self.targets, idx)
+        use_stress = self.weights["stress"] > 0 and bool(has_stress.any())
+        out = predict(self.model, self._batch(idx), forces=self.weights["forces"] > 0, stress=use_stress, create_graph=graph)
+        e_sq = (((out.energy - energy) / n_atoms) ** 2).sum()
+        loss = self.weights["energy"] * e_sq / totals[0]
+        f_sq = out.energy.new_zeros(())
+        if out.forces is not None:
+            f_sq = ((out.forces - forces) ** 2).sum()
+            loss = loss + self.weights["forces"] * f_sq / max(1, totals[1])
+        if use_stress:
+            s_sq = ((out.stress - stress)[has_stress] ** 2).sum() / 9.0
+            loss = loss + self.weights["stress"] * s_sq / max(1, totals[2])
+        return loss, float(e_sq.detach()), float(f_sq.detach())
+
+    def _totals(self, idx: np.ndarray) -> tuple[int, int, int]:
+        return len(idx), 3 * int(self.data.n_atoms[idx].sum()), int(self.targets["has_stress"][idx].sum())
+
+    def backward(self, opt: Any, idx: np.ndarray | None = None) -> Any:
+        """Zero the gradients, accumulate ``d loss`` over the chunks of ``idx`` (default: all), return the loss."""
+        opt.zero_grad()
+        chunks = self.chunks if idx is None else [idx]
+        totals = self._totals(np.arange(len(self.data)) if idx is None else idx)
+        value = 0.0
+        for chunk in chunks:
+            loss, _, _ = self._parts(chunk, True, totals)
+            loss.backward()
+            value += float(loss.detach())
+        return self.model.energy_scale.new_tensor(value)
+
+    def value(self) -> tuple[float, dict[str, float]]:
+        """The loss of the whole set and its energy (eV/atom) and force (eV/Å) RMSEs, without a graph."""
+        totals = self._totals(np.arange(len(self.data)))
+        loss = e_sq = f_sq = 0.0
+        for chunk in self.chunks:
+            part, e, f = self._parts(chunk, False, totals)
+            loss, e_sq, f_sq = loss + float(part.detach()), e_sq + e, f_sq + f
+        return loss, {"energy_rmse": (e_sq / totals[0]) ** 0.5, "force_rmse": (f_sq / max(1, totals[1])) ** 0.5}
 
 
 def loss_weights(train: Prepared, options: TrainOptions) -> dict[str, float]:
@@ -316,27 +385,3 @@ def _select(targets: dict[str, Any], idx: Any) -> tuple[Any, Any, Any, Any, Any]
     t = torch.as_tensor(idx)
     return (targets["energy"][t], targets["n_atoms"][t], targets["forces"][torch.as_tensor(rows)], targets["stress"][t],
             targets["has_stress"][t])
-
-
-def _loss(model: Any, batch: Any, targets: dict[str, Any], weights: dict[str, float], idx: Any,
-          graph: bool = True) -> tuple[Any, dict[str, float]]:
-    from xtalbase.mlip.model import predict
-
-    energy, n_atoms, forces, stress, has_stress = _select(targets, idx)
-    use_stress = weights["stress"] > 0 and bool(has_stress.any())
-    out = predict(model, batch, forces=weights["forces"] > 0, stress=use_stress, create_graph=graph)
-    e_err = (out.energy - energy) / n_atoms
-    loss = weights["energy"] * (e_err ** 2).mean()
-    parts = {"energy": float((e_err.detach() ** 2).mean()), "forces": 0.0}
-    if out.forces is not None:
-        f_mse = ((out.forces - forces) ** 2).mean()
-        loss = loss + weights["forces"] * f_mse
-        parts["forces"] = float(f_mse.detach())
-    if use_stress:
-        loss = loss + weights["stress"] * ((out.stress - stress)[has_stress] ** 2).mean()
-    return loss, parts
-
-
-def _evaluate_loss(model: Any, batch: Any, targets: dict[str, Any], weights: dict[str, float]) -> tuple[float, dict[str, float]]:
-    loss, parts = _loss(model, batch, targets, weights, range(batch.n_structures), graph=False)
-    return float(loss.detach()), {"energy_rmse": parts["energy"] ** 0.5, "force_rmse": parts["forces"] ** 0.5}

@@ -80,3 +80,11 @@ def sources_of_calculations(session: "Session", calculation_ids: Sequence[int]) 
 
 __all__ = ["LABEL_COLUMNS", "SOURCE_KEYS", "STRUCTURE_COLUMNS", "LabelledStructures", "sources_of_calculations",
            "structures_with_calculations"]
+
+
+def labelled_structure_ids(session: "Session", run_ids: Sequence[int] | None = None) -> list[int]:
+    """Sorted ids of structures with a calculation carrying an energy (written by ``run_ids`` when given)."""
+    stmt = select(Calculation.structure_id).where(Calculation.energy.is_not(None)).distinct()
+    if run_ids is not None:
+        stmt = stmt.where(Calculation.run_id.in_([int(r) for r in run_ids]))
+    return sorted(int(i) for i in session.scalars(stmt))

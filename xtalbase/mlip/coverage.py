@@ -1,0 +1,208 @@
+"""Where the training data does not cover the target: distance and angle distributions, their gap, motif scores.
+
+1. For every element pair, the distances within ``rc`` (an RDF-like histogram); for every (centre; neighbour
+   pair) triplet type, the angles θ_jik of neighbour pairs j < k within ``rc`` (an ADF-like histogram).
+2. Bin widths by the Shimazaki–Shinomoto rule on the pooled training + target values of each type, so both
+   share the same edges: minimise ``C(Δ) = (2 k̄ - v) / Δ²`` over the number of bins, with k̄ and v the mean
+   and biased variance of the bin counts (numpy has no such estimator). Ties go to the fewer bins.
+3. Normalised densities ``d`` (counts / (total · Δ)); the gap of bin m is ``Δ(m) = d_target(m) - d_train(m)``,
+   kept where positive (else 0).
+4. Motif scores (a motif is one bin of one type): ``key-motif`` S(m) = Σ over outlier atoms Σ over their
+   distances/angles 𝟙(in m)·Δ(m); ``gap`` S(m) = Δ(m); ``outlier`` S(m) = count of outlier atoms'
+   distances/angles in m; ``random`` seeded uniform scores.
+
+Distances are counted from each centre atom (ordered pairs), which leaves normalised densities unchanged and
+gives each atom its own environment for the outlier-based scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from xtalbase.errors import XtalbaseError
+
+STRATEGIES = ("key-motif", "gap", "outlier", "random")
+#: Most bins the Shimazaki–Shinomoto search tries per type.
+MAX_BINS = 400
+#: Narrowest bin (Å or degrees): below it differences are numerical noise.
+MIN_WIDTH = 1e-4
+
+
+def shimazaki_shinomoto(values: np.ndarray, lo: float | None = None, hi: float | None = None,
+                        max_bins: int = MAX_BINS) -> np.ndarray:
+    """Bin edges over ``[lo, hi]`` (default: the data range) minimising ``C(Δ) = (2k̄ - v)/Δ²``."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        raise XtalbaseError("no values to bin")
+    lo = float(values.min()) if lo is None else float(lo)
+    hi = float(values.max()) if hi is None else float(hi)
+    if hi - lo < MIN_WIDTH:
+        # identical values (a perfect crystal): one bin of the smallest width around them
+        centre = 0.5 * (lo + hi)
+        return np.array([centre - MIN_WIDTH / 2, centre + MIN_WIDTH / 2])
+    best_cost, best_n = np.inf, 1
+    for n in range(1, max(1, min(max_bins, len(values), int((hi - lo) / MIN_WIDTH))) + 1):
+        counts, _ = np.histogram(values, bins=n, range=(lo, hi))
+        width = (hi - lo) / n
+        cost = (2.0 * counts.mean() - counts.var()) / width ** 2
+        if cost < best_cost - 1e-12 * abs(best_cost if np.isfinite(best_cost) else 1.0):
+            best_cost, best_n = cost, n
+    return np.linspace(lo, hi, best_n + 1)
+
+
+@dataclass
+class Environments:
+    """Per type (``"Fe-Pt"`` for pairs, ``"Pt:Al-Fe"`` for triplets): centre atom index and value (Å or degrees)."""
+
+    atoms: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, key: str, atoms: np.ndarray, values: np.ndarray) -> None:
+        """Append values of one type."""
+        if key in self.values:
+            self.atoms[key] = np.concatenate([self.atoms[key], atoms])
+            self.values[key] = np.concatenate([self.values[key], values])
+        else:
+            self.atoms[key], self.values[key] = np.asarray(atoms), np.asarray(values, dtype=float)
+
+
+def _symbols(numbers: np.ndarray) -> np.ndarray:
+    from ase.data import chemical_symbols
+
+    return np.array([chemical_symbols[int(z)] for z in numbers])
+
+
+def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any, rc: float,
+                       angles: bool = True) -> Environments:
+    """Distances (Å) of every ordered pair within ``rc`` and angles (degrees) of every neighbour pair j < k."""
+    from xtalbase.mlip.acsf import neighbor_pairs
+
+    i, j, shifts = neighbor_pairs(np.asarray(numbers), np.asarray(positions, float), np.asarray(cell, float), pbc, rc)
+    pos = np.asarray(positions, dtype=float)
+    vec = pos[j] - pos[i] + shifts @ np.asarray(cell, dtype=float)
+    dist = np.linalg.norm(vec, axis=1)
+    sym = _symbols(numbers)
+    env = Environments()
+    pair_keys = np.array(["-".join(sorted((a, b))) for a, b in zip(sym[i], sym[j])]) if len(i) else np.array([], dtype=str)
+    for key in np.unique(pair_keys):
+        sel = pair_keys == key
+        env.add(str(key), i[sel], dist[sel])
+    if angles and len(i):
+        p, q = neighbour_pairs_of_centres(i)
+        u = vec / dist[:, None]
+        theta = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)))
+        lo = np.minimum(numbers_of(j[p], numbers), numbers_of(j[q], numbers))
+        hi = np.maximum(numbers_of(j[p], numbers), numbers_of(j[q], numbers))
+        codes = (np.asarray(numbers)[i[p]].astype(np.int64) * 1000 + lo) * 1000 + hi
+        for code in np.unique(codes):
+            sel = codes == code
+            c, a, b = int(code // 1_000_000), int(code // 1000 % 1000), int(code % 1000)
+            env.add(f"{_symbols([c])[0]}:{_symbols([a])[0]}-{_symbols([b])[0]}", i[p][sel], theta[sel])
+    return env
+
+
+def numbers_of(atoms: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """Atomic numbers of atom indices."""
+    return np.asarray(numbers, dtype=np.int64)[atoms]
+
+
+def neighbour_pairs_of_centres(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(p, q)``, p < q, of every two pairs sharing a centre (``centres`` sorted or not; numpy only)."""
+    order = np.argsort(centres, kind="stable")
+    sorted_c = centres[order]
+    counts = np.bincount(sorted_c) if len(sorted_c) else np.zeros(0, np.int64)
+    starts = np.cumsum(counts) - counts
+    position = np.arange(len(order)) - starts[sorted_c]
+    partners = counts[sorted_c] - 1 - position
+    first = np.repeat(np.arange(len(order)), partners)
+    offsets = np.arange(len(first)) - np.repeat(np.cumsum(partners) - partners, partners)
+    return order[first], order[first + 1 + offsets]
+
+
+def pooled_environments(configs: Iterable[Any], rc: float, angles: bool = True) -> Environments:
+    """Environments of several configurations (atom indices are not kept apart: use for distributions only)."""
+    out = Environments()
+    for c in configs:
+        env = local_environments(c.numbers, c.positions, c.cell, c.pbc, rc, angles)
+        for key in env.values:
+            out.add(key, env.atoms[key], env.values[key])
+    return out
+
+
+@dataclass
+class Histogram:
+    """One type's shared bin edges, training and target densities and the positive gap per bin."""
+
+    key: str
+    edges: np.ndarray
+    train: np.ndarray
+    target: np.ndarray
+    gap: np.ndarray
+
+    @property
+    def kind(self) -> str:
+        """``pair`` (distances, Å) or ``triplet`` (angles, degrees)."""
+        return "triplet" if ":" in self.key else "pair"
+
+
+def _density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts, _ = np.histogram(values, bins=edges)
+    total = counts.sum()
+    width = np.diff(edges)
+    return counts / (total * width) if total else np.zeros(len(width))
+
+
+def coverage_gap(train: Environments, target: Environments, edges: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, Histogram]:
+    """Per type: Shimazaki–Shinomoto edges on the pooled values (or the given ``edges``), both densities and
+    ``max(0, d_target - d_train)``."""
+    out = {}
+    for key in sorted(set(train.values) | set(target.values)):
+        a = train.values.get(key, np.zeros(0))
+        b = target.values.get(key, np.zeros(0))
+        edges_k = np.asarray(edges[key], dtype=float) if edges and key in edges else shimazaki_shinomoto(np.concatenate([a, b]))
+        d_train, d_target = _density(a, edges_k), _density(b, edges_k)
+        out[key] = Histogram(key=key, edges=edges_k, train=d_train, target=d_target, gap=np.maximum(d_target - d_train, 0.0))
+    return out
+
+
+def motif_scores(gap: dict[str, Histogram], target_envs: Sequence[Environments], outliers: Sequence[np.ndarray],
+                 strategy: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """``{type: S(m) per bin}`` for ``strategy`` (see the module docstring); ``outliers[k]`` flags atoms of target k."""
+    if strategy not in STRATEGIES:
+        raise XtalbaseError(f"strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if strategy == "gap":
+        return {k: h.gap.copy() for k, h in gap.items()}
+    if strategy == "random":
+        rng = np.random.default_rng(seed)
+        return {k: rng.random(len(h.gap)) for k, h in sorted(gap.items())}
+    counts = {k: np.zeros(len(h.gap)) for k, h in gap.items()}
+    for env, mask in zip(target_envs, outliers):
+        mask = np.asarray(mask, dtype=bool)
+        for key, values in env.values.items():
+            if key not in gap or not mask.any():
+                continue
+            keep = mask[env.atoms[key]]
+            if keep.any():
+                counts[key] += np.histogram(values[keep], bins=gap[key].edges)[0]
+    if strategy == "outlier":
+        return counts
+    return {k: counts[k] * gap[k].gap for k in gap}
+
+
+def top_motifs(scores: dict[str, np.ndarray], gap: dict[str, Histogram], n: int = 10) -> list[dict[str, Any]]:
+    """The ``n`` best-scoring motifs: type, bin range (Å or degrees), score, gap; ties by type and bin."""
+    rows = [(float(s), key, m) for key, arr in scores.items() for m, s in enumerate(arr) if s > 0]
+    rows.sort(key=lambda r: (-r[0], r[1], r[2]))
+    out = []
+    for score, key, m in rows[:n]:
+        h = gap[key]
+        unit = "Å" if h.kind == "pair" else "°"
+        out.append({"type": key, "kind": h.kind, "bin": m, "low": float(h.edges[m]), "high": float(h.edges[m + 1]),
+                    "score": score, "gap": float(h.gap[m]),
+                    "label": f"{key} {h.edges[m]:.2f}–{h.edges[m + 1]:.2f} {unit}, S = {score:.3g}"})
+    return out
