@@ -339,7 +339,7 @@ def test_a_batch_predicts_what_each_configuration_predicts_alone():
     nacl, cluster, small = _nacl(seed=11), _cluster(seed=12), _small_cell()
     systems = [(*nacl, True), (*cluster, np.zeros((3, 3)), False), (np.array([NA] * 3), cluster[1][:3], np.zeros((3, 3)), False),
                (*small, True)]
-    volumes = [abs(np.linalg.det(c)) if pbc else 1.0 for _, _, c, pbc in systems]
+    volumes = [abs(np.linalg.det(c)) for _, _, c, _ in systems]  # 0 without a cell
     descs = [acsf.compute(model.recipe, n, p, c, pbc) for n, p, c, pbc in systems]
     batch = predict(model, pack(descs, volumes), forces=True, stress=True)
     start = 0
@@ -349,6 +349,8 @@ def test_a_batch_predicts_what_each_configuration_predicts_alone():
         assert np.abs(batch.forces[start:start + len(numbers)].numpy() - forces).max() < 1e-12
         if pbc:
             assert np.abs(batch.stress[k].numpy() - stress).max() < 1e-12
+        else:
+            assert np.isnan(batch.stress[k].numpy()).all()  # no cell, no stress
         start += len(numbers)
     assert start == batch.forces.shape[0]
 
