@@ -1,6 +1,6 @@
 """Databases shared by the potential tests: small subsets of the mlearn Mo and Si sets, stored once per backend.
 
-``n2p2_db``: a few training configurations (run 1) and the whole published Mo test set (run 2), then the same
+``n2p2_db``: one Mo training configuration (run 1) and the whole published Mo test set (run 2), then the same
 for Si (runs 3 and 4); splits ``mo`` and ``si`` whose test folds are exactly the published test sets, and the
 published n2p2 potentials imported as ``mlearn-Mo`` and ``mlearn-Si``.
 
@@ -29,7 +29,8 @@ runner = CliRunner()
 #: Rows of ``Mo/training.json``: vacancies (11, 20), AIMD near 300 K (56) and hot (93, 97: ~1 eV/atom higher),
 #: surfaces of 6 to 20 atoms (129, 134, 135, 137), strained cells (149, 192: the 2-atom cell).
 MO_TRAIN = (11, 20, 56, 93, 97, 129, 134, 135, 137, 149, 192)
-#: Rows of ``Mo/test.json``: two vacancies, hot and cool AIMD frames, both surfaces, two strained cells.
+#: Rows of ``Mo/test.json``: a vacancy (0), hot and cool AIMD frames (3, 4, 5, 8), both surfaces (15, 16), two
+#: strained cells (17, 18).
 MO_TEST = (0, 3, 4, 5, 8, 15, 16, 17, 18)
 #: Training options of the shared trained potential (L-BFGS epochs of few iterations: seconds, not minutes).
 TRAIN_ARGS = ("--epochs", "6", "--lbfgs-iterations", "10", "--seed", "0")
