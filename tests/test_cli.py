@@ -105,11 +105,15 @@ def test_quarantine_commands_print_record_names_and_check_reason_codes(db, tmp_p
     assert bogus.exit_code == 2 and "low_precision" in bogus.output
 
 
-def test_the_command_starts_without_numpy_or_sqlalchemy():
-    """``xtalbase --help`` stays fast: command modules import the heavy libraries inside their commands."""
-    import subprocess
-    import sys
-
-    code = "import sys, xtalbase.cli; print(sorted({'numpy', 'sqlalchemy', 'pandas', 'pymatgen'} & set(sys.modules)))"
+@pytest.mark.parametrize("args", [[], ["train", "potential", "--help"], ["potential", "import-n2p2", "--help"],
+                                  ["predict", "--help"]], ids=["import", "train potential", "potential", "predict"])
+def test_the_command_starts_without_numpy_or_sqlalchemy(args):
+    """``xtalbase --help`` stays fast: command modules import the heavy libraries (torch too) inside their commands."""
+    heavy = "{'numpy', 'sqlalchemy', 'pandas', 'pymatgen', 'torch', 'ase'}"
+    code = ("import sys, xtalbase.cli\n"
+            f"if {args!r}:\n"
+            "    from typer.testing import CliRunner\n"
+            f"    assert CliRunner().invoke(xtalbase.cli.app, {args!r}).exit_code == 0\n"
+            f"print(sorted({heavy} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

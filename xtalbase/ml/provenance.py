@@ -5,6 +5,10 @@ that run's linked inputs: XRD recipe, split or dataset (hash, recipe, lineage) �
 set hash, re-computed from the stored members and compared with the hash recorded at training time) → the
 ingest runs that wrote them (with their linked input paths) → their source files (count, hash over the file
 hashes, examples). Rows written before runs were linked fall back to the ids the model row holds.
+
+A potential (``task == "potential"``) trains on stored calculations, not only structures: its chain adds
+``calculations``, the calculation ids its train run recorded (``params["calculation_ids"]``), their count and
+the source files they were read from (path, sha256, how many of the calculations each holds).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from xtalbase.ml.targets import TARGETS
 from xtalbase.platform.hashing import lines_hash, set_hash
 from xtalbase.platform.repositories import runs as run_repo
 from xtalbase.platform.repositories import structures as structure_repo
+from xtalbase.platform.repositories.calculations import sources_of_calculations
 from xtalbase.schema import Dataset, Prediction, Run, Split, Structure, XrdPattern, XrdRecipe
 from xtalbase.schema.runs import Direction, LinkKind
 
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 EXAMPLES = 5
+#: ``models.task`` of interatomic potentials (trained on calculations; see :func:`_calculations`).
+POTENTIAL_TASK = "potential"
 
 
 def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
@@ -64,6 +71,8 @@ def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
                                       "matches_recorded": current == model.training_set_hash}
         out["ingest_runs"] = _ingest_runs(session, ids)
         out["source_files"] = _source_files(session, ids)
+    if model.task == POTENTIAL_TASK:
+        out["calculations"] = _calculations(session, train_run_id)
     return out
 
 
@@ -147,6 +156,33 @@ def _dataset(session: "Session", dataset_id: int | None) -> dict[str, Any] | Non
 
 def _ingest_runs(session: "Session", ids: list[int]) -> list[dict[str, Any]]:
     return [_run(session, rid) for rid in sorted(structure_repo.writing_run_ids(session, ids))]
+
+
+def _calculations(session: "Session", run_id: int | None) -> dict[str, Any]:
+    """The calculations a train run recorded (``params["calculation_ids"]``) and the files they were read from.
+
+    ``missing_ids``: recorded ids no longer stored; ``without_source``: stored without a source record;
+    ``source_files``: one entry per distinct file (path, sha256, database, format, calculations read from it);
+    ``files_sha256``: :func:`lines_hash` over the sorted file hashes; ``examples``: the first calculations' records.
+    An imported potential's run records none.
+    """
+    run = session.get(Run, run_id) if run_id is not None else None
+    ids = sorted({int(i) for i in ((run.params or {}).get("calculation_ids") or [])}) if run is not None else []
+    rows = sources_of_calculations(session, ids)
+    files: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["file_hash"] is None:
+            continue
+        entry = files.setdefault(r["file_hash"], {"file_path": r["file_path"], "file_hash": r["file_hash"],
+                                                  "database": r["database"], "format": r["format"], "n_calculations": 0})
+        entry["n_calculations"] += 1
+    return {"count": len(ids), "ids": ids, "n_stored": len(rows),
+            "missing_ids": sorted(set(ids) - {r["calculation_id"] for r in rows}),
+            "without_source": sum(r["file_hash"] is None for r in rows), "n_files": len(files),
+            "files_sha256": lines_hash(sorted(files)),
+            "source_files": sorted(files.values(), key=lambda f: (f["file_path"] or "", f["file_hash"])),
+            "examples": [{k: r[k] for k in ("calculation_id", "structure_id", "file_path", "file_hash", "record_locator")}
+                         for r in rows[:EXAMPLES]]}
 
 
 def _source_files(session: "Session", ids: list[int]) -> dict[str, Any]:

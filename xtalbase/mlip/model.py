@@ -116,7 +116,8 @@ def training_range(model: Any, element: str) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Output:
-    """Predictions for a batch: ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``stress`` (B, 3, 3) eV/Å³ or None."""
+    """Predictions for a batch: ``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ``stress`` (B, 3, 3) eV/Å³ (NaN for a
+    configuration without a cell) or None."""
 
     energy: "torch.Tensor"
     forces: "torch.Tensor | None"
@@ -147,7 +148,11 @@ def predict(model: Any, batch: "Batch", *, forces: bool = True, stress: bool = F
             force = force.index_add(0, block.jac_atom, -contrib)
         if stress:
             virial = virial.index_add(0, block.structure, torch.einsum("nf,nfab->nab", de_dg, block.virial))
-    out_stress = virial / batch.volume[:, None, None] if stress else None
+    out_stress = None
+    if stress:
+        # a configuration without a cell (volume 0) has no stress: NaN there, and no 0/0 in the others' gradient
+        volume = batch.volume[:, None, None]
+        out_stress = torch.where(volume > 0, virial / torch.where(volume > 0, volume, 1.0), torch.nan)
     if not create_graph:
         # results only: nothing downstream differentiates them
         energy = energy.detach()
