@@ -92,8 +92,10 @@ def print_model_chain(chain: dict[str, Any], indent: str = "") -> None:
                   + " <- ".join(f"{d['name']}({d['n_members']})" for d in ds["lineage"]))
     ts = chain.get("training_structures")
     if ts:
-        ok = "matches" if ts["matches_recorded"] else "DIFFERS FROM"
-        out.print(f"{indent}  └ training structures ({m['fold']}): {ts['count']}, set hash {ts['set_hash'][:16]} ({ok} the hash recorded at training)")
+        ok = ("matches" if ts["matches_recorded"] else "DIFFERS FROM") + " the hash recorded at training"
+        if ts["matches_recorded"] is None:
+            ok = "the recorded hash covers the structures with their calculations"
+        out.print(f"{indent}  └ training structures ({m['fold']}): {ts['count']}, set hash {ts['set_hash'][:16]} ({ok})")
         for run in chain["ingest_runs"]:
             out.print(f"{indent}    └ {run['kind']} run {run['id']} ({run['status']}) {run['started_at']:%Y-%m-%d %H:%M:%S}, "
                       f"xtalbase {run['package_version']} git {(run['git_revision'] or 'unknown')[:12]}, params {run['params']}")
@@ -102,6 +104,12 @@ def print_model_chain(chain: dict[str, Any], indent: str = "") -> None:
                   f"files sha256 {sf['files_sha256'][:16]}")
         for ex in sf["examples"]:
             out.print(f"{indent}        {ex['file_path']} (sha256 {ex['file_hash'][:16]})")
+    calcs = chain.get("calculations")
+    if calcs:
+        out.print(f"{indent}  └ calculations: {calcs.get('count')} from {len(calcs.get('source_files', []))} file(s)")
+        for f in calcs.get("source_files", [])[:5]:
+            out.print(f"{indent}      {f.get('file_path')} (sha256 {(f.get('file_hash') or '')[:16]}, "
+                      f"{f.get('n_calculations')} calculations)")
 
 
 def _rid(run: dict[str, Any] | None) -> str:

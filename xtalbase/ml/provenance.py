@@ -69,6 +69,9 @@ def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
         out["training_structures"] = {"count": len(hashes), "set_hash": current, "recorded_hash": model.training_set_hash,
                                       "linked_hash": linked.sha256 if linked is not None else None,
                                       "matches_recorded": current == model.training_set_hash}
+        if model.task == POTENTIAL_TASK:
+            # a potential records the hash of (structure, chosen calculation) pairs, not of structures alone
+            out["training_structures"].update(matches_recorded=None, recorded_hash_kind="labelled set")
         out["ingest_runs"] = _ingest_runs(session, ids)
         out["source_files"] = _source_files(session, ids)
     if model.task == POTENTIAL_TASK:
