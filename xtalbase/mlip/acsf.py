@@ -7,7 +7,7 @@ itself and its neighbours, periodic images summed), and ``Σ ∂G/∂D ⊗ D`` o
 set's Jacobian is computed once and reused every epoch. Values are also differentiable by autograd through
 the positions and a strain, which :mod:`xtalbase.mlip.model` uses as the reference path.
 
-The neighbour list is ASE's (``ase.neighborlist.neighbor_list``).
+The neighbour list is pymatgen's compiled cell-list search (the pair set of ASE's ``neighbor_list``).
 """
 
 from __future__ import annotations
@@ -73,13 +73,34 @@ class Descriptors:
 
 def neighbor_pairs(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any, rc: float
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(i, j, S)``: every ordered pair closer than ``rc`` (Å) with its integer cell shift (ASE's neighbour list)."""
-    from ase import Atoms
-    from ase.neighborlist import neighbor_list
+    """``(i, j, S)``: every ordered pair closer than ``rc`` (Å) with its integer cell shift.
 
-    atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc)
-    i, j, shifts = neighbor_list("ijS", atoms, rc, self_interaction=False)
-    return i.astype(np.int64), j.astype(np.int64), shifts.astype(np.float64)
+    pymatgen's compiled cell-list search (``find_points_in_spheres``; ~0.2 ms for 54 atoms at 5.2 Å, where ASE's
+    ``neighbor_list`` takes ~45 ms), then the pairs are cut to ``|R_j - R_i + S·cell| < rc`` and the atom's own
+    zero-shift pair is dropped: the same set as ASE's ``neighbor_list("ijS", atoms, rc, self_interaction=False)``
+    (distinct atoms on one spot included). ASE's list serves a periodic direction with a singular cell.
+    """
+    pbc3 = np.array([bool(p) for p in (pbc if np.ndim(pbc) else (pbc,) * 3)])
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    lattice = np.ascontiguousarray(cell, dtype=np.float64)
+    singular = abs(np.linalg.det(lattice)) < 1e-9
+    if singular and pbc3.any():
+        from ase import Atoms
+        from ase.neighborlist import neighbor_list
+
+        atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=pbc3)
+        i, j, shifts = neighbor_list("ijS", atoms, rc, self_interaction=False)
+        return i.astype(np.int64), j.astype(np.int64), shifts.astype(np.float64)
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    if singular:  # no periodic direction: the lattice only frames the search
+        lattice = np.eye(3)
+    i, j, shifts, _ = find_points_in_spheres(pos, pos, float(rc), pbc3.astype(np.int64), lattice, tol=1e-8)
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    shifts = np.rint(np.asarray(shifts, dtype=np.float64).reshape(-1, 3))
+    r = np.linalg.norm(pos[j] - pos[i] + shifts @ lattice, axis=1)
+    keep = (r < rc) & ~((i == j) & ~shifts.any(axis=1))
+    return i[keep], j[keep], shifts[keep]
 
 
 def compute(recipe: PotentialRecipe, numbers: np.ndarray, positions: Any, cell: Any, pbc: Any = True, *,
