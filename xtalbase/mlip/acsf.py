@@ -24,8 +24,9 @@ from xtalbase.mlip.recipe import PotentialRecipe, SymmetryFunction
 if TYPE_CHECKING:
     import torch
 
-#: Triplet rows × functions evaluated at once; bounds the transient memory of the angular terms (~40 bytes each).
-TRIPLET_CHUNK = 2_000_000
+#: Triplet rows × functions evaluated at once; bounds the transient memory of the angular terms (~250 bytes each
+#: with the Jacobian, so about 250 MB at most).
+TRIPLET_CHUNK = 1_000_000
 
 
 @dataclass
@@ -170,14 +171,15 @@ def _element_block(functions: tuple[SymmetryFunction, ...], n_atoms: int, atoms:
     i, j, d, r = i[keep], j[keep], d[keep], r[keep]
     c = local[i]
     values = torch.zeros((n_e, n_f), dtype=dtype, device=device)
-    acc = _Accumulator(n_e, n_f, n_atoms, c, j, atoms, dtype, device) if jacobian else None
+    grad = _PairGradient(len(c), n_f, dtype, device) if jacobian else None
+    pair_cutoffs = _CutoffCache(r)
 
     radial = [(k, f) for k, f in enumerate(functions) if f.kind == "radial"]
     for neighbor in sorted({f.neighbors[0] for _, f in radial}):
         group = [(k, f) for k, f in radial if f.neighbors[0] == neighbor]
         sel = torch.nonzero(z[j] == _z(neighbor)).flatten()
         if len(sel):
-            _radial(group, sel, c, d, r, values, acc)
+            _radial(group, sel, c, d, r, pair_cutoffs, values, grad)
 
     angular = [(k, f) for k, f in enumerate(functions) if f.kind != "radial"]
     if angular:
@@ -187,57 +189,97 @@ def _element_block(functions: tuple[SymmetryFunction, ...], n_atoms: int, atoms:
             group = [(k, f) for k, f in angular if f.neighbors == pair]
             a, b = _z(pair[0]), _z(pair[1])
             sel = torch.nonzero(((zj == a) & (zk == b)) | ((zj == b) & (zk == a))).flatten()
-            step = max(1, TRIPLET_CHUNK // max(1, len(group)))
+            if not len(sel):
+                continue
+            cols = torch.tensor([k for k, _ in group], device=device)
+            part = _PairGradient(len(c), len(group), dtype, device) if jacobian else None
+            step = max(1, TRIPLET_CHUNK // len(group))
             for start in range(0, len(sel), step):
-                chunk = sel[start:start + step]
-                _angular(group, p[chunk], q[chunk], c, d, r, values, acc)
-    if acc is None:
+                chunk = sel[start:start + step] if len(sel) > step or len(sel) < len(p) else None
+                pp, qq = (p, q) if chunk is None else (p[chunk], q[chunk])
+                _angular([f for _, f in group], cols, pp, qq, c, d, r, pair_cutoffs, values, part)
+            if grad is not None:
+                grad.add_columns(cols, part)
+    if grad is None:
         return ElementBlock(atoms=atoms, values=values)
-    return ElementBlock(atoms=atoms, values=values, jac_center=acc.key_center, jac_atom=acc.key_atom, jac=acc.jac,
-                        virial=acc.virial)
+    jac_center, jac_atom, jac, virial = grad.blocks(c, j, d, atoms, n_atoms)
+    return ElementBlock(atoms=atoms, values=values, jac_center=jac_center, jac_atom=jac_atom, jac=jac, virial=virial)
 
 
-class _Accumulator:
-    """Collects ∂G/∂D of pair vectors into (centre, atom) Jacobian blocks and the per-centre virial."""
+class _PairGradient:
+    """∂G/∂D_p of every pair vector D_p of one element block, kept as ``along`` (P, n_f), the part along D_p itself
+    (divided by nothing: ∂G/∂D_p = along·D_p + side), and ``side`` (P, n_f, 3), the angular part along the other
+    pair vector of each triplet. Sums over triplets happen here, per pair, so the (centre, atom) Jacobian blocks
+    and the virial are filled once from P rows instead of from every triplet.
+    """
 
-    def __init__(self, n_e: int, n_f: int, n_atoms: int, c: "torch.Tensor", j: "torch.Tensor", atoms: "torch.Tensor",
-                 dtype: Any, device: Any) -> None:
+    def __init__(self, n_pairs: int, n_f: int, dtype: Any, device: Any) -> None:
         import torch
 
-        self_keys = torch.arange(n_e, device=device) * n_atoms + atoms
-        keys, inverse = torch.unique(torch.cat([c * n_atoms + j, self_keys]), return_inverse=True)
-        self.pair_key = inverse[:len(c)]
-        self.self_key = inverse[len(c):]
-        self.key_center = keys // n_atoms
-        self.key_atom = keys % n_atoms
-        self.jac = torch.zeros((len(keys), n_f, 3), dtype=dtype, device=device)
-        self.virial = torch.zeros((n_e, n_f, 3, 3), dtype=dtype, device=device)
+        self.along = torch.zeros((n_pairs, n_f), dtype=dtype, device=device)
+        self.side = torch.zeros((n_pairs, n_f, 3), dtype=dtype, device=device)
 
-    def add(self, pair: "torch.Tensor", centre: "torch.Tensor", cols: "torch.Tensor", grad: "torch.Tensor",
-            vec: "torch.Tensor") -> None:
-        """Add ``grad`` = ∂G[:, cols]/∂D (rows, n_cols, 3) of pair vectors ``vec`` (rows, 3) indexed ``pair``."""
-        grad = grad.detach()
-        rows = pair[:, None].expand(-1, len(cols))
-        colx = cols[None, :].expand(len(pair), -1)
-        self.jac.index_put_((self.pair_key[rows], colx), grad, accumulate=True)
-        self.jac.index_put_((self.self_key[centre][:, None].expand(-1, len(cols)), colx), -grad, accumulate=True)
-        crow = centre[:, None].expand(-1, len(cols))
-        self.virial.index_put_((crow, colx), grad[..., :, None] * vec.detach()[:, None, None, :], accumulate=True)
+    def add_columns(self, cols: "torch.Tensor", part: "_PairGradient") -> None:
+        """Add ``part`` (whose columns are ``cols`` of this one)."""
+        self.along.index_add_(1, cols, part.along)
+        self.side.index_add_(1, cols, part.side)
+
+    def blocks(self, c: "torch.Tensor", j: "torch.Tensor", d: "torch.Tensor", atoms: "torch.Tensor", n_atoms: int
+               ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+        """``(jac_center, jac_atom, jac, virial)``: per (centre, atom) blocks, periodic images summed."""
+        import torch
+
+        n_e, n_f = len(atoms), self.along.shape[1]
+        g = self.along[..., None] * d[:, None, :] + self.side
+        self_keys = torch.arange(n_e, device=d.device) * n_atoms + atoms
+        keys, inverse = torch.unique(torch.cat([c * n_atoms + j, self_keys]), return_inverse=True)
+        jac = torch.zeros((len(keys), n_f, 3), dtype=g.dtype, device=g.device)
+        jac.index_add_(0, inverse[:len(c)], g)
+        # the centre moves against each of its pair vectors: its own block is minus their sum
+        per_centre = torch.zeros((n_e, n_f, 3), dtype=g.dtype, device=g.device).index_add_(0, c, g)
+        jac.index_add_(0, inverse[len(c):], -per_centre)
+        virial = torch.zeros((n_e, n_f, 3, 3), dtype=g.dtype, device=g.device)
+        virial.index_add_(0, c, g[..., :, None] * d[:, None, None, :])
+        return keys // n_atoms, keys % n_atoms, jac, virial
+
+
+class _CutoffCache:
+    """Cutoff values and derivatives of one element block's pairs, each distinct (cutoff, R_c, α) computed once."""
+
+    def __init__(self, r: "torch.Tensor") -> None:
+        self.r = r
+        self.cache: dict[tuple, tuple] = {}
+
+    def columns(self, functions: list[SymmetryFunction], rows: "torch.Tensor | None"
+                ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(rows, 1) or (rows, n_functions) ``(f_c, df_c/dr)`` of the pairs ``rows`` (``None``: all pairs)."""
+        for f in functions:
+            key = (f.cutoff, f.rc, f.alpha)
+            if key not in self.cache:
+                self.cache[key] = cutoff(f.cutoff, self.r, f.rc, f.alpha)
+        fc, dfc = _columns(functions, self.cache)
+        return (fc, dfc) if rows is None else (fc[rows], dfc[rows])
+
+
+def _columns(functions: list[SymmetryFunction], cache: dict[tuple, tuple]) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Stack the cached cutoff columns of ``functions``; one (rows, 1) column when they all share one cutoff."""
+    import torch
+
+    keys = [(f.cutoff, f.rc, f.alpha) for f in functions]
+    if len(set(keys)) == 1:
+        fc, dfc = cache[keys[0]]
+        return fc[:, None], dfc[:, None]
+    return torch.stack([cache[k][0] for k in keys], dim=1), torch.stack([cache[k][1] for k in keys], dim=1)
 
 
 def _cutoff_columns(functions: list[SymmetryFunction], r: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-    """(rows, n_functions) cutoff values and derivatives, each distinct (cutoff, R_c, α) computed once."""
-    import torch
-
+    """(rows, 1 or n_functions) cutoff values and derivatives at ``r``, each distinct (cutoff, R_c, α) computed once."""
     cache: dict[tuple, tuple] = {}
-    fs, dfs = [], []
     for f in functions:
         key = (f.cutoff, f.rc, f.alpha)
         if key not in cache:
             cache[key] = cutoff(f.cutoff, r, f.rc, f.alpha)
-        fs.append(cache[key][0])
-        dfs.append(cache[key][1])
-    return torch.stack(fs, dim=1), torch.stack(dfs, dim=1)
+    return _columns(functions, cache)
 
 
 def _params(functions: list[SymmetryFunction], name: str, like: "torch.Tensor") -> "torch.Tensor":
@@ -246,23 +288,30 @@ def _params(functions: list[SymmetryFunction], name: str, like: "torch.Tensor") 
     return torch.tensor([getattr(f, name) for f in functions], dtype=like.dtype, device=like.device)
 
 
+def _add_values(values: "torch.Tensor", cols: "torch.Tensor", centre: "torch.Tensor", term: "torch.Tensor") -> None:
+    """``values[centre[t], cols] += term[t]`` for every row ``t`` (summed per centre first, then scattered by column)."""
+    import torch
+
+    per_centre = torch.zeros((values.shape[0], len(cols)), dtype=term.dtype, device=term.device).index_add_(0, centre, term)
+    values.index_add_(1, cols, per_centre)
+
+
 def _radial(group: list[tuple[int, SymmetryFunction]], sel: "torch.Tensor", c: "torch.Tensor", d: "torch.Tensor",
-            r: "torch.Tensor", values: "torch.Tensor", acc: _Accumulator | None) -> None:
+            r: "torch.Tensor", pair_cutoffs: _CutoffCache, values: "torch.Tensor", grad: _PairGradient | None) -> None:
     import torch
 
     cols = torch.tensor([k for k, _ in group], device=values.device)
     funcs = [f for _, f in group]
     rr = r[sel][:, None]
     eta, rs = _params(funcs, "eta", values), _params(funcs, "rs", values)
-    fc, dfc = _cutoff_columns(funcs, r[sel])
-    gauss = torch.exp(-eta * (rr - rs) ** 2)
-    term = gauss * fc
-    cc = c[sel]
-    values.index_put_((cc[:, None].expand(-1, len(cols)), cols[None, :].expand(len(sel), -1)), term, accumulate=True)
-    if acc is not None:
-        dterm_dr = gauss * (dfc - 2.0 * eta * (rr - rs) * fc)
-        unit = d[sel] / r[sel][:, None]
-        acc.add(sel, cc, cols, dterm_dr[..., None] * unit[:, None, :], d[sel])
+    fc, dfc = pair_cutoffs.columns(funcs, sel)
+    shifted = rr - rs
+    gauss = torch.exp(-eta * shifted ** 2)
+    _add_values(values, cols, c[sel], gauss * fc)
+    if grad is not None:
+        # ∂G/∂D = (∂G/∂r) D / r: all along the pair vector
+        along = gauss * (dfc - 2.0 * eta * shifted * fc) / rr
+        grad.along.index_put_((sel[:, None], cols[None, :]), along.detach(), accumulate=True)
 
 
 def _triplets(c: "torch.Tensor", r: "torch.Tensor", rc: float, n_e: int) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -280,53 +329,111 @@ def _triplets(c: "torch.Tensor", r: "torch.Tensor", rc: float, n_e: int) -> tupl
     return order[first], order[first + 1 + offsets]
 
 
-def _angular(group: list[tuple[int, SymmetryFunction]], p: "torch.Tensor", q: "torch.Tensor", c: "torch.Tensor",
-             d: "torch.Tensor", r: "torch.Tensor", values: "torch.Tensor", acc: _Accumulator | None) -> None:
+def _angular(funcs: list[SymmetryFunction], cols: "torch.Tensor", p: "torch.Tensor", q: "torch.Tensor", c: "torch.Tensor",
+             d: "torch.Tensor", r: "torch.Tensor", pair_cutoffs: _CutoffCache, values: "torch.Tensor",
+             grad: _PairGradient | None) -> None:
+    """Add the triplets ``(p, q)`` to ``values[:, cols]`` and their ∂/∂D_ij, ∂/∂D_ik to ``grad`` (columns of ``funcs``).
+
+    Each term factors as ``A(cos θ) · R(r_ij, r_ik, r_jk)``: the angular factor depends on (ζ, λ) only and the
+    radial one on (η, R_s, cutoff, narrow/wide) only, so both are computed per distinct parameter set
+    (T, n_a) and (T, n_b) and multiplied out to the (T, n_f) columns only where a sum needs them.
+    """
     import torch
 
-    cols = torch.tensor([k for k, _ in group], device=values.device)
-    funcs = [f for _, f in group]
-    wide = torch.tensor([f.kind == "angular_wide" for f in funcs], device=values.device)
-    eta, rs = _params(funcs, "eta", values), _params(funcs, "rs", values)
-    zeta, lam = _params(funcs, "zeta", values), _params(funcs, "lam", values)
+    outer = _Outer(funcs)
+    ang_f, rad_f = outer.angular, outer.radial
+    wide = torch.tensor([f.kind == "angular_wide" for f in rad_f], device=values.device)
+    eta, rs = _params(rad_f, "eta", values), _params(rad_f, "rs", values)
+    zeta, lam = _params(ang_f, "zeta", values), _params(ang_f, "lam", values)
     dij, dik = d[p], d[q]
     rij, rik = r[p][:, None], r[q][:, None]
     djk = dik - dij
     rjk_flat = torch.linalg.vector_norm(djk, dim=1)
     rjk = rjk_flat[:, None]
     cos = ((dij * dik).sum(1)[:, None] / (rij * rik))
-    fij, dfij = _cutoff_columns(funcs, r[p])
-    fik, dfik = _cutoff_columns(funcs, r[q])
-    fjk, dfjk = _cutoff_columns(funcs, rjk_flat)
-    fjk = torch.where(wide, 1.0, fjk)
-    dfjk = torch.where(wide, 0.0, dfjk)
+    fij, dfij = pair_cutoffs.columns(rad_f, p)
+    fik, dfik = pair_cutoffs.columns(rad_f, q)
+    narrow = [f for f in rad_f if f.kind != "angular_wide"]
+    if narrow:
+        fjk, dfjk = _cutoff_columns(rad_f, rjk_flat)
+        fjk = torch.where(wide, 1.0, fjk)
+        dfjk = torch.where(wide, 0.0, dfjk)
+        sq = (rij - rs) ** 2 + (rik - rs) ** 2 + torch.where(wide, 0.0, (rjk - rs) ** 2)
+    else:
+        fjk, dfjk = torch.ones_like(rjk), torch.zeros_like(rjk)
+        sq = (rij - rs) ** 2 + (rik - rs) ** 2
     base = 1.0 + lam * cos
     positive = base > 0
     safe = torch.where(positive, base, 1.0)
     norm = torch.pow(2.0, 1.0 - zeta)
     ang = torch.where(positive, norm * safe ** zeta, 0.0)
-    sq = (rij - rs) ** 2 + (rik - rs) ** 2 + torch.where(wide, 0.0, (rjk - rs) ** 2)
     gauss = torch.exp(-eta * sq)
     fc = fij * fik * fjk
-    term = ang * gauss * fc
-    cc = c[p]
-    values.index_put_((cc[:, None].expand(-1, len(cols)), cols[None, :].expand(len(p), -1)), term, accumulate=True)
-    if acc is None:
+    rad = gauss * fc
+    _add_values(values, cols, c[p], outer(ang, rad))
+    if grad is None:
         return
-    ag = ang * gauss
-    g_ij = ag * (fik * fjk) * (dfij - 2.0 * eta * (rij - rs) * fij)
-    g_ik = ag * (fij * fjk) * (dfik - 2.0 * eta * (rik - rs) * fik)
-    g_jk = torch.where(wide, 0.0, ag * (fij * fik) * (dfjk - 2.0 * eta * (rjk - rs) * fjk))
-    g_cos = torch.where(positive, norm * zeta * lam * safe ** (zeta - 1.0), 0.0) * gauss * fc
-    inv = 1.0 / (rij * rik)
-    ujk = djk / rjk
-    # ∂/∂D_ij and ∂/∂D_ik of the term; r_jk depends on both through D_jk = D_ik - D_ij
-    grad_p = (g_ij / rij - g_cos * cos / rij ** 2)[..., None] * dij[:, None, :] + (g_cos * inv)[..., None] * dik[:, None, :] \
-        - g_jk[..., None] * ujk[:, None, :]
-    grad_q = (g_ik / rik - g_cos * cos / rik ** 2)[..., None] * dik[:, None, :] + (g_cos * inv)[..., None] * dij[:, None, :] \
-        + g_jk[..., None] * ujk[:, None, :]
-    acc.add(p, cc, cols, grad_p, dij)
-    acc.add(q, cc, cols, grad_q, dik)
+    with torch.no_grad():
+        # ∂R/∂r of the radial factor and ∂A/∂cos of the angular one, per distinct parameter set
+        dr_ij = gauss * (fik * fjk) * (dfij - 2.0 * eta * (rij - rs) * fij)
+        dr_ik = gauss * (fij * fjk) * (dfik - 2.0 * eta * (rik - rs) * fik)
+        # r_jk = |D_ik - D_ij| pulls along both pair vectors with ±(∂term/∂r_jk)/r_jk; wide functions have no r_jk
+        h = torch.where(wide, 0.0, gauss * (fij * fik) * (dfjk - 2.0 * eta * (rjk - rs) * fjk)) / rjk
+        d_ang = torch.where(positive, norm * zeta * lam * safe ** (zeta - 1.0), 0.0)
+        # ∂cos/∂D_ij = D_ik/(r_ij r_ik) - cos D_ij/r_ij², and alike for D_ik
+        cross = outer(d_ang, rad / (rij * rik)) - outer(ang, h)
+        grad.along.index_add_(0, p, outer(ang, dr_ij / rij + h) - outer(d_ang, rad * cos / rij ** 2))
+        grad.along.index_add_(0, q, outer(ang, dr_ik / rik + h) - outer(d_ang, rad * cos / rik ** 2))
+        grad.side.index_add_(0, p, cross[..., None] * dik[:, None, :])
+        grad.side.index_add_(0, q, cross[..., None] * dij[:, None, :])
+
+
+class _Outer:
+    """Index maps from a group's functions to its distinct angular (ζ, λ) and radial (η, R_s, cutoff, kind) parts.
+
+    ``outer(X, Y)`` with X (T, n_a) and Y (T, n_b) is the (T, n_f) product ``X[:, a(f)] · Y[:, b(f)]``: a plain
+    broadcast when one side is a single column or when the functions run over the full (n_b × n_a) or
+    (n_a × n_b) grid in order (n2p2's order gives this for the usual η × (ζ, λ) sets), a column gather otherwise.
+    """
+
+    def __init__(self, funcs: list[SymmetryFunction]) -> None:
+        a_keys: dict[tuple, int] = {}
+        b_keys: dict[tuple, int] = {}
+        self.angular: list[SymmetryFunction] = []
+        self.radial: list[SymmetryFunction] = []
+        ia, ib = [], []
+        for f in funcs:
+            a = (f.zeta, f.lam)
+            b = (f.eta, f.rs, f.cutoff, f.rc, f.alpha, f.kind)
+            if a not in a_keys:
+                a_keys[a] = len(self.angular)
+                self.angular.append(f)
+            if b not in b_keys:
+                b_keys[b] = len(self.radial)
+                self.radial.append(f)
+            ia.append(a_keys[a])
+            ib.append(b_keys[b])
+        n, n_a, n_b = len(funcs), len(a_keys), len(b_keys)
+        self.layout = "gather"
+        if n_a == 1 or n_b == 1 or (ia == list(range(n)) and ib == list(range(n))):
+            self.layout = "broadcast"
+        elif n == n_a * n_b and ia == [k % n_a for k in range(n)] and ib == [k // n_a for k in range(n)]:
+            self.layout = "b-major"
+        elif n == n_a * n_b and ia == [k // n_b for k in range(n)] and ib == [k % n_b for k in range(n)]:
+            self.layout = "a-major"
+        self.ia, self.ib = ia, ib
+
+    def __call__(self, x: "torch.Tensor", y: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        rows = max(len(x), len(y))
+        if self.layout == "broadcast":
+            return x * y
+        if self.layout == "b-major":
+            return (y[:, :, None] * x[:, None, :]).reshape(rows, -1)
+        if self.layout == "a-major":
+            return (x[:, :, None] * y[:, None, :]).reshape(rows, -1)
+        return x.index_select(1, torch.tensor(self.ia, device=x.device)) * y.index_select(1, torch.tensor(self.ib, device=y.device))
 
 
 def descriptor_matrix(desc: Descriptors, element: str) -> np.ndarray:
