@@ -12,6 +12,7 @@ The neighbour list is pymatgen's compiled cell-list search (the pair set of ASE'
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -173,31 +174,32 @@ def _element_block(functions: tuple[SymmetryFunction, ...], n_atoms: int, atoms:
     values = torch.zeros((n_e, n_f), dtype=dtype, device=device)
     grad = _PairGradient(len(c), n_f, dtype, device) if jacobian else None
     pair_cutoffs = _CutoffCache(r)
-
-    radial = [(k, f) for k, f in enumerate(functions) if f.kind == "radial"]
-    for neighbor in sorted({f.neighbors[0] for _, f in radial}):
-        group = [(k, f) for k, f in radial if f.neighbors[0] == neighbor]
-        sel = torch.nonzero(z[j] == _z(neighbor)).flatten()
+    element = z[j]
+    radial, angular = _plan(functions)
+    for funcs, keys, colmat in radial:
+        row = _row_table(keys, device)[element]
+        sel = torch.nonzero(row >= 0).flatten()
         if len(sel):
-            _radial(group, sel, c, d, r, pair_cutoffs, values, grad)
-
-    angular = [(k, f) for k, f in enumerate(functions) if f.kind != "radial"]
+            _radial(funcs, sel, row[sel], len(keys), colmat.to(device), c, d, r, pair_cutoffs, values, grad)
     if angular:
-        p, q = _triplets(c, r, max(f.rc for _, f in angular), n_e)
-        zj, zk = z[j[p]], z[j[q]]
-        for pair in sorted({f.neighbors for _, f in angular}):
-            group = [(k, f) for k, f in angular if f.neighbors == pair]
-            a, b = _z(pair[0]), _z(pair[1])
-            sel = torch.nonzero(((zj == a) & (zk == b)) | ((zj == b) & (zk == a))).flatten()
+        p, q = _triplets(c, r, max(f.rc for funcs, _, _ in angular for f in funcs), n_e)
+        ej, ek = element[p], element[q]
+        for funcs, keys, colmat in angular:
+            row = _row_table(keys, device)[ej, ek]
+            sel = torch.nonzero(row >= 0).flatten()
             if not len(sel):
                 continue
-            cols = torch.tensor([k for k, _ in group], device=device)
-            part = _PairGradient(len(c), len(group), dtype, device) if jacobian else None
-            step = max(1, TRIPLET_CHUNK // len(group))
+            # one row per (centre or pair, key) and a column per function of the pass, scattered to columns at the end
+            n_k = len(keys)
+            per_centre = torch.zeros((n_e * n_k, len(funcs)), dtype=dtype, device=device)
+            part = _PairGradient(len(c) * n_k, len(funcs), dtype, device) if jacobian else None
+            step = max(1, TRIPLET_CHUNK // len(funcs))
             for start in range(0, len(sel), step):
                 chunk = sel[start:start + step] if len(sel) > step or len(sel) < len(p) else None
-                pp, qq = (p, q) if chunk is None else (p[chunk], q[chunk])
-                _angular([f for _, f in group], cols, pp, qq, c, d, r, pair_cutoffs, values, part)
+                pp, qq, kk = (p, q, row) if chunk is None else (p[chunk], q[chunk], row[chunk])
+                _angular(funcs, pp, qq, kk, n_k, c, d, r, pair_cutoffs, per_centre, part)
+            cols = colmat.to(device).reshape(-1)
+            values.index_add_(1, cols, per_centre.view(n_e, -1))
             if grad is not None:
                 grad.add_columns(cols, part)
     if grad is None:
@@ -206,11 +208,61 @@ def _element_block(functions: tuple[SymmetryFunction, ...], n_atoms: int, atoms:
     return ElementBlock(atoms=atoms, values=values, jac_center=jac_center, jac_atom=jac_atom, jac=jac, virial=virial)
 
 
+#: Elements are numbered by atomic number (0-118) in the lookup tables of :func:`_plan`.
+_N_Z = 119
+
+
+def _signature(f: SymmetryFunction) -> tuple:
+    return (f.kind, f.eta, f.rs, f.zeta, f.lam, f.rc, f.cutoff, f.alpha)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(functions: tuple[SymmetryFunction, ...]) -> tuple[list, list]:
+    """``(radial, angular)`` passes over one centre element's functions: ``[(funcs, keys, colmat)]``.
+
+    Neighbour elements (radial) or element pairs (angular) whose functions carry the same parameters in the same
+    order share one pass: ``funcs`` are those parameters, ``keys`` the atomic numbers of each neighbour element
+    or pair, and ``colmat`` (n_keys, len(funcs)) their descriptor columns. An element-resolved recipe thus takes
+    one radial and one angular pass per centre element whatever the number of elements.
+    """
+    import torch
+
+    passes: dict[str, dict[tuple, tuple[list, list, list]]] = {"radial": {}, "angular": {}}
+    groups: dict[tuple, list[int]] = {}
+    for k, f in enumerate(functions):
+        groups.setdefault(f.neighbors, []).append(k)
+    for neighbors in sorted(groups, key=lambda n: tuple(_z(e) for e in n)):
+        cols = groups[neighbors]
+        funcs = [functions[k] for k in cols]
+        kind = "radial" if funcs[0].kind == "radial" else "angular"
+        entry = passes[kind].setdefault(tuple(_signature(f) for f in funcs), (funcs, [], []))
+        entry[1].append(tuple(_z(e) for e in neighbors))
+        entry[2].append(cols)
+    return tuple([(funcs, tuple(keys), torch.tensor(cols)) for funcs, keys, cols in passes[kind].values()]
+                 for kind in ("radial", "angular"))
+
+
+@functools.lru_cache(maxsize=256)
+def _row_table_cpu(keys: tuple[tuple[int, ...], ...]) -> "torch.Tensor":
+    import torch
+
+    table = torch.full((_N_Z,) * len(keys[0]), -1, dtype=torch.long)
+    for row, key in enumerate(keys):
+        table[key] = row
+        table[key[::-1]] = row
+    return table
+
+
+def _row_table(keys: tuple[tuple[int, ...], ...], device: Any) -> "torch.Tensor":
+    """Lookup (by atomic number, or a pair of them) of the row of ``keys``; -1 where none."""
+    return _row_table_cpu(keys).to(device)
+
+
 class _PairGradient:
     """∂G/∂D_p of every pair vector D_p of one element block, kept as ``along`` (P, n_f), the part along D_p itself
-    (divided by nothing: ∂G/∂D_p = along·D_p + side), and ``side`` (P, n_f, 3), the angular part along the other
-    pair vector of each triplet. Sums over triplets happen here, per pair, so the (centre, atom) Jacobian blocks
-    and the virial are filled once from P rows instead of from every triplet.
+    (∂G/∂D_p = along·D_p + side), and ``side`` (P, n_f, 3), the angular part along the other pair vector of each
+    triplet. Sums over triplets happen here, per pair, so the (centre, atom) Jacobian blocks and the virial are
+    filled once from P rows instead of from every triplet.
     """
 
     def __init__(self, n_pairs: int, n_f: int, dtype: Any, device: Any) -> None:
@@ -220,9 +272,10 @@ class _PairGradient:
         self.side = torch.zeros((n_pairs, n_f, 3), dtype=dtype, device=device)
 
     def add_columns(self, cols: "torch.Tensor", part: "_PairGradient") -> None:
-        """Add ``part`` (whose columns are ``cols`` of this one)."""
-        self.along.index_add_(1, cols, part.along)
-        self.side.index_add_(1, cols, part.side)
+        """Add ``part``, whose rows are (pair, key) and columns the pass's functions: pair p's rows go to ``cols``."""
+        n_pairs = len(self.along)
+        self.along.index_add_(1, cols, part.along.view(n_pairs, -1))
+        self.side.index_add_(1, cols, part.side.view(n_pairs, -1, 3))
 
     def blocks(self, c: "torch.Tensor", j: "torch.Tensor", d: "torch.Tensor", atoms: "torch.Tensor", n_atoms: int
                ) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"]:
@@ -288,30 +341,26 @@ def _params(functions: list[SymmetryFunction], name: str, like: "torch.Tensor") 
     return torch.tensor([getattr(f, name) for f in functions], dtype=like.dtype, device=like.device)
 
 
-def _add_values(values: "torch.Tensor", cols: "torch.Tensor", centre: "torch.Tensor", term: "torch.Tensor") -> None:
-    """``values[centre[t], cols] += term[t]`` for every row ``t`` (summed per centre first, then scattered by column)."""
+def _radial(funcs: list[SymmetryFunction], sel: "torch.Tensor", key: "torch.Tensor", n_k: int, colmat: "torch.Tensor",
+            c: "torch.Tensor", d: "torch.Tensor", r: "torch.Tensor", pair_cutoffs: _CutoffCache, values: "torch.Tensor",
+            grad: _PairGradient | None) -> None:
+    """Add the pairs ``sel`` (neighbour element ``key``, a row of ``colmat``) to ``values`` and ∂/∂D to ``grad``."""
     import torch
 
-    per_centre = torch.zeros((values.shape[0], len(cols)), dtype=term.dtype, device=term.device).index_add_(0, centre, term)
-    values.index_add_(1, cols, per_centre)
-
-
-def _radial(group: list[tuple[int, SymmetryFunction]], sel: "torch.Tensor", c: "torch.Tensor", d: "torch.Tensor",
-            r: "torch.Tensor", pair_cutoffs: _CutoffCache, values: "torch.Tensor", grad: _PairGradient | None) -> None:
-    import torch
-
-    cols = torch.tensor([k for k, _ in group], device=values.device)
-    funcs = [f for _, f in group]
     rr = r[sel][:, None]
     eta, rs = _params(funcs, "eta", values), _params(funcs, "rs", values)
     fc, dfc = pair_cutoffs.columns(funcs, sel)
     shifted = rr - rs
     gauss = torch.exp(-eta * shifted ** 2)
-    _add_values(values, cols, c[sel], gauss * fc)
+    cols = colmat.reshape(-1)
+    n_e = len(values)
+    per_centre = torch.zeros((n_e * n_k, len(funcs)), dtype=values.dtype, device=values.device)
+    values.index_add_(1, cols, per_centre.index_add_(0, c[sel] * n_k + key, gauss * fc).view(n_e, -1))
     if grad is not None:
         # ∂G/∂D = (∂G/∂r) D / r: all along the pair vector
-        along = gauss * (dfc - 2.0 * eta * shifted * fc) / rr
-        grad.along.index_put_((sel[:, None], cols[None, :]), along.detach(), accumulate=True)
+        along = torch.zeros((len(grad.along) * n_k, len(funcs)), dtype=values.dtype, device=values.device)
+        along.index_add_(0, sel * n_k + key, (gauss * (dfc - 2.0 * eta * shifted * fc) / rr).detach())
+        grad.along.index_add_(1, cols, along.view(len(grad.along), -1))
 
 
 def _triplets(c: "torch.Tensor", r: "torch.Tensor", rc: float, n_e: int) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -329,10 +378,11 @@ def _triplets(c: "torch.Tensor", r: "torch.Tensor", rc: float, n_e: int) -> tupl
     return order[first], order[first + 1 + offsets]
 
 
-def _angular(funcs: list[SymmetryFunction], cols: "torch.Tensor", p: "torch.Tensor", q: "torch.Tensor", c: "torch.Tensor",
-             d: "torch.Tensor", r: "torch.Tensor", pair_cutoffs: _CutoffCache, values: "torch.Tensor",
-             grad: _PairGradient | None) -> None:
-    """Add the triplets ``(p, q)`` to ``values[:, cols]`` and their ∂/∂D_ij, ∂/∂D_ik to ``grad`` (columns of ``funcs``).
+def _angular(funcs: list[SymmetryFunction], p: "torch.Tensor", q: "torch.Tensor", key: "torch.Tensor", n_k: int,
+             c: "torch.Tensor", d: "torch.Tensor", r: "torch.Tensor", pair_cutoffs: _CutoffCache,
+             per_centre: "torch.Tensor", part: _PairGradient | None) -> None:
+    """Add the triplets ``(p, q)`` of neighbour pair ``key`` to ``per_centre`` (rows centre·n_k + key) and their
+    ∂/∂D_ij, ∂/∂D_ik to ``part`` (rows pair·n_k + key); the columns are ``funcs``.
 
     Each term factors as ``A(cos θ) · R(r_ij, r_ik, r_jk)``: the angular factor depends on (ζ, λ) only and the
     radial one on (η, R_s, cutoff, narrow/wide) only, so both are computed per distinct parameter set
@@ -342,9 +392,9 @@ def _angular(funcs: list[SymmetryFunction], cols: "torch.Tensor", p: "torch.Tens
 
     outer = _Outer(funcs)
     ang_f, rad_f = outer.angular, outer.radial
-    wide = torch.tensor([f.kind == "angular_wide" for f in rad_f], device=values.device)
-    eta, rs = _params(rad_f, "eta", values), _params(rad_f, "rs", values)
-    zeta, lam = _params(ang_f, "zeta", values), _params(ang_f, "lam", values)
+    wide = torch.tensor([f.kind == "angular_wide" for f in rad_f], device=d.device)
+    eta, rs = _params(rad_f, "eta", d), _params(rad_f, "rs", d)
+    zeta, lam = _params(ang_f, "zeta", d), _params(ang_f, "lam", d)
     dij, dik = d[p], d[q]
     rij, rik = r[p][:, None], r[q][:, None]
     djk = dik - dij
@@ -370,8 +420,8 @@ def _angular(funcs: list[SymmetryFunction], cols: "torch.Tensor", p: "torch.Tens
     gauss = torch.exp(-eta * sq)
     fc = fij * fik * fjk
     rad = gauss * fc
-    _add_values(values, cols, c[p], outer(ang, rad))
-    if grad is None:
+    per_centre.index_add_(0, c[p] * n_k + key, outer(ang, rad))
+    if part is None:
         return
     with torch.no_grad():
         # ∂R/∂r of the radial factor and ∂A/∂cos of the angular one, per distinct parameter set
@@ -382,10 +432,11 @@ def _angular(funcs: list[SymmetryFunction], cols: "torch.Tensor", p: "torch.Tens
         d_ang = torch.where(positive, norm * zeta * lam * safe ** (zeta - 1.0), 0.0)
         # ∂cos/∂D_ij = D_ik/(r_ij r_ik) - cos D_ij/r_ij², and alike for D_ik
         cross = outer(d_ang, rad / (rij * rik)) - outer(ang, h)
-        grad.along.index_add_(0, p, outer(ang, dr_ij / rij + h) - outer(d_ang, rad * cos / rij ** 2))
-        grad.along.index_add_(0, q, outer(ang, dr_ik / rik + h) - outer(d_ang, rad * cos / rik ** 2))
-        grad.side.index_add_(0, p, cross[..., None] * dik[:, None, :])
-        grad.side.index_add_(0, q, cross[..., None] * dij[:, None, :])
+        at_p, at_q = p * n_k + key, q * n_k + key
+        part.along.index_add_(0, at_p, outer(ang, dr_ij / rij + h) - outer(d_ang, rad * cos / rij ** 2))
+        part.along.index_add_(0, at_q, outer(ang, dr_ik / rik + h) - outer(d_ang, rad * cos / rik ** 2))
+        part.side.index_add_(0, at_p, cross[..., None] * dik[:, None, :])
+        part.side.index_add_(0, at_q, cross[..., None] * dij[:, None, :])
 
 
 class _Outer:
