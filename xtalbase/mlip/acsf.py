@@ -177,28 +177,26 @@ def _element_block(functions: tuple[SymmetryFunction, ...], n_atoms: int, atoms:
     element = z[j]
     radial, angular = _plan(functions)
     for funcs, keys, colmat in radial:
-        row = _row_table(keys, device)[element]
-        sel = torch.nonzero(row >= 0).flatten()
+        sel, key, cols = _select(_row_table(keys, device)[element], colmat.to(device))
         if len(sel):
-            _radial(funcs, sel, row[sel], len(keys), colmat.to(device), c, d, r, pair_cutoffs, values, grad)
+            _radial(funcs, sel, key, len(cols), cols, c, d, r, pair_cutoffs, values, grad)
     if angular:
         p, q = _triplets(c, r, max(f.rc for funcs, _, _ in angular for f in funcs), n_e)
         ej, ek = element[p], element[q]
         for funcs, keys, colmat in angular:
-            row = _row_table(keys, device)[ej, ek]
-            sel = torch.nonzero(row >= 0).flatten()
+            sel, key, cols = _select(_row_table(keys, device)[ej, ek], colmat.to(device))
             if not len(sel):
                 continue
             # one row per (centre or pair, key) and a column per function of the pass, scattered to columns at the end
-            n_k = len(keys)
+            n_k = len(cols)
             per_centre = torch.zeros((n_e * n_k, len(funcs)), dtype=dtype, device=device)
             part = _PairGradient(len(c) * n_k, len(funcs), dtype, device) if jacobian else None
             step = max(1, TRIPLET_CHUNK // len(funcs))
             for start in range(0, len(sel), step):
-                chunk = sel[start:start + step] if len(sel) > step or len(sel) < len(p) else None
-                pp, qq, kk = (p, q, row) if chunk is None else (p[chunk], q[chunk], row[chunk])
-                _angular(funcs, pp, qq, kk, n_k, c, d, r, pair_cutoffs, per_centre, part)
-            cols = colmat.to(device).reshape(-1)
+                chunk = slice(start, start + step)
+                pp, qq = (p, q) if len(sel) == len(p) <= step else (p[sel[chunk]], q[sel[chunk]])
+                _angular(funcs, pp, qq, key[chunk], n_k, c, d, r, pair_cutoffs, per_centre, part)
+            cols = cols.reshape(-1)
             values.index_add_(1, cols, per_centre.view(n_e, -1))
             if grad is not None:
                 grad.add_columns(cols, part)
@@ -206,6 +204,16 @@ def _element_block(functions: tuple[SymmetryFunction, ...], n_atoms: int, atoms:
         return ElementBlock(atoms=atoms, values=values)
     jac_center, jac_atom, jac, virial = grad.blocks(c, j, d, atoms, n_atoms)
     return ElementBlock(atoms=atoms, values=values, jac_center=jac_center, jac_atom=jac_atom, jac=jac, virial=virial)
+
+
+def _select(row: "torch.Tensor", colmat: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """``(sel, key, cols)``: the rows with a key (``row >= 0``), their key renumbered over the keys present, and
+    the columns of those keys (n_present, n_functions), so buffers hold no rows for absent elements."""
+    import torch
+
+    sel = torch.nonzero(row >= 0).flatten()
+    present, key = torch.unique(row[sel], return_inverse=True)
+    return sel, key, colmat[present]
 
 
 #: Elements are numbered by atomic number (0-118) in the lookup tables of :func:`_plan`.
