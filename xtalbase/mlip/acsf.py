@@ -422,9 +422,9 @@ def _angular(funcs: list[SymmetryFunction], p: "torch.Tensor", q: "torch.Tensor"
         sq = (rij - rs) ** 2 + (rik - rs) ** 2
     base = 1.0 + lam * cos
     positive = base > 0
-    safe = torch.where(positive, base, 1.0)
+    powers = _Powers(cos, ang_f)
     norm = torch.pow(2.0, 1.0 - zeta)
-    ang = torch.where(positive, norm * safe ** zeta, 0.0)
+    ang = torch.where(positive, norm * powers(0), 0.0)
     gauss = torch.exp(-eta * sq)
     fc = fij * fik * fjk
     rad = gauss * fc
@@ -437,7 +437,7 @@ def _angular(funcs: list[SymmetryFunction], p: "torch.Tensor", q: "torch.Tensor"
         dr_ik = gauss * (fij * fjk) * (dfik - 2.0 * eta * (rik - rs) * fik)
         # r_jk = |D_ik - D_ij| pulls along both pair vectors with ±(∂term/∂r_jk)/r_jk; wide functions have no r_jk
         h = torch.where(wide, 0.0, gauss * (fij * fik) * (dfjk - 2.0 * eta * (rjk - rs) * fjk)) / rjk
-        d_ang = torch.where(positive, norm * zeta * lam * safe ** (zeta - 1.0), 0.0)
+        d_ang = torch.where(positive, norm * zeta * lam * powers(1), 0.0)
         # ∂cos/∂D_ij = D_ik/(r_ij r_ik) - cos D_ij/r_ij², and alike for D_ik
         cross = outer(d_ang, rad / (rij * rik)) - outer(ang, h)
         at_p, at_q = p * n_k + key, q * n_k + key
@@ -445,6 +445,45 @@ def _angular(funcs: list[SymmetryFunction], p: "torch.Tensor", q: "torch.Tensor"
         part.along.index_add_(0, at_q, outer(ang, dr_ik / rik + h) - outer(d_ang, rad * cos / rik ** 2))
         part.side.index_add_(0, at_p, cross[..., None] * dik[:, None, :])
         part.side.index_add_(0, at_q, cross[..., None] * dij[:, None, :])
+
+
+class _Powers:
+    """``(1 + λ cos θ)^(ζ - k)`` (T, n_a) for the (ζ, λ) of ``functions``, the base taken as 1 where it is not positive.
+
+    Integer exponents (ζ = 1, 2, 4, 16 … as recipes use) are built by repeated squaring of the at most two bases
+    (λ = ±1), a few multiplications of (T, 1) columns, instead of a general ``pow`` over (T, n_a).
+    """
+
+    def __init__(self, cos: "torch.Tensor", functions: list[SymmetryFunction]) -> None:
+        import torch
+
+        self.functions = functions
+        self.base = {}
+        for lam in {f.lam for f in functions}:
+            b = 1.0 + lam * cos
+            self.base[lam] = torch.where(b > 0, b, 1.0)
+        self.cache: dict[tuple[float, float], "torch.Tensor"] = {}
+
+    def __call__(self, k: int) -> "torch.Tensor":
+        import torch
+
+        return torch.cat([self._power(f.lam, f.zeta - k) for f in self.functions], dim=1)
+
+    def _power(self, lam: float, e: float) -> "torch.Tensor":
+        if (lam, e) in self.cache:
+            return self.cache[lam, e]
+        b = self.base[lam]
+        if e == 0:
+            out = b.new_ones(b.shape)
+        elif e == 1:
+            out = b
+        elif float(e).is_integer() and 0 < e <= 64:
+            half = self._power(lam, float(e // 2))
+            out = half * half if e % 2 == 0 else half * half * b
+        else:
+            out = b ** e
+        self.cache[lam, e] = out
+        return out
 
 
 class _Outer:
