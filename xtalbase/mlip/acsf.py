@@ -291,7 +291,7 @@ class _PairGradient:
         import torch
 
         n_e, n_f = len(atoms), self.along.shape[1]
-        g = self.along[..., None] * d[:, None, :] + self.side
+        g = torch.addcmul(self.side, self.along[..., None], d[:, None, :])
         self_keys = torch.arange(n_e, device=d.device) * n_atoms + atoms
         keys, inverse = torch.unique(torch.cat([c * n_atoms + j, self_keys]), return_inverse=True)
         jac = torch.zeros((len(keys), n_f, 3), dtype=g.dtype, device=g.device)
@@ -300,7 +300,8 @@ class _PairGradient:
         per_centre = torch.zeros((n_e, n_f, 3), dtype=g.dtype, device=g.device).index_add_(0, c, g)
         jac.index_add_(0, inverse[len(c):], -per_centre)
         virial = torch.zeros((n_e, n_f, 3, 3), dtype=g.dtype, device=g.device)
-        virial.index_add_(0, c, g[..., :, None] * d[:, None, None, :])
+        n_p = len(c)
+        virial.index_add_(0, c, torch.bmm(g.reshape(n_p, n_f * 3, 1), d.reshape(n_p, 1, 3)).view(n_p, n_f, 3, 3))
         return keys // n_atoms, keys % n_atoms, jac, virial
 
 
