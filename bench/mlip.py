@@ -470,7 +470,8 @@ def write_results(name: str, info: dict, args: argparse.Namespace, desc_rows: li
              f"snap_NbMoTaW/training/*.json pooled in sorted file order; medians of {args.rounds} interleaved rounds",
              "", "| measure | ours | anchor | ratio |", "| --- | --- | --- | --- |"]
     lines += [f"| {m} | {o} | {a} | {r} |" for m, o, a, r in table]
-    lines += ["", "Checks: " + "; ".join(r["note"] for r in desc_rows if r["note"] and r["ratio"] is not None) +
+    lines += ["", "Checks: " + "; ".join(f"{r['recipe']} {r['cell']} {r['note']}" for r in desc_rows
+                                       if r["note"] and r["ratio"] is not None) +
               f"; inference paths max |ΔF| {inf['max_abs_diff']['forces_eV_per_A']:.1e} eV/Å, |Δσ| "
               f"{inf['max_abs_diff']['stress_eV_per_A3']:.1e} eV/Å³; first-batch loss {train['first_batch_loss']['ours']:.12g} "
               f"(Jacobian) vs {train['first_batch_loss']['anchor']:.12g} (autograd).",
