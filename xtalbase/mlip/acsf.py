@@ -117,7 +117,7 @@ def compute(recipe: PotentialRecipe, numbers: np.ndarray, positions: Any, cell: 
     import torch
 
     dtype = dtype or torch.float64
-    numbers = np.asarray(numbers, dtype=np.int64)
+    numbers = np.array(numbers, dtype=np.int64)  # a copy: torch refuses read-only arrays
     symbols = _symbols(numbers)
     unknown = sorted(set(symbols) - set(recipe.elements))
     if unknown:
