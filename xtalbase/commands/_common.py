@@ -88,3 +88,14 @@ def print_table(rows: Iterable[dict[str, Any]], columns: list[str] | None = None
 
 #: Help of every ``--recipe`` option: train, xrd show and xrd match resolve it the same way.
 RECIPE_HELP = "XRD recipe id, name or hash prefix (default: the default recipe, Cu Kα 2θ 0-90°)."
+
+
+def torch_threads(count: int) -> None:
+    """Run torch on ``count`` threads in this process (the potential commands; small tensor work slows down
+    badly with more threads than free cores, e.g. 18x for a 54-atom descriptor beside one busy process)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(count)))
+
+
+ThreadsOpt = Annotated[int, typer.Option(help="Torch threads (1 is fastest for descriptor work on a busy machine).")]

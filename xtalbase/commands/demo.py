@@ -25,7 +25,7 @@ SPLIT = "demo-prototype"
 ALGORITHMS = ("extratrees", "xgboost")
 MLEARN_MO = DATA / "mlearn" / "Mo"
 POTENTIAL_SPLIT = "demo-mo"
-POTENTIAL_EPOCHS = 15
+POTENTIAL_EPOCHS = 30
 
 #: Three questions a SQL user might ask, answered by the read-only SQL path.
 EXAMPLE_QUERIES = {
@@ -147,7 +147,10 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
 
 def run_potential_steps(db: Any, folder: Path, step: Callable[[str, int], Any], timings: dict[str, float]) -> dict[str, Any]:
     """Ingest the vendored mlearn Mo DFT subset, import the published n2p2 Mo potential, train one, evaluate both."""
+    from xtalbase.commands._common import torch_threads
     from xtalbase.mlip.potentials import evaluate_potential, import_n2p2, predict_potential, train_potential
+
+    torch_threads(1)
     from xtalbase.mlip.training import TrainOptions
     from xtalbase.platform.repositories.calculations import labelled_structure_ids
 

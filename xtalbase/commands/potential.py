@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.commands._common import DbOpt, JsonOpt, ThreadsOpt, console, open_db, print_json, print_table, progress, torch_threads
 
 app = typer.Typer(help="Machine-learning potentials: import n2p2 models, evaluate on stored DFT.", no_args_is_help=True)
 
@@ -18,10 +18,12 @@ def import_n2p2(
     folder: Annotated[Path, typer.Argument(help="Folder with input.nn, scaling.data and weights.NNN.data.")],
     name: Annotated[str, typer.Option(help="Name of the registered potential.")],
     units: Annotated[str, typer.Option(help="Units the files use: bohr-hartree (as mlearn wrote them) | angstrom-ev.")] = "bohr-hartree",
+    threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register an n2p2 potential (converted to Å and eV) as a model with its files' hashes as origin."""
+    torch_threads(threads)
     from xtalbase.mlip.potentials import import_n2p2 as do_import
 
     report = do_import(open_db(ctx, db), folder, name=name, units=units)
@@ -40,10 +42,12 @@ def evaluate(
     fold: Annotated[str, typer.Option(help="Fold of --split.")] = "test",
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on a dataset's members.")] = None,
     filter: Annotated[Optional[str], typer.Option("--filter", help="Evaluate on the structures an OPTIMADE filter selects.")] = None,
+    threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Energy (meV/atom) and force (eV/Å) errors, per group when the data carry one, and the extrapolating atoms."""
+    torch_threads(threads)
     from xtalbase.errors import XtalbaseError
     from xtalbase.mlip.potentials import evaluate_potential
 

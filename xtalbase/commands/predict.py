@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.commands._common import DbOpt, JsonOpt, ThreadsOpt, console, open_db, print_json, print_table, progress, torch_threads
 
 
 def predict(
@@ -21,6 +21,7 @@ def predict(
     dataset: Annotated[Optional[str], typer.Option(help="Predict a dataset's members (potentials).")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Potentials: write energy and force parity PNGs here.")] = None,
     show: Annotated[int, typer.Option(help="Print at most this many predictions.")] = 10,
+    threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -33,6 +34,7 @@ def predict(
         raise XtalbaseError("give exactly one of --split NAME [--fold F], --filter F, --dataset NAME or --pattern FILE")
     handle = open_db(ctx, db)
     if model_task(handle, model_id) == "potential":
+        torch_threads(threads)
         if pattern:
             raise XtalbaseError("a potential predicts structures: give --split, --dataset or --filter")
         predict_with_potential(handle, model_id, split=split, fold=fold, dataset=dataset, filter=filter, plots=plots,

@@ -7,7 +7,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from xtalbase.commands._common import RECIPE_HELP, DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.commands._common import (
+    RECIPE_HELP,
+    DbOpt,
+    JsonOpt,
+    ThreadsOpt,
+    console,
+    open_db,
+    print_json,
+    print_table,
+    progress,
+    torch_threads,
+)
 from xtalbase.ml.algorithms import algorithm_help
 from xtalbase.ml.targets import metric_names, targets_help
 
@@ -109,10 +120,12 @@ def train_potential(
     name: Annotated[Optional[str], typer.Option(help="A name for the model.")] = None,
     parent: Annotated[Optional[int], typer.Option(help="Parent model id (default: the newest potential on the dataset's parent).")] = None,
     warm_start: Annotated[bool, typer.Option(help="Start from the parent model's weights.")] = False,
+    threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a Behler–Parrinello potential on stored energies and forces and register it."""
+    torch_threads(threads)
     from xtalbase.mlip.potentials import train_potential as train
     from xtalbase.mlip.training import TrainOptions
 
