@@ -41,23 +41,27 @@ class Calculator(_AseCalculator):
 
     def calculate(self, atoms: "Atoms | None" = None, properties: Any = ("energy",), system_changes: Any = all_changes) -> None:
         """Fill ``self.results`` for ``atoms``."""
+        import torch
+
         from xtalbase.mlip import acsf
-        from xtalbase.mlip.model import pack, predict
 
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         periodic = bool(np.all(atoms.pbc))
         dtype = next(iter(self.model.parameters())).dtype
-        desc = acsf.compute(self.model.recipe, atoms.numbers, atoms.positions, np.array(atoms.cell), atoms.pbc, dtype=dtype,
-                            what="ASE atoms")
-        volume = atoms.get_volume() if periodic else 1.0
-        out = predict(self.model, pack([desc], [volume], dtype=dtype), forces=True, stress=periodic)
-        energies = np.zeros(len(atoms))
+        # one structure at a time: autograd through the descriptor beats building the Jacobian (bench/mlip.py)
+        positions = torch.as_tensor(np.array(atoms.positions), dtype=dtype).requires_grad_(True)
+        strain = torch.zeros((3, 3), dtype=dtype, requires_grad=True)
+        desc = acsf.compute(self.model.recipe, atoms.numbers, positions, np.array(atoms.cell), atoms.pbc, jacobian=False,
+                            dtype=dtype, strain=strain, what="ASE atoms")
+        energies = torch.zeros(len(atoms), dtype=dtype)
         for element, block in desc.blocks.items():
-            values = block.values.to(dtype)
-            energies[block.atoms.numpy()] = self.model.atomic_energies(element, values).detach().cpu().numpy()
-        self.results["energy"] = self.results["free_energy"] = float(out.energy[0])
-        self.results["energies"] = energies
-        self.results["forces"] = out.forces.detach().cpu().numpy()
+            energies = energies.index_add(0, block.atoms, self.model.atomic_energies(element, block.values))
+        total = energies.sum()
+        grad_pos, grad_strain = torch.autograd.grad(total, (positions, strain))
+        self.results["energy"] = self.results["free_energy"] = float(total.detach())
+        self.results["energies"] = energies.detach().cpu().numpy()
+        self.results["forces"] = -grad_pos.cpu().numpy()
         if periodic:
-            self.results["stress"] = full_3x3_to_voigt_6_stress(out.stress[0].detach().cpu().numpy())
+            stress = (grad_strain / atoms.get_volume()).cpu().numpy()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(0.5 * (stress + stress.T))
