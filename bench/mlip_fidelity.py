@@ -2,9 +2,13 @@
 
 Run (2 CPU threads, one training process at a time)::
 
-    python bench/mlip_fidelity.py --element Mo --seeds 0 1 2 --preset mlearn-Mo --epochs 40
-    python bench/mlip_fidelity.py --element Si --seeds 0 1 2 --preset mlearn-Si --epochs 40
-    python bench/mlip_fidelity.py --element NbMoTaW --seeds 0 --preset default --max-configs 1000 --epochs 30
+    python bench/mlip_fidelity.py --element Mo --seeds 0 1 2 --epochs 100 --label Mo-mlearn-Mo-e100
+    python bench/mlip_fidelity.py --element Si --seeds 0 1 2 --epochs 100 --label Si-mlearn-Si-e100
+    python bench/mlip_fidelity.py --element NbMoTaW --seeds 0 --max-configs 600 --epochs 50 --label NbMoTaW-default-600
+    python bench/mlip_fidelity.py --render          # rewrite the Markdown from the JSON
+
+(the stored runs used ``--threads 1 --cache DIR`` and one seed per invocation with ``--append``; see the notes in
+``bench/results/mlip_fidelity.md``). ``bench/mlip_fidelity_cli.sh`` runs the same Mo training through the CLI.
 
 What it does, all through the Python API (``xtalbase.mlip.training`` / ``evaluation``):
 

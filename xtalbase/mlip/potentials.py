@@ -77,13 +77,38 @@ def _library_versions() -> dict[str, str]:
 
 
 def _split_val(configs: list[Configuration], seed: int) -> tuple[list[Configuration], list[Configuration]]:
+    """10 % of the configurations for validation, drawn with ``seed`` within each group (so a small group such as
+    surfaces is represented); none below 10 configurations."""
     if len(configs) < 10:
         return configs, []
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(configs))
-    n_val = max(1, int(round(VAL_FRACTION * len(configs))))
-    val = set(order[:n_val].tolist())
+    groups: dict[str, list[int]] = {}
+    for k, c in enumerate(configs):
+        groups.setdefault(str(c.group), []).append(k)
+    val: set[int] = set()
+    for _, members in sorted(groups.items()):
+        n_val = int(round(VAL_FRACTION * len(members)))
+        if n_val == 0 and len(members) >= 5:
+            n_val = 1
+        val |= {members[i] for i in rng.permutation(len(members))[:n_val]}
+    if not val:
+        val = {int(rng.integers(len(configs)))}
     return [c for k, c in enumerate(configs) if k not in val], [c for k, c in enumerate(configs) if k in val]
+
+
+def _validation(sel: "_Selection", seed: int) -> tuple[list[Configuration], list[Configuration], str]:
+    """(train, validation, rule): the split's val fold unless it is tiny next to the training fold.
+
+    Splits that group by canonical hash can put almost everything on one side (181 of the 217 mlearn Mo AIMD
+    snapshots share one canonical hash), so a val fold under 5 % of the training configurations (or under 3)
+    is replaced by a grouped 10 % of the training fold.
+    """
+    held = sel.held.get("val", [])
+    if held and len(held) >= max(3, 0.05 * len(sel.configs)):
+        return sel.configs, held, "split val fold"
+    train, val = _split_val(sel.configs, seed)
+    return train, val, f"seeded {VAL_FRACTION:.0%} of the training fold per group" + (
+        f" (the split's val fold had only {len(held)})" if held else "")
 
 
 @dataclass
@@ -161,7 +186,7 @@ def train_potential(db: "Database", *, split: str | None = None, fold: str = "tr
         init = load_potential(db, sel.parent)
     elements = sorted({_symbol(int(z)) for c in sel.configs for z in c.numbers})
     recipe_obj = init.recipe if init is not None else load_recipe(recipe, elements)
-    train_cfgs, val_cfgs = (sel.configs, sel.held["val"]) if "val" in sel.held else _split_val(sel.configs, options.seed)
+    train_cfgs, val_cfgs, val_rule = _validation(sel, options.seed)
     t0 = time.perf_counter()
     train_data = training.prepare(recipe_obj, train_cfgs, what="training set",
                                   on_progress=_stage(on_progress, "descriptors (train)", len(train_cfgs)))
@@ -169,7 +194,7 @@ def train_potential(db: "Database", *, split: str | None = None, fold: str = "tr
                                 on_progress=_stage(on_progress, "descriptors (val)", len(val_cfgs))) if val_cfgs else None
     descriptor_seconds = time.perf_counter() - t0
     run_params = {"task": TASK, "selection": sel.info, "recipe": recipe_obj.name or "custom", "recipe_hash": recipe_obj.hash(),
-                  "options": options.to_dict(), "n_train": len(train_cfgs), "n_val": len(val_cfgs),
+                  "options": options.to_dict(), "n_train": len(train_cfgs), "n_val": len(val_cfgs), "validation": val_rule,
                   "calculation_ids": sorted(int(c.calculation_id) for c in sel.configs if c.calculation_id is not None)}
     with db.run("train", run_params) as run:
         set_hash = training_set_hash(train_cfgs)
@@ -177,6 +202,7 @@ def train_potential(db: "Database", *, split: str | None = None, fold: str = "tr
         result = training.fit(recipe_obj, train_data, val_data, options, on_epoch=on_epoch,
                               descriptor_seconds=descriptor_seconds, init=init)
         metrics = _fit_metrics(result, train_cfgs, val_cfgs, sel.held.get("test"))
+        metrics["training"]["validation"] = val_rule
         model_id, digest = _register(run, result.model, name=name, options=options, sel=sel,
                                      fold=fold if split else None, set_hash=set_hash, metrics=metrics)
         run.summary.update(model_id=model_id, n_train=len(train_cfgs), n_val=len(val_cfgs),
