@@ -172,7 +172,8 @@ def score_candidates(candidates: Sequence[Candidate], motif_scores: dict[str, np
                      rc: float, *, energy: Callable[["Atoms"], float] | None = None, energy_top: int = 50
                      ) -> np.ndarray:
     """``Score`` of every candidate (see the module docstring); one neighbour list per base structure."""
-    from xtalbase.mlip.coverage import local_environments
+    from xtalbase.mlip.acsf import element_symbols
+    from xtalbase.mlip.coverage import angle_table
 
     scores = np.full(len(candidates), -np.inf)
     groups: dict[tuple, list[int]] = {}
@@ -182,23 +183,24 @@ def score_candidates(candidates: Sequence[Candidate], motif_scores: dict[str, np
         members = _physical(candidates, members)
         if not members:
             continue
-        first = candidates[members[0]]
         a_ref = min(candidates[k].a for k in members)
-        atoms = first.build(a_ref)
+        atoms = candidates[members[0]].build(a_ref)
         scale = np.array([candidates[k].a / a_ref for k in members])
-        env = local_environments(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc, angles=False)
+        i, j, vec, dist = _pairs(atoms, rc)
         motif = np.zeros(len(members))
-        for key, dist in env.values.items():
-            if key not in gap:
-                continue
-            scaled = np.outer(scale, dist)
-            inside = scaled < rc
-            bins = np.searchsorted(gap[key].edges, scaled, side="right") - 1
-            ok = inside & (bins >= 0) & (bins < len(gap[key].gap))
-            weights = np.where(ok, motif_scores[key][np.clip(bins, 0, len(gap[key].gap) - 1)], 0.0)
-            motif += weights.sum(axis=1)
-        motif += _angle_scores(atoms, rc, scale, motif_scores, gap)
-        scores[members] = motif / len(atoms) - _distance_penalty(atoms, rc, scale)
+        sym = element_symbols(atoms.numbers)
+        pair_keys = np.array(["-".join(sorted(p)) for p in zip(sym[i], sym[j])])
+        for key in np.unique(pair_keys):
+            if key in gap:
+                scaled = np.outer(scale, dist[pair_keys == key])
+                motif += (_bin_weights(gap[key], motif_scores[key], scaled) * (scaled < rc)).sum(axis=1)
+        for key, (_, theta, reach) in angle_table(atoms.numbers, i, j, vec, dist).items():
+            if key in gap:
+                # an angle counts while both of its distances stay within rc
+                motif += (np.outer(scale, reach) < rc) @ _bin_weights(gap[key], motif_scores[key], theta)
+        short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j])[None, :] - np.outer(scale, dist))
+        # ordered pairs count each pair twice
+        scores[members] = motif / len(atoms) - 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
     if energy is not None and energy_top > 0:
         top = np.argsort(-scores, kind="stable")[:energy_top]
         for k in top:
@@ -207,61 +209,35 @@ def score_candidates(candidates: Sequence[Candidate], motif_scores: dict[str, np
     return scores
 
 
+def _pairs(atoms: "Atoms", rc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, vector, distance)`` of every ordered pair within ``rc``."""
+    from xtalbase.mlip.acsf import neighbor_pairs
+
+    i, j, shifts = neighbor_pairs(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc)
+    vec = atoms.positions[j] - atoms.positions[i] + shifts @ np.asarray(atoms.cell)
+    return i, j, vec, np.linalg.norm(vec, axis=1)
+
+
+def _bin_weights(hist: "Histogram", scores: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``S(m)`` of the bin each value falls in (0 outside the histogram)."""
+    bins = np.searchsorted(hist.edges, values, side="right") - 1
+    inside = (bins >= 0) & (bins < len(scores))
+    return np.where(inside, scores[np.clip(bins, 0, len(scores) - 1)], 0.0)
+
+
 def _physical(candidates: Sequence[Candidate], members: list[int]) -> list[int]:
     """The members whose shortest distance reaches :data:`REJECT_FRACTION` of its ``d_min``.
 
     Far shorter distances would get a huge ``P_dist`` anyway; dropping them first also bounds the neighbour
     lists (a 30-atom σ cell at a = 2.5 Å has thousands of neighbours per atom within 5 Å).
     """
-    from xtalbase.mlip.acsf import neighbor_pairs
-
     a_max = max(candidates[k].a for k in members)
     atoms = candidates[members[0]].build(a_max)
-    i, j, shifts = neighbor_pairs(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, 1.05 * a_max)
+    i, j, _, dist = _pairs(atoms, 1.05 * a_max)
     if len(i) == 0:
         return members
-    dist = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ np.asarray(atoms.cell), axis=1)
     ratio = float(np.min(dist / d_min(atoms.numbers[i], atoms.numbers[j])))
     return [k for k in members if ratio * candidates[k].a / a_max >= REJECT_FRACTION]
-
-
-def _angle_scores(atoms: "Atoms", rc: float, scale: np.ndarray, motif_scores: dict[str, np.ndarray],
-                  gap: dict[str, "Histogram"]) -> np.ndarray:
-    """Σ_m N_m S(m) over angle motifs, per scale; a triplet counts while both its distances stay within ``rc``."""
-    from xtalbase.mlip.acsf import neighbor_pairs
-    from xtalbase.mlip.coverage import angle_table
-
-    keys = [k for k in gap if ":" in k]
-    out = np.zeros(len(scale))
-    if not keys:
-        return out
-    i, j, shifts = neighbor_pairs(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc)
-    if len(i) == 0:
-        return out
-    vec = atoms.positions[j] - atoms.positions[i] + shifts @ np.asarray(atoms.cell)
-    dist = np.linalg.norm(vec, axis=1)
-    for key, (_, theta, reach) in angle_table(atoms.numbers, i, j, vec, dist).items():
-        if key not in gap:
-            continue
-        bins = np.searchsorted(gap[key].edges, theta, side="right") - 1
-        ok = (bins >= 0) & (bins < len(gap[key].gap))
-        w = np.where(ok, motif_scores[key][np.clip(bins, 0, len(gap[key].gap) - 1)], 0.0)
-        alive = np.outer(scale, reach) < rc
-        out += (alive * w[None, :]).sum(axis=1)
-    return out
-
-
-def _distance_penalty(atoms: "Atoms", rc: float, scale: np.ndarray) -> np.ndarray:
-    """Σ over unordered pairs 50 · max(0, d_min − s·d)² per scale ``s``."""
-    from xtalbase.mlip.acsf import neighbor_pairs
-
-    i, j, shifts = neighbor_pairs(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc)
-    if len(i) == 0:
-        return np.zeros(len(scale))
-    dist = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + shifts @ np.asarray(atoms.cell), axis=1)
-    limit = d_min(atoms.numbers[i], atoms.numbers[j])
-    short = np.maximum(0.0, limit[None, :] - np.outer(scale, dist))
-    return 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
 
 
 def select(candidates: Sequence[Candidate], scores: np.ndarray, n: int) -> list[tuple[Candidate, float]]:
