@@ -130,8 +130,7 @@ def train_potential(
     from xtalbase.mlip.training import TrainOptions
 
     handle = open_db(ctx, db)
-    chosen = optimizer
-    options = TrainOptions(optimizer=chosen, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+    options = TrainOptions(optimizer=optimizer, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                            lbfgs_iterations=lbfgs_iterations, energy_weight=energy_weight, force_weight=force_weight,
                            stress_weight=stress_weight, patience=patience, seed=seed)
     with progress() as bar:
@@ -142,10 +141,10 @@ def train_potential(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done)
 
-        fit_task = bar.add_task(f"training ({chosen})", total=epochs)
+        fit_task = bar.add_task(f"training ({optimizer})", total=epochs)
 
         def on_epoch(row: dict[str, float]) -> None:
-            text = f"training ({chosen}) loss {row['train_loss']:.4g}"
+            text = f"training ({optimizer}) loss {row['train_loss']:.4g}"
             if "val_loss" in row:
                 text += f", val E {row['val_energy_rmse_mev']:.2f} meV/atom, F {row['val_force_rmse']:.3f} eV/Å"
             bar.update(fit_task, completed=row["epoch"], description=text)

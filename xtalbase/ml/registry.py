@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 MODEL_LIBRARIES = ("numpy", "scipy", "scikit-learn", "xgboost", "skops", "spglib", "pymatgen")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of :data:`MODEL_LIBRARIES` and Python, as recorded on model rows."""
+def library_versions(libraries: tuple[str, ...] = MODEL_LIBRARIES) -> dict[str, str]:
+    """Versions of ``libraries`` (default :data:`MODEL_LIBRARIES`) and Python, as recorded on model rows."""
     from xtalbase.platform.provenance import dependency_versions
 
     found = dependency_versions()
-    out = {name: found[name] for name in MODEL_LIBRARIES if name in found}
+    out = {name: found[name] for name in libraries if name in found}
     out["python"] = sys.version.split()[0]
     return out
 

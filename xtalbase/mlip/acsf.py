@@ -118,8 +118,8 @@ def compute(recipe: PotentialRecipe, numbers: np.ndarray, positions: Any, cell: 
 
     dtype = dtype or torch.float64
     numbers = np.array(numbers, dtype=np.int64)  # a copy: torch refuses read-only arrays
-    symbols = _symbols(numbers)
-    unknown = sorted(set(symbols) - set(recipe.elements))
+    symbols = element_symbols(numbers)
+    unknown = sorted(set(symbols.tolist()) - set(recipe.elements))
     if unknown:
         raise XtalbaseError(f"{what}: element(s) {unknown} are not in the potential's {list(recipe.elements)}")
     cell_np = np.array(cell.detach().cpu().numpy() if torch.is_tensor(cell) else cell, dtype=float)
@@ -136,7 +136,7 @@ def compute(recipe: PotentialRecipe, numbers: np.ndarray, positions: Any, cell: 
     z_t = torch.as_tensor(numbers, device=device)
     blocks = {}
     for element in recipe.elements:
-        atoms = np.flatnonzero(np.array(symbols) == element)
+        atoms = np.flatnonzero(symbols == element)
         if len(atoms) == 0:
             continue
         blocks[element] = _element_block(recipe.for_element(element), len(numbers), torch.as_tensor(atoms, device=device),
@@ -144,10 +144,11 @@ def compute(recipe: PotentialRecipe, numbers: np.ndarray, positions: Any, cell: 
     return Descriptors(n_atoms=len(numbers), blocks=blocks)
 
 
-def _symbols(numbers: np.ndarray) -> list[str]:
+def element_symbols(numbers: Any) -> np.ndarray:
+    """Element symbols of atomic numbers (ASE's table)."""
     from ase.data import chemical_symbols
 
-    return [chemical_symbols[int(z)] for z in numbers]
+    return np.array([chemical_symbols[int(z)] for z in numbers])
 
 
 def _z(symbol: str) -> int:
@@ -535,12 +536,6 @@ class _Outer:
         return x.index_select(1, torch.tensor(self.ia, device=x.device)) * y.index_select(1, torch.tensor(self.ib, device=y.device))
 
 
-def descriptor_matrix(desc: Descriptors, element: str) -> np.ndarray:
-    """The (n_e, n_f) values of one element as a float64 numpy array (empty when the element is absent)."""
-    block = desc.blocks.get(element)
-    return np.zeros((0, 0)) if block is None else block.values.detach().cpu().numpy().astype(np.float64)
-
-
 def finite_or_raise(desc: Descriptors, what: str) -> None:
     """Raise when any descriptor value is not finite (a broken cell or overlapping atoms)."""
     for element, block in desc.blocks.items():
@@ -548,5 +543,5 @@ def finite_or_raise(desc: Descriptors, what: str) -> None:
             raise XtalbaseError(f"{what}: non-finite symmetry function values for {element} (overlapping atoms?)")
 
 
-__all__ = ["Descriptors", "ElementBlock", "TRIPLET_CHUNK", "compute", "descriptor_matrix", "finite_or_raise",
+__all__ = ["Descriptors", "ElementBlock", "TRIPLET_CHUNK", "compute", "element_symbols", "finite_or_raise",
            "neighbor_pairs"]

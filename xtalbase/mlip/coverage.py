@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.mlip.acsf import element_symbols
 
 STRATEGIES = ("key-motif", "gap", "outlier", "random")
 #: Most bins the Shimazaki–Shinomoto search tries per type.
@@ -70,12 +71,6 @@ class Environments:
             self.atoms[key], self.values[key] = np.asarray(atoms), np.asarray(values, dtype=float)
 
 
-def _symbols(numbers: np.ndarray) -> np.ndarray:
-    from ase.data import chemical_symbols
-
-    return np.array([chemical_symbols[int(z)] for z in numbers])
-
-
 def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any, rc: float,
                        angles: bool = True) -> Environments:
     """Distances (Å) of every ordered pair within ``rc`` and angles (degrees) of every neighbour pair j < k."""
@@ -85,7 +80,7 @@ def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndar
     pos = np.asarray(positions, dtype=float)
     vec = pos[j] - pos[i] + shifts @ np.asarray(cell, dtype=float)
     dist = np.linalg.norm(vec, axis=1)
-    sym = _symbols(numbers)
+    sym = element_symbols(numbers)
     env = Environments()
     pair_keys = np.array(["-".join(sorted((a, b))) for a, b in zip(sym[i], sym[j])]) if len(i) else np.array([], dtype=str)
     for key in np.unique(pair_keys):
@@ -112,7 +107,7 @@ def angle_table(numbers: np.ndarray, i: np.ndarray, j: np.ndarray, vec: np.ndarr
     out = {}
     for code in np.unique(codes):
         sel = codes == code
-        c, a, b = _symbols([code // 1_000_000, code // 1000 % 1000, code % 1000])
+        c, a, b = element_symbols([code // 1_000_000, code // 1000 % 1000, code % 1000])
         out[f"{c}:{a}-{b}"] = (i[p][sel], theta[sel], reach[sel])
     return out
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.ml.registry import library_versions
 from xtalbase.mlip.configurations import Configuration, load_configurations, select_structure_ids, training_set_hash
 from xtalbase.mlip.recipe import PotentialRecipe, preset
 
@@ -65,15 +66,6 @@ def load_recipe(source: str | Path, elements: Sequence[str]) -> PotentialRecipe:
             raise XtalbaseError(f"recipe file {path} has no functions for {missing}, present in the training data")
         return recipe
     return preset(str(source), elements)
-
-
-def _library_versions() -> dict[str, str]:
-    import sys
-
-    from xtalbase.platform.provenance import dependency_versions
-
-    found = dependency_versions()
-    return {**{k: found[k] for k in POTENTIAL_LIBRARIES if k in found}, "python": sys.version.split()[0]}
 
 
 def _split_val(configs: list[Configuration], seed: int) -> tuple[list[Configuration], list[Configuration]]:
@@ -173,6 +165,7 @@ def train_potential(db: "Database", *, split: str | None = None, fold: str = "tr
     model's weights (same recipe). ``on_progress(stage, done, total)`` reports descriptor progress.
     """
     from xtalbase.mlip import training
+    from xtalbase.mlip.acsf import element_symbols
 
     options = options or training.TrainOptions()
     started = time.perf_counter()
@@ -184,7 +177,7 @@ def train_potential(db: "Database", *, split: str | None = None, fold: str = "tr
         if sel.parent is None:
             raise XtalbaseError("--warm-start needs a parent model (give --parent or train on an extended dataset)")
         init = load_potential(db, sel.parent)
-    elements = sorted({_symbol(int(z)) for c in sel.configs for z in c.numbers})
+    elements = sorted({str(s) for c in sel.configs for s in element_symbols(c.numbers)})
     recipe_obj = init.recipe if init is not None else load_recipe(recipe, elements)
     train_cfgs, val_cfgs, val_rule = _validation(sel, options.seed)
     t0 = time.perf_counter()
@@ -255,7 +248,7 @@ def _register(run: Any, model: Any, *, name: str | None, options: Any, sel: _Sel
     row = Model(name=name, task=TASK, target=TARGET, algorithm="hdnnp", hyperparameters=options.to_dict(),
                 seed=options.seed, feature_recipe={**model.recipe.to_dict(), "hash": model.recipe.hash()},
                 split_id=sel.split[0] if sel.split else None, dataset_id=sel.dataset[0] if sel.dataset else None,
-                fold=fold, training_set_hash=set_hash, metrics=metrics, library_versions=_library_versions(),
+                fold=fold, training_set_hash=set_hash, metrics=metrics, library_versions=library_versions(POTENTIAL_LIBRARIES),
                 code_version=code_version(), artifact=blob, artifact_format=model_io.ARTIFACT_FORMAT,
                 artifact_sha256=digest, parent_model_id=sel.parent, run_id=run.id)
     run.session.add(row)
@@ -263,11 +256,6 @@ def _register(run: Any, model: Any, *, name: str | None, options: Any, sel: _Sel
     run.link_output("model", row.id, label=name, sha256=digest)
     return row.id, digest
 
-
-def _symbol(z: int) -> str:
-    from ase.data import chemical_symbols
-
-    return chemical_symbols[z]
 
 
 def _jsonable(value: Any) -> Any:
@@ -306,7 +294,7 @@ def import_n2p2(db: "Database", folder: str | Path, *, name: str, units: str = "
             run.link_input("file", path=str(p.resolve()), sha256=origin["files"][p.name])
         row = Model(name=name, task=TASK, target=TARGET, algorithm="hdnnp-n2p2", hyperparameters={"origin": origin},
                     seed=None, feature_recipe={**model.recipe.to_dict(), "hash": model.recipe.hash()}, metrics={},
-                    library_versions=_library_versions(), code_version=code_version(), artifact=blob,
+                    library_versions=library_versions(POTENTIAL_LIBRARIES), code_version=code_version(), artifact=blob,
                     artifact_format=model_io.ARTIFACT_FORMAT, artifact_sha256=digest, run_id=run.id)
         run.session.add(row)
         run.session.flush()

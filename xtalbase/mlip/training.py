@@ -114,6 +114,7 @@ def prepare(recipe: PotentialRecipe, configs: Sequence[ConfigurationLike], *, wh
     Descriptors beyond ``memory_budget`` bytes are spilled to disk (:mod:`xtalbase.mlip.store`).
     """
     from xtalbase.mlip import acsf
+    from xtalbase.mlip.acsf import element_symbols
     from xtalbase.mlip.store import DescriptorStore
 
     store = DescriptorStore(memory_budget)
@@ -133,8 +134,8 @@ def prepare(recipe: PotentialRecipe, configs: Sequence[ConfigurationLike], *, wh
         forces.append(np.zeros((len(cfg.numbers), 3)) if cfg.forces is None else np.asarray(cfg.forces, dtype=float))
         stresses.append(None if cfg.stress is None else np.asarray(cfg.stress, dtype=float))
         count = np.zeros(len(recipe.elements))
-        for z in np.asarray(cfg.numbers):
-            count[index[_symbol(int(z))]] += 1
+        for symbol in element_symbols(cfg.numbers):
+            count[index[symbol]] += 1
         comps.append(count)
         natoms.append(len(cfg.numbers))
         if on_progress:
@@ -142,11 +143,6 @@ def prepare(recipe: PotentialRecipe, configs: Sequence[ConfigurationLike], *, wh
     return Prepared(descriptors=store, volumes=np.array(vols), n_atoms=np.array(natoms), energy=np.array(energies),
                     forces=forces, stress=stresses, compositions=np.array(comps).reshape(len(store), len(recipe.elements)))
 
-
-def _symbol(z: int) -> str:
-    from ase.data import chemical_symbols
-
-    return chemical_symbols[z]
 
 
 def fit_reference_energies(data: Prepared) -> np.ndarray:
