@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
 #: Same-rank edges the design needs, each with its reason. Nothing else goes sideways.
 ALLOWED_SIDEWAYS: dict[tuple[str, str], str] = {
     ("mlip", "ml"): "a potential trains on ml's splits and datasets and registers like a model",
+    ("mlip", "ingest"): "oracle labels and DFT outputs of surrogate structures are stored through the ingest pipeline",
     ("csp", "mlip"): "candidate structures are relaxed with a stored potential",
     ("csp", "ml"): "candidates are scored with a registered model",
     ("csp", "ingest"): "generated structures are stored through ingest's identity and writer",

@@ -138,19 +138,25 @@ class DatasetStore:
         *,
         ids: Sequence[int] | None = None,
         filter: str | None = None,
-        reason: str,
+        reason: str | Mapping[int, str],
         score: float | Mapping[int, float] | None = None,
         source_run: int | None = None,
         description: str | None = None,
     ) -> DatasetHandle:
         """A child of ``name`` with its members plus new structures (by ``ids`` and/or OPTIMADE ``filter``).
 
-        Each added member stores ``reason`` (required free text), ``score`` (one number
-        for all, or structure id -> number) and ``source_run`` (the run that proposed
+        Each added member stores ``reason`` (required free text: one for all, or structure
+        id -> text, e.g. the strategy, score and generator of each surrogate), ``score`` (one
+        number for all, or structure id -> number) and ``source_run`` (the run that proposed
         it, e.g. a prediction run). Structures already in the parent stay inherited with
         their original reasons; the request fails when it adds nothing new.
         """
-        if not reason or not reason.strip():
+        if isinstance(reason, Mapping):
+            if ids is None or {int(i) for i in ids} != {int(k) for k in reason} or \
+                    any(not str(r).strip() for r in reason.values()):
+                raise DatasetError("per-member reasons need one non-empty reason for each id added")
+            reason = {int(k): str(v) for k, v in reason.items()}
+        elif not reason or not reason.strip():
             raise DatasetError("extending a dataset needs a --reason saying why the structures are added")
         if ids is None and filter is None:
             raise DatasetError("give the structures to add: ids and/or a filter")
@@ -189,10 +195,12 @@ class DatasetStore:
         rows = [dict(m, inherited=True) for m in inherited]
         for sid in added:
             value = score.get(sid, score.get(str(sid))) if isinstance(score, Mapping) else score  # type: ignore[union-attr]
-            rows.append({"structure_id": sid, "inherited": False, "reason": reason.strip(),
+            why = reason[sid] if isinstance(reason, Mapping) else reason
+            rows.append({"structure_id": sid, "inherited": False, "reason": str(why).strip(),
                          "score": None if value is None else float(value), "source_run_id": source_run})
         return self._write(new_name, rows, parent=parent.pk, split_pk=None, fold=None, description=description,
-                           params={"parent": name, "parent_hash": parent.hash, "added": len(added), "reason": reason,
+                           params={"parent": name, "parent_hash": parent.hash, "added": len(added),
+                                   "reason": "per member" if isinstance(reason, Mapping) else reason,
                                    "filter": filter, "source_run": source_run})
 
     def lineage(self, name: str) -> list[dict[str, Any]]:

@@ -5,8 +5,10 @@
 2. Bin widths by the Shimazaki–Shinomoto rule on the pooled training + target values of each type, so both
    share the same edges: minimise ``C(Δ) = (2 k̄ - v) / Δ²`` over the number of bins, with k̄ and v the mean
    and biased variance of the bin counts (numpy has no such estimator). Ties go to the fewer bins.
-3. Normalised densities ``d`` (counts / (total · Δ)); the gap of bin m is ``Δ(m) = d_target(m) - d_train(m)``,
-   kept where positive (else 0).
+3. Normalised densities ``d``: the fraction of a type's values in each bin (counts / total, summing to 1);
+   the gap of bin m is ``Δ(m) = d_target(m) - d_train(m)``, kept where positive (else 0). Fractions rather
+   than densities per Å keep S(m) independent of the bin width, which for sharp crystalline peaks is
+   10⁻³ Å and would otherwise make S thousands of times larger than the distance and energy penalties.
 4. Motif scores (a motif is one bin of one type): ``key-motif`` S(m) = Σ over outlier atoms Σ over their
    distances/angles 𝟙(in m)·Δ(m); ``gap`` S(m) = Δ(m); ``outlier`` S(m) = count of outlier atoms'
    distances/angles in m; ``random`` seeded uniform scores.
@@ -154,8 +156,7 @@ class Histogram:
 def _density(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     counts, _ = np.histogram(values, bins=edges)
     total = counts.sum()
-    width = np.diff(edges)
-    return counts / (total * width) if total else np.zeros(len(width))
+    return counts / total if total else np.zeros(len(edges) - 1)
 
 
 def coverage_gap(train: Environments, target: Environments, edges: dict[str, np.ndarray] | None = None

@@ -4,6 +4,8 @@ Generators build each prototype from its space group and Wyckoff positions with 
 it has the structure, ``ase.spacegroup.crystal`` otherwise); the only typed numbers are the published free
 Wyckoff parameters of C14 MgZn₂ and σ-FeCr. ``a`` is the first lattice parameter; other lengths keep the
 prototype's ratios. A candidate is (prototype, elements per sublattice, ``a``, strain, displacement).
+Random displacements are relative: Gaussian with σ = ``displacement``·a (0.0125 is 0.05 Å at a = 4 Å), so a
+candidate's shape does not depend on ``a`` and the lattice scan of one geometry is an exact scaling.
 
 Scoring is vectorised over the lattice scan: a base structure (everything but ``a``) is built once at the
 smallest ``a``; its distances scale with ``a`` and its angles do not, so every scale is scored from one
@@ -21,7 +23,7 @@ chooses (the current potential or the oracle, with μ_e its elemental references
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -37,6 +39,8 @@ A_RANGE = (2.5, 7.0)
 DIST_WEIGHT = 50.0
 ENERGY_WEIGHT = 50.0
 D_MIN_FACTOR = 0.85
+#: Lattice scan of a template, as factors of its own first lattice length.
+TEMPLATE_SCALES = (0.94, 0.97, 1.0, 1.03, 1.06)
 #: Candidates whose shortest distance is below this fraction of its d_min are rejected unscored (score -inf).
 REJECT_FRACTION = 0.7
 
@@ -49,6 +53,8 @@ class Prototype:
     spacegroup: int
     sublattices: int
     build: Callable[[Sequence[str], float], "Atoms"]
+    #: a template's own first lattice length (Å); its scan is relative to it (:data:`TEMPLATE_SCALES`)
+    a0: float | None = None
 
 
 def _bulk(kind: str, ratio: float | None = None) -> Callable[[Sequence[str], float], "Atoms"]:
@@ -102,7 +108,8 @@ PROTOTYPES: dict[str, Prototype] = {p.name: p for p in (
 
 @dataclass(frozen=True)
 class Candidate:
-    """One surrogate: prototype, elements per sublattice, ``a`` (Å), Voigt strain, displacement (Å) and its seed."""
+    """One surrogate: prototype, elements per sublattice, ``a`` (Å), Voigt strain, displacement (σ as a fraction of
+    ``a``) and its seed."""
 
     prototype: str
     elements: tuple[str, ...]
@@ -110,15 +117,42 @@ class Candidate:
     strain: tuple[float, ...] = (0.0,) * 6
     displacement: float = 0.0
     seed: int = 0
+    #: the generator when it is not one of :data:`PROTOTYPES` (a stored structure used as a template)
+    template: Prototype | None = field(default=None, compare=False, repr=False)
 
     def build(self, a: float | None = None) -> "Atoms":
         """The structure (at ``a`` when given, else the candidate's own)."""
-        atoms = PROTOTYPES[self.prototype].build(self.elements, float(a if a is not None else self.a))
-        return _deform(atoms, self.strain, self.displacement, self.seed)
+        proto = self.template or PROTOTYPES[self.prototype]
+        a = float(a if a is not None else self.a)
+        return _deform(proto.build(self.elements, a), self.strain, self.displacement * a, self.seed)
 
     def params(self) -> dict[str, Any]:
         """JSON-ready generator parameters (stored with the dataset member)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in fields(self) if f.name != "template" for v in [getattr(self, f.name)]}
+
+    def label(self) -> str:
+        """A short description: ``L1_2 Al-Al-Al-Pt a=3.75 strain=(0.03,0,0,0,0,0) disp=0.05 seed=1``."""
+        strain = ",".join(f"{x:g}" for x in self.strain)
+        return (f"{self.prototype} {'-'.join(self.elements)} a={self.a:g} strain=({strain}) "
+                f"disp={self.displacement:g} seed={self.seed}")
+
+
+def template_prototype(name: str, atoms: "Atoms") -> Prototype:
+    """A generator from a stored structure: its k-th distinct element (first-seen order) becomes sublattice k
+    and the cell is scaled so that its first lattice vector is ``a`` long."""
+    symbols = atoms.get_chemical_symbols()
+    distinct = list(dict.fromkeys(symbols))
+    length = float(np.linalg.norm(atoms.cell[0]))
+    base = atoms.copy()
+    base.calc = None
+
+    def build(elements: Sequence[str], a: float) -> "Atoms":
+        out = base.copy()
+        out.set_chemical_symbols([elements[distinct.index(x)] for x in symbols])
+        out.set_cell(np.asarray(out.cell) * (a / length), scale_atoms=True)
+        return out
+    return Prototype(name, 0, len(distinct), build, a0=length)
 
 
 def _deform(atoms: "Atoms", strain: Sequence[float], displacement: float, seed: int) -> "Atoms":
@@ -134,30 +168,38 @@ def _deform(atoms: "Atoms", strain: Sequence[float], displacement: float, seed: 
     return atoms
 
 
-def assignments(prototype: str, elements: Sequence[str]) -> list[tuple[str, ...]]:
+def assignments(prototype: str | Prototype, elements: Sequence[str]) -> list[tuple[str, ...]]:
     """Every assignment of ``elements`` to the prototype's sublattices (repeats allowed)."""
-    proto = PROTOTYPES[prototype]
+    proto = PROTOTYPES[prototype] if isinstance(prototype, str) else prototype
     return list(itertools.product(sorted(elements), repeat=proto.sublattices))
 
 
 def enumerate_candidates(elements: Sequence[str], *, prototypes: Iterable[str] | None = None,
                          a_values: Sequence[float] | None = None, strains: Sequence[Sequence[float]] | None = None,
-                         displacements: Sequence[float] = (0.0, 0.05), seed: int = 0) -> list[Candidate]:
-    """Every (prototype, assignment, a, strain, displacement) over the lattice scan 2.5–7.0 Å by default."""
-    names = list(prototypes or PROTOTYPES)
+                         displacements: Sequence[float] = (0.0, 0.0125), seed: int = 0,
+                         templates: Sequence[Prototype] = ()) -> list[Candidate]:
+    """Every (prototype, assignment, a, strain, displacement) over the lattice scan 2.5–7.0 Å by default.
+
+    ``templates`` (from :func:`template_prototype`) add stored structures as generators, scanned over
+    :data:`TEMPLATE_SCALES` of their own length instead.
+    """
+    names = list(PROTOTYPES) if prototypes is None else list(prototypes)
     unknown = [n for n in names if n not in PROTOTYPES]
     if unknown:
         raise XtalbaseError(f"unknown prototype(s) {unknown}; choose from {', '.join(PROTOTYPES)}")
     a_values = list(a_values) if a_values is not None else list(np.round(np.arange(A_RANGE[0], A_RANGE[1] + 1e-9, 0.25), 4))
     strains = [tuple(s) for s in strains] if strains is not None else [
         (0.0,) * 6, (0.03, 0, 0, 0, 0, 0), (-0.03, 0, 0, 0, 0, 0), (0, 0, 0, 0.04, 0, 0)]
+    generators = [(PROTOTYPES[n], a_values) for n in names]
+    generators += [(t, [round(float(t.a0 or 1.0) * f, 4) for f in TEMPLATE_SCALES]) for t in templates]
     out = []
-    for name in names:
-        for assign in assignments(name, elements):
+    for proto, scan in generators:
+        template = proto if proto.name not in PROTOTYPES else None
+        for assign in assignments(proto, elements):
             for strain in strains:
                 for k, disp in enumerate(displacements):
-                    out += [Candidate(name, assign, float(a), tuple(float(x) for x in strain), float(disp), seed + k)
-                            for a in a_values]
+                    out += [Candidate(proto.name, assign, float(a), tuple(float(x) for x in strain), float(disp),
+                                      seed + k, template) for a in scan]
     return out
 
 
@@ -171,42 +213,160 @@ def d_min(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
 def score_candidates(candidates: Sequence[Candidate], motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
                      rc: float, *, energy: Callable[["Atoms"], float] | None = None, energy_top: int = 50
                      ) -> np.ndarray:
-    """``Score`` of every candidate (see the module docstring); one neighbour list per base structure."""
-    from xtalbase.mlip.acsf import element_symbols
-    from xtalbase.mlip.coverage import angle_table
+    """``Score`` of every candidate (see the module docstring).
 
+    The geometry of a (prototype, strain, displacement, seed) does not depend on which elements sit on its
+    sublattices, nor (but for a scale) on ``a``: one neighbour list per geometry serves every assignment and
+    lattice parameter, and bin weights are looked up once per (sublattice pair, element pair).
+    """
     scores = np.full(len(candidates), -np.inf)
     groups: dict[tuple, list[int]] = {}
     for k, c in enumerate(candidates):
-        groups.setdefault((c.prototype, c.elements, c.strain, c.displacement, c.seed), []).append(k)
+        groups.setdefault((c.prototype, c.strain, c.displacement, c.seed), []).append(k)
     for members in groups.values():
-        members = _physical(candidates, members)
-        if not members:
-            continue
-        a_ref = min(candidates[k].a for k in members)
-        atoms = candidates[members[0]].build(a_ref)
-        scale = np.array([candidates[k].a / a_ref for k in members])
-        i, j, vec, dist = _pairs(atoms, rc)
-        motif = np.zeros(len(members))
-        sym = element_symbols(atoms.numbers)
-        pair_keys = np.array(["-".join(sorted(p)) for p in zip(sym[i], sym[j])])
-        for key in np.unique(pair_keys):
-            if key in gap:
-                scaled = np.outer(scale, dist[pair_keys == key])
-                motif += (_bin_weights(gap[key], motif_scores[key], scaled) * (scaled < rc)).sum(axis=1)
-        for key, (_, theta, reach) in angle_table(atoms.numbers, i, j, vec, dist).items():
-            if key in gap:
-                # an angle counts while both of its distances stay within rc
-                motif += (np.outer(scale, reach) < rc) @ _bin_weights(gap[key], motif_scores[key], theta)
-        short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j])[None, :] - np.outer(scale, dist))
-        # ordered pairs count each pair twice
-        scores[members] = motif / len(atoms) - 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
+        _Geometry(candidates, members, rc).score(motif_scores, gap, scores)
     if energy is not None and energy_top > 0:
         top = np.argsort(-scores, kind="stable")[:energy_top]
         for k in top:
             if np.isfinite(scores[k]):
                 scores[k] -= ENERGY_WEIGHT * max(0.0, float(energy(candidates[k].build())))
     return scores
+
+
+#: Stand-in elements that mark the sublattices while a geometry is built (any distinct elements would do).
+_MARKERS = ("Cu", "Au", "Ag", "Pd", "Pt", "Ni", "Al", "Rh")
+
+
+class _Geometry:
+    """One (prototype, strain, displacement, seed): sublattice of each atom, pairs and angles at one ``a``."""
+
+    def __init__(self, candidates: Sequence[Candidate], members: list[int], rc: float) -> None:
+        from ase.data import atomic_numbers, covalent_radii
+
+        self.candidates, self.rc = candidates, rc
+        first = candidates[members[0]]
+        proto = first.template or PROTOTYPES[first.prototype]
+        self.n_sub = proto.sublattices
+        if self.n_sub > len(_MARKERS):
+            raise XtalbaseError(f"prototype {first.prototype!r} has more than {len(_MARKERS)} sublattices")
+        markers = _MARKERS[:self.n_sub]
+        # assignments seen in this group, their member indices and a per-sublattice covalent radius table
+        self.assignments: dict[tuple[str, ...], list[int]] = {}
+        for k in members:
+            self.assignments.setdefault(candidates[k].elements, []).append(k)
+        self.radius = {el: covalent_radii[atomic_numbers[el]] for a in self.assignments for el in a}
+        a_max = max(candidates[k].a for k in members)
+        probe = Candidate(first.prototype, markers, a_max, first.strain, first.displacement, first.seed, first.template).build()
+        self.sub = np.array([markers.index(x) for x in probe.get_chemical_symbols()])
+        i, j, _, dist = _pairs(probe, 1.05 * a_max)
+        # shortest distance per sublattice pair at scale a / a_max: decides which (assignment, a) are physical
+        self.shortest = np.full((self.n_sub, self.n_sub), np.inf)
+        np.minimum.at(self.shortest, (self.sub[i], self.sub[j]), dist / a_max)
+        allowed = [k for k in members if self._ratio(candidates[k].elements) * candidates[k].a >= REJECT_FRACTION]
+        self.members = allowed
+        if not allowed:
+            return
+        self.a_ref = min(candidates[k].a for k in allowed)
+        atoms = Candidate(first.prototype, markers, self.a_ref, first.strain, first.displacement, first.seed,
+                          first.template).build()
+        self.n_atoms = len(atoms)
+        self.i, self.j, vec, self.dist = _pairs(atoms, rc)
+        self.pair_code = self.sub[self.i] * self.n_sub + self.sub[self.j]
+        from xtalbase.mlip.coverage import neighbour_pairs_of_centres
+
+        p, q = neighbour_pairs_of_centres(self.i)
+        u = vec / self.dist[:, None]
+        self.theta = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)))
+        self.reach = np.maximum(self.dist[p], self.dist[q])
+        sj, sk = self.sub[self.j[p]], self.sub[self.j[q]]
+        codes = (self.sub[self.i[p]] * self.n_sub + np.minimum(sj, sk)) * self.n_sub + np.maximum(sj, sk)
+        self.angle_groups = {int(c): np.flatnonzero(codes == c) for c in np.unique(codes)}
+
+    def _ratio(self, elements: tuple[str, ...]) -> float:
+        """min over sublattice pairs of (shortest distance at a = 1) / d_min for this assignment."""
+        r = np.array([self.radius[e] for e in elements])
+        dmin = D_MIN_FACTOR * (r[:, None] + r[None, :])
+        return float(np.min(self.shortest / dmin))
+
+    def score(self, motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"], out: np.ndarray) -> None:
+        """Write the score of every physical member into ``out``."""
+        if not self.members:
+            return
+        allowed = set(self.members)
+        pair_cache: dict[tuple[int, str], np.ndarray] = {}
+        angle_cache: dict[tuple[int, str], np.ndarray] = {}
+        pair_groups = {int(c): np.flatnonzero(self.pair_code == c) for c in np.unique(self.pair_code)}
+        for elements, ks in self.assignments.items():
+            ks = [k for k in ks if k in allowed]
+            if not ks:
+                continue
+            scale = np.array([self.candidates[k].a / self.a_ref for k in ks])
+            motif = np.zeros(len(ks))
+            for code, idx in pair_groups.items():
+                key = "-".join(sorted((elements[code // self.n_sub], elements[code % self.n_sub])))
+                if key not in gap:
+                    continue
+                scaled = np.outer(scale, self.dist[idx])
+                cache_key = (code, key)
+                if cache_key not in pair_cache:  # same for every assignment putting this pair type here
+                    pair_cache[cache_key] = _bin_weights(gap[key], motif_scores[key], np.outer(self._all_scales(), self.dist[idx]))
+                weights = pair_cache[cache_key][self._scale_rows(scale)]
+                motif += (weights * (scaled < self.rc)).sum(axis=1)
+            if len(self.theta):
+                w = np.zeros(len(self.theta))
+                for code, idx in self.angle_groups.items():
+                    c, x, y = code // (self.n_sub ** 2), code // self.n_sub % self.n_sub, code % self.n_sub
+                    lo, hi = sorted((elements[x], elements[y]))
+                    key = f"{elements[c]}:{lo}-{hi}"
+                    if key not in gap:
+                        continue
+                    if (code, key) not in angle_cache:
+                        angle_cache[(code, key)] = _bin_weights(gap[key], motif_scores[key], self.theta[idx])
+                    w[idx] = angle_cache[(code, key)]
+                # an angle counts while both of its distances stay within rc
+                motif += (np.outer(scale, self.reach) < self.rc) @ w
+            r = np.array([self.radius[e] for e in elements])
+            dmin = D_MIN_FACTOR * (r[self.sub[self.i]] + r[self.sub[self.j]])
+            short = np.maximum(0.0, dmin[None, :] - np.outer(scale, self.dist))
+            # ordered pairs count each pair twice
+            out[ks] = motif / self.n_atoms - 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
+
+    def _all_scales(self) -> np.ndarray:
+        if not hasattr(self, "_scales"):
+            self._scales = np.unique([self.candidates[k].a / self.a_ref for k in self.members])
+        return self._scales
+
+    def _scale_rows(self, scale: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._all_scales(), scale)
+
+
+def score_structures(structures: Sequence["Atoms"], motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
+                     rc: float) -> np.ndarray:
+    """``Σ_m N_m S(m) / N_atoms − P_dist`` of given structures (a pool of stored ones, no lattice scan)."""
+    return np.array([_score_scaled(atoms, np.ones(1), motif_scores, gap, rc)[0] for atoms in structures])
+
+
+def _score_scaled(atoms: "Atoms", scale: np.ndarray, motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
+                  rc: float) -> np.ndarray:
+    """Motif score minus distance penalty of ``atoms`` with every length multiplied by each ``scale``."""
+    from xtalbase.mlip.acsf import element_symbols
+    from xtalbase.mlip.coverage import angle_table
+
+    i, j, vec, dist = _pairs(atoms, rc / float(np.min(scale)))
+    motif = np.zeros(len(scale))
+    sym = element_symbols(atoms.numbers)
+    pair_keys = np.array(["-".join(sorted(p)) for p in zip(sym[i], sym[j])])
+    for key in np.unique(pair_keys):
+        if key in gap:
+            scaled = np.outer(scale, dist[pair_keys == key])
+            motif += (_bin_weights(gap[key], motif_scores[key], scaled) * (scaled < rc)).sum(axis=1)
+    for key, (_, theta, reach) in angle_table(atoms.numbers, i, j, vec, dist).items():
+        if key in gap:
+            # an angle counts while both of its distances stay within rc
+            motif += (np.outer(scale, reach) < rc) @ _bin_weights(gap[key], motif_scores[key], theta)
+    short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j])[None, :] - np.outer(scale, dist))
+    # ordered pairs count each pair twice
+    return motif / len(atoms) - 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
 
 
 def _pairs(atoms: "Atoms", rc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -223,21 +383,6 @@ def _bin_weights(hist: "Histogram", scores: np.ndarray, values: np.ndarray) -> n
     bins = np.searchsorted(hist.edges, values, side="right") - 1
     inside = (bins >= 0) & (bins < len(scores))
     return np.where(inside, scores[np.clip(bins, 0, len(scores) - 1)], 0.0)
-
-
-def _physical(candidates: Sequence[Candidate], members: list[int]) -> list[int]:
-    """The members whose shortest distance reaches :data:`REJECT_FRACTION` of its ``d_min``.
-
-    Far shorter distances would get a huge ``P_dist`` anyway; dropping them first also bounds the neighbour
-    lists (a 30-atom σ cell at a = 2.5 Å has thousands of neighbours per atom within 5 Å).
-    """
-    a_max = max(candidates[k].a for k in members)
-    atoms = candidates[members[0]].build(a_max)
-    i, j, _, dist = _pairs(atoms, 1.05 * a_max)
-    if len(i) == 0:
-        return members
-    ratio = float(np.min(dist / d_min(atoms.numbers[i], atoms.numbers[j])))
-    return [k for k in members if ratio * candidates[k].a / a_max >= REJECT_FRACTION]
 
 
 def select(candidates: Sequence[Candidate], scores: np.ndarray, n: int) -> list[tuple[Candidate, float]]:

@@ -207,7 +207,9 @@ def read(path: Path, *, skip: frozenset[str] = frozenset(), rows_: list[tuple[in
             parameters = {k: v for k, v in atoms.info.items() if isinstance(v, (str, int, float, bool)) and k not in used}
             if "free_energy" in results:  # VASP-derived frames: ASE's energy is sigma->0, free_energy matches the forces
                 parameters["energies"] = {"energy": float(results["energy"]), "free_energy": float(results["free_energy"])}
+            version = atoms.info.get("code_version")
             calc = Calculation(code=str(atoms.info.get("code", "DFT")), energy=results.get("energy"),
+                               code_version=None if version is None else str(version)[:64],
                                forces=results.get("forces"), stress=stress, stress_unit="eV/Å^3" if stress is not None else None,
                                parameters=parameters)
         yield record_from_ase(atoms, locator, calculation=calc)

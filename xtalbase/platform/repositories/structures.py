@@ -141,3 +141,15 @@ def source_files(session: "Session", structure_ids: Sequence[int]) -> tuple[list
             old = files.get(file_hash)
             files[file_hash] = (min(old[0], path), min(old[1], database)) if old else (path, database)
     return [(h, p, d) for h, (p, d) in sorted(files.items())], n_sources
+
+
+def structures_of_files(session: "Session", file_hashes: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """``{file sha256: [(record locator, structure id), ...]}`` of the records stored from those files, in
+    insertion order (a duplicate record points at the structure it matched)."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for chunk in chunks(sorted(set(file_hashes))):
+        stmt = (select(Source.file_hash, Source.record_locator, Source.structure_id)
+                .where(Source.file_hash.in_(chunk)).order_by(Source.id))
+        for file_hash, locator, sid in session.execute(stmt):
+            out.setdefault(file_hash, []).append((locator, int(sid)))
+    return out
