@@ -17,6 +17,7 @@ from xtalbase.commands import dataset as dataset_commands
 from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
 from xtalbase.commands import ingest as ingest_commands
+from xtalbase.commands import mlip as mlip_commands
 from xtalbase.commands import models as models_commands
 from xtalbase.commands import potential as potential_commands
 from xtalbase.commands import predict as predict_commands
@@ -72,6 +73,7 @@ app.add_typer(train_commands.app, name="train")
 app.command("predict")(predict_commands.predict)
 app.add_typer(models_commands.app, name="models")
 app.add_typer(potential_commands.app, name="potential")
+app.add_typer(mlip_commands.app, name="mlip")
 app.add_typer(provenance_commands.app, name="provenance")
 
 

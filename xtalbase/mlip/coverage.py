@@ -1,7 +1,10 @@
 """Where the training data does not cover the target: distance and angle distributions, their gap, motif scores.
 
 1. For every element pair, the distances within ``rc`` (an RDF-like histogram); for every (centre; neighbour
-   pair) triplet type, the angles θ_jik of neighbour pairs j < k within ``rc`` (an ADF-like histogram).
+   pair) triplet type, the angles θ_jik of neighbour pairs j < k both within ``rc_angle`` (an ADF-like
+   histogram). ``rc_angle`` defaults to :data:`ANGLE_CUTOFF`: angles to far neighbours are many (their
+   number grows as the square of the neighbour count) and say little, and counting them made compressed
+   cells, which pack more neighbours within a cutoff, win any motif score.
 2. Bin widths by the Shimazaki–Shinomoto rule on the pooled training + target values of each type, so both
    share the same edges: minimise ``C(Δ) = (2 k̄ - v) / Δ²`` over the number of bins, with k̄ and v the mean
    and biased variance of the bin counts (numpy has no such estimator). Ties go to the fewer bins.
@@ -11,7 +14,9 @@
    10⁻³ Å and would otherwise make S thousands of times larger than the distance and energy penalties.
 4. Motif scores (a motif is one bin of one type): ``key-motif`` S(m) = Σ over outlier atoms Σ over their
    distances/angles 𝟙(in m)·Δ(m); ``gap`` S(m) = Δ(m); ``outlier`` S(m) = count of outlier atoms'
-   distances/angles in m; ``random`` seeded uniform scores.
+   distances/angles in m; ``random`` seeded uniform scores. The key-motif and outlier sums are divided by
+   the number of outlier atoms (a mean per outlier atom): the same ranking of motifs, on a scale that does not
+   grow with the target's size, so that the candidate score's fixed penalty weights keep their meaning.
 
 Distances are counted from each centre atom (ordered pairs), which leaves normalised densities unchanged and
 gives each atom its own environment for the outlier-based scores.
@@ -28,6 +33,9 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.mlip.acsf import element_symbols
 
 STRATEGIES = ("key-motif", "gap", "outlier", "random")
+#: Default cutoff (Å) of the angle distributions: the first neighbour shell of metals and alloys (and the
+#: second of bcc), where the angles that tell structures apart are.
+ANGLE_CUTOFF = 3.5
 #: Most bins the Shimazaki–Shinomoto search tries per type.
 MAX_BINS = 400
 #: Narrowest bin (Å or degrees): below it differences are numerical noise.
@@ -74,8 +82,9 @@ class Environments:
 
 
 def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any, rc: float,
-                       angles: bool = True) -> Environments:
-    """Distances (Å) of every ordered pair within ``rc`` and angles (degrees) of every neighbour pair j < k."""
+                       angles: bool = True, rc_angle: float | None = None) -> Environments:
+    """Distances (Å) of every ordered pair within ``rc`` and angles (degrees) of every neighbour pair j < k
+    within ``rc_angle`` (default ``min(rc, ANGLE_CUTOFF)``)."""
     from xtalbase.mlip.acsf import neighbor_pairs
 
     i, j, shifts = neighbor_pairs(np.asarray(numbers), np.asarray(positions, float), np.asarray(cell, float), pbc, rc)
@@ -88,10 +97,16 @@ def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndar
     for key in np.unique(pair_keys):
         sel = pair_keys == key
         env.add(str(key), i[sel], dist[sel])
-    if angles and len(i):
-        for key, (centres, theta, _) in angle_table(np.asarray(numbers), i, j, vec, dist).items():
+    near = dist < angle_cutoff(rc, rc_angle)
+    if angles and near.any():
+        for key, (centres, theta, _) in angle_table(np.asarray(numbers), i[near], j[near], vec[near], dist[near]).items():
             env.add(key, centres, theta)
     return env
+
+
+def angle_cutoff(rc: float, rc_angle: float | None) -> float:
+    """The angle cutoff in use: ``rc_angle``, or ``min(rc, ANGLE_CUTOFF)`` when None."""
+    return float(min(rc, ANGLE_CUTOFF) if rc_angle is None else rc_angle)
 
 
 def angle_table(numbers: np.ndarray, i: np.ndarray, j: np.ndarray, vec: np.ndarray, dist: np.ndarray
@@ -127,11 +142,12 @@ def neighbour_pairs_of_centres(centres: np.ndarray) -> tuple[np.ndarray, np.ndar
     return order[first], order[first + 1 + offsets]
 
 
-def pooled_environments(configs: Iterable[Any], rc: float, angles: bool = True) -> Environments:
+def pooled_environments(configs: Iterable[Any], rc: float, angles: bool = True, rc_angle: float | None = None
+                        ) -> Environments:
     """Environments of several configurations (atom indices are not kept apart: use for distributions only)."""
     out = Environments()
     for c in configs:
-        env = local_environments(c.numbers, c.positions, c.cell, c.pbc, rc, angles)
+        env = local_environments(c.numbers, c.positions, c.cell, c.pbc, rc, angles, rc_angle)
         for key in env.values:
             out.add(key, env.atoms[key], env.values[key])
     return out
@@ -192,9 +208,12 @@ def motif_scores(gap: dict[str, Histogram], target_envs: Sequence[Environments],
             keep = mask[env.atoms[key]]
             if keep.any():
                 counts[key] += np.histogram(values[keep], bins=gap[key].edges)[0]
+    # per outlier atom: the ranking of motifs is unchanged, and the score's scale no longer grows with the size
+    # of the target, which would drown the fixed penalty weights of the candidate score (50 per Å² and per eV)
+    n_outliers = max(1, int(sum(np.asarray(m, dtype=bool).sum() for m in outliers)))
     if strategy == "outlier":
-        return counts
-    return {k: counts[k] * gap[k].gap for k in gap}
+        return {k: c / n_outliers for k, c in counts.items()}
+    return {k: counts[k] * gap[k].gap / n_outliers for k in gap}
 
 
 def top_motifs(scores: dict[str, np.ndarray], gap: dict[str, Histogram], n: int = 10) -> list[dict[str, Any]]:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 #: Cutoff (Å) of the distributions when no potential gives one.
 DEFAULT_RC = 6.0
 ENERGY_SOURCES = ("potential", "oracle", "none")
+#: The random baseline draws candidates with ``E_atom`` below this (eV/atom) when an energy source is set, so
+#: that it compares with the other strategies on plausible cells rather than on compressed ones.
+RANDOM_MAX_E_ATOM = 0.5
 
 
 class ExpansionError(XtalbaseError):
@@ -115,6 +118,7 @@ class GapReport:
     elements: list[str]
     quantile: float | None = None
     references: dict[str, float] = field(default_factory=dict)
+    rc_angle: float | None = None
 
     def scores(self, strategy: str, seed: int = 0) -> dict[str, np.ndarray]:
         """Motif scores S(m) of ``strategy`` (:func:`xtalbase.mlip.coverage.motif_scores`)."""
@@ -136,6 +140,7 @@ class GapReport:
                   "gap_area": float(np.sum(h.gap * np.diff(h.edges)))} for k, h in sorted(self.histograms.items())]
         strategy = "key-motif" if self.model_id is not None else "gap"
         return {"train": self.train, "target": self.target, "model_id": self.model_id, "rc": self.rc,
+                "rc_angle": self.rc_angle,
                 "quantile": self.quantile, "types": types, "strategy": strategy, "top_motifs": self.top(strategy, n),
                 "outliers": self.outliers_by_element,
                 "n_outlier_atoms": int(sum(int(m.sum()) for m in self.outliers))}
@@ -155,10 +160,10 @@ def _references(configs: Sequence["Configuration"]) -> dict[str, float]:
 
 
 def gap_report(db: "Database", *, train: str, target: str, model_id: int | str | None = None, rc: float | None = None,
-               quantile: float | None = None, angles: bool = True) -> GapReport:
+               quantile: float | None = None, angles: bool = True, rc_angle: float | None = None) -> GapReport:
     """The coverage gap of dataset ``target`` against dataset ``train`` (see the module docstring)."""
     from xtalbase.mlip.acsf import element_symbols
-    from xtalbase.mlip.coverage import coverage_gap, local_environments, pooled_environments
+    from xtalbase.mlip.coverage import angle_cutoff, coverage_gap, local_environments, pooled_environments
     from xtalbase.mlip.potentials import load_potential
 
     train_cfgs = dataset_configurations(db, train)
@@ -166,9 +171,10 @@ def gap_report(db: "Database", *, train: str, target: str, model_id: int | str |
     model = load_potential(db, model_id) if model_id is not None else None
     if rc is None:
         rc = max(f.rc for f in model.recipe.functions) if model is not None else DEFAULT_RC
-    target_envs = [local_environments(c.numbers, c.positions, c.cell, c.pbc, rc, angles) for c in target_cfgs]
-    pooled_target = pooled_environments(target_cfgs, rc, angles)
-    histograms = coverage_gap(pooled_environments(train_cfgs, rc, angles), pooled_target)
+    rc_angle = angle_cutoff(rc, rc_angle)
+    target_envs = [local_environments(c.numbers, c.positions, c.cell, c.pbc, rc, angles, rc_angle) for c in target_cfgs]
+    pooled_target = pooled_environments(target_cfgs, rc, angles, rc_angle)
+    histograms = coverage_gap(pooled_environments(train_cfgs, rc, angles, rc_angle), pooled_target)
     if model is not None:
         ranges = descriptor_ranges(model, train_cfgs, quantile) if quantile is not None else None
         outliers = outlier_masks(model, target_cfgs, ranges)
@@ -184,7 +190,7 @@ def gap_report(db: "Database", *, train: str, target: str, model_id: int | str |
     return GapReport(train=train, target=target, model_id=None if model is None else int(model_id),  # type: ignore[arg-type]
                      rc=float(rc), histograms=histograms, target_envs=target_envs, outliers=outliers,
                      outliers_by_element=by_element, elements=elements, quantile=quantile,
-                     references=_references(train_cfgs))
+                     references=_references(train_cfgs), rc_angle=rc_angle)
 
 
 @dataclass
@@ -203,7 +209,8 @@ def top_motif_of(atoms: "Atoms", report: GapReport, scores: dict[str, np.ndarray
     """The motif (type and bin) contributing most to ``atoms``' score, as text."""
     from xtalbase.mlip.coverage import local_environments
 
-    env = local_environments(atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc, report.rc)
+    env = local_environments(atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc, report.rc, True,
+                             report.rc_angle)
     best: tuple[float, str] | None = None
     for key, values in env.values.items():
         hist = report.histograms.get(key)
@@ -255,8 +262,9 @@ def design(report: GapReport, strategy: str, n: int, *, seed: int = 0, elements:
            ) -> list[Selected]:
     """The ``n`` best surrogates under ``strategy``: from the prototype generators (default) or a ``pool``.
 
-    ``random`` draws ``n`` physical candidates uniformly (seeded) rather than ranking random motif scores,
-    which is the study's random baseline.
+    ``random`` draws ``n`` candidates uniformly (seeded) among those with a small distance penalty and, with an
+    energy source, ``E_atom`` below :data:`RANDOM_MAX_E_ATOM`, rather than ranking random motif scores: the
+    study's random baseline.
     """
     from xtalbase.mlip import surrogates
 
@@ -267,7 +275,7 @@ def design(report: GapReport, strategy: str, n: int, *, seed: int = 0, elements:
     scores = report.scores("gap" if strategy == "random" else strategy, seed)
     rng = np.random.default_rng(seed)
     if pool is not None:
-        values = surrogates.score_structures(pool, scores, report.histograms, report.rc)
+        values = surrogates.score_structures(pool, scores, report.histograms, report.rc, report.rc_angle)
         order = _order(values, strategy, rng)[:n]
         return [Selected(key=f"c{k:03d}", atoms=pool[i], score=float(values[i]), top_motif=top_motif_of(pool[i], report, scores),
                          generator={"pool": pool[i].info.get("structure_id", int(i))},
@@ -275,15 +283,42 @@ def design(report: GapReport, strategy: str, n: int, *, seed: int = 0, elements:
                 for k, i in enumerate(order)]
     cands = surrogates.enumerate_candidates(list(elements or report.elements), prototypes=prototypes, templates=templates,
                                             seed=seed, **(candidate_options or {}))
-    values = surrogates.score_candidates(cands, scores, report.histograms, report.rc,
-                                         energy=None if strategy == "random" else energy)
-    order = _order(values, strategy, rng)[:n]
+    random = strategy == "random"
+    values = surrogates.score_candidates(cands, scores, report.histograms, report.rc, rc_angle=report.rc_angle,
+                                         energy=None if random else energy, energy_top=max(2 * n, 10))
+    # the random baseline draws plausible cells, not compressed ones
+    order = _first_distinct(_order(values, strategy, rng), cands, values, n, energy if random else None)
     out = []
     for k, i in enumerate(order):
         atoms = cands[i].build()
         out.append(Selected(key=f"c{k:03d}", atoms=atoms, score=float(values[i]),
                             top_motif=top_motif_of(atoms, report, scores), generator=cands[i].params(),
                             label=cands[i].label()))
+    return out
+
+
+def _first_distinct(order: Sequence[int], cands: Sequence[Any], values: np.ndarray, n: int,
+                    energy: Callable[["Atoms"], float] | None = None, budget: int = 500) -> list[int]:
+    """The first ``n`` of ``order`` that build a cell no earlier one built (sublattices a prototype's symmetry makes
+    equivalent, e.g. Y and Z of a Heusler X₂YZ, give equal cells and equal scores) and, with ``energy``, whose
+    ``E_atom`` is below :data:`RANDOM_MAX_E_ATOM` (at most ``budget`` energy calls)."""
+    seen: set[tuple] = set()
+    out: list[int] = []
+    calls = 0
+    for i in order:
+        if len(out) == n or calls >= budget:
+            break
+        c = cands[i]
+        atoms = c.build()
+        key = (c.prototype, c.a, c.strain, c.displacement, atoms.get_chemical_formula(), round(float(values[i]), 9))
+        if key in seen:
+            continue
+        seen.add(key)
+        if energy is not None:
+            calls += 1
+            if energy(atoms) >= RANDOM_MAX_E_ATOM:
+                continue
+        out.append(i)
     return out
 
 
@@ -311,6 +346,8 @@ class ExpansionReport:
     selected: list[Selected]
     dataset: "DatasetHandle | None"
     oracle: str
+    #: candidate key -> the structure id it was labelled and stored as (empty while labels are awaited)
+    structure_ids: dict[str, int] = field(default_factory=dict)
 
 
 def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, oracle: str, out: str | Path, name: str,
@@ -332,7 +369,7 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
     the_oracle = oracles.get_oracle(oracle)
     report = report or gap_report(db, train=train, target=target, model_id=model_id, quantile=quantile)
     model = load_potential(db, model_id) if model_id is not None else None
-    source = energy or ("potential" if model is not None else "none")
+    source = energy or ("oracle" if the_oracle.is_calculator else "potential" if model is not None else "none")
     templates = _templates(db, template_ids)
     if pool is not None:
         pool_atoms = [c.to_ase() for c in dataset_configurations(db, pool, labelled=True)]
@@ -359,7 +396,8 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
                                      reason={int(s.atoms.info["structure_id"]): e["reason"] for s, e in zip(selected, entries)},
                                      score={int(s.atoms.info["structure_id"]): s.score for s in selected},
                                      description=f"{strategy} selection of {len(selected)} from pool {pool}")
-        return ExpansionReport(folder=Path(out), selected=selected, dataset=dataset, oracle=label_by)
+        return ExpansionReport(folder=Path(out), selected=selected, dataset=dataset, oracle=label_by,
+                               structure_ids={s.key: int(s.atoms.info["structure_id"]) for s in selected})
     folder = labelling.export(out, [s.atoms for s in selected], entries, manifest)
     if not the_oracle.is_calculator:
         return ExpansionReport(folder=folder, selected=selected, dataset=None, oracle=oracle)
@@ -369,11 +407,20 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
         atoms.info["candidate"] = s.key
         inputs.append(atoms)
     labelling.write_labels(folder, oracles.label(the_oracle, inputs, device=device))
-    return ExpansionReport(folder=folder, selected=selected, dataset=finish(db, folder), oracle=oracle)
+    dataset, ids = _finish(db, folder, partial=False)
+    return ExpansionReport(folder=folder, selected=selected, dataset=dataset, oracle=oracle, structure_ids=ids)
 
 
 def finish(db: "Database", folder: str | Path, *, partial: bool = False) -> "DatasetHandle":
-    """Ingest the labels in a labelling folder and create the child dataset its manifest names."""
+    """Ingest the labels in a labelling folder and create the child dataset its manifest names.
+
+    ``partial`` creates it from the candidates labelled so far and leaves the others out (listed in the
+    dataset's description); by default a candidate without a usable output is an error naming it.
+    """
+    return _finish(db, folder, partial=partial)[0]
+
+
+def _finish(db: "Database", folder: str | Path, *, partial: bool) -> tuple["DatasetHandle", dict[str, int]]:
     from xtalbase.mlip import labelling
 
     manifest = labelling.read_manifest(folder)
@@ -390,8 +437,11 @@ def finish(db: "Database", folder: str | Path, *, partial: bool = False) -> "Dat
         scores[sid] = max(scores.get(sid, -np.inf), float(entry["score"]))
     description = (f"{manifest['strategy']} expansion of {manifest['parent']} towards {manifest['target']}: "
                    f"{len(collected.structure_ids)} surrogates labelled by {manifest['oracle']}; folder {Path(folder).resolve()}")
-    return DatasetStore(db).extend(manifest["parent"], manifest["name"], ids=sorted(reasons), reason=reasons, score=scores,
-                              description=description)
+    if collected.missing:
+        description += f"; left out (not labelled): {', '.join(sorted(collected.missing))}"
+    handle = DatasetStore(db).extend(manifest["parent"], manifest["name"], ids=sorted(reasons), reason=reasons,
+                                     score=scores, description=description)
+    return handle, collected.structure_ids
 
 
 def _templates(db: "Database", structure_ids: Sequence[int]) -> list[Any]:
@@ -404,3 +454,39 @@ def _templates(db: "Database", structure_ids: Sequence[int]) -> list[Any]:
     with db.session() as s:
         configs = load_configurations(s, [int(i) for i in structure_ids], require_energy=False, what="template structures")
     return [template_prototype(f"template:{c.structure_id}", c.to_ase()) for c in configs]
+
+
+def plot_gap(report: GapReport, folder: str | Path, *, max_types: int = 12) -> list[Path]:
+    """RDF and ADF panels (training vs target fractions per bin, the gap shaded) of the types with the most gap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, unit in (("pair", "distance (Å)"), ("triplet", "angle (°)")):
+        hists = sorted((h for h in report.histograms.values() if h.kind == kind),
+                       key=lambda h: -float(np.sum(h.gap)))[:max_types]
+        if not hists:
+            continue
+        cols = min(3, len(hists))
+        rows = (len(hists) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+        for ax, h in zip(axes.ravel(), hists):
+            centres = 0.5 * (h.edges[1:] + h.edges[:-1])
+            ax.step(centres, h.train, where="mid", label="train")
+            ax.step(centres, h.target, where="mid", label="target")
+            ax.fill_between(centres, h.train, h.train + h.gap, step="mid", alpha=0.3, color="red", label="gap")
+            ax.set_title(h.key)
+            ax.set_xlabel(unit)
+        for ax in axes.ravel()[len(hists):]:
+            ax.axis("off")
+        axes.ravel()[0].legend()
+        fig.tight_layout()
+        path = folder / ("rdf_gap.png" if kind == "pair" else "adf_gap.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

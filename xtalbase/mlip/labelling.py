@@ -150,3 +150,16 @@ def collect(db: "Database", folder: str | Path, *, partial: bool = False, worker
         lines = "; ".join(f"{k}: {why}" for k, why in sorted(missing.items())[:10])
         raise LabellingError(f"{len(missing)} of {len(manifest['candidates'])} candidates are not labelled: {lines}")
     return Collected(structure_ids=ids, missing=missing, files={k: str(p) for k, p in outputs.items()})
+
+
+def structures_of_file(db: "Database", path: str | Path) -> list[int]:
+    """The structure ids the records of an ingested file were stored as (record order, duplicates included)."""
+    from xtalbase.platform.hashing import file_sha256
+    from xtalbase.platform.repositories.structures import structures_of_files
+
+    digest = file_sha256(path)
+    with db.session() as s:
+        records = structures_of_files(s, [digest]).get(digest, [])
+    if not records:
+        raise LabellingError(f"{path}: nothing stored from this file (not ingested, or every record rejected)")
+    return list(dict.fromkeys(sid for _, sid in records))

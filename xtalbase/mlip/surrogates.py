@@ -16,8 +16,10 @@ neighbour list::
     P_energy = 50 · max(0, E_atom)
 
 ``E_atom`` is a formation-type energy per atom, ``(E − Σ_e n_e μ_e) / N``, from an energy function the caller
-chooses (the current potential or the oracle, with μ_e its elemental references); it is evaluated for the best
-``energy_top`` candidates of the first stage only, since it costs a calculation per candidate.
+chooses (the current potential or the oracle, with μ_e its elemental references). It costs a calculation per
+candidate, so it is computed lazily (:func:`penalise_energy`): only for candidates that reach the best
+``energy_top``, until those all include it. The covalent-radius ``d_min`` allows compressions to about 70 % of
+metallic bond lengths, several eV/atom above equilibrium; the energy penalty is what keeps such cells out.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ D_MIN_FACTOR = 0.85
 #: Lattice scan of a template, as factors of its own first lattice length.
 TEMPLATE_SCALES = (0.94, 0.97, 1.0, 1.03, 1.06)
 #: Candidates whose shortest distance is below this fraction of its d_min are rejected unscored (score -inf).
-REJECT_FRACTION = 0.7
+REJECT_FRACTION = 0.8
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,10 @@ def d_min(z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
 
 
 def score_candidates(candidates: Sequence[Candidate], motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
-                     rc: float, *, energy: Callable[["Atoms"], float] | None = None, energy_top: int = 50
-                     ) -> np.ndarray:
-    """``Score`` of every candidate (see the module docstring).
+                     rc: float, *, rc_angle: float | None = None, energy: Callable[["Atoms"], float] | None = None,
+                     energy_top: int = 20, energy_budget: int = 500) -> np.ndarray:
+    """``Score`` of every candidate (see the module docstring); angles within ``rc_angle`` as in
+    :func:`xtalbase.mlip.coverage.local_environments`.
 
     The geometry of a (prototype, strain, displacement, seed) does not depend on which elements sit on its
     sublattices, nor (but for a scale) on ``a``: one neighbour list per geometry serves every assignment and
@@ -224,13 +227,34 @@ def score_candidates(candidates: Sequence[Candidate], motif_scores: dict[str, np
     for k, c in enumerate(candidates):
         groups.setdefault((c.prototype, c.strain, c.displacement, c.seed), []).append(k)
     for members in groups.values():
-        _Geometry(candidates, members, rc).score(motif_scores, gap, scores)
+        _Geometry(candidates, members, rc, rc_angle).score(motif_scores, gap, scores)
     if energy is not None and energy_top > 0:
-        top = np.argsort(-scores, kind="stable")[:energy_top]
-        for k in top:
-            if np.isfinite(scores[k]):
-                scores[k] -= ENERGY_WEIGHT * max(0.0, float(energy(candidates[k].build())))
+        penalise_energy(candidates, scores, energy, energy_top, energy_budget)
     return scores
+
+
+def penalise_energy(candidates: Sequence[Candidate], scores: np.ndarray, energy: Callable[["Atoms"], float], top: int,
+                    budget: int) -> int:
+    """Subtract ``P_energy`` in place, lazily, until the best ``top`` scores all include it; returns the number
+    of energy calls.
+
+    The penalty only lowers a score, so a candidate never evaluated cannot overtake one that was: repeatedly
+    evaluating the current best ``top`` gives exactly the ranking with every penalty applied, at the cost of
+    the candidates that enter the head (compressed cells with a large ``E_atom`` fall out of it). After
+    ``budget`` calls it stops and the head may hold candidates whose energy was not computed.
+    """
+    done = np.zeros(len(scores), dtype=bool)
+    calls = 0
+    while calls < budget:
+        head = [int(k) for k in np.argsort(-scores, kind="stable")[:top] if np.isfinite(scores[k])]
+        pending = [k for k in head if not done[k]][:max(1, budget - calls)]
+        if not pending:
+            break
+        for k in pending:
+            scores[k] -= ENERGY_WEIGHT * max(0.0, float(energy(candidates[k].build())))
+            done[k] = True
+        calls += len(pending)
+    return calls
 
 
 #: Stand-in elements that mark the sublattices while a geometry is built (any distinct elements would do).
@@ -240,10 +264,12 @@ _MARKERS = ("Cu", "Au", "Ag", "Pd", "Pt", "Ni", "Al", "Rh")
 class _Geometry:
     """One (prototype, strain, displacement, seed): sublattice of each atom, pairs and angles at one ``a``."""
 
-    def __init__(self, candidates: Sequence[Candidate], members: list[int], rc: float) -> None:
+    def __init__(self, candidates: Sequence[Candidate], members: list[int], rc: float, rc_angle: float | None) -> None:
         from ase.data import atomic_numbers, covalent_radii
 
-        self.candidates, self.rc = candidates, rc
+        from xtalbase.mlip.coverage import angle_cutoff
+
+        self.candidates, self.rc, self.rc_angle = candidates, rc, angle_cutoff(rc, rc_angle)
         first = candidates[members[0]]
         proto = first.template or PROTOTYPES[first.prototype]
         self.n_sub = proto.sublattices
@@ -274,7 +300,9 @@ class _Geometry:
         self.pair_code = self.sub[self.i] * self.n_sub + self.sub[self.j]
         from xtalbase.mlip.coverage import neighbour_pairs_of_centres
 
-        p, q = neighbour_pairs_of_centres(self.i)
+        near = np.flatnonzero(self.dist < self.rc_angle)  # scales >= 1 only shrink this set
+        p, q = neighbour_pairs_of_centres(self.i[near])
+        p, q = near[p], near[q]
         u = vec / self.dist[:, None]
         self.theta = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", u[p], u[q]), -1.0, 1.0)))
         self.reach = np.maximum(self.dist[p], self.dist[q])
@@ -323,8 +351,8 @@ class _Geometry:
                     if (code, key) not in angle_cache:
                         angle_cache[(code, key)] = _bin_weights(gap[key], motif_scores[key], self.theta[idx])
                     w[idx] = angle_cache[(code, key)]
-                # an angle counts while both of its distances stay within rc
-                motif += (np.outer(scale, self.reach) < self.rc) @ w
+                # an angle counts while both of its distances stay within rc_angle
+                motif += (np.outer(scale, self.reach) < self.rc_angle) @ w
             r = np.array([self.radius[e] for e in elements])
             dmin = D_MIN_FACTOR * (r[self.sub[self.i]] + r[self.sub[self.j]])
             short = np.maximum(0.0, dmin[None, :] - np.outer(scale, self.dist))
@@ -341,32 +369,19 @@ class _Geometry:
 
 
 def score_structures(structures: Sequence["Atoms"], motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
-                     rc: float) -> np.ndarray:
+                     rc: float, rc_angle: float | None = None) -> np.ndarray:
     """``Σ_m N_m S(m) / N_atoms − P_dist`` of given structures (a pool of stored ones, no lattice scan)."""
-    return np.array([_score_scaled(atoms, np.ones(1), motif_scores, gap, rc)[0] for atoms in structures])
+    from xtalbase.mlip.coverage import local_environments
 
-
-def _score_scaled(atoms: "Atoms", scale: np.ndarray, motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
-                  rc: float) -> np.ndarray:
-    """Motif score minus distance penalty of ``atoms`` with every length multiplied by each ``scale``."""
-    from xtalbase.mlip.acsf import element_symbols
-    from xtalbase.mlip.coverage import angle_table
-
-    i, j, vec, dist = _pairs(atoms, rc / float(np.min(scale)))
-    motif = np.zeros(len(scale))
-    sym = element_symbols(atoms.numbers)
-    pair_keys = np.array(["-".join(sorted(p)) for p in zip(sym[i], sym[j])])
-    for key in np.unique(pair_keys):
-        if key in gap:
-            scaled = np.outer(scale, dist[pair_keys == key])
-            motif += (_bin_weights(gap[key], motif_scores[key], scaled) * (scaled < rc)).sum(axis=1)
-    for key, (_, theta, reach) in angle_table(atoms.numbers, i, j, vec, dist).items():
-        if key in gap:
-            # an angle counts while both of its distances stay within rc
-            motif += (np.outer(scale, reach) < rc) @ _bin_weights(gap[key], motif_scores[key], theta)
-    short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j])[None, :] - np.outer(scale, dist))
-    # ordered pairs count each pair twice
-    return motif / len(atoms) - 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
+    out = np.zeros(len(structures))
+    for k, atoms in enumerate(structures):
+        env = local_environments(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc, True, rc_angle)
+        motif = sum(_bin_weights(gap[key], motif_scores[key], values).sum()
+                    for key, values in env.values.items() if key in gap)
+        i, j, _, dist = _pairs(atoms, rc)
+        short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j]) - dist)
+        out[k] = motif / len(atoms) - 0.5 * DIST_WEIGHT * float((short ** 2).sum())
+    return out
 
 
 def _pairs(atoms: "Atoms", rc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
