@@ -1,7 +1,8 @@
 """Key-motif data expansion experiments (issue 20): the Al–Fe–Pt seed replica and the NbMoTaW retrospective pool.
 
     python bench/keymotif.py replica --seeds 3 --n 1,2,4,7,10          # CHGNet oracle (pip install 'xtalbase[oracle]')
-    python bench/keymotif.py pool --seeds 3 --n 10,30
+    python bench/keymotif.py pool --seeds 3 --n 20
+    python bench/keymotif.py cycle --work FOLDER                        # one replica cycle, timed
 
 **Replica.** The study's host, Al13Fe4 (102 atoms), is not in the shared data and its published Wyckoff
 positions are not at hand, so the host is the Al–Fe phase the shared Materials Project data hold with the
@@ -173,9 +174,42 @@ def store(db, paths: dict[str, Path]) -> dict[str, int]:
     return counts
 
 
+def cycle(work: Path, epochs: int, lbfgs_iterations: int) -> dict[str, float]:
+    """Time one replica cycle on a finished replica database: analyse, design + select + label (CHGNet), retrain."""
+    import torch
+
+    torch.set_num_threads(1)
+    from xtalbase.api import Database
+    from xtalbase.mlip.expansion import expand, gap_report
+    from xtalbase.mlip.potentials import train_potential
+    from xtalbase.mlip.training import TrainOptions
+    from xtalbase.schema import Model
+
+    db = Database(f"sqlite:///{work / 'keymotif.db'}")
+    with db.session() as s:
+        parent = s.query(Model).filter(Model.name == "replica-parent-s0").one().id
+    name = f"cycle-{int(time.time())}"
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    report = gap_report(db, train="train", target="target", model_id=parent)
+    times["analyse"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    expand(db, train="train", target="target", strategy="key-motif", n=4, oracle="chgnet", out=work / name, name=name,
+           model_id=parent, report=report, energy="oracle")
+    times["design_select_label"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    train_potential(db, dataset=name, options=TrainOptions(epochs=epochs, lbfgs_iterations=lbfgs_iterations),
+                    parent_model_id=parent)
+    times["retrain"] = time.perf_counter() - t2
+    times["total"] = time.perf_counter() - t0
+    print("one replica cycle (key-motif, N = 4): " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("replica", "pool"))
+    parser.add_argument("kind", choices=("replica", "pool", "cycle"),
+                        help="cycle: time one replica cycle on the --work folder of a finished replica run")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n", default="1,2,4,7,10")
     parser.add_argument("--strategies", default="key-motif,gap,outlier,random")
@@ -195,6 +229,13 @@ def main() -> None:
     from xtalbase.mlip.loop import run_loop
     from xtalbase.mlip.training import TrainOptions
 
+    if args.kind == "cycle":
+        if not args.work:
+            sys.exit("cycle needs --work, the folder of a finished replica run")
+        times = cycle(Path(args.work), args.epochs, args.lbfgs_iterations)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "keymotif_cycle.json").write_text(json.dumps(times, indent=1))
+        return
     work = Path(args.work or f"/tmp/xtalbase-keymotif-{args.kind}-{os.getpid()}")
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
