@@ -36,6 +36,10 @@ def test_demo_trains_and_imports_potentials(demo_result):
     assert trained["energy_rmse_mev"] < 0.2 * baseline["energy_rmse_mev"]
     assert trained["force_rmse"] < 0.5 * baseline["force_rmse"]
     assert pot["test_predictions"] == 23
+    # the key-motif analysis ran on the stored train/test datasets: outlier atoms counted per element
+    gap = pot["gap"]
+    assert set(gap["outliers"]) == {"Mo"} and 0 <= gap["n_outlier_atoms"] <= gap["outliers"]["Mo"]["atoms"]
+    assert gap["top_motifs"] and all(m.startswith("Mo") for m in gap["top_motifs"])
 
 
 def test_demo_runs_the_whole_pipeline(demo_result):

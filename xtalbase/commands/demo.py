@@ -181,7 +181,18 @@ def run_potential_steps(db: Any, folder: Path, step: Callable[[str, int], Any], 
                                                  split=POTENTIAL_SPLIT, fold="test")
         s.advance(1)
     timings["potential_train"] = time.perf_counter() - t
-    return {"split": POTENTIAL_SPLIT, "published": {"model_id": published.model_id, "test": published_test},
+    t = time.perf_counter()
+    with step("coverage gap of the Mo test set against the training set (key-motif analysis)", 1) as s:
+        from xtalbase.mlip.expansion import gap_report
+
+        for fold in ("train", "test"):
+            db.datasets.create(f"{POTENTIAL_SPLIT}-{fold}", split=POTENTIAL_SPLIT, fold=fold)
+        gap = gap_report(db, train=f"{POTENTIAL_SPLIT}-train", target=f"{POTENTIAL_SPLIT}-test",
+                         model_id=trained.model_id).to_dict(3)
+        s.advance(1)
+    timings["potential_gap"] = time.perf_counter() - t
+    return {"split": POTENTIAL_SPLIT, "gap": {"n_outlier_atoms": gap["n_outlier_atoms"], "outliers": gap["outliers"],
+                                               "top_motifs": [m["label"] for m in gap["top_motifs"]]}, "published": {"model_id": published.model_id, "test": published_test},
             "trained": {"model_id": trained.model_id, "test": trained.metrics.get("test"),
                         "baseline_test": trained.metrics.get("baseline_test"), "n_train": trained.n_train,
                         "n_val": trained.n_val, "seconds": {k: round(v, 2) for k, v in trained.seconds.items()}},
@@ -230,6 +241,12 @@ def report(result: dict[str, Any]) -> None:
                          "F MAE eV/Å": f"{m['force_mae']:.3f}"})
         print_table(rows, title=f"HDNNP on the mlearn Mo test set ({pot['trained']['n_train']} training configurations here, "
                                 "194 for the published model)")
+        gap = pot.get("gap")
+        if gap:
+            atoms = sum(v["atoms"] for v in gap["outliers"].values())
+            out.print(f"key-motif analysis: {gap['n_outlier_atoms']} of {atoms} test atoms lie outside the trained "
+                      f"potential's descriptor range; top motifs the training set lacks: {'; '.join(gap['top_motifs'])} "
+                      "(xtalbase mlip gap; docs/keymotif.md)")
     for q in result["queries"]:
         out.print(f"\n[bold]{q['title']}[/bold]\n  {q['sql']}")
         print_table([dict(zip(q["columns"], r)) for r in q["rows"]], q["columns"])
