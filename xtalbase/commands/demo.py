@@ -192,7 +192,8 @@ def run_potential_steps(db: Any, folder: Path, step: Callable[[str, int], Any], 
         s.advance(1)
     timings["potential_gap"] = time.perf_counter() - t
     return {"split": POTENTIAL_SPLIT, "gap": {"n_outlier_atoms": gap["n_outlier_atoms"], "outliers": gap["outliers"],
-                                               "top_motifs": [m["label"] for m in gap["top_motifs"]]}, "published": {"model_id": published.model_id, "test": published_test},
+                                               "top_motifs": [m["label"] for m in gap["top_motifs"]]},
+            "published": {"model_id": published.model_id, "test": published_test},
             "trained": {"model_id": trained.model_id, "test": trained.metrics.get("test"),
                         "baseline_test": trained.metrics.get("baseline_test"), "n_train": trained.n_train,
                         "n_val": trained.n_val, "seconds": {k: round(v, 2) for k, v in trained.seconds.items()}},
