@@ -15,8 +15,9 @@ CHGNet's (code ``chgnet``), so the errors measure how well the HDNNP learns the 
 
 **Pool.** The SNAP NbMoTaW DFT data: training = the elemental groups (ground states, elastic, surfaces; AIMD
 subsampled) plus the NbMo and TaW solid solutions; pool = the other solid solutions and the AIMD frames not
-used; target = the binary test groups; hold-out = the multinary test group (never analysed). Training, pool
-and target are seeded subsamples (``--max-train`` 150, ``--max-pool`` 400, ``--max-target`` 60 by default)
+used; target = the six binary test groups plus a seeded half of the multinary test cells; hold-out = the other
+half of the multinary cells (never analysed). Training, pool and target are seeded subsamples
+(``--max-train`` 150, ``--max-pool`` 400, ``--max-target`` 80 by default)
 so that each of the loop's potentials trains in about a minute on one core.
 Labels are the stored DFT; "labelling" is taking the pool structure's stored calculation.
 
@@ -119,14 +120,16 @@ def nbmotaw_structures(work: Path, seed: int, aimd_every: int, limits: dict[str,
     folder = DATA / "mlip" / "snap_NbMoTaW" / "training"
     if not folder.is_dir():
         sys.exit(f"{folder} is missing (the shared SNAP NbMoTaW data)")
-    roles: dict[str, list] = {"train": [], "pool": [], "target": [], "holdout": []}
+    roles: dict[str, list] = {"train": [], "pool": [], "target": [], "holdout": [], "multinary": []}
     for path in sorted(folder.glob("*.json")):
         group = path.stem
         entries = json.loads(path.read_text())
+        prefix = group.split("_")[0]
+        binary = sum(ch.isupper() for ch in prefix) == 2  # NbMo, MoW, ...
         if group == "Multinary_Test":
-            role = "holdout"
+            role = "multinary"
         elif group.endswith("_Test"):
-            role = "target" if len(group.split("_")[0]) == 4 else None  # binary tests (NbMo, MoTa, ...)
+            role = "target" if binary else None
         elif group in ("NbMo_SS", "TaW_SS") or group.split("_")[0] in ("Nb", "Mo", "Ta", "W"):
             role = "train"
         else:
@@ -153,6 +156,12 @@ def nbmotaw_structures(work: Path, seed: int, aimd_every: int, limits: dict[str,
         if cap and len(roles[name]) > cap:  # a seeded subsample keeps each potential's training to about a minute
             keep = sorted(rng.choice(len(roles[name]), size=cap, replace=False))
             roles[name] = [roles[name][k] for k in keep]
+    # the multinary cells: half join the target (the analysis sees them), half are the hold-out (it never does)
+    order = rng.permutation(len(roles["multinary"]))
+    half = len(order) // 2
+    roles["target"] += [roles["multinary"][k] for k in sorted(order[:half])]
+    roles["holdout"] = [roles["multinary"][k] for k in sorted(order[half:])]
+    del roles["multinary"]
     paths = {}
     for name, items in roles.items():
         paths[name] = work / f"{name}.extxyz"
@@ -218,7 +227,7 @@ def main() -> None:
     parser.add_argument("--aimd-every", type=int, default=10, help="pool: every k-th AIMD frame trains")
     parser.add_argument("--max-train", type=int, default=150, help="pool: seeded subsample of the training set")
     parser.add_argument("--max-pool", type=int, default=400, help="pool: seeded subsample of the pool")
-    parser.add_argument("--max-target", type=int, default=60, help="pool: seeded subsample of the target")
+    parser.add_argument("--max-target", type=int, default=80, help="pool: seeded subsample of the target")
     parser.add_argument("--work", default=None, help="working folder (default: a new one under /tmp)")
     args = parser.parse_args()
 

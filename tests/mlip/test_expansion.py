@@ -147,6 +147,14 @@ def test_expand_with_emt_stores_a_child_dataset_each_member_with_its_reason(emt_
     assert len(added) == 2 and all(m["reason"].startswith("key-motif: score") and "labelled by emt" in m["reason"]
                                    for m in added)
     assert sorted(result.structure_ids.values()) == sorted(m["structure_id"] for m in added)
+    import ase
+
+    from xtalbase.platform.repositories.structures import calculations_of
+
+    with emt_db.session() as s:
+        calcs = calculations_of(s, [m["structure_id"] for m in added])
+    # oracle labels say which oracle made them, and never pass for DFT
+    assert {(c.code, c.code_version) for c in calcs.values()} == {("emt", ase.__version__)}
     with pytest.raises(expansion.ExpansionError, match="already exists"):
         expansion.expand(emt_db, train="train", target="target", strategy="gap", n=1, oracle="emt",
                          out=tmp_path / "again", name="train+km", report=report)
