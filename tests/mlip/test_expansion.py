@@ -203,3 +203,28 @@ def test_mlip_cli_gap_expand_and_label(emt_db, tmp_path):
     assert info["dataset"]["name"] == "train+gap" and len(info["selected"]) == 2
     out = cli("dataset", "lineage", "train+gap", "--db", url, "--json")
     assert "train" in out.output
+
+
+def test_diverse_selection_zeroes_the_motifs_of_each_pick(emt_db):
+    from xtalbase.mlip import expansion, surrogates
+
+    report = expansion.gap_report(emt_db, train="train", target="target")
+    pool = [c.to_ase() for c in expansion.dataset_configurations(emt_db, "holdout", labelled=True)]
+    pool += [c.build() for c in surrogates.enumerate_candidates(["Al", "Ni", "Pt"], prototypes=["L1_2", "L1_0"],
+                                                                a_values=[3.6, 3.9], strains=[(0,) * 6],
+                                                                displacements=(0.0125,))]
+    top = expansion.design(report, "gap", 3, pool=pool)
+    diverse = expansion.design(report, "gap", 3, pool=pool, diverse=True)
+    assert top[0].score == diverse[0].score and len(diverse) == 3
+    table = surrogates.pool_table(pool, report.histograms, report.rc, report.rc_angle)
+    scores = report.scores("gap")
+    first = table.counts[next(k for k, a in enumerate(pool) if a is diverse[0].atoms)]
+    covered = {key: np.where(first.get(key, 0) > 0, 0.0, s) for key, s in scores.items()}
+    second = next(k for k, a in enumerate(pool) if a is diverse[1].atoms)
+    # the second pick is the best under the scores with the first pick's motifs removed, and it is scored so
+    assert diverse[1].score == pytest.approx(table.scores(covered)[second])
+    assert table.scores(covered)[second] == pytest.approx(max(v for k, v in enumerate(table.scores(covered))
+                                                              if pool[k] is not diverse[0].atoms))
+    cands = expansion.design(report, "gap", 2, prototypes=["L1_2", "L1_0"], diverse=True,
+                             candidate_options={"a_values": [3.6, 3.9, 4.2], "displacements": (0.0,)})
+    assert len(cands) == 2 and cands[0].label != cands[1].label

@@ -115,3 +115,15 @@ def test_distance_and_energy_penalties():
     energies = {"AlPt": 0.1, "AlPt3": -0.3}
     penalised = score_candidates(cands, scores, gap, 4.5, energy=lambda at: energies[at.get_chemical_formula()])
     assert penalised[0] == pytest.approx(plain[0] - 5.0) and penalised[1] == pytest.approx(plain[1])
+
+
+def test_pool_scores_equal_the_formula_on_each_structure():
+    from xtalbase.mlip.surrogates import score_structures
+
+    gap, scores = _al_pt_gap()
+    candidates = enumerate_candidates(["Al", "Pt"], prototypes=["cscl", "L1_2", "C14"], a_values=[4.0, 5.0],
+                                      strains=[(0.03, 0, 0, 0, 0.02, 0)], displacements=(0.0125,))
+    want = np.array([_brute_force_score(c, scores, gap, 4.5) for c in candidates])
+    assert np.isfinite(want).all()
+    got = score_structures([c.build() for c in candidates], scores, gap, 4.5)
+    assert np.allclose(got, want, rtol=1e-9, atol=1e-9)

@@ -75,6 +75,7 @@ def expand(
     quantile: QuantileOpt = None,
     rc_angle: AngleOpt = None,
     energy: EnergyOpt = None,
+    diverse: Annotated[bool, typer.Option(help="Pick greedily: each pick's motifs score zero for the next picks.")] = False,
     threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -88,7 +89,7 @@ def expand(
     report = gap_report(handle, train=train, target=target, model_id=model, quantile=quantile, rc_angle=rc_angle)
     result = do_expand(handle, train=train, target=target, strategy=strategy, n=n, oracle=oracle, out=out, name=name,
                        model_id=model, seed=seed, quantile=quantile, energy=energy, prototypes=prototype,
-                       template_ids=template or (), pool=pool, report=report)
+                       template_ids=template or (), pool=pool, report=report, diverse=diverse)
     rows = [{"key": s.key, "formula": s.atoms.get_chemical_formula(), "score": round(s.score, 4),
              "top motif": s.top_motif or "", "generator": s.label, "structure_id": result.structure_ids.get(s.key)}
             for s in result.selected]
@@ -132,7 +133,8 @@ def loop(
     holdout: Annotated[str, typer.Option(help="Hold-out dataset every model is scored on (never seen by the analysis).")],
     out: Annotated[Path, typer.Option(help="Folder for labelling folders, results table and plot.")],
     prefix: Annotated[str, typer.Option(help="Prefix of the dataset and model names this run creates.")] = "loop",
-    strategies: Annotated[str, typer.Option(help="Comma-separated strategies.")] = "key-motif,gap,outlier,random",
+    strategies: Annotated[str, typer.Option(
+        help="Comma-separated strategies; NAME:diverse selects greedily (e.g. key-motif:diverse).")] = "key-motif,gap,outlier,random",
     n: Annotated[str, typer.Option(help="N values: 1..10 or a comma list.")] = "1..10",
     seeds: Annotated[int, typer.Option(help="Number of seeds (0, 1, ...).")] = 3,
     oracle: Annotated[str, typer.Option(help="emt | chgnet.")] = "emt",

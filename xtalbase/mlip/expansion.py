@@ -258,13 +258,14 @@ def energy_function(source: str, report: GapReport, *, model: Any = None, oracle
 
 def design(report: GapReport, strategy: str, n: int, *, seed: int = 0, elements: Sequence[str] | None = None,
            prototypes: Sequence[str] | None = None, templates: Sequence[Any] = (), pool: Sequence["Atoms"] | None = None,
-           energy: Callable[["Atoms"], float] | None = None, candidate_options: dict[str, Any] | None = None
-           ) -> list[Selected]:
+           energy: Callable[["Atoms"], float] | None = None, candidate_options: dict[str, Any] | None = None,
+           diverse: bool = False) -> list[Selected]:
     """The ``n`` best surrogates under ``strategy``: from the prototype generators (default) or a ``pool``.
 
     ``random`` draws ``n`` candidates uniformly (seeded) among those with a small distance penalty and, with an
     energy source, ``E_atom`` below :data:`RANDOM_MAX_E_ATOM`, rather than ranking random motif scores: the
-    study's random baseline.
+    study's random baseline. ``diverse`` picks greedily instead of taking the top N at once: after each pick
+    the motifs (bins) the picked structure holds score zero, so the next pick must bring other motifs.
     """
     from xtalbase.mlip import surrogates
 
@@ -274,43 +275,89 @@ def design(report: GapReport, strategy: str, n: int, *, seed: int = 0, elements:
         raise ExpansionError(f"n = {n}: give at least one structure to add")
     scores = report.scores("gap" if strategy == "random" else strategy, seed)
     rng = np.random.default_rng(seed)
+    random = strategy == "random"
+    rounds = n if diverse and not random else 1
+    picked: list[tuple[int, float, dict[str, np.ndarray]]] = []
     if pool is not None:
-        values = surrogates.score_structures(pool, scores, report.histograms, report.rc, report.rc_angle)
-        order = _order(values, strategy, rng)[:n]
-        return [Selected(key=f"c{k:03d}", atoms=pool[i], score=float(values[i]), top_motif=top_motif_of(pool[i], report, scores),
+        table = surrogates.pool_table(pool, report.histograms, report.rc, report.rc_angle)
+        current = scores
+        for _ in range(rounds):
+            values = table.scores(current)
+            taken = {i for i, _, _ in picked}
+            order = [i for i in _order(values, strategy, rng) if i not in taken][:n - len(picked) if rounds == 1 else 1]
+            picked += [(i, float(values[i]), current) for i in order]
+            if not order:
+                break
+            current = _covered(current, table.counts[order[-1]])
+        return [Selected(key=f"c{k:03d}", atoms=pool[i], score=value, top_motif=top_motif_of(pool[i], report, used),
                          generator={"pool": pool[i].info.get("structure_id", int(i))},
                          label=f"pool structure {pool[i].info.get('structure_id', int(i))}")
-                for k, i in enumerate(order)]
+                for k, (i, value, used) in enumerate(picked)]
     cands = surrogates.enumerate_candidates(list(elements or report.elements), prototypes=prototypes, templates=templates,
                                             seed=seed, **(candidate_options or {}))
-    random = strategy == "random"
-    values = surrogates.score_candidates(cands, scores, report.histograms, report.rc, rc_angle=report.rc_angle,
-                                         energy=None if random else energy, energy_top=max(2 * n, 10))
-    # the random baseline draws plausible cells, not compressed ones
-    order = _first_distinct(_order(values, strategy, rng), cands, values, n, energy if random else None)
+    energy = _cached(energy) if energy is not None else None
+    current = scores
+    for _ in range(rounds):
+        values = surrogates.score_candidates(cands, current, report.histograms, report.rc, rc_angle=report.rc_angle,
+                                             energy=None if random else energy, energy_top=max(2 * n, 10))
+        taken = [i for i, _, _ in picked]
+        # the random baseline draws plausible cells, not compressed ones
+        order = _first_distinct([i for i in _order(values, strategy, rng) if i not in taken], cands, values,
+                                n - len(picked) if rounds == 1 else 1, energy if random else None, exclude=taken)
+        picked += [(i, float(values[i]), current) for i in order]
+        if not order:
+            break
+        current = _covered(current, _bin_counts(cands[order[-1]].build(), report))
     out = []
-    for k, i in enumerate(order):
+    for k, (i, value, used) in enumerate(picked):
         atoms = cands[i].build()
-        out.append(Selected(key=f"c{k:03d}", atoms=atoms, score=float(values[i]),
-                            top_motif=top_motif_of(atoms, report, scores), generator=cands[i].params(),
-                            label=cands[i].label()))
+        out.append(Selected(key=f"c{k:03d}", atoms=atoms, score=value, top_motif=top_motif_of(atoms, report, used),
+                            generator=cands[i].params(), label=cands[i].label()))
+    return out
+
+
+def _cached(energy: Callable[["Atoms"], float]) -> Callable[["Atoms"], float]:
+    """``energy`` remembered per cell (the diverse rounds rescore the same candidates)."""
+    memo: dict[tuple, float] = {}
+
+    def cached(atoms: "Atoms") -> float:
+        key = (tuple(atoms.numbers), np.round(atoms.cell.array, 10).tobytes(), np.round(atoms.positions, 10).tobytes())
+        if key not in memo:
+            memo[key] = energy(atoms)
+        return memo[key]
+    return cached
+
+
+def _bin_counts(atoms: "Atoms", report: GapReport) -> dict[str, np.ndarray]:
+    """Counts per bin of each type in ``atoms`` (the motifs it holds)."""
+    from xtalbase.mlip.surrogates import pool_table
+
+    return pool_table([atoms], report.histograms, report.rc, report.rc_angle).counts[0]
+
+
+def _covered(scores: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``scores`` with the bins ``counts`` populates set to zero."""
+    out = dict(scores)
+    for key, c in counts.items():
+        if key in out:
+            out[key] = np.where(c > 0, 0.0, out[key])
     return out
 
 
 def _first_distinct(order: Sequence[int], cands: Sequence[Any], values: np.ndarray, n: int,
-                    energy: Callable[["Atoms"], float] | None = None, budget: int = 500) -> list[int]:
+                    energy: Callable[["Atoms"], float] | None = None, budget: int = 500,
+                    exclude: Sequence[int] = ()) -> list[int]:
     """The first ``n`` of ``order`` that build a cell no earlier one built (sublattices a prototype's symmetry makes
     equivalent, e.g. Y and Z of a Heusler X₂YZ, give equal cells and equal scores) and, with ``energy``, whose
     ``E_atom`` is below :data:`RANDOM_MAX_E_ATOM` (at most ``budget`` energy calls)."""
-    seen: set[tuple] = set()
+    seen = {_cell_key(cands[i], values[i]) for i in exclude}
     out: list[int] = []
     calls = 0
     for i in order:
         if len(out) == n or calls >= budget:
             break
-        c = cands[i]
-        atoms = c.build()
-        key = (c.prototype, c.a, c.strain, c.displacement, atoms.get_chemical_formula(), round(float(values[i]), 9))
+        atoms = cands[i].build()
+        key = _cell_key(cands[i], values[i], atoms)
         if key in seen:
             continue
         seen.add(key)
@@ -320,6 +367,11 @@ def _first_distinct(order: Sequence[int], cands: Sequence[Any], values: np.ndarr
                 continue
         out.append(i)
     return out
+
+
+def _cell_key(cand: Any, value: float, atoms: "Atoms | None" = None) -> tuple:
+    formula = (atoms if atoms is not None else cand.build()).get_chemical_formula()
+    return (cand.prototype, cand.a, cand.strain, cand.displacement, formula, round(float(value), 9))
 
 
 def _order(values: np.ndarray, strategy: str, rng: np.random.Generator) -> list[int]:
@@ -354,7 +406,7 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
            model_id: int | str | None = None, seed: int = 0, quantile: float | None = None, energy: str | None = None,
            prototypes: Sequence[str] | None = None, template_ids: Sequence[int] = (), pool: str | None = None,
            report: GapReport | None = None, candidate_options: dict[str, Any] | None = None,
-           device: str = "cpu") -> ExpansionReport:
+           device: str = "cpu", diverse: bool = False) -> ExpansionReport:
     """Gap report → design → labelling folder → oracle labels → child dataset ``name`` of ``train``.
 
     ``pool`` names a dataset whose structures are the candidates (a retrospective study; their stored
@@ -375,20 +427,21 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
         pool_atoms = [c.to_ase() for c in dataset_configurations(db, pool, labelled=True)]
         train_ids = set(DatasetStore(db).get(train).ids())
         pool_atoms = [a for a in pool_atoms if a.info["structure_id"] not in train_ids]
-        selected = design(report, strategy, n, seed=seed, pool=pool_atoms)
+        selected = design(report, strategy, n, seed=seed, pool=pool_atoms, diverse=diverse)
     else:
         e_fn = energy_function(source, report, model=model, oracle=the_oracle)
         selected = design(report, strategy, n, seed=seed, prototypes=prototypes, templates=templates, energy=e_fn,
-                          candidate_options=candidate_options)
+                          candidate_options=candidate_options, diverse=diverse)
     if not selected:
         raise ExpansionError(f"strategy {strategy!r} found no candidate with a positive score "
                              f"(the target {target!r} may hold no environment the training set lacks)")
     version = the_oracle.version() if pool is None else None
     label_by = f"stored labels of {pool}" if pool is not None else the_oracle.name
-    entries = [{"key": s.key, "reason": reason_of(strategy, s, label_by, version), "score": s.score,
+    how = f"{strategy} (diverse)" if diverse and strategy != "random" else strategy
+    entries = [{"key": s.key, "reason": reason_of(how, s, label_by, version), "score": s.score,
                 "top_motif": s.top_motif, "generator": s.generator, "formula": s.atoms.get_chemical_formula()}
                for s in selected]
-    manifest = {"parent": train, "name": name, "target": target, "strategy": strategy, "seed": seed, "n": n,
+    manifest = {"parent": train, "name": name, "target": target, "strategy": how, "seed": seed, "n": n,
                 "oracle": label_by, "oracle_version": version, "model_id": report.model_id, "quantile": quantile,
                 "energy_source": source if pool is None else "none"}
     if pool is not None:

@@ -1,7 +1,8 @@
 """The key-motif comparison loop: strategies × N × seeds, each retrained from scratch and scored on a hold-out.
 
 For each seed: train the parent potential on ``train``; evaluate it on ``holdout`` (the N = 0 row); take the
-gap report of ``target`` against ``train`` with that potential; for each strategy select the best ``max(N)``
+gap report of ``target`` against ``train`` with that potential; for each strategy (a name, or ``name:diverse``
+for the greedy selection that zeroes the motifs each pick holds) select the best ``max(N)``
 surrogates (or pool structures), label them once, and for each N store the child dataset holding the first
 N (each member with its reason) and train a fresh potential on it with the same seed and options. Selections
 are nested (the best N are the first N of the best max(N)), so labelling costs one oracle call per surrogate.
@@ -125,23 +126,27 @@ def run_loop(db: "Database", *, train: str, target: str, holdout: str, out: str 
             parent = train_potential(db, dataset=train, recipe=recipe, options=opts, name=f"{prefix}-parent-s{seed}")
             record("none", 0, seed, parent.model_id, train, time.perf_counter() - t0)
             report = gap_report(db, train=train, target=target, model_id=parent.model_id, quantile=quantile)
-            for strategy in strategies:
+            for label in strategies:
+                strategy, _, mode = label.partition(":")
+                if mode not in ("", "diverse"):
+                    raise XtalbaseError(f"strategy {label!r}: a strategy name, optionally with ':diverse'")
+                tag = label.replace(":", "-")
                 top = expand(db, train=train, target=target, strategy=strategy, n=n_values[-1], seed=int(seed),
-                             oracle=oracle, out=root / f"{strategy}-s{seed}", name=f"{prefix}-{strategy}-s{seed}-n{n_values[-1]}",
+                             oracle=oracle, out=root / f"{tag}-s{seed}", name=f"{prefix}-{tag}-s{seed}-n{n_values[-1]}",
                              model_id=parent.model_id, report=report, pool=pool, energy=energy, prototypes=prototypes,
-                             candidate_options=candidate_options)
+                             candidate_options=candidate_options, diverse=mode == "diverse")
                 reasons = {m["structure_id"]: m["reason"] for m in top.dataset.members() if not m["inherited"]}
                 order = [top.structure_ids[s.key] for s in top.selected if s.key in top.structure_ids]
                 for n in n_values:
                     ids = list(dict.fromkeys(order[:n]))
-                    name = f"{prefix}-{strategy}-s{seed}-n{n}"
+                    name = f"{prefix}-{tag}-s{seed}-n{n}"
                     if n != n_values[-1]:
                         store.extend(train, name, ids=ids, reason={i: reasons[i] for i in ids},
                                      description=f"the first {n} of {top.dataset.name}")
                     t0 = time.perf_counter()
                     child = train_potential(db, dataset=name, recipe=recipe, options=opts, name=f"{name}-model",
                                             parent_model_id=parent.model_id)
-                    record(strategy, n, seed, child.model_id, name, time.perf_counter() - t0)
+                    record(label, n, seed, child.model_id, name, time.perf_counter() - t0)
         table = aggregate(rows)
         run.summary.update(table=table, n_models=len(rows))
         run_id = run.id

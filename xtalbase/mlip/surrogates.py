@@ -368,20 +368,47 @@ class _Geometry:
         return np.searchsorted(self._all_scales(), scale)
 
 
+@dataclass
+class PoolTable:
+    """Stored structures' motif counts per bin (``counts[k][type]``), atom counts and distance penalties, so a pool
+    is rescored under new motif scores with one dot product per type."""
+
+    counts: list[dict[str, np.ndarray]]
+    n_atoms: np.ndarray
+    p_dist: np.ndarray
+
+    def scores(self, motif_scores: dict[str, np.ndarray]) -> np.ndarray:
+        """``Σ_m N_m S(m) / N_atoms − P_dist`` of every structure."""
+        motif = np.array([sum(float(c @ motif_scores[key]) for key, c in counts.items() if key in motif_scores)
+                          for counts in self.counts])
+        return motif / self.n_atoms - self.p_dist
+
+
+def pool_table(structures: Sequence["Atoms"], gap: dict[str, "Histogram"], rc: float, rc_angle: float | None = None
+               ) -> PoolTable:
+    """The :class:`PoolTable` of ``structures`` over the bins of ``gap`` (values outside the bins are not counted)."""
+    from xtalbase.mlip.coverage import local_environments
+
+    counts, p_dist = [], []
+    for atoms in structures:
+        env = local_environments(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc, True, rc_angle)
+        row = {}
+        for key, values in env.values.items():
+            if key in gap:
+                bins = np.searchsorted(gap[key].edges, values, side="right") - 1
+                n_bins = len(gap[key].edges) - 1
+                row[key] = np.bincount(bins[(bins >= 0) & (bins < n_bins)], minlength=n_bins).astype(float)
+        counts.append(row)
+        i, j, _, dist = _pairs(atoms, rc)
+        short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j]) - dist)
+        p_dist.append(0.5 * DIST_WEIGHT * float((short ** 2).sum()))
+    return PoolTable(counts, np.array([len(a) for a in structures], dtype=float), np.array(p_dist))
+
+
 def score_structures(structures: Sequence["Atoms"], motif_scores: dict[str, np.ndarray], gap: dict[str, "Histogram"],
                      rc: float, rc_angle: float | None = None) -> np.ndarray:
     """``Σ_m N_m S(m) / N_atoms − P_dist`` of given structures (a pool of stored ones, no lattice scan)."""
-    from xtalbase.mlip.coverage import local_environments
-
-    out = np.zeros(len(structures))
-    for k, atoms in enumerate(structures):
-        env = local_environments(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc, True, rc_angle)
-        motif = sum(_bin_weights(gap[key], motif_scores[key], values).sum()
-                    for key, values in env.values.items() if key in gap)
-        i, j, _, dist = _pairs(atoms, rc)
-        short = np.maximum(0.0, d_min(atoms.numbers[i], atoms.numbers[j]) - dist)
-        out[k] = motif / len(atoms) - 0.5 * DIST_WEIGHT * float((short ** 2).sum())
-    return out
+    return pool_table(structures, gap, rc, rc_angle).scores(motif_scores)
 
 
 def _pairs(atoms: "Atoms", rc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
