@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=150, help="pool: seeded subsample of the training set")
     parser.add_argument("--max-pool", type=int, default=400, help="pool: seeded subsample of the pool")
     parser.add_argument("--max-target", type=int, default=80, help="pool: seeded subsample of the target")
+    parser.add_argument("--label", default=None, help="results file stem (default: keymotif_<kind>)")
     parser.add_argument("--work", default=None, help="working folder (default: a new one under /tmp)")
     args = parser.parse_args()
 
@@ -272,10 +273,11 @@ def main() -> None:
            "loop_seconds": round(result.seconds, 1), "table": result.table, "rows": result.rows,
            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "torch_threads": 1}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"keymotif_{args.kind}.json").write_text(json.dumps(out, indent=1))
+    stem = args.label or f"keymotif_{args.kind}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
     md = [f"# key-motif {args.kind}", "", f"sets: {counts}; data {built:.0f} s, loop {result.seconds:.0f} s "
           f"({len(result.rows)} potentials)", "", result.markdown(), ""]
-    (RESULTS / f"keymotif_{args.kind}.md").write_text("\n".join(md))
+    (RESULTS / f"{stem}.md").write_text("\n".join(md))
     print(result.markdown())
 
 

@@ -228,3 +228,15 @@ def test_diverse_selection_zeroes_the_motifs_of_each_pick(emt_db):
     cands = expansion.design(report, "gap", 2, prototypes=["L1_2", "L1_0"], diverse=True,
                              candidate_options={"a_values": [3.6, 3.9, 4.2], "displacements": (0.0,)})
     assert len(cands) == 2 and cands[0].label != cands[1].label
+
+
+def test_selection_keeps_one_of_each_crystal_whatever_generator_built_it():
+    from xtalbase.mlip.expansion import _first_distinct
+    from xtalbase.mlip.surrogates import Candidate
+
+    cands = [Candidate("bcc", ("Al",), 3.25), Candidate("cscl", ("Al", "Al"), 3.25),
+             Candidate("heusler", ("Al", "Al", "Al"), 6.5),       # the same bcc crystal in a 16-atom cell
+             Candidate("heusler", ("Al", "Pt", "Ni"), 6.0), Candidate("heusler", ("Al", "Ni", "Pt"), 6.0),  # Y, Z swap
+             Candidate("bcc", ("Al",), 3.5)]
+    kept = _first_distinct(list(range(len(cands))), cands, 10)
+    assert kept == [0, 3, 5]

@@ -302,7 +302,7 @@ def design(report: GapReport, strategy: str, n: int, *, seed: int = 0, elements:
                                              energy=None if random else energy, energy_top=max(2 * n, 10))
         taken = [i for i, _, _ in picked]
         # the random baseline draws plausible cells, not compressed ones
-        order = _first_distinct([i for i in _order(values, strategy, rng) if i not in taken], cands, values,
+        order = _first_distinct([i for i in _order(values, strategy, rng) if i not in taken], cands,
                                 n - len(picked) if rounds == 1 else 1, energy if random else None, exclude=taken)
         picked += [(i, float(values[i]), current) for i in order]
         if not order:
@@ -344,20 +344,20 @@ def _covered(scores: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> di
     return out
 
 
-def _first_distinct(order: Sequence[int], cands: Sequence[Any], values: np.ndarray, n: int,
+def _first_distinct(order: Sequence[int], cands: Sequence[Any], n: int,
                     energy: Callable[["Atoms"], float] | None = None, budget: int = 500,
                     exclude: Sequence[int] = ()) -> list[int]:
     """The first ``n`` of ``order`` that build a cell no earlier one built (sublattices a prototype's symmetry makes
     equivalent, e.g. Y and Z of a Heusler X₂YZ, give equal cells and equal scores) and, with ``energy``, whose
     ``E_atom`` is below :data:`RANDOM_MAX_E_ATOM` (at most ``budget`` energy calls)."""
-    seen = {_cell_key(cands[i], values[i]) for i in exclude}
+    seen = {_cell_key(cands[i]) for i in exclude}
     out: list[int] = []
     calls = 0
     for i in order:
         if len(out) == n or calls >= budget:
             break
         atoms = cands[i].build()
-        key = _cell_key(cands[i], values[i], atoms)
+        key = _cell_key(cands[i], atoms)
         if key in seen:
             continue
         seen.add(key)
@@ -369,9 +369,17 @@ def _first_distinct(order: Sequence[int], cands: Sequence[Any], values: np.ndarr
     return out
 
 
-def _cell_key(cand: Any, value: float, atoms: "Atoms | None" = None) -> tuple:
-    formula = (atoms if atoms is not None else cand.build()).get_chemical_formula()
-    return (cand.prototype, cand.a, cand.strain, cand.displacement, formula, round(float(value), 9))
+def _cell_key(cand: Any, atoms: "Atoms | None" = None) -> tuple:
+    """What makes two candidates the same crystal: structure type (the ingest canonical hash: space group and
+    Wyckoff occupation), reduced formula and volume per atom. Different generators give one crystal (bcc Al, CsCl
+    Al–Al and Heusler Al–Al–Al at twice the a are one cell), and so do sublattices a symmetry swaps."""
+    from xtalbase.ingest.identity import canonical_hash, symmetry
+
+    atoms = atoms if atoms is not None else cand.build()
+    labels = atoms.get_chemical_symbols()
+    sym = symmetry(np.asarray(atoms.cell), atoms.get_scaled_positions(), labels)
+    return (canonical_hash(labels, sym), atoms.get_chemical_formula(empirical=True),
+            round(atoms.get_volume() / len(atoms), 3))
 
 
 def _order(values: np.ndarray, strategy: str, rng: np.random.Generator) -> list[int]:
