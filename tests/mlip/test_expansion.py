@@ -240,3 +240,14 @@ def test_selection_keeps_one_of_each_crystal_whatever_generator_built_it():
              Candidate("bcc", ("Al",), 3.5)]
     kept = _first_distinct(list(range(len(cands))), cands, 10)
     assert kept == [0, 3, 5]
+
+
+def test_chgnet_oracle_without_its_extra_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from xtalbase.mlip import oracles
+
+    monkeypatch.setitem(sys.modules, "chgnet.model", None)    # as if the optional extra were not installed
+    with pytest.raises(oracles.OracleError, match=r"pip install 'xtalbase\[oracle\]'"):
+        oracles.get_oracle("chgnet").calculator()
+    assert not oracles.get_oracle("files").is_calculator and oracles.get_oracle("files").version() is None
