@@ -215,10 +215,32 @@ def cycle(work: Path, epochs: int, lbfgs_iterations: int) -> dict[str, float]:
     return times
 
 
+def merge(paths: list[Path], stem: str) -> None:
+    """Rows of several runs (same data, seeds and options: deterministic parents and nested selections) in one table;
+    a (strategy, N, seed) row present in two runs must agree."""
+    from xtalbase.mlip.loop import LoopResult, aggregate
+
+    rows: dict[tuple, dict] = {}
+    for path in paths:
+        for row in json.loads(path.read_text())["rows"]:
+            key = (row["strategy"], row["n"], row["seed"])
+            if key in rows and abs(rows[key]["energy_rmse_mev"] - row["energy_rmse_mev"]) > 1e-9:
+                sys.exit(f"{path}: row {key} differs from an earlier run; the runs are not comparable")
+            rows[key] = row
+    result = LoopResult(rows=list(rows.values()), table=aggregate(list(rows.values())))
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"inputs": [str(p) for p in paths], "table": result.table,
+                                                      "rows": result.rows}, indent=1))
+    (RESULTS / f"{stem}.md").write_text(f"# key-motif, merged from {', '.join(p.name for p in paths)}\n\n"
+                                        + result.markdown() + "\n")
+    print(result.markdown())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=("replica", "pool", "cycle"),
-                        help="cycle: time one replica cycle on the --work folder of a finished replica run")
+    parser.add_argument("kind", choices=("replica", "pool", "cycle", "merge"),
+                        help="cycle: time one replica cycle on the --work folder of a finished replica run; "
+                             "merge: one table from the --inputs result files (runs with the same seeds)")
+    parser.add_argument("--inputs", nargs="*", default=[], help="merge: result JSON files")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--n", default="1,2,4,7,10")
     parser.add_argument("--strategies", default="key-motif,gap,outlier,random")
@@ -239,6 +261,9 @@ def main() -> None:
     from xtalbase.mlip.loop import run_loop
     from xtalbase.mlip.training import TrainOptions
 
+    if args.kind == "merge":
+        merge([Path(p) for p in args.inputs], args.label or "keymotif_merged")
+        return
     if args.kind == "cycle":
         if not args.work:
             sys.exit("cycle needs --work, the folder of a finished replica run")
