@@ -81,16 +81,22 @@ class Environments:
             self.atoms[key], self.values[key] = np.asarray(atoms), np.asarray(values, dtype=float)
 
 
+def pair_vectors(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any, rc: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, vector, distance)`` of every ordered pair within ``rc`` (Å)."""
+    from xtalbase.mlip.acsf import neighbor_pairs
+
+    pos = np.asarray(positions, dtype=float)
+    i, j, shifts = neighbor_pairs(np.asarray(numbers), pos, np.asarray(cell, float), pbc, rc)
+    vec = pos[j] - pos[i] + shifts @ np.asarray(cell, dtype=float)
+    return i, j, vec, np.linalg.norm(vec, axis=1)
+
+
 def local_environments(numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Any, rc: float,
                        angles: bool = True, rc_angle: float | None = None) -> Environments:
     """Distances (Å) of every ordered pair within ``rc`` and angles (degrees) of every neighbour pair j < k
     within ``rc_angle`` (default ``min(rc, ANGLE_CUTOFF)``)."""
-    from xtalbase.mlip.acsf import neighbor_pairs
-
-    i, j, shifts = neighbor_pairs(np.asarray(numbers), np.asarray(positions, float), np.asarray(cell, float), pbc, rc)
-    pos = np.asarray(positions, dtype=float)
-    vec = pos[j] - pos[i] + shifts @ np.asarray(cell, dtype=float)
-    dist = np.linalg.norm(vec, axis=1)
+    i, j, vec, dist = pair_vectors(numbers, positions, cell, pbc, rc)
     sym = element_symbols(numbers)
     env = Environments()
     pair_keys = np.array(["-".join(sorted((a, b))) for a, b in zip(sym[i], sym[j])]) if len(i) else np.array([], dtype=str)

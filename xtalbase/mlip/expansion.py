@@ -49,13 +49,9 @@ class ExpansionError(XtalbaseError):
 
 def dataset_configurations(db: "Database", name: str, *, labelled: bool = False) -> list["Configuration"]:
     """The configurations of dataset ``name`` (with energy and forces when ``labelled``)."""
-    from xtalbase.mlip.configurations import load_configurations, select_structure_ids
+    from xtalbase.mlip.potentials import selected_configurations
 
-    ids, info = select_structure_ids(db, dataset=name)
-    if not ids:
-        raise ExpansionError(f"dataset {name!r} is empty")
-    with db.session() as s:
-        return list(load_configurations(s, ids, require_energy=labelled, require_forces=labelled, what=info["what"]))
+    return selected_configurations(db, dataset=name, require_energy=labelled, require_forces=labelled)[0]
 
 
 def descriptor_ranges(model: Any, configs: Sequence["Configuration"], quantile: float
@@ -225,8 +221,8 @@ def top_motif_of(atoms: "Atoms", report: GapReport, scores: dict[str, np.ndarray
     return None if best is None else best[1]
 
 
-def energy_function(source: str, report: GapReport, *, model: Any = None, oracle: Any = None
-                    ) -> Callable[["Atoms"], float] | None:
+def energy_function(source: str, report: GapReport, *, model: Any = None, oracle: Any = None,
+                    calculator: Any = None) -> Callable[["Atoms"], float] | None:
     """``E_atom(atoms)`` for the energy penalty from ``source`` (``potential``, ``oracle`` or ``none``)."""
     if source not in ENERGY_SOURCES:
         raise ExpansionError(f"energy source {source!r}: choose one of {', '.join(ENERGY_SOURCES)}")
@@ -243,7 +239,7 @@ def energy_function(source: str, report: GapReport, *, model: Any = None, oracle
     else:
         if oracle is None or not oracle.is_calculator:
             raise ExpansionError("energy source 'oracle' needs an in-process oracle (emt or chgnet)")
-        calc = oracle.calculator()
+        calc = calculator if calculator is not None else oracle.calculator()
     mu = report.references
 
     def e_atom(atoms: "Atoms") -> float:
@@ -437,7 +433,8 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
         pool_atoms = [a for a in pool_atoms if a.info["structure_id"] not in train_ids]
         selected = design(report, strategy, n, seed=seed, pool=pool_atoms, diverse=diverse)
     else:
-        e_fn = energy_function(source, report, model=model, oracle=the_oracle)
+        calc = the_oracle.calculator(device) if the_oracle.is_calculator else None
+        e_fn = energy_function(source, report, model=model, oracle=the_oracle, calculator=calc)
         selected = design(report, strategy, n, seed=seed, prototypes=prototypes, templates=templates, energy=e_fn,
                           candidate_options=candidate_options, diverse=diverse)
     if not selected:
@@ -467,7 +464,7 @@ def expand(db: "Database", *, train: str, target: str, strategy: str, n: int, or
         atoms = s.atoms.copy()
         atoms.info["candidate"] = s.key
         inputs.append(atoms)
-    labelling.write_labels(folder, oracles.label(the_oracle, inputs, device=device))
+    labelling.write_labels(folder, oracles.label(the_oracle, inputs, device=device, calculator=calc))
     dataset, ids = _finish(db, folder, partial=False)
     return ExpansionReport(folder=folder, selected=selected, dataset=dataset, oracle=oracle, structure_ids=ids)
 

@@ -124,14 +124,15 @@ def _labelled(atoms: "Atoms", results: dict[str, Any], oracle: Oracle, info: dic
 
 
 def label(oracle: Oracle | str, structures: Sequence["Atoms"], *, stress: bool = True, device: str = "cpu",
-          on_progress: Callable[[int], None] | None = None) -> list["Atoms"]:
+          on_progress: Callable[[int], None] | None = None, calculator: Any = None) -> list["Atoms"]:
     """Single points: copies of ``structures`` with the oracle's energy (eV), forces (eV/Å) and stress.
 
     ``info`` gains ``code``, ``code_version`` and ``oracle``; a structure the oracle cannot label raises
-    :class:`OracleError` naming it (``info["candidate"]`` or its index) and the reason.
+    :class:`OracleError` naming it (``info["candidate"]`` or its index) and the reason. ``calculator`` reuses
+    one the caller already made (loading CHGNet's weights takes seconds).
     """
     oracle = get_oracle(oracle) if isinstance(oracle, str) else oracle
-    calc = oracle.calculator(device)
+    calc = calculator if calculator is not None else oracle.calculator(device)
     out = []
     for k, atoms in enumerate(structures):
         what = f"structure {atoms.info.get('candidate', k)} ({atoms.get_chemical_formula()})"

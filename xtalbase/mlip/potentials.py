@@ -320,13 +320,16 @@ def load_potential(db: "Database", model_id: int | str, device: str = "cpu") -> 
 
 
 def selected_configurations(db: "Database", *, split: str | None = None, fold: str = "test", dataset: str | None = None,
-                            filter: str | None = None, require_forces: bool = True) -> tuple[list[Configuration], dict[str, Any]]:
-    """The configurations of a split fold, dataset or filter with their chosen calculations."""
+                            filter: str | None = None, require_forces: bool = True, require_energy: bool = True
+                            ) -> tuple[list[Configuration], dict[str, Any]]:
+    """The configurations of a split fold, dataset or filter with their chosen calculations (structures without
+    one are kept, unlabelled, when neither energy nor forces are required)."""
     ids, info = select_structure_ids(db, split=split, fold=fold, dataset=dataset, filter=filter)
     if not ids:
         raise XtalbaseError(f"{info.get('what', 'the selection')} is empty")
     with db.session() as s:
-        configs = list(load_configurations(s, ids, require_forces=require_forces, what=info.get("what", "structures")))
+        configs = list(load_configurations(s, ids, require_energy=require_energy, require_forces=require_forces,
+                                           what=info.get("what", "structures")))
     return configs, info
 
 

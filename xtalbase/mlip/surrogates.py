@@ -293,6 +293,8 @@ class _Geometry:
         if not allowed:
             return
         self.a_ref = min(candidates[k].a for k in allowed)
+        #: every a / a_ref of the group, sorted: pair weights are looked up once per scale
+        self.scales = np.unique([candidates[k].a / self.a_ref for k in allowed])
         atoms = Candidate(first.prototype, markers, self.a_ref, first.strain, first.displacement, first.seed,
                           first.template).build()
         self.n_atoms = len(atoms)
@@ -337,8 +339,8 @@ class _Geometry:
                 scaled = np.outer(scale, self.dist[idx])
                 cache_key = (code, key)
                 if cache_key not in pair_cache:  # same for every assignment putting this pair type here
-                    pair_cache[cache_key] = _bin_weights(gap[key], motif_scores[key], np.outer(self._all_scales(), self.dist[idx]))
-                weights = pair_cache[cache_key][self._scale_rows(scale)]
+                    pair_cache[cache_key] = _bin_weights(gap[key], motif_scores[key], np.outer(self.scales, self.dist[idx]))
+                weights = pair_cache[cache_key][np.searchsorted(self.scales, scale)]
                 motif += (weights * (scaled < self.rc)).sum(axis=1)
             if len(self.theta):
                 w = np.zeros(len(self.theta))
@@ -358,14 +360,6 @@ class _Geometry:
             short = np.maximum(0.0, dmin[None, :] - np.outer(scale, self.dist))
             # ordered pairs count each pair twice
             out[ks] = motif / self.n_atoms - 0.5 * DIST_WEIGHT * (short ** 2).sum(axis=1)
-
-    def _all_scales(self) -> np.ndarray:
-        if not hasattr(self, "_scales"):
-            self._scales = np.unique([self.candidates[k].a / self.a_ref for k in self.members])
-        return self._scales
-
-    def _scale_rows(self, scale: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self._all_scales(), scale)
 
 
 @dataclass
@@ -412,12 +406,10 @@ def score_structures(structures: Sequence["Atoms"], motif_scores: dict[str, np.n
 
 
 def _pairs(atoms: "Atoms", rc: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(i, j, vector, distance)`` of every ordered pair within ``rc``."""
-    from xtalbase.mlip.acsf import neighbor_pairs
+    """``(i, j, vector, distance)`` of every ordered pair within ``rc`` of a periodic cell."""
+    from xtalbase.mlip.coverage import pair_vectors
 
-    i, j, shifts = neighbor_pairs(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc)
-    vec = atoms.positions[j] - atoms.positions[i] + shifts @ np.asarray(atoms.cell)
-    return i, j, vec, np.linalg.norm(vec, axis=1)
+    return pair_vectors(atoms.numbers, atoms.positions, np.asarray(atoms.cell), True, rc)
 
 
 def _bin_weights(hist: "Histogram", scores: np.ndarray, values: np.ndarray) -> np.ndarray:
