@@ -13,6 +13,7 @@ from xtalbase.platform.database import Database as _PlatformDatabase
 if TYPE_CHECKING:
     import pandas
 
+    from xtalbase.csp.store import CspStore
     from xtalbase.ingest.options import IngestOptions
     from xtalbase.ingest.pipeline import IngestReport
     from xtalbase.ml.datasets import DatasetStore
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class Database(_PlatformDatabase):
-    """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits`` and ``datasets``."""
+    """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits``, ``datasets`` and ``csp``."""
 
     def ingest(self, paths: Any, options: "IngestOptions | None" = None, **kwargs: Any) -> "IngestReport":
         """Read, validate, deduplicate and store structure/DFT files; see :func:`xtalbase.ingest.pipeline.ingest`.
@@ -60,3 +61,10 @@ class Database(_PlatformDatabase):
         from xtalbase.ml.datasets import DatasetStore
 
         return DatasetStore(self)
+
+    @property
+    def csp(self) -> "CspStore":
+        """Crystal-structure prediction: train and sample models, import predictions, evaluate, compare."""
+        from xtalbase.csp.store import CspStore
+
+        return CspStore(self)

@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from xtalbase.commands import csp as csp_commands
 from xtalbase.commands import dataset as dataset_commands
 from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
@@ -74,6 +75,7 @@ app.command("predict")(predict_commands.predict)
 app.add_typer(models_commands.app, name="models")
 app.add_typer(potential_commands.app, name="potential")
 app.add_typer(mlip_commands.app, name="mlip")
+app.add_typer(csp_commands.app, name="csp")
 app.add_typer(provenance_commands.app, name="provenance")
 
 

@@ -24,6 +24,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.ml.registry import library_versions
 from xtalbase.mlip.configurations import Configuration, load_configurations, select_structure_ids, training_set_hash
 from xtalbase.mlip.recipe import PotentialRecipe, preset
+from xtalbase.platform.hashing import json_ready
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
@@ -232,7 +233,7 @@ def _fit_metrics(result: Any, train_cfgs: list[Configuration], val_cfgs: list[Co
     metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                            "stop_reason": result.stop_reason, "loss_weights": result.weights,
                            "last": result.history[-1] if result.history else None}
-    return _jsonable(metrics)
+    return json_ready(metrics)
 
 
 def _register(run: Any, model: Any, *, name: str | None, options: Any, sel: _Selection, fold: str | None, set_hash: str,
@@ -256,19 +257,6 @@ def _register(run: Any, model: Any, *, name: str | None, options: Any, sel: _Sel
     run.link_output("model", row.id, label=name, sha256=digest)
     return row.id, digest
 
-
-
-def _jsonable(value: Any) -> Any:
-    """Floats rounded-trip safe, numpy scalars made Python, NaN as None (JSON columns on both backends)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def import_n2p2(db: "Database", folder: str | Path, *, name: str, units: str = "bohr-hartree") -> PotentialReport:
@@ -378,17 +366,17 @@ def predict_potential(db: "Database", model_id: int | str, *, source: str, on_pr
                        "extrapolating_atoms": p.extrapolating_atoms, "calculation_id": c.calculation_id,
                        "stored_energy": c.energy}
             objs.append(Prediction(model_id=mid, structure_id=c.structure_id, target="energy", value=p.energy,
-                                   payload=_jsonable(payload), run_id=run.id))
+                                   payload=json_ready(payload), run_id=run.id))
         run.session.add_all(objs)
         run.session.flush()
         for c, p, o in zip(configs, preds, objs):
             rows.append({"prediction_id": o.id, "structure_id": c.structure_id, "n_atoms": len(c.numbers), "energy": p.energy,
                          "energy_per_atom": p.energy / len(c.numbers), "stored_energy": c.energy,
                          "extrapolating_atoms": p.extrapolating_atoms})
-        run.summary.update(_jsonable(summary))
+        run.summary.update(json_ready(summary))
         run.link_output("predictions", label=f"{objs[0].id}-{objs[-1].id}" if objs else "none")
         run_id = run.id
-    return run_id, rows, _jsonable(summary)
+    return run_id, rows, json_ready(summary)
 
 
 def parity_plots(configs: Sequence[Configuration], preds: Sequence[Any], folder: Path, stem: str) -> list[Path]:

@@ -5,6 +5,7 @@ Importing this package registers every table on :data:`Base.metadata`.
 
 from xtalbase.schema.base import Base
 from xtalbase.schema.calculations import Calculation
+from xtalbase.schema.csp import CspEvaluation, CspPairResult, CspRun, CspSample
 from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
 from xtalbase.schema.runs import Direction, LinkKind, Quarantine, Run, RunLink, RunNote, RunStatus
 from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
@@ -13,6 +14,10 @@ from xtalbase.schema.xrd import XrdFailure, XrdPattern, XrdPeak, XrdRecipe
 __all__ = [
     "Base",
     "Calculation",
+    "CspEvaluation",
+    "CspPairResult",
+    "CspRun",
+    "CspSample",
     "Dataset",
     "DatasetMember",
     "Direction",
