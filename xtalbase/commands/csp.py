@@ -14,6 +14,8 @@ app = typer.Typer(help="Crystal-structure prediction: train, sample, import, eva
 
 ModeOpt = Annotated[str, typer.Option(help="reference (CDVAE/DiffCSP definitions) | strict (also volume, space group, misses).")]
 WorkersOpt = Annotated[int, typer.Option(help="Matcher worker processes.")]
+OxidationOpt = Annotated[str, typer.Option(help="SMACT table of the composition gate: installed (the reference code under the "
+                                                "installed SMACT) | smact14 (the SMACT 2.x table behind the published numbers).")]
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds per (prediction, reference) pair before it is stopped and stored as a timeout; 0: none.")]
 
 
@@ -111,17 +113,21 @@ def evaluate(
     mode: ModeOpt = "reference",
     k: Annotated[Optional[int], typer.Option(help="Best of the first k samples (default: the run's k).")] = None,
     gating: Annotated[str, typer.Option(help="diffcsp (reference and prediction valid at k = 1) | cdvae (prediction only).")] = "diffcsp",
+    oxidation_states: OxidationOpt = "installed",
     workers: WorkersOpt = 2,
     timeout: TimeoutOpt = 60.0,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Match rate and RMSE of a CSP run (pairs matched once and stored; later evaluations read them)."""
+    from xtalbase.csp.matching import MatchSettings
+
     handle = open_db(ctx, db)
     info = handle.csp.get(run)
     with progress() as bar:
         task = bar.add_task(f"matching {info.name}", total=info.n_structures)
         result = handle.csp.evaluate(run, mode=mode, k=k, gating=gating, workers=workers, timeout=timeout or None,
+                                     settings=MatchSettings(oxidation_states=oxidation_states),
                                      progress=lambda n: bar.update(task, completed=n))
     if as_json:
         print_json(result)
@@ -140,6 +146,7 @@ def leaderboard(
     fold: Annotated[str, typer.Option(help="Fold of --split.")] = "test",
     format: Annotated[str, typer.Option("--format", help="md | csv | json.")] = "md",
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of match rate vs k.")] = None,
+    oxidation_states: OxidationOpt = "installed",
     workers: WorkersOpt = 2,
     timeout: TimeoutOpt = 60.0,
     db: DbOpt = None,
@@ -149,9 +156,11 @@ def leaderboard(
 
     from xtalbase.csp.leaderboard import plot as draw
     from xtalbase.csp.leaderboard import to_csv, to_markdown
+    from xtalbase.csp.matching import MatchSettings
 
     handle = open_db(ctx, db)
-    board = handle.csp.leaderboard(_split(handle, split), mode=mode, ks=k, fold=fold, workers=workers, timeout=timeout or None)
+    board = handle.csp.leaderboard(_split(handle, split), mode=mode, ks=k, fold=fold, workers=workers, timeout=timeout or None,
+                                   settings=MatchSettings(oxidation_states=oxidation_states))
     if board["elsewhere"]:
         console(stderr=True).print(f"[yellow]warning:[/] {len(board['elsewhere'])} CSP run(s) on other split hashes are not "
                                    "comparable and are listed apart")

@@ -55,10 +55,12 @@ def _check(target: Target, arrays: StructureArrays, where: str) -> StructureArra
 
 
 def _formula(numbers: Sequence[int]) -> str:
+    from collections import Counter
+
     from pymatgen.core import Composition
     from pymatgen.core.periodic_table import Element
 
-    return Composition([Element.from_Z(int(z)).symbol for z in numbers]).formula.replace(" ", "")
+    return Composition(Counter(Element.from_Z(int(z)).symbol for z in numbers)).formula.replace(" ", "")
 
 
 def _arrays(cell: Any, species: Sequence[Any], frac: Any, where: str) -> StructureArrays:

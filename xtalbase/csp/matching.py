@@ -40,6 +40,7 @@ class MatchSettings:
     min_distance: float = validity.MIN_DISTANCE
     min_volume: float = validity.MIN_VOLUME
     symprec: float = 0.1
+    oxidation_states: str = "installed"
 
     def to_dict(self) -> dict[str, Any]:
         """The settings with the SMACT version that decides the composition gate."""
@@ -62,13 +63,17 @@ class MatchTask:
 
 
 def _spacegroup(structure: Any, symprec: float) -> int | None:
+    import warnings
+
     import spglib
 
     cell = (structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers)
-    try:
-        data = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    except Exception:  # spglib raises on degenerate cells; the group is then undetermined
-        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its old error handling
+        try:
+            data = spglib.get_symmetry_dataset(cell, symprec=symprec)
+        except Exception:  # newer spglib raises on degenerate cells where older returned None: undetermined
+            return None
     return None if data is None else int(data.number)
 
 
@@ -88,7 +93,7 @@ def match_task(task: MatchTask) -> list[dict[str, Any]]:
     ref_numbers = task.reference.numbers
     base = {"structure_id": task.structure_id,
             "ref_struct_valid": validity.structure_validity(ref, s.min_distance, s.min_volume),
-            "ref_comp_valid": validity.composition_validity(ref_numbers),
+            "ref_comp_valid": validity.composition_validity(ref_numbers, s.oxidation_states),
             "spacegroup_ref": _spacegroup(ref, s.symprec) if ref is not None else None}
     ref_key = validity.reduced_counts(ref_numbers)
     matcher = _matcher(s)
@@ -96,7 +101,7 @@ def match_task(task: MatchTask) -> list[dict[str, Any]]:
     out = []
     for index, arrays in task.samples:
         row = {**base, "sample": index, "rms": None, "volume_ratio": None, "spacegroup_pred": None, "seconds": None,
-               "comp_valid": validity.composition_validity(arrays.numbers)}
+               "comp_valid": validity.composition_validity(arrays.numbers, s.oxidation_states)}
         if index in skipped:
             out.append({**row, "status": skipped[index], "struct_valid": False})
             continue

@@ -9,8 +9,8 @@ predictions are misses) and ``rmse`` is the mean best RMS over matched structure
 at k = 1 both prediction and reference must be valid (structure and composition), at k > 1 only the
 prediction (``gating="cdvae"``: the prediction only, at every k).
 
-**Strict mode** adds what the reference hides: a match must also have the right volume (|V/V_ref − 1| ≤
-``volume_tol``; the matcher scales both cells to equal volume, so a half or triple volume cell matches with RMS ≈ 0),
+**Strict mode** adds what the reference hides: a match must pass the reference gate and also have the right volume
+(|V/V_ref − 1| ≤ ``volume_tol``, default 0.1; the matcher scales both cells to equal volume, so a half or triple volume cell matches with RMS ≈ 0),
 an RMSE over the whole fold with misses counted as ``stol``, the volume error of reference matches, space-group
 agreement of the best reference match, and the share of test compositions that pass SMACT.
 """
@@ -116,7 +116,7 @@ def _strict_best(t: PairTable, k: int, o: dict[str, Any]) -> Any:
     df = t.first(k)
     tol = float(o.get("volume_tol", 0.1))
     right_volume = (df["volume_ratio"].astype(float) - 1.0).abs() <= tol
-    return best_of_k(df, df["struct_valid"].astype(bool) & right_volume)
+    return best_of_k(df, reference_gate(df, k, o.get("gating", "diffcsp")) & right_volume)
 
 
 def _rate(best: Any, t: PairTable) -> float | None:
@@ -132,7 +132,7 @@ for _m in (
     Metric("match_rate", "reference", "matched test structures / all test structures (best of k, gated)",
            lambda t, k, o: _rate(_reference_best(t, k, o), t)),
     Metric("rmse", "reference", "mean best normalised RMS over matched structures", lambda t, k, o: _mean(_reference_best(t, k, o)["rms"])),
-    Metric("match_rate_strict", "strict", "as match_rate, but the match must have |V/V_ref - 1| <= volume_tol and a valid structure",
+    Metric("match_rate_strict", "strict", "as match_rate, but the match must also have |V/V_ref - 1| <= volume_tol",
            lambda t, k, o: _rate(_strict_best(t, k, o), t)),
     Metric("rmse_strict", "strict", "mean best RMS over all test structures, a miss counted as stol",
            lambda t, k, o: (_mean(list(_strict_best(t, k, o)["rms"]) + [t.stol] * (t.n_test - len(_strict_best(t, k, o))))

@@ -288,7 +288,7 @@ def _missing(target: Any, index: int, settings: MatchSettings) -> dict[str, Any]
     ref = validity.build_structure(target.reference)
     return {"structure_id": target.structure_id, "sample": index, "status": "missing", "struct_valid": False,
             "comp_valid": False, "ref_struct_valid": validity.structure_validity(ref, settings.min_distance, settings.min_volume),
-            "ref_comp_valid": validity.composition_validity(target.numbers), "rms": None, "volume_ratio": None,
+            "ref_comp_valid": validity.composition_validity(target.numbers, settings.oxidation_states), "rms": None, "volume_ratio": None,
             "spacegroup_pred": None, "spacegroup_ref": None, "seconds": None}
 
 
