@@ -42,6 +42,18 @@ def test_demo_trains_and_imports_potentials(demo_result):
     assert gap["top_motifs"] and all(m.startswith("Mo") for m in gap["top_motifs"])
 
 
+def test_demo_ranks_the_csp_baselines(demo_result):
+    csp = demo_result["csp"]
+    assert sum(csp["counts"].values()) == 600
+    rows = {(r["model"], r["k"]): r for r in csp["rows"]}
+    assert set(rows) == {("random", 1), ("random", 5), ("template", 1), ("template", 5)}
+    assert all(r["n_test"] == csp["counts"]["test"] for r in rows.values())
+    # substituted templates beat random coordinates, and five samples beat one
+    assert rows[("template", 1)]["match_rate"] > rows[("random", 1)]["match_rate"]
+    assert rows[("template", 1)]["rmse"] < rows[("random", 1)]["rmse"]
+    assert rows[("template", 5)]["match_rate"] >= rows[("template", 1)]["match_rate"]
+
+
 def test_demo_runs_the_whole_pipeline(demo_result):
     out = demo_result
     assert out["ingest"]["inserted"] == 406 and out["ingest"]["quarantined"] == 0
@@ -58,7 +70,8 @@ def test_demo_runs_the_whole_pipeline(demo_result):
 
     db = xtalbase.connect(out["url"])
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Model)) == 4
+        assert s.scalar(select(func.count()).select_from(Model)) == 6
+        assert sorted(s.scalars(select(Model.algorithm).where(Model.task == "csp"))) == ["random", "template"]
         assert sorted(s.scalars(select(Model.task).where(Model.task == "potential"))) == ["potential", "potential"]
         n_pred = s.scalar(select(func.count()).select_from(Prediction))
         assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"]) + out["potentials"]["test_predictions"]

@@ -1,7 +1,8 @@
 """Matching predicted structures to their references: cheap exact pre-checks, then StructureMatcher in workers.
 
 One task is one test structure with its ``k`` samples, so the reference is built, gated and symmetry-analysed once
-per task, not once per pair. Per sample, in order:
+per task, not once per pair, and its reduced cell stays in pymatgen's own per-process cache
+(``StructureMatcher._get_reduced_istructure``) across the k samples, all matched in one worker. Per sample, in order:
 
 1. build the prediction (``invalid`` when it cannot be built or its volume is below the gate: nothing to match);
 2. compare reduced compositions (``composition_mismatch``: the species comparator could never match);

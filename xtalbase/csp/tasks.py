@@ -80,7 +80,9 @@ def mp20_like(splits: Any, name: str, *, max_sites: int = MP20_MAX_SITES, source
     return splits.create(name, strategy="group", by="formula_reduced", fractions=tuple(fractions), seed=seed, filter=filter_)
 
 
-def perov5(splits: Any, name: str, *, seed: int = 0, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> "SplitHandle":
-    """The Perov-5 benchmark split of the stored ``perov5`` rows: 60/20/20 grouped by reduced formula."""
+def perov5(splits: Any, name: str, *, seed: int = 0, fractions: Sequence[float] = (0.6, 0.2, 0.2),
+           source: str = "perov5") -> "SplitHandle":
+    """The Perov-5 benchmark split of the stored ``source`` rows (ingest with ``source="perov5"``, or from a path
+    naming ``perov5``): 60/20/20 grouped by reduced formula."""
     return splits.create(name, strategy="group", by="formula_reduced", fractions=tuple(fractions), seed=seed,
-                         filter='_xtalbase_source = "perov5"')
+                         filter=f'_xtalbase_source = "{source}"')
