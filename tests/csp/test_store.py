@@ -114,5 +114,21 @@ def test_commands(p5db, runs, tmp_path):
     assert result.exit_code == 0 and result.stdout.startswith("split_hash,")
     result = runner.invoke(app, ["--db", url, "csp", "train", "--split", "p5", "--model", "nope"])
     assert result.exit_code != 0 and "unknown CSP model 'nope'" in str(result.exception)
+    result = runner.invoke(app, ["--db", url, "csp", "train", "--split", "p5", "--model", "template", "--epochs", "3"])
+    assert result.exit_code != 0 and "model 'template' has no parameter epochs; its parameters: rank" in str(result.exception)
     result = runner.invoke(app, ["--db", url, "csp", "import", str(tmp_path / "missing.pt"), "--split", "p5", "--name", "x"])
     assert result.exit_code != 0 and "no such file" in str(result.exception)
+
+
+def test_mp20_like_split_keeps_small_mp_cells_and_whole_formulas(db):
+    from tests.platform.test_query_fixtures import QUERY_DATA
+    from xtalbase.csp.tasks import mp20_like
+
+    db.ingest([QUERY_DATA / "mp_cgcnn", QUERY_DATA / "perov5"])
+    split = mp20_like(db.splits, "mp20", fractions=(0.5, 0.25, 0.25))
+    frame = split.frame()
+    all_mp = db.query('_xtalbase_source = "MP"').frame()
+    # 12 of the 24 fixture MP cells have more than 20 sites; Perov-5 rows are another source
+    assert len(frame) == int((all_mp["nsites"] <= 20).sum()) == 12 and (frame["nsites"] <= 20).all()
+    assert frame.groupby("formula_reduced")["fold"].nunique().max() == 1  # no formula's polymorphs straddle folds
+    assert split.recipe["resolved"]["by"] == "formula_reduced"

@@ -88,12 +88,18 @@ class CspStore:
     def train(self, split: "SplitHandle", model: str, *, seed: int = 0, name: str | None = None,
               params: dict[str, Any] | None = None) -> int:
         """Fit ``model`` on the split's ``train`` fold (``val`` for model selection) and register it; returns the model id."""
+        import inspect
+
         from xtalbase.ml.registry import library_versions
         from xtalbase.platform.hashing import set_hash, sha256_bytes
         from xtalbase.platform.provenance import code_version
         from xtalbase.schema import Model
 
         cls = get_model_class(model)
+        known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "random_state")]
+        unknown = sorted(set(params or {}) - set(known))
+        if unknown:
+            raise CspError(f"model {model!r} has no parameter {', '.join(unknown)}; its parameters: {', '.join(known) or 'none'}")
         estimator = cls(**{**(params or {}), "random_state": seed})
         train_rows = list(split.rows("train"))
         val = fold_structures(split, "val") if "val" in split.folds else None
