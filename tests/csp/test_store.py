@@ -86,6 +86,8 @@ def test_import_of_a_runs_samples_gives_its_results_and_other_splits_are_listed_
     assert info.origin == "imported" and info.k == 3
     ours, theirs = p5db.csp.evaluate(runs["template"].id), p5db.csp.evaluate(info.id)
     assert (theirs["match_rate"], theirs["rmse"]) == (ours["match_rate"], pytest.approx(ours["rmse"]))
+    with pytest.raises(CspError, match="a CSP run named 'template-imported' exists already"):
+        p5db.csp.import_predictions(split, tmp_path / "template.json", name="template-imported")
     with pytest.raises(CspError, match="outside fold 'test'"):
         train_task = load_task(p5db, split, "train")
         p5db.csp.store(task, {(train_task.targets[0].structure_id, 0): train_task.targets[0].reference}, name="bad",

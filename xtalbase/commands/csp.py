@@ -30,7 +30,8 @@ def train(
     model: Annotated[str, typer.Option(help="random | template | diffcsp (or a registered model).")],
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (diffcsp).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="Model parameter KEY=VALUE (repeatable), e.g. hidden=64.")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Model parameter KEY=VALUE (repeatable), e.g. hidden=64 "
+                                                                       "or device=cuda for diffcsp.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Name of the registered model.")] = None,
     threads: ThreadsOpt = 1,
     db: DbOpt = None,
@@ -62,6 +63,7 @@ def sample(
     k: Annotated[int, typer.Option(help="Samples per composition.")] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     name: Annotated[Optional[str], typer.Option(help="Name of the CSP run.")] = None,
+    device: Annotated[str, typer.Option(help="Torch device of a torch model (cpu, cuda, cuda:1...).")] = "cpu",
     threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -71,7 +73,7 @@ def sample(
     handle = open_db(ctx, db)
     with progress() as bar:
         bar.add_task(f"sampling model {model_id}, k = {k}", total=None)
-        info = handle.csp.sample(model_id, _split(handle, split), fold=fold, k=k, seed=seed, name=name)
+        info = handle.csp.sample(model_id, _split(handle, split), fold=fold, k=k, seed=seed, name=name, device=device)
     if as_json:
         print_json(info.to_dict())
         return

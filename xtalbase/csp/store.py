@@ -113,7 +113,7 @@ class CspStore:
             seconds = time.perf_counter() - started
             blob = estimator.to_bytes()
             metrics = {"fit_seconds": round(seconds, 3), "n_train": len(train_rows), "n_val": len(val or ())}
-            metrics.update(getattr(estimator, "fit_summary_", {}))
+            metrics.update(estimator.fit_summary())
             row = Model(name=name or f"csp-{model}-{split.name}-s{seed}", task=TASK, target=TARGET, algorithm=model,
                         hyperparameters=json_ready(estimator.get_params()), seed=seed, split_id=split.pk, fold="train",
                         training_set_hash=set_hash(r.exact_hash for r in train_rows), metrics=json_ready(metrics),
@@ -173,6 +173,9 @@ class CspStore:
                 raise CspError(f"CSP run {name!r}: sample {i} of structure {sid}: {len(s.numbers)} species but "
                                f"{len(s.frac_coords)} coordinates, cell shape {np.shape(s.cell)}")
         params = {**(params or {})}
+        with self.db.session() as s:
+            if repo.csp_run_named(s, name):
+                raise CspError(f"a CSP run named {name!r} exists already (runs are immutable); choose another --name")
         with self.db.run("csp-sample" if origin == "sampled" else "csp-import",
                          {"name": name, "model": model, "split": task.split.name, "split_hash": task.split_hash,
                           "fold": task.fold, "k": k, "seed": seed, **params}) as run:

@@ -38,6 +38,11 @@ class CspModel:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {n: getattr(self, n) for n in names}
 
+    def fit_summary(self) -> dict[str, Any]:
+        """Scalar learned attributes (``n_parameters_``, ``best_epoch_``...): stored with the model's metrics."""
+        return {k[:-1]: v for k, v in vars(self).items()
+                if k.endswith("_") and not k.startswith("_") and isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+
     def fit(self, train: Sequence[StructureArrays], val: Sequence[StructureArrays] | None = None) -> "CspModel":
         """Learn from the training structures (``val`` for early stopping or checks only); returns ``self``."""
         raise NotImplementedError

@@ -31,6 +31,11 @@ def get_csp_run(session: "Session", ref: int | str) -> CspRun:
     return row
 
 
+def csp_run_named(session: "Session", name: str) -> bool:
+    """Whether a CSP run called ``name`` exists (sealed or not)."""
+    return session.scalar(select(CspRun.id).where(CspRun.name == name)) is not None
+
+
 def csp_runs(session: "Session", split_hash: str | None = None) -> list[CspRun]:
     """Sealed CSP runs, oldest first; only those on ``split_hash`` when given."""
     stmt = select(CspRun).where(CspRun.sealed.is_(True)).order_by(CspRun.id)
