@@ -134,3 +134,16 @@ def test_mp20_like_split_keeps_small_mp_cells_and_whole_formulas(db):
     assert len(frame) == int((all_mp["nsites"] <= 20).sum()) == 12 and (frame["nsites"] <= 20).all()
     assert frame.groupby("formula_reduced")["fold"].nunique().max() == 1  # no formula's polymorphs straddle folds
     assert split.recipe["resolved"]["by"] == "formula_reduced"
+
+
+def test_diffcsp_end_to_end_tiny(p5db):
+    """A tiny DiffCSP (one layer, 10 diffusion steps, 2 epochs) through train → sample → evaluate: the plumbing, not the skill."""
+    split = p5db.splits.get("p5")
+    model_id = p5db.csp.train(split, "diffcsp", seed=0, params={"hidden": 16, "layers": 1, "timesteps": 10, "epochs": 2, "n_freqs": 4})
+    model, row = p5db.csp.load_model(model_id)
+    assert row.algorithm == "diffcsp" and row.artifact_format == "diffcsp-torch" and row.metrics["n_parameters"] > 0
+    info = p5db.csp.sample(model_id, split, k=2, seed=0)
+    assert info.n_samples == 2 * split.counts["test"] and info.params["device"] == "cpu"
+    result = p5db.csp.evaluate(info.id)
+    assert result["n_pairs"] == 2 * result["n_test"] and 0 <= result["match_rate"] <= 1
+    assert sum(result["status_counts"].values()) == result["n_pairs"]
