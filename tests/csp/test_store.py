@@ -142,8 +142,10 @@ def test_diffcsp_end_to_end_tiny(p5db):
     model_id = p5db.csp.train(split, "diffcsp", seed=0, params={"hidden": 16, "layers": 1, "timesteps": 10, "epochs": 2, "n_freqs": 4})
     model, row = p5db.csp.load_model(model_id)
     assert row.algorithm == "diffcsp" and row.artifact_format == "diffcsp-torch" and row.metrics["n_parameters"] > 0
-    info = p5db.csp.sample(model_id, split, k=2, seed=0)
-    assert info.n_samples == 2 * split.counts["test"] and info.params["device"] == "cpu"
+    info = p5db.csp.sample(model_id, split, k=2, seed=0, params={"timesteps": 5})  # fewer sampling steps than trained
+    assert info.n_samples == 2 * split.counts["test"] and info.params == {"device": "cpu", "timesteps": 5}
+    with pytest.raises(Exception, match="has no parameter steps"):
+        p5db.csp.sample(model_id, split, k=1, params={"steps": 5})
     result = p5db.csp.evaluate(info.id)
     assert result["n_pairs"] == 2 * result["n_test"] and 0 <= result["match_rate"] <= 1
     assert sum(result["status_counts"].values()) == result["n_pairs"]

@@ -64,16 +64,21 @@ def sample(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     name: Annotated[Optional[str], typer.Option(help="Name of the CSP run.")] = None,
     device: Annotated[str, typer.Option(help="Torch device of a torch model (cpu, cuda, cuda:1...).")] = "cpu",
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Sampling parameter KEY=VALUE (repeatable), e.g. "
+                                                                       "timesteps=250 for diffcsp; stored with the run.")] = None,
     threads: ThreadsOpt = 1,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sample k structures per composition of the fold and store them as an immutable CSP run."""
     torch_threads(threads)
+    from xtalbase.ml.training import parse_params
+
     handle = open_db(ctx, db)
     with progress() as bar:
         bar.add_task(f"sampling model {model_id}, k = {k}", total=None)
-        info = handle.csp.sample(model_id, _split(handle, split), fold=fold, k=k, seed=seed, name=name, device=device)
+        info = handle.csp.sample(model_id, _split(handle, split), fold=fold, k=k, seed=seed, name=name, device=device,
+                                 params=parse_params(param))
     if as_json:
         print_json(info.to_dict())
         return

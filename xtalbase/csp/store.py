@@ -141,9 +141,14 @@ class CspStore:
 
     # ------------------------------------------------------------------ runs
     def sample(self, model_id: int | str, split: "SplitHandle", *, fold: str = "test", k: int = 1, seed: int = 0,
-               name: str | None = None, device: str = "cpu") -> CspRunInfo:
-        """Sample ``k`` structures per structure of ``fold`` from a registered model and store them as a CSP run."""
+               name: str | None = None, device: str = "cpu", params: dict[str, Any] | None = None) -> CspRunInfo:
+        """Sample ``k`` structures per structure of ``fold`` from a registered model and store them as a CSP run.
+
+        ``params`` change sampling parameters of the loaded model (e.g. DiffCSP ``timesteps``); they are stored
+        with the run.
+        """
         model, row = self.load_model(model_id, device)
+        model.set_params(**(params or {}))
         task = load_task(self.db, split, fold)
         started = time.perf_counter()
         drawn = model.sample([t.numbers for t in task.targets], k, seed)
@@ -151,7 +156,7 @@ class CspStore:
         samples = {(t.structure_id, i): s for t, per in zip(task.targets, drawn) for i, s in enumerate(per)}
         return self.store(task, samples, name=name or f"{row.algorithm}-m{row.id}-{split.name}-{fold}-k{k}-s{seed}",
                           model=row.algorithm, origin="sampled", k=k, seed=seed, model_id=row.id, seconds=seconds,
-                          params={"device": device})
+                          params={"device": device, **(params or {})})
 
     def store(self, task: CspTask, samples: Samples, *, name: str, model: str, origin: str, k: int, seed: int | None = None,
               model_id: int | None = None, seconds: float | None = None, params: dict[str, Any] | None = None) -> CspRunInfo:

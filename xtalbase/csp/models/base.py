@@ -38,6 +38,16 @@ class CspModel:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {n: getattr(self, n) for n in names}
 
+    def set_params(self, **params: Any) -> "CspModel":
+        """Change constructor parameters (scikit-learn style), e.g. a fitted DiffCSP's sampling ``timesteps``."""
+        known = self.get_params()
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise CspModelError(f"model {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {', '.join(known)}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
     def fit_summary(self) -> dict[str, Any]:
         """Scalar learned attributes (``n_parameters_``, ``best_epoch_``...): stored with the model's metrics."""
         return {k[:-1]: v for k, v in vars(self).items()
