@@ -55,10 +55,10 @@ def _db(url: str):
     return db, split
 
 
-def _model(db, split, name: str, seed: int, params: dict) -> int:
+def _model(db, split, name: str, seed: int, params: dict, variant: str = "") -> int:
     from xtalbase.platform.repositories.models import newest_models
 
-    label = f"bench-{name}-s{seed}"
+    label = f"bench-{name}{variant}-s{seed}"
     with db.session() as s:
         found = [m.id for m in newest_models(s, target="structure", limit=1000) if m.name == label]
     if found:
@@ -69,12 +69,12 @@ def _model(db, split, name: str, seed: int, params: dict) -> int:
     return model_id
 
 
-def _run(db, split, model_id: int, name: str, k: int, seed: int):
-    label = f"{name}-k{k}-s{seed}"
+def _run(db, split, model_id: int, name: str, k: int, seed: int, params: dict | None = None):
+    label = f"{name}-k{k}-s{seed}" + "".join(f"-{key}{value}" for key, value in (params or {}).items())
     try:
         return db.csp.get(label)
     except Exception:  # noqa: BLE001 - not stored yet
-        info = db.csp.sample(model_id, split, k=k, seed=seed, name=label)
+        info = db.csp.sample(model_id, split, k=k, seed=seed, name=label, params=params)
         print(f"sampled {label}: {info.n_samples} structures in {info.seconds:.1f} s")
         return info
 
@@ -117,19 +117,26 @@ def leaderboard(args: argparse.Namespace) -> None:
 
     db, split = _db(args.db)
     timings = {}
-    for name in args.models.split(","):
+    for spec in args.models.split(","):
+        # NAME or NAME:key=value (a model parameter, e.g. template:rank=random)
+        name, _, option = spec.partition(":")
+        params = json.loads(args.params) if name == "diffcsp" and args.params else {}
+        if option:
+            key, _, value = option.partition("=")
+            params[key] = value
         for seed in [int(s) for s in args.seeds.split(",")]:
-            params = json.loads(args.params) if name == "diffcsp" and args.params else {}
             started = time.perf_counter()
-            model_id = _model(db, split, name, seed, params)
+            model_id = _model(db, split, name, seed, params, f"-{option.replace('=', '')}" if option else "")
             fit = db.csp.load_model(model_id)[1].metrics.get("fit_seconds", time.perf_counter() - started)
-            info = _run(db, split, model_id, name, args.k, seed)
+            sampling = json.loads(args.sample_params) if name == "diffcsp" and args.sample_params else None
+            info = _run(db, split, model_id, name + (f"-{option.replace('=', '')}" if option else ""), args.k, seed, sampling)
             timings[info.name] = {"fit_s": fit, "sample_s": info.seconds}
     out = {"split": split.name, "split_hash": split.id, "timings": timings, "published": PUBLISHED}
     text = []
     for mode in ("reference", "strict"):
         started = time.perf_counter()
-        board = db.csp.leaderboard(split, mode=mode, ks=(1, args.k), workers=args.workers)
+        board = db.csp.leaderboard(split, mode=mode, ks=(1, args.k), workers=args.workers,
+                                   runs=args.runs.split(",") if args.runs else None)
         out[mode] = board
         text.append(to_markdown(board))
         print(text[-1], f"\n({time.perf_counter() - started:.1f} s)")
@@ -158,7 +165,9 @@ def main() -> None:
     b.add_argument("--k", type=int, default=20)
     b.add_argument("--seeds", default="0")
     b.add_argument("--params", default="", help="JSON of diffcsp parameters")
+    b.add_argument("--sample-params", default="", help="JSON of diffcsp sampling parameters (e.g. timesteps)")
     b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--runs", default="", help="comma-separated run names for the table (default every run on the split)")
     b.set_defaults(fn=leaderboard)
     args = parser.parse_args()
     args.fn(args)

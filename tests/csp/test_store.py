@@ -97,6 +97,8 @@ def test_import_of_a_runs_samples_gives_its_results_and_other_splits_are_listed_
     p5db.csp.sample(model_id, other, fold="test", k=1, name="random-other")
     board = p5db.csp.leaderboard(split)
     assert all(r["run"] != "random-other" for r in board["rows"])
+    only = p5db.csp.leaderboard(split, runs=["template-imported"])
+    assert {r["run"] for r in only["rows"]} == {"template-imported"}
     assert any(e["split_hash"] == other.id for e in board["elsewhere"])
 
 

@@ -151,6 +151,7 @@ def leaderboard(
     mode: ModeOpt = "reference",
     k: Annotated[Optional[list[int]], typer.Option("--k", help="k values (repeatable; default 1 and each run's k).")] = None,
     fold: Annotated[str, typer.Option(help="Fold of --split.")] = "test",
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Only this CSP run (repeatable; default every run on the split).")] = None,
     format: Annotated[str, typer.Option("--format", help="md | csv | json.")] = "md",
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of match rate vs k.")] = None,
     oxidation_states: OxidationOpt = "installed",
@@ -166,7 +167,7 @@ def leaderboard(
     from xtalbase.csp.matching import MatchSettings
 
     handle = open_db(ctx, db)
-    board = handle.csp.leaderboard(_split(handle, split), mode=mode, ks=k, fold=fold, workers=workers, timeout=timeout or None,
+    board = handle.csp.leaderboard(_split(handle, split), mode=mode, ks=k, fold=fold, runs=run, workers=workers, timeout=timeout or None,
                                    settings=MatchSettings(oxidation_states=oxidation_states))
     if board["elsewhere"]:
         console(stderr=True).print(f"[yellow]warning:[/] {len(board['elsewhere'])} CSP run(s) on other split hashes are not "

@@ -22,12 +22,13 @@ COLUMNS = {"reference": ["model", "run", "k", "match_rate", "rmse", "n_matched",
 
 
 def leaderboard(store: "CspStore", split: "SplitHandle", *, mode: str = "reference", ks: Sequence[int] | None = None,
-                fold: str = "test", **match_options: Any) -> dict[str, Any]:
-    """``{"split", "split_hash", "mode", "rows", "curves", "elsewhere"}``; ``ks`` default: 1 and each run's k."""
+                fold: str = "test", runs: Sequence[str] | None = None, **match_options: Any) -> dict[str, Any]:
+    """``{"split", "split_hash", "mode", "rows", "curves", "elsewhere"}``; ``ks`` default: 1 and each run's k;
+    ``runs``: only these run names (default every run on the split hash)."""
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[tuple[int, float | None]]] = {}
     for info in store.runs(split.id):
-        if info.fold != fold:
+        if info.fold != fold or (runs is not None and info.name not in runs):
             continue
         _, table = store.pair_table(info.id, **match_options)
         wanted = sorted({k for k in (ks or (1, info.k)) if 1 <= k <= info.k})

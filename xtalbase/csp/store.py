@@ -222,11 +222,12 @@ class CspStore:
         return self.store(task, samples, name=name, model=model or name, origin="imported", k=k, params={"source": origin})
 
     def leaderboard(self, split: "SplitHandle", *, mode: str = "reference", ks: Any = None, fold: str = "test",
-                    **match_options: Any) -> dict[str, Any]:
-        """Every run on ``split``'s hash, one row per (run, k); see :func:`xtalbase.csp.leaderboard.leaderboard`."""
+                    runs: Any = None, **match_options: Any) -> dict[str, Any]:
+        """Every run (or the named ``runs``) on ``split``'s hash, one row per (run, k); see
+        :func:`xtalbase.csp.leaderboard.leaderboard`."""
         from xtalbase.csp.leaderboard import leaderboard
 
-        return leaderboard(self, split, mode=mode, ks=ks, fold=fold, **match_options)
+        return leaderboard(self, split, mode=mode, ks=ks, fold=fold, runs=runs, **match_options)
 
     def get(self, ref: int | str) -> CspRunInfo:
         """A stored CSP run by id or name."""
@@ -270,17 +271,26 @@ class CspStore:
         seconds = time.perf_counter() - started
         have = {(r["structure_id"], r["sample"]) for r in rows}
         rows += [_missing(t, i, settings) for t in task.targets for i in range(info.k) if (t.structure_id, i) not in have]
-        with self.db.run("csp-evaluate", {"csp_run": info.name, "settings": settings.to_dict(), "workers": workers}) as run:
-            run.link_input("split", split.pk, label=split.name)
-            row = CspEvaluation(csp_run_id=info.id, settings=settings.to_dict(), settings_hash=digest,
-                                library_versions=_versions(), run_id=run.id)
-            run.session.add(row)
-            run.session.flush()
-            repo.add_pair_results(run.session, [{**_clean(r), "evaluation_id": row.id} for r in rows])
-            repo.seal(run.session, row, seconds=round(seconds, 3))
-            run.summary = {"evaluation_id": row.id, "pairs": len(rows), "seconds": round(seconds, 3)}
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            with self.db.run("csp-evaluate", {"csp_run": info.name, "settings": settings.to_dict(), "workers": workers}) as run:
+                run.link_input("split", split.pk, label=split.name)
+                row = CspEvaluation(csp_run_id=info.id, settings=settings.to_dict(), settings_hash=digest,
+                                    library_versions=_versions(), run_id=run.id)
+                run.session.add(row)
+                run.session.flush()
+                repo.add_pair_results(run.session, [{**_clean(r), "evaluation_id": row.id} for r in rows])
+                repo.seal(run.session, row, seconds=round(seconds, 3))
+                run.summary = {"evaluation_id": row.id, "pairs": len(rows), "seconds": round(seconds, 3)}
+        except IntegrityError:
+            # another process stored this evaluation meanwhile: the matcher is deterministic, read theirs
+            pass
         with self.db.session() as s:
-            return info, PairTable(repo.pair_results(s, row.id), targets, info.k, settings.stol)
+            found = repo.get_evaluation(s, info.id, digest)
+            if found is None:
+                raise CspError(f"CSP run {info.name!r}: the evaluation could not be stored")
+            return info, PairTable(repo.pair_results(s, found.id), targets, info.k, settings.stol)
 
     def evaluate(self, ref: int | str, *, mode: str = "reference", k: int | None = None, gating: str = "diffcsp",
                  volume_tol: float = 0.1, **match_options: Any) -> dict[str, Any]:
