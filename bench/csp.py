@@ -140,6 +140,8 @@ def leaderboard(args: argparse.Namespace) -> None:
         out[mode] = board
         text.append(to_markdown(board))
         print(text[-1], f"\n({time.perf_counter() - started:.1f} s)")
+    text.append(_summary(out))
+    print(text[-1])
     plot(out["reference"], RESULTS / "csp_perov5_match_vs_k.png")
     lines = ["", "Published, official Perov-5 split (11,356 / 3,787 / 3,785), match rate % / RMSE:", ""]
     for model, rows in PUBLISHED.items():
@@ -150,6 +152,35 @@ def leaderboard(args: argparse.Namespace) -> None:
     (RESULTS / "csp_perov5.md").write_text("\n\n".join(text) + "\n" + "\n".join(lines) + "\n")
     (RESULTS / "csp_perov5.json").write_text(json.dumps(out, indent=1, default=str))
     print("\n".join(lines))
+
+
+def _summary(out: dict) -> str:
+    """Mean ± std over seeds of each run family (run name without its ``-sN`` seed) and k, both modes."""
+    import re
+
+    import numpy as np
+
+    groups: dict = {}
+    for mode in ("reference", "strict"):
+        for row in out[mode]["rows"]:
+            family = re.sub(r"-s\d+", "", row["run"])
+            groups.setdefault((family, row["k"]), {}).setdefault(mode, []).append(row)
+    cols = ["run family", "k", "seeds", "match_rate", "rmse", "match_rate_strict", "rmse_strict", "volume_error", "spacegroup_agreement"]
+    lines = ["Mean ± std over seeds (std over sampling seeds for diffcsp, over training + sampling seeds for the baselines)", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def cell(rows: list, key: str) -> str:
+        values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+        if not len(values):
+            return ""
+        return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+    for (family, k), modes in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        ref, strict = modes.get("reference", []), modes.get("strict", [])
+        lines.append("| " + " | ".join([family, str(k), str(len(ref)), cell(ref, "match_rate"), cell(ref, "rmse"),
+                                         cell(strict, "match_rate_strict"), cell(strict, "rmse_strict"),
+                                         cell(strict, "volume_error"), cell(strict, "spacegroup_agreement")]) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -28,6 +28,9 @@ from xtalbase.platform.budgets import Budget, BudgetExceeded, mark
 from xtalbase.platform.convert import StructureArrays
 from xtalbase.platform.hashing import json_sha256
 
+#: Tasks queued per worker (each task is one reference with its k samples).
+IN_FLIGHT_PER_WORKER = 8
+
 
 @dataclass(frozen=True)
 class MatchSettings:
@@ -87,6 +90,15 @@ def _matcher(settings: MatchSettings) -> Any:
 
 def match_task(task: MatchTask) -> list[dict[str, Any]]:
     """Pair results of one task (module level: it runs in worker processes). See the module docstring."""
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread per worker: the matcher's 3x3 algebra gains nothing from more, and two workers with two
+    # OpenBLAS threads each on two cores ran each pair 1.3x slower (bench/csp.py)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _match_task(task)
+
+
+def _match_task(task: MatchTask) -> list[dict[str, Any]]:
     import warnings
 
     s = task.settings
@@ -152,16 +164,21 @@ def match_all(tasks: Iterable[MatchTask], *, workers: int = 1, scheduler: str | 
     from xtalbase.platform.runner import Runner
 
     budget = Budget(timeout=timeout or None)
-    out: list[dict[str, Any]] = []
-    with Runner(match_task, workers=workers, scheduler=scheduler, name="csp-match", progress=progress,
-                budget=budget if budget.active and scheduler is None else None, retry=_pass_over) as runner:
-        for _, rows in runner.map((t.structure_id, (t,)) for t in tasks):
-            out.extend(rows)
-    return out
+    done: dict[int, list[dict[str, Any]]] = {}
+    # unordered, with a deep queue: pairs take 5 ms to seconds, and in submission order one slow task would idle
+    # the other workers; the rows are put back in task order below
+    with Runner(match_task, workers=workers, scheduler=scheduler, name="csp-match", progress=progress, ordered=False,
+                in_flight=IN_FLIGHT_PER_WORKER * workers, budget=budget if budget.active and scheduler is None else None,
+                retry=_pass_over) as runner:
+        for index, rows in runner.map((i, (t,)) for i, t in enumerate(tasks)):
+            done[index] = rows
+    return [row for index in sorted(done) for row in done[index]]
 
 
 def reference_loop(pairs: Sequence[tuple[StructureArrays, StructureArrays]], settings: MatchSettings = MatchSettings()) -> list[float | None]:
-    """The reference evaluation's serial loop: one matcher call per (prediction, reference) pair, nothing shared.
+    """The reference evaluation's serial loop: per pair, build both crystals and their validity (as the reference
+    scripts' ``Crystal`` objects do), then one matcher call; nothing shared between pairs. Returns the raw RMS
+    (``None``: no match), ungated.
 
     Kept as the anchor of ``bench/csp.py`` and of the parallel-equals-serial test.
     """
@@ -169,6 +186,9 @@ def reference_loop(pairs: Sequence[tuple[StructureArrays, StructureArrays]], set
     out: list[float | None] = []
     for pred, ref in pairs:
         p, r = validity.build_structure(pred), validity.build_structure(ref)
+        for crystal, arrays in ((p, pred), (r, ref)):
+            validity.structure_validity(crystal, settings.min_distance, settings.min_volume)
+            validity._smact_valid.__wrapped__(*validity.reduced_counts(arrays.numbers), "oxidation_states")
         if p is None or r is None:
             out.append(None)
             continue
