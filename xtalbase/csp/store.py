@@ -256,12 +256,12 @@ class CspStore:
         digest = settings.hash()
         info = self.get(ref)
         split = self._split(info)
-        task = load_task(self.db, split, info.fold)
-        targets = [t.structure_id for t in task.targets]
+        targets = split.ids(info.fold)
         with self.db.session() as s:
             found = repo.get_evaluation(s, info.id, digest)
             if found is not None:
                 return info, PairTable(repo.pair_results(s, found.id), targets, info.k, settings.stol)
+        task = load_task(self.db, split, info.fold)  # the references are read only when something is to be matched
         samples = self.samples(info.id)
         tasks = (MatchTask(t.structure_id, t.reference, tuple((i, samples[(t.structure_id, i)]) for i in range(info.k)
                                                                if (t.structure_id, i) in samples), settings)

@@ -83,18 +83,21 @@ def upgrade() -> None:
             op.execute(statement)
 
 
+def _drop_statements(parent: str, members: str, dialect: str) -> list[str]:
+    """The statements that remove what :func:`_sqlite_statements` / :func:`_postgresql_statements` created."""
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS trg_{t}" for t in (f"{parent}_sealed_update", f"{parent}_sealed_delete",
+                                                              f"{members}_sealed_insert", f"{members}_sealed_update",
+                                                              f"{members}_sealed_delete")]
+    return [f"DROP TRIGGER IF EXISTS trg_{parent}_sealed ON {parent}", f"DROP TRIGGER IF EXISTS trg_{members}_sealed ON {members}",
+            f"DROP FUNCTION IF EXISTS xtalbase_guard_{parent}()", f"DROP FUNCTION IF EXISTS xtalbase_guard_{members}()"]
+
+
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
     for parent, members, _ in _GUARDED:
-        if dialect == "sqlite":
-            for trigger in (f"{parent}_sealed_update", f"{parent}_sealed_delete", f"{members}_sealed_insert",
-                            f"{members}_sealed_update", f"{members}_sealed_delete"):
-                op.execute(f"DROP TRIGGER IF EXISTS trg_{trigger}")
-        else:
-            op.execute(f"DROP TRIGGER IF EXISTS trg_{parent}_sealed ON {parent}")
-            op.execute(f"DROP TRIGGER IF EXISTS trg_{members}_sealed ON {members}")
-            op.execute(f"DROP FUNCTION IF EXISTS xtalbase_guard_{parent}()")
-            op.execute(f"DROP FUNCTION IF EXISTS xtalbase_guard_{members}()")
+        for statement in _drop_statements(parent, members, dialect):
+            op.execute(statement)
     for parent, _, _ in _GUARDED:
         with op.batch_alter_table(parent, schema=None) as batch_op:
             batch_op.drop_column("sealed")

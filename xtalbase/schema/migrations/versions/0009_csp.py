@@ -134,17 +134,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    sqlite = op.get_bind().dialect.name == "sqlite"
+    v0004 = _v0004()
+    dialect = op.get_bind().dialect.name
     for parent, members, _ in _GUARDED:
-        if sqlite:
-            for trigger in (f"{parent}_sealed_update", f"{parent}_sealed_delete", f"{members}_sealed_insert",
-                            f"{members}_sealed_update", f"{members}_sealed_delete"):
-                op.execute(f"DROP TRIGGER IF EXISTS trg_{trigger}")
-        else:
-            op.execute(f"DROP TRIGGER IF EXISTS trg_{parent}_sealed ON {parent}")
-            op.execute(f"DROP TRIGGER IF EXISTS trg_{members}_sealed ON {members}")
-            op.execute(f"DROP FUNCTION IF EXISTS xtalbase_guard_{parent}()")
-            op.execute(f"DROP FUNCTION IF EXISTS xtalbase_guard_{members}()")
+        for statement in v0004._drop_statements(parent, members, dialect):
+            op.execute(statement)
     with op.batch_alter_table('csp_pair_results', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_csp_pair_results_structure_id'))
     op.drop_table('csp_pair_results')
