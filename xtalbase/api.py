@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import pandas
 
     from xtalbase.csp.store import CspStore
+    from xtalbase.descriptors.store import DescriptorStore
     from xtalbase.ingest.options import IngestOptions
     from xtalbase.ingest.pipeline import IngestReport
     from xtalbase.ml.datasets import DatasetStore
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class Database(_PlatformDatabase):
-    """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits``, ``datasets`` and ``csp``."""
+    """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits``, ``datasets``, ``describe`` and ``csp``."""
 
     def ingest(self, paths: Any, options: "IngestOptions | None" = None, **kwargs: Any) -> "IngestReport":
         """Read, validate, deduplicate and store structure/DFT files; see :func:`xtalbase.ingest.pipeline.ingest`.
@@ -61,6 +62,20 @@ class Database(_PlatformDatabase):
         from xtalbase.ml.datasets import DatasetStore
 
         return DatasetStore(self)
+
+    @property
+    def descriptors(self) -> "DescriptorStore":
+        """Descriptor recipes and the cached descriptor vectors of stored structures."""
+        from xtalbase.descriptors.store import DescriptorStore
+
+        return DescriptorStore(self)
+
+    def describe(self, recipe: Any = "xenonpy", filter: str | None = None, ids: Any = None, **params: Any) -> "pandas.DataFrame":
+        """Descriptor vectors (index ``structure_id``) of the structures matching ``filter`` (or ``ids``), computed
+        once per (recipe, structure) and cached; ``recipe``: a preset (``xenonpy``, ``magpie``, ``crystalnn``, ``rdf``,
+        ``adf``) with ``params`` overriding its parameters, or a stored recipe's id, name or hash prefix."""
+        store = self.descriptors
+        return store.frame(store.recipe(recipe, **params), ids=ids, filter=filter)
 
     @property
     def csp(self) -> "CspStore":

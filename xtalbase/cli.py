@@ -17,6 +17,7 @@ from xtalbase.commands import csp as csp_commands
 from xtalbase.commands import dataset as dataset_commands
 from xtalbase.commands import db as db_commands
 from xtalbase.commands import demo as demo_commands
+from xtalbase.commands import describe as describe_commands
 from xtalbase.commands import ingest as ingest_commands
 from xtalbase.commands import mlip as mlip_commands
 from xtalbase.commands import models as models_commands
@@ -69,6 +70,7 @@ app.add_typer(split_commands.app, name="split")
 app.add_typer(dataset_commands.app, name="dataset")
 app.add_typer(xrd_commands.app, name="xrd")
 app.command("query")(query_commands.query)
+app.command("describe")(describe_commands.describe)
 app.command("sql")(query_commands.sql)
 app.add_typer(train_commands.app, name="train")
 app.command("predict")(predict_commands.predict)

@@ -6,6 +6,7 @@ Importing this package registers every table on :data:`Base.metadata`.
 from xtalbase.schema.base import Base
 from xtalbase.schema.calculations import Calculation
 from xtalbase.schema.csp import CspEvaluation, CspPairResult, CspRun, CspSample
+from xtalbase.schema.descriptors import DescriptorRecipe, DescriptorValue
 from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
 from xtalbase.schema.runs import Direction, LinkKind, Quarantine, Run, RunLink, RunNote, RunStatus
 from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
@@ -20,6 +21,8 @@ __all__ = [
     "CspSample",
     "Dataset",
     "DatasetMember",
+    "DescriptorRecipe",
+    "DescriptorValue",
     "Direction",
     "LinkKind",
     "Model",
