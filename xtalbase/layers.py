@@ -28,9 +28,9 @@ LAYERS: dict[str, int] = {
     "commands": 6, "xtalbase": 6, "data": 6,
     # the library's front door
     "api": 5,
-    # capabilities; mlip, csp are the packages of the next issues
+    # capabilities
     "ml": 4, "mlip": 4, "csp": 4, "ingest": 4,
-    # computed properties of structures; descriptors arrives with the next issues
+    # computed properties of structures: XRD patterns and descriptors
     "descriptors": 3, "xrd": 3,
     # database access: engine, config, repositories, runs, hashing, the runner
     "platform": 2,

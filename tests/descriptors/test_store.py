@@ -118,3 +118,21 @@ def test_cli_writes_the_matrix_and_lists_recipes(ddb, tmp_path):
     assert "magpie" in listed.output
     bad = CliRunner().invoke(app, ["--db", ddb.url, "describe", "--out", str(tmp_path / "x.xlsx")])
     assert bad.exit_code != 0 and ".parquet" in str(bad.exception)
+
+
+def test_structural_recipes_are_cached_and_computed_alike_by_worker_processes(ddb):
+    from xtalbase.descriptors.structural import structural_preset
+
+    ids = _ids(ddb, 'nsites<=4 AND NOT elements HAS "Am"')[:4]
+    assert len(ids) >= 2
+    store = ddb.descriptors
+    serial = store.matrix("rdf", ids)
+    assert serial.values.shape == (len(ids), 80) and not serial.errors
+    fresh = store.recipe("rdf", r_max=6.0)
+    pooled = store.matrix(fresh, ids, workers=2)
+    assert pooled.computed == len(ids)
+    np.testing.assert_allclose(pooled.values, serial.values[:, :60])
+    frame = ddb.describe("crystalnn", ids=ids[:2])
+    assert frame.shape == (2, 244)
+    rows = ddb.query(f"id={ids[0]}").structures()
+    np.testing.assert_allclose(frame.iloc[0].to_numpy(), structural_preset("crystalnn").transform(rows)[0])

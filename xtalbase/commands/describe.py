@@ -22,6 +22,8 @@ def describe(
                                                        "or stats=ave,var,gmean; a changed parameter is a new stored recipe.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the matrix (index structure_id) to .parquet, .csv "
                                                 "or .json.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes for structural recipes.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address to compute on.")] = None,
     list_recipes: Annotated[bool, typer.Option("--list", help="List the stored recipes and exit.")] = False,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -45,7 +47,8 @@ def describe(
     stored = store.recipe(recipe, **parse_params(param))
     with progress() as bar:
         task = bar.add_task(f"describing ({stored.name})", total=None)
-        frame = store.frame(stored, filter=filter, on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        frame = store.frame(stored, filter=filter, workers=workers, scheduler=scheduler,
+                            on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     errors = frame.attrs.get("errors", {})
     if out is not None:
         suffix = out.suffix.lower()

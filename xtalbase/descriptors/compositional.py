@@ -45,6 +45,8 @@ XENONPY_STATS = ("ave", "sum", "var", "max", "min")
 MAGPIE_STATS = ("minimum", "maximum", "range", "mean", "avg_dev", "mode")
 #: Absolute and relative tolerances under which two fractions tie for ``mode`` (numpy's isclose, as matminer).
 _TIE_RTOL, _TIE_ATOL = 1e-5, 1e-8
+#: Compositions per vectorised block.
+_BLOCK = 2048
 
 
 class CompositionError(XtalbaseError):
@@ -246,10 +248,15 @@ class CompositionRecipe:
             return np.zeros((0, len(props) * len(self.stats)))
         if not self.impute:
             self._check_covered(packed, values, labels)
-        stacked = weighted_stats(packed, values, self.stats, self.basis)  # (n, s, p)
-        if self.layout == "property":
-            stacked = stacked.transpose(0, 2, 1)
-        return np.ascontiguousarray(stacked.reshape(len(packed), -1))
+        out = np.empty((len(packed), len(props) * len(self.stats)))
+        # in blocks: the (n, m, p) temporaries of a whole 30k-row query fall out of cache (2x slower per row)
+        for start in range(0, len(packed), _BLOCK):
+            block = PackedCompositions(packed.z[start:start + _BLOCK], packed.amount[start:start + _BLOCK])
+            stacked = weighted_stats(block, values, self.stats, self.basis)  # (b, s, p)
+            if self.layout == "property":
+                stacked = stacked.transpose(0, 2, 1)
+            out[start:start + _BLOCK] = stacked.reshape(len(block), -1)
+        return out
 
     def _check_covered(self, packed: PackedCompositions, values: np.ndarray, labels: Sequence[Any] | None) -> None:
         missing = np.isnan(values).all(axis=1)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Structures computed and committed together.
 CHUNK = 2000
+#: Structures per task of a structural recipe (a worker's unit of work).
+BLOCK = 32
 
 
 class DescriptorError(XtalbaseError):
@@ -118,10 +120,11 @@ class DescriptorStore:
                      "hash": r.hash, "params": r.params} for r in repo.recipes(s)]
 
     # ------------------------------------------------------------------ vectors
-    def matrix(self, recipe: Any, ids: Sequence[int], *, compute: bool = True,
+    def matrix(self, recipe: Any, ids: Sequence[int], *, compute: bool = True, workers: int = 1, scheduler: str | None = None,
                on_progress: Callable[[int, int], None] | None = None) -> DescriptorMatrix:
         """Descriptor vectors of structures ``ids`` (in that order); those not cached are computed and stored
-        unless ``compute=False``, in which case they are an error."""
+        unless ``compute=False``, in which case they are an error. ``workers`` processes (or a Dask ``scheduler``)
+        compute blocks of :data:`BLOCK` structures; the database is written by this process only."""
         stored = recipe if isinstance(recipe, StoredRecipe) else self.recipe(recipe)
         ids = [int(i) for i in ids]
         width = len(stored.names())
@@ -133,7 +136,7 @@ class DescriptorStore:
             raise DescriptorError(f"{len(todo)} structure(s) have no {stored.name} descriptors yet (first: {todo[:5]}); "
                                   "compute them with `xtalbase describe` or compute=True")
         if todo:
-            found.update(self._compute(stored, todo, on_progress))
+            found.update(self._compute(stored, todo, on_progress, workers, scheduler))
         values = np.full((len(ids), width), np.nan)
         errors: dict[int, str] = {}
         for row, sid in enumerate(ids):
@@ -145,7 +148,8 @@ class DescriptorStore:
         return DescriptorMatrix(ids, stored.names(), values, errors, len(todo))
 
     def frame(self, recipe: Any = "xenonpy", ids: Sequence[int] | None = None, filter: str | None = None,
-              *, compute: bool = True, on_progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
+              *, compute: bool = True, workers: int = 1, scheduler: str | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
         """A DataFrame of descriptor vectors (index ``structure_id``, one column per feature) of the structures
         ``ids`` or those matching the OPTIMADE ``filter`` (every structure when both are ``None``)."""
         import pandas as pd
@@ -156,16 +160,20 @@ class DescriptorStore:
             ids = Query(self.db, filter).ids()
         elif filter is not None:
             raise DescriptorError("give structure ids or a filter, not both")
-        m = self.matrix(recipe, ids, compute=compute, on_progress=on_progress)
+        m = self.matrix(recipe, ids, compute=compute, workers=workers, scheduler=scheduler, on_progress=on_progress)
         frame = pd.DataFrame(m.values, index=pd.Index(m.ids, name="structure_id"), columns=m.names)
         frame.attrs["errors"] = m.errors
         return frame
 
-    def _compute(self, stored: StoredRecipe, todo: list[int],
-                 on_progress: Callable[[int, int], None] | None) -> dict[int, tuple[bytes | None, str | None]]:
+    def _compute(self, stored: StoredRecipe, todo: list[int], on_progress: Callable[[int, int], None] | None,
+                 workers: int, scheduler: str | None) -> dict[int, tuple[bytes | None, str | None]]:
+        from xtalbase.platform.runner import Runner
+
         recipe = stored.recipe
         out: dict[int, tuple[bytes | None, str | None]] = {}
-        with self.db.run("describe", {"recipe": stored.name, "recipe_hash": stored.hash, "structures": len(todo)}) as run:
+        params = {"recipe": stored.name, "recipe_hash": stored.hash, "structures": len(todo), "workers": workers, "scheduler": scheduler}
+        with self.db.run("describe", params) as run, Runner(_compute_chunk, workers=workers, scheduler=scheduler,
+                                                            name=f"describe {stored.name}") as runner:
             for start in range(0, len(todo), CHUNK):
                 part = todo[start:start + CHUNK]
                 with self.db.session() as s:
@@ -177,7 +185,14 @@ class DescriptorStore:
 
                         rows = repo.structure_rows(s, part)
                         items = [row_arrays(rows[i]) for i in part]
-                values, errors = _compute_chunk(recipe, items, part)
+                # composition recipes are vectorised: one block per chunk; structural ones are per structure
+                size = len(part) if recipe.input == "composition" else BLOCK
+                blocks = [(b, (recipe, items[b:b + size], part[b:b + size])) for b in range(0, len(part), size)]
+                values = np.empty((len(part), len(stored.names())))
+                errors: dict[int, str] = {}
+                for b, (block_values, block_errors) in runner.map(blocks):
+                    values[b:b + size] = block_values
+                    errors.update(block_errors)
                 new = {sid: (None, errors[sid]) if sid in errors else (np.ascontiguousarray(values[j], "<f8").tobytes(), None)
                        for j, sid in enumerate(part)}
                 with self.db.session() as s:

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from xtalbase.descriptors.structural import neighbour_pairs_of_centres
 from xtalbase.errors import XtalbaseError
 from xtalbase.mlip.acsf import element_symbols
 
@@ -133,19 +134,6 @@ def angle_table(numbers: np.ndarray, i: np.ndarray, j: np.ndarray, vec: np.ndarr
         c, a, b = element_symbols([code // 1_000_000, code // 1000 % 1000, code % 1000])
         out[f"{c}:{a}-{b}"] = (i[p][sel], theta[sel], reach[sel])
     return out
-
-
-def neighbour_pairs_of_centres(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(p, q)``, p < q, of every two pairs sharing a centre (``centres`` sorted or not; numpy only)."""
-    order = np.argsort(centres, kind="stable")
-    sorted_c = centres[order]
-    counts = np.bincount(sorted_c) if len(sorted_c) else np.zeros(0, np.int64)
-    starts = np.cumsum(counts) - counts
-    position = np.arange(len(order)) - starts[sorted_c]
-    partners = counts[sorted_c] - 1 - position
-    first = np.repeat(np.arange(len(order)), partners)
-    offsets = np.arange(len(first)) - np.repeat(np.cumsum(partners) - partners, partners)
-    return order[first], order[first + 1 + offsets]
 
 
 def pooled_environments(configs: Iterable[Any], rc: float, angles: bool = True, rc_angle: float | None = None

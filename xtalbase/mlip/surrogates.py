@@ -300,7 +300,7 @@ class _Geometry:
         self.n_atoms = len(atoms)
         self.i, self.j, vec, self.dist = _pairs(atoms, rc)
         self.pair_code = self.sub[self.i] * self.n_sub + self.sub[self.j]
-        from xtalbase.mlip.coverage import neighbour_pairs_of_centres
+        from xtalbase.descriptors.structural import neighbour_pairs_of_centres
 
         near = np.flatnonzero(self.dist < self.rc_angle)  # scales >= 1 only shrink this set
         p, q = neighbour_pairs_of_centres(self.i[near])
