@@ -176,3 +176,62 @@ def print_potential_metrics(metrics: dict[str, Any]) -> None:
                      "extrapolating atoms": m.get("extrapolating_atoms", "")})
     if rows:
         print_table(rows, list(rows[0]))
+
+
+@app.command("property")
+def train_property(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help="Numeric source property to predict, e.g. formation_energy_per_atom, heat_ref, dir_gap.")],
+    split: Annotated[Optional[str], typer.Option(help="Split to train on (its --fold) and evaluate on (val, test).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset to train on instead of a split fold (evaluated on its split).")] = None,
+    fold: Annotated[str, typer.Option(help="Training fold of --split.")] = "train",
+    descriptor: Annotated[str, typer.Option(help="Descriptor recipe: magpie (132) | xenonpy (290) | crystalnn | rdf | adf | a stored recipe name.")] = "magpie",
+    algorithm: Annotated[str, typer.Option(help="xgboost | mlp (torch network; early-stops on the val fold) | extratrees.")] = "xgboost",
+    seed: Annotated[int, typer.Option(help="Random seed (same inputs + seed = same model and artifact hash).")] = 0,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Hyperparameter key=value (repeatable), e.g. max_epochs=300.")] = None,
+    init_from: Annotated[Optional[str], typer.Option(help="Start the mlp from this registered mlp (id or name): transfer learning.")] = None,
+    freeze: Annotated[bool, typer.Option(help="With --init-from: keep the pretrained body fixed and train a new head only.")] = False,
+    name: Annotated[Optional[str], typer.Option(help="A name for the model.")] = None,
+    parent: Annotated[Optional[int], typer.Option(help="Parent model id (default: --init-from, else the newest on the dataset's parent).")] = None,
+    threads: ThreadsOpt = 1,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a model of a numeric source property on descriptor features, print its errors and register it."""
+    from xtalbase.errors import XtalbaseError
+    from xtalbase.ml.property import train_property as train
+    from xtalbase.ml.training import parse_params
+
+    params = parse_params(param)
+    if freeze:
+        if init_from is None:
+            raise XtalbaseError("--freeze keeps a pretrained body fixed: give --init-from MODEL")
+        params["freeze"] = "body"
+    if algorithm == "mlp":
+        torch_threads(threads)
+    handle = open_db(ctx, db)
+    ref: int | str | None = int(init_from) if init_from is not None and init_from.isdigit() else init_from
+    with progress() as bar:
+        task = bar.add_task(f"training {algorithm} for {target}", total=1)
+        report = train(handle, target=target, split=split, dataset=dataset, fold=fold, descriptor=descriptor, algorithm=algorithm,
+                       seed=seed, params=params, init_from=ref, name=name, parent_model_id=parent)
+        bar.advance(task)
+    if as_json:
+        print_json({"model_id": report.model_id, "run_id": report.run_id, "parent_model_id": report.parent_model_id,
+                    "metrics": report.metrics, "artifact_sha256": report.artifact_sha256, "fit_seconds": report.fit_seconds})
+        return
+    out = console()
+    out.print(f"model {report.model_id}: {algorithm} {target} on {descriptor} of {report.n_train} structures "
+              f"(fit {report.fit_seconds:.2f} s, artifact sha256 {report.artifact_sha256[:16]}...)"
+              + (f"; started from model {report.parent_model_id}" if init_from is not None else ""))
+    print_property_metrics(report.metrics)
+
+
+def print_property_metrics(metrics: dict[str, Any]) -> None:
+    """MAE, RMSE, R² per held-out fold beside the constant (training mean and median) baselines."""
+    rows = [{"fold": f + (" (early stopping)" if m.get("used_for_early_stopping") else ""), "n": m["n"], "MAE": _fmt(m.get("mae")),
+             "RMSE": _fmt(m.get("rmse")), "R²": _fmt(m.get("r2")), "mean-baseline MAE": _fmt(m.get("baseline_mean_mae")),
+             "median-baseline MAE": _fmt(m.get("baseline_median_mae"))}
+            for f in ("val", "test") if (m := metrics.get(f)) and m.get("n")]
+    if rows:
+        print_table(rows, list(rows[0]))

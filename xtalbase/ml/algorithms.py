@@ -39,6 +39,7 @@ class AlgorithmSpec:
     dump : fitted estimator -> artifact bytes, identical for identical fitted models; never pickle.
     load : (artifact bytes, this spec) -> fitted estimator; must not execute code from the bytes.
     trusted_types : types a skops artifact of this algorithm may contain beyond :data:`SKOPS_BASE_TRUSTED`.
+    tasks : the tasks it can learn (``classification``, ``regression``).
     """
 
     name: str
@@ -48,6 +49,7 @@ class AlgorithmSpec:
     dump: Callable[[Any], bytes]
     load: Callable[[bytes, "AlgorithmSpec"], Any]
     trusted_types: tuple[str, ...] = field(default=())
+    tasks: tuple[str, ...] = ("classification", "regression")
 
     def estimator_class(self) -> type:
         """The estimator class (imported on first use)."""
@@ -118,7 +120,10 @@ def make_estimator(algorithm: str, task: str, params: dict[str, Any] | None = No
 
     Unknown parameter names raise ``ValueError`` naming the accepted ones.
     """
-    cls = get_algorithm(algorithm).estimator_class()
+    spec = get_algorithm(algorithm)
+    if task not in spec.tasks:
+        raise ValueError(f"algorithm {algorithm!r} learns {' and '.join(spec.tasks)} targets only, not {task}")
+    cls = spec.estimator_class()
     accepted = set(cls().get_params()) - {"task", "random_state"}
     unknown = sorted(set(params or {}) - accepted)
     if unknown:
@@ -187,4 +192,28 @@ register_algorithm(AlgorithmSpec(
     name="xgboost", summary="gradient-boosted trees (XGBoost hist)",
     estimator="xtalbase.ml.estimators:XGBoostModel", artifact_format="xgboost-ubj", dump=dump_xgboost,
     load=load_xgboost,
+))
+
+
+def dump_torch_mlp(model: Any) -> bytes:
+    """A property network's weights, scalings and parameters (``torch.save`` of tensors and JSON text)."""
+    from xtalbase.ml.property_net import to_bytes
+
+    return to_bytes(model)
+
+
+def load_torch_mlp(data: bytes, spec: AlgorithmSpec) -> Any:
+    """Rebuild an ``MLPPropertyRegressor`` with ``torch.load(weights_only=True)`` (no pickle code runs)."""
+    from xtalbase.ml.property_net import from_bytes
+
+    try:
+        return from_bytes(data)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ArtifactError(f"cannot read torch-mlp artifact: {str(exc).splitlines()[0]}") from exc
+
+
+register_algorithm(AlgorithmSpec(
+    name="mlp", summary="multilayer perceptron (torch; regression targets only)",
+    estimator="xtalbase.ml.property_net:MLPPropertyRegressor", artifact_format="torch-mlp", dump=dump_torch_mlp,
+    load=load_torch_mlp, tasks=("regression",),
 ))

@@ -62,6 +62,10 @@ def model_chain(session: "Session", model_id: int | str) -> dict[str, Any]:
         # the target decides which members it trained on (cubic_a: the cubic ones); an unknown one used them all
         target = TARGETS.get(model.target)
         members = target.training_rows(members) if target is not None else members
+        if (model.feature_recipe or {}).get("kind") == "descriptor":
+            # a property model trained on the members carrying its target property (``n_without_target`` left out)
+            have = structure_repo.source_property_values(session, [m.id for m in members], model.target)
+            members = [m for m in members if m.id in have and have[m.id][1] is not None]
         ids = [m.id for m in members]
         hashes = [m.exact_hash for m in members]
         current = set_hash(hashes)

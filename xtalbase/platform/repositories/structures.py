@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, select
 
 from xtalbase.errors import NotFound
 from xtalbase.platform.repositories import chunks
-from xtalbase.schema import Calculation, DatasetMember, Quarantine, Source, SplitMember, Structure
+from xtalbase.schema import Calculation, DatasetMember, Quarantine, Source, SourceProperty, SplitMember, Structure
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -152,4 +152,34 @@ def structures_of_files(session: "Session", file_hashes: Sequence[str]) -> dict[
                 .where(Source.file_hash.in_(chunk)).order_by(Source.id))
         for file_hash, locator, sid in session.execute(stmt):
             out.setdefault(file_hash, []).append((locator, int(sid)))
+    return out
+
+
+def source_property_values(session: "Session", structure_ids: Sequence[int], name: str) -> dict[int, tuple[int, float | None, str | None]]:
+    """``structure id -> (source id, value_float, value_text)`` of source property ``name``, from the oldest source
+    of each structure that carries a value."""
+    best: dict[int, tuple[int, float | None, str | None]] = {}
+    for chunk in chunks(sorted({int(i) for i in structure_ids})):
+        stmt = (select(Source.structure_id, Source.id, SourceProperty.value_float, SourceProperty.value_text)
+                .join(SourceProperty, SourceProperty.source_id == Source.id)
+                .where(SourceProperty.name == name, Source.structure_id.in_(chunk)))
+        for sid, src, vf, vt in session.execute(stmt):
+            if vf is None and vt is None:
+                continue
+            if sid not in best or src < best[sid][0]:
+                best[sid] = (src, vf, vt)
+    return best
+
+
+def numeric_property_names(session: "Session", limit: int = 30) -> list[str]:
+    """Names of source properties stored with a numeric value (alphabetical, at most ``limit``)."""
+    stmt = select(SourceProperty.name).where(SourceProperty.value_float.is_not(None)).distinct().order_by(SourceProperty.name).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def exact_hashes(session: "Session", structure_ids: Sequence[int]) -> dict[int, str]:
+    """``structure id -> exact_hash``."""
+    out: dict[int, str] = {}
+    for chunk in chunks(list(structure_ids)):
+        out.update(session.execute(select(Structure.id, Structure.exact_hash).where(Structure.id.in_(chunk))).all())
     return out
