@@ -30,7 +30,7 @@ import numpy as np
 from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts, registry
 from xtalbase.ml.algorithms import make_estimator
-from xtalbase.ml.xrd_inputs import Fold, dataset_ids, get_dataset, get_split, split_fold_ids
+from xtalbase.ml.xrd_inputs import Fold
 from xtalbase.platform.provenance import code_version
 from xtalbase.platform.repositories import structures as structure_repo
 from xtalbase.schema import Model
@@ -46,7 +46,6 @@ __all__ = ["PROPERTY_ALGORITHMS", "PropertyReport", "load_property_fold", "prope
 
 #: Algorithms ``train property`` accepts (entries of :data:`xtalbase.ml.algorithms.ALGORITHMS`).
 PROPERTY_ALGORITHMS = ("xgboost", "mlp", "extratrees")
-EVAL_FOLDS = ("val", "test")
 #: Libraries whose versions change a property model's numbers (torch for the networks).
 PROPERTY_LIBRARIES = (*registry.MODEL_LIBRARIES, "torch")
 
@@ -197,9 +196,14 @@ def train_property(db: "Database", *, target: str, split: str | None = None, dat
     except ValueError as exc:
         raise XtalbaseError(str(exc)) from exc
 
-    sel = _select(db, split=split, dataset=dataset, fold=fold, target=target)
-    train_ids, fold_name, where, split_ref, dataset_ref = sel.train_ids, sel.fold, sel.where, sel.split, sel.dataset
-    parent = parent_model_id or (source_model[0] if source_model else None) or sel.parent
+    from xtalbase.ml.training import select_folds
+
+    with db.session() as s:
+        sel = select_folds(s, split=split, dataset=dataset, fold=fold)
+        split_ref = (sel.split.id, sel.split.hash, sel.split.name) if sel.split is not None else None
+        dataset_ref = (sel.dataset.id, sel.dataset.hash, sel.dataset.name) if sel.dataset is not None else None
+        parent = parent_model_id or (source_model[0] if source_model else None) or registry.parent_model_for(s, sel.dataset, target)
+    train_ids, fold_name, where = sel.train_ids, sel.fold, sel.where
     if not train_ids:
         raise XtalbaseError(f"{where} has no structures to train on")
     train, feature_recipe, train_missing = load_property_fold(db, train_ids, target, descriptor, what=f"structures of {where}")
@@ -246,47 +250,6 @@ def train_property(db: "Database", *, target: str, split: str | None = None, dat
     return PropertyReport(model_id=model_id, run_id=run.id, target=target, algorithm=algorithm, descriptor=descriptor,
                           metrics=metrics, artifact_sha256=digest, n_train=len(train), fit_seconds=fit_seconds,
                           total_seconds=time.perf_counter() - started, parent_model_id=parent, feature_recipe=feature_recipe)
-
-
-@dataclass
-class _Selection:
-    """What a training run reads: training ids, held-out ids per fold, (id, hash, name) of split and dataset, parent."""
-
-    train_ids: list[int]
-    held: dict[str, list[int]]
-    fold: str
-    where: str
-    split: tuple[int, str, str] | None
-    dataset: tuple[int, str, str] | None
-    parent: int | None
-
-
-def _select(db: "Database", *, split: str | None, dataset: str | None, fold: str, target: str) -> _Selection:
-    """The structures of ``fold`` of ``split`` (or of ``dataset``) and the held-out folds of that split."""
-    with db.session() as s:
-        split_row = get_split(s, split) if split else None
-        dataset_row = get_dataset(s, dataset) if dataset else None
-        if dataset_row is not None:
-            from xtalbase.ml.training import root_split
-
-            train_ids = dataset_ids(s, dataset_row)
-            split_row = root_split(s, dataset_row)
-            fold_name = dataset_row.fold or "train"
-            where = f"dataset {dataset_row.name!r}"
-        else:
-            train_ids = split_fold_ids(s, split_row, fold)
-            fold_name = fold
-            where = f"fold {fold!r} of split {split_row.name!r}"
-        held = {}
-        if split_row is not None:
-            for f in EVAL_FOLDS:
-                if f != fold_name:
-                    # an extended dataset may hold structures of a held-out fold: never evaluate on training data
-                    held[f] = sorted(set(split_fold_ids(s, split_row, f)) - set(train_ids))
-        return _Selection(train_ids, held, fold_name, where,
-                          (split_row.id, split_row.hash, split_row.name) if split_row else None,
-                          (dataset_row.id, dataset_row.hash, dataset_row.name) if dataset_row else None,
-                          registry.parent_model_for(s, dataset_row, target))
 
 
 def _fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, tuple[Fold, int]],

@@ -98,28 +98,13 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
     started = time.perf_counter()
     with db.session() as s:
         xrd_recipe = resolve_recipe(s, recipe)
-        split_row = get_split(s, split) if split else None
-        dataset_row = get_dataset(s, dataset) if dataset else None
-        if dataset_row is not None:
-            train_ids = dataset_ids(s, dataset_row)
-            split_row = root_split(s, dataset_row)
-            fold_name = dataset_row.fold or "train"
-            where = f"dataset {dataset_row.name!r}"
-        else:
-            train_ids = split_fold_ids(s, split_row, fold)
-            fold_name = fold
-            where = f"fold {fold!r} of split {split_row.name!r}"
+        sel = select_folds(s, split=split, dataset=dataset, fold=fold)
+        split_row, dataset_row, train_ids, fold_name, where = sel.split, sel.dataset, sel.train_ids, sel.fold, sel.where
         if not train_ids:
             raise XtalbaseError(f"{where} has no structures to train on")
         train = load_fold(s, train_ids, spec, xrd_recipe.id, recipe_obj, what=f"structures of {where}")
-        evals = {}
-        if split_row is not None:
-            for f in EVAL_FOLDS:
-                if f != fold_name:
-                    # an extended dataset may have absorbed held-out structures: never evaluate on training data
-                    ids = sorted(set(split_fold_ids(s, split_row, f)) - set(train_ids))
-                    if ids:
-                        evals[f] = load_fold(s, ids, spec, xrd_recipe.id, recipe_obj, what=f"structures of fold {f!r}")
+        evals = {f: load_fold(s, ids, spec, xrd_recipe.id, recipe_obj, what=f"structures of fold {f!r}")
+                 for f, ids in sel.held.items() if ids}
         if task == "classification" and len(np.unique(train.y)) < 2:
             raise XtalbaseError(f"{where} has a single {target} class; a classifier needs at least two")
         parent = parent_model_id or registry.parent_model_for(s, dataset_row, target)
@@ -159,6 +144,40 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
     return TrainReport(model_id=model_id, run_id=run.id, target=target, algorithm=algorithm, metrics=metrics,
                        artifact_sha256=digest, n_train=len(train), fit_seconds=fit_seconds,
                        total_seconds=time.perf_counter() - started, feature_recipe=feature_recipe)
+
+
+@dataclass(frozen=True)
+class FoldSelection:
+    """What a training run reads: the training ids, the held-out ids per evaluation fold, the split and dataset rows."""
+
+    train_ids: list[int]
+    held: dict[str, list[int]]
+    fold: str
+    where: str
+    split: Split | None
+    dataset: Any
+
+
+def select_folds(session: Any, *, split: str | None, dataset: str | None, fold: str = "train") -> FoldSelection:
+    """The structures of ``fold`` of ``split`` (or of ``dataset``, evaluated on its root split) and of the held-out folds."""
+    split_row = get_split(session, split) if split else None
+    dataset_row = get_dataset(session, dataset) if dataset else None
+    if dataset_row is not None:
+        train_ids = dataset_ids(session, dataset_row)
+        split_row = root_split(session, dataset_row)
+        fold_name = dataset_row.fold or "train"
+        where = f"dataset {dataset_row.name!r}"
+    else:
+        train_ids = split_fold_ids(session, split_row, fold)
+        fold_name = fold
+        where = f"fold {fold!r} of split {split_row.name!r}"
+    held: dict[str, list[int]] = {}
+    if split_row is not None:
+        for f in EVAL_FOLDS:
+            if f != fold_name:
+                # an extended dataset may have absorbed held-out structures: never evaluate on training data
+                held[f] = sorted(set(split_fold_ids(session, split_row, f)) - set(train_ids))
+    return FoldSelection(train_ids, held, fold_name, where, split_row, dataset_row)
 
 
 def root_split(session, dataset: Any) -> Split | None:
