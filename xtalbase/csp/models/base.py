@@ -88,7 +88,7 @@ def register_model(cls: type[CspModel]) -> type[CspModel]:
 
 #: Built-in model modules, imported when a model is first looked up (torch only for ``diffcsp``).
 BUILTIN = {"random": "xtalbase.csp.models.baselines", "template": "xtalbase.csp.models.baselines",
-           "diffcsp": "xtalbase.csp.models.diffcsp"}
+           "diffcsp": "xtalbase.csp.models.diffcsp", "cspml": "xtalbase.csp.models.cspml"}
 
 
 def get_model_class(name: str) -> type[CspModel]:
