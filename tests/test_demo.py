@@ -46,12 +46,22 @@ def test_demo_ranks_the_csp_baselines(demo_result):
     csp = demo_result["csp"]
     assert sum(csp["counts"].values()) == 600
     rows = {(r["model"], r["k"]): r for r in csp["rows"]}
-    assert set(rows) == {("random", 1), ("random", 5), ("template", 1), ("template", 5)}
+    assert set(rows) == {(m, k) for m in ("random", "template", "cspml") for k in (1, 5)}
     assert all(r["n_test"] == csp["counts"]["test"] for r in rows.values())
     # substituted templates beat random coordinates, and five samples beat one
     assert rows[("template", 1)]["match_rate"] > rows[("random", 1)]["match_rate"]
     assert rows[("template", 1)]["rmse"] < rows[("random", 1)]["rmse"]
     assert rows[("template", 5)]["match_rate"] >= rows[("template", 1)]["match_rate"]
+    # every tied-site assignment is a cspml candidate: at k = 5 it matches at least what the nearest template does
+    assert rows[("cspml", 5)]["match_rate"] >= rows[("template", 5)]["match_rate"] > rows[("random", 5)]["match_rate"]
+
+
+def test_demo_trains_a_property_model_on_cached_descriptors(demo_result):
+    prop = demo_result["properties"]
+    assert prop["described"] == demo_result["ingest"]["inserted"]
+    test = prop["metrics"]["test"]
+    # composition alone predicts MP formation energy far better than the training mean (MAE in eV/atom)
+    assert test["n"] > 50 and test["mae"] < 0.5 * test["baseline_mean_mae"]
 
 
 def test_demo_runs_the_whole_pipeline(demo_result):
@@ -70,8 +80,9 @@ def test_demo_runs_the_whole_pipeline(demo_result):
 
     db = xtalbase.connect(out["url"])
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Model)) == 6
-        assert sorted(s.scalars(select(Model.algorithm).where(Model.task == "csp"))) == ["random", "template"]
+        assert s.scalar(select(func.count()).select_from(Model)) == 8
+        assert sorted(s.scalars(select(Model.algorithm).where(Model.task == "csp"))) == ["cspml", "random", "template"]
+        assert list(s.scalars(select(Model.target).where(Model.task == "regression"))) == ["formation_energy_per_atom"]
         assert sorted(s.scalars(select(Model.task).where(Model.task == "potential"))) == ["potential", "potential"]
         n_pred = s.scalar(select(func.count()).select_from(Prediction))
         assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"]) + out["potentials"]["test_predictions"]

@@ -4,10 +4,11 @@ Steps (each with a progress bar): create the database; ingest the vendored real 
 Project structures, 50 per crystal system, and the 56 reference CIFs of the XRD-AutoAnalyzer example);
 compute XRD patterns (Cu Kα, 2θ 0-90°); import the 8 measured scans; make a prototype-grouped split; train
 ExtraTrees and XGBoost crystal-system models; predict the test fold and the measured scans; write plots;
-ingest the vendored mlearn Mo DFT subset, import the published n2p2 Mo potential, train an HDNNP and evaluate
-both on the Mo test set; ingest 600 vendored Perov-5 rows, train the random and template CSP baselines on a
-formula-grouped split, sample 5 structures per test composition and print the CSP leaderboard; print the metrics
-tables and three example SQL queries with their answers (through the read-only SQL path).
+compute Magpie descriptors and train an XGBoost formation-energy model on the same split; ingest the vendored
+mlearn Mo DFT subset, import the published n2p2 Mo potential, train an HDNNP and evaluate both on the Mo test
+set; ingest 600 vendored Perov-5 rows, split them 60/20/20 by formula, train the random, template and cspml CSP
+models, sample 5 structures per test composition and print the CSP leaderboard; print the metrics tables and
+three example SQL queries with their answers (through the read-only SQL path).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ POTENTIAL_EPOCHS = 30
 PEROV5 = DATA / "perov5" / "test_head600.csv"
 CSP_SPLIT = "demo-perov5"
 CSP_K = 5
+#: The CPU models of the demo's CSP leaderboard: the floor, the nearest template and CSPML-style templates.
+CSP_MODELS = ("random", "template", "cspml")
 
 #: Three questions a SQL user might ask, answered by the read-only SQL path.
 EXAMPLE_QUERIES = {
@@ -129,6 +132,7 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
                                             for r in on_scans.rows],
                        "example_prediction_id": on_test.prediction_ids[0] if on_test.prediction_ids else None})
 
+    properties = run_property_steps(db, step, timings)
     potentials = run_potential_steps(db, folder, step, timings)
     csp = run_csp_steps(db, step, timings)
 
@@ -145,9 +149,25 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
             "plots": plots, "ingest": {"read": ingest.read, "inserted": ingest.inserted, "duplicates": ingest.duplicates,
                                        "quarantined": ingest.quarantined},
             "xrd_patterns": xrd, "measured_patterns": len(pattern_ids),
-            "split": {"name": SPLIT, "counts": split.summary().get("counts")}, "models": models, "potentials": potentials,
+            "split": {"name": SPLIT, "counts": split.summary().get("counts")}, "models": models, "properties": properties,
+            "potentials": potentials,
             "csp": csp, "queries": queries,
             "seconds": round(time.perf_counter() - started, 2), "timings": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def run_property_steps(db: Any, step: Callable[[str, int], Any], timings: dict[str, float]) -> dict[str, Any]:
+    """Magpie descriptors of the MP structures (cached per recipe) and an XGBoost formation-energy model on the split."""
+    from xtalbase.ml.property import train_property
+
+    t = time.perf_counter()
+    with step("Magpie descriptors (132 per structure, cached) and a formation-energy model", 2) as s:
+        frame = db.describe("magpie")
+        s.advance(1)
+        report = train_property(db, target="formation_energy_per_atom", split=SPLIT, descriptor="magpie", algorithm="xgboost",
+                                seed=0, name="demo-eform-xgboost")
+        s.advance(1)
+    timings["property"] = time.perf_counter() - t
+    return {"described": len(frame), "model_id": report.model_id, "metrics": report.metrics}
 
 
 def run_potential_steps(db: Any, folder: Path, step: Callable[[str, int], Any], timings: dict[str, float]) -> dict[str, Any]:
@@ -217,7 +237,7 @@ def run_csp_steps(db: Any, step: Callable[[str, int], Any], timings: dict[str, f
         split = perov5(db.splits, CSP_SPLIT)
         s.advance(1)
     runs = []
-    for model in ("random", "template"):
+    for model in CSP_MODELS:
         with step(f"CSP: train {model}, sample k = {CSP_K} per test composition", 2) as s:
             model_id = db.csp.train(split, model, seed=0, name=f"demo-csp-{model}")
             s.advance(1)
@@ -264,6 +284,13 @@ def report(result: dict[str, Any]) -> None:
     print_table(scan_rows, title="measured scans (XRD-AutoAnalyzer examples)")
     out.print("note: peaks11 counts every computed reflection, while peak picking on a measured scan finds only the clear "
               "ones, so scans lean towards high-symmetry (few-peak) classes; see docs/models.md")
+    prop = result.get("properties")
+    if prop:
+        rows = [{"fold": f, "n": m["n"], "MAE eV/atom": f"{m['mae']:.3f}", "R²": f"{m['r2']:.3f}",
+                 "mean-predictor MAE": f"{m['baseline_mean_mae']:.3f}"}
+                for f in ("val", "test") if (m := prop["metrics"].get(f)) and m.get("n")]
+        print_table(rows, title=f"formation energy from composition (Magpie, XGBoost, model {prop['model_id']}); "
+                                "xtalbase train property, docs/models.md")
     pot = result.get("potentials")
     if pot:
         rows = []
