@@ -42,7 +42,9 @@ PUBLISHED = {
              "TCSP 2.0 (Wei et al. 2025), CSPBench 180 structures: 78.33 % structural similarity at top-5",
              "CSPML (Kusaba et al. 2022): 96.4 % pair-classifier accuracy; 90 benchmark crystals"],
 }
-#: What the tables say (measured here; the val-fold numbers chose the defaults before the test fold was evaluated).
+#: What the tables say. The val-fold numbers (ranker choice, top-2, per_template/dedupe ablations) and the A/B-site
+#: counts were measured during development with exploratory scripts that this bench does not rerun: they are printed
+#: as recorded, beside the tables this script computes.
 NOTES = {
     "perov5": """\
 **A random template already reaches ~50-52 % top-1 on Perov-5, the level of published single-sample deep models (DiffCSP

@@ -156,5 +156,11 @@ def test_train_sample_evaluate_through_the_store(p5):
         assert at2["match_rate"] > 0.75, ranker
     model, row = db.csp.load_model(ids["descriptor"])
     assert row.hyperparameters["ranker"] == "descriptor" and model.volume_choice_ in ("atomic", "fitted", "learned")
+    # the stored model's templates are exactly the training fold's structures: none of val or test
+    from xtalbase.csp.tasks import fold_structures
+
+    stored = {_key(StructureArrays(np.asarray(c, float), np.asarray(n, np.int64), np.asarray(f, float))) for c, n, f in model.templates_}
+    assert stored == {_key(st) for st in fold_structures(split, "train")}
+    assert not stored & {_key(st) for fold in ("val", "test") for st in fold_structures(split, fold)}
     board = db.csp.leaderboard(split, runs=[r.name for r in runs.values()])
     assert {r["run"] for r in board["rows"]} == {"cspml-substitution-k2", "cspml-descriptor-k2"}

@@ -136,3 +136,25 @@ def test_structural_recipes_are_cached_and_computed_alike_by_worker_processes(dd
     assert frame.shape == (2, 244)
     rows = ddb.query(f"id={ids[0]}").structures()
     np.testing.assert_allclose(frame.iloc[0].to_numpy(), structural_preset("crystalnn").transform(rows)[0])
+
+
+def test_failures_are_retried_on_request_and_recipes_are_named_unambiguously(ddb):
+    [am] = _ids(ddb, 'elements HAS "Am"')
+    store = ddb.descriptors
+    recipe = store.recipe("xenonpy", stats=["ave"])
+    assert am in store.matrix(recipe, [am]).errors
+    retried = store.matrix(recipe, [am], retry_failed=True)
+    assert retried.computed == 1 and am in retried.errors  # the same reason again, one row
+    assert store.recipe(recipe) is recipe and ddb.describe(recipe, ids=[am]).shape == (1, 58)
+    with pytest.raises(NotFound):
+        store.recipe(recipe.hash[:4])  # too short to name a recipe
+    with pytest.raises(XtalbaseError, match="impute must be true or false"):
+        store.recipe("magpie", impute="no")
+
+
+def test_a_recipe_stored_with_other_table_data_is_refused(ddb):
+    stored = ddb.descriptors.recipe("magpie")
+    params = dict(stored.recipe.to_dict(), table_sha256="0" * 64)
+    with pytest.raises(XtalbaseError, match="other magpie table data"):
+        CompositionRecipe.from_dict(params)
+    assert CompositionRecipe.from_dict(stored.recipe.to_dict()) == stored.recipe

@@ -255,3 +255,16 @@ def test_an_algorithm_is_refused_up_front_for_a_task_it_cannot_learn():
     with pytest.raises(ValueError, match="'mlp' learns regression targets only, not classification"):
         make_estimator("mlp", "classification")
     assert make_estimator("extratrees", "classification") is not None
+
+
+def test_a_property_model_predicts_stored_structures_and_refuses_patterns(pdb):
+    from xtalbase.ml.predict import predict_patterns, predict_structures
+
+    report = train_property(pdb, target="heat_ref", split=SPLIT, algorithm="xgboost", params={"n_estimators": 30})
+    test_ids = pdb.splits.get(SPLIT).ids("test")
+    out = predict_structures(pdb, report.model_id, test_ids, source="split test")
+    assert len(out.prediction_ids) == len(test_ids) == report.metrics["test"]["n"]
+    # the stored predictions reproduce the test metrics recorded at training time
+    assert out.summary["mae_vs_stored"] == pytest.approx(report.metrics["test"]["mae"], rel=1e-6)
+    with pytest.raises(XtalbaseError, match="not from XRD patterns"):
+        predict_patterns(pdb, report.model_id, [1])

@@ -24,6 +24,7 @@ def describe(
                                                 "or .json.")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes for structural recipes.")] = 1,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address to compute on.")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Compute again the structures stored with an error.")] = False,
     list_recipes: Annotated[bool, typer.Option("--list", help="List the stored recipes and exit.")] = False,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -47,7 +48,7 @@ def describe(
     stored = store.recipe(recipe, **parse_params(param))
     with progress() as bar:
         task = bar.add_task(f"describing ({stored.name})", total=None)
-        frame = store.frame(stored, filter=filter, workers=workers, scheduler=scheduler,
+        frame = store.frame(stored, filter=filter, workers=workers, scheduler=scheduler, retry_failed=retry_failed,
                             on_progress=lambda done, total: bar.update(task, completed=done, total=total))
     errors = frame.attrs.get("errors", {})
     if out is not None:

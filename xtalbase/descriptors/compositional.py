@@ -114,6 +114,12 @@ def pack(compositions: Iterable[Any], labels: Sequence[Any] | None = None) -> Pa
     return PackedCompositions(z, amount)
 
 
+def _table_digest(name: str) -> str:
+    from xtalbase.platform.hashing import json_sha256
+
+    return json_sha256(element_table(name).files)
+
+
 def _reduced(amount: np.ndarray) -> np.ndarray:
     integral = np.all(np.isclose(amount, np.round(amount), rtol=0, atol=1e-8), axis=1)
     out = amount.copy()
@@ -204,6 +210,9 @@ class CompositionRecipe:
             raise CompositionError(f"unknown or no statistic(s) {unknown}; choose from {', '.join(STATS)}")
         if self.basis not in ("reduced", "cell"):
             raise CompositionError(f"basis must be 'reduced' or 'cell', got {self.basis!r}")
+        if not isinstance(self.impute, (bool, np.bool_)):
+            raise CompositionError(f"impute must be true or false, got {self.impute!r}")
+        object.__setattr__(self, "impute", bool(self.impute))
         if self.layout not in ("stat", "property"):
             raise CompositionError(f"layout must be 'stat' or 'property', got {self.layout!r}")
         table = element_table(self.table)
@@ -211,18 +220,26 @@ class CompositionRecipe:
             table.column(prop)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON a stored recipe holds (its hash covers it and :attr:`version`)."""
+        """The JSON a stored recipe holds (its hash covers it and :attr:`version`), with the sha256 of the table's
+        files: vectors computed from other table data are never read for this recipe."""
         return {"table": self.table, "stats": list(self.stats), "basis": self.basis, "impute": self.impute,
-                "layout": self.layout, "properties": None if self.properties is None else list(self.properties)}
+                "layout": self.layout, "properties": None if self.properties is None else list(self.properties),
+                "table_sha256": _table_digest(self.table)}
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any]) -> "CompositionRecipe":
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {"table", "stats", "basis", "impute", "layout", "properties"}
+        known = {"table", "stats", "basis", "impute", "layout", "properties", "table_sha256"}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise CompositionError(f"unknown composition recipe option(s) {unknown}; accepted: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+            raise CompositionError(f"unknown composition recipe option(s) {unknown}; accepted: {sorted(known - {'table_sha256'})}")
+        params = dict(params)
+        digest = params.pop("table_sha256", None)
+        recipe = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        if digest is not None and digest != _table_digest(recipe.table):
+            raise CompositionError(f"this recipe was stored with other {recipe.table} table data (sha256 {digest[:12]}...) than this "
+                                   f"xtalbase ships ({_table_digest(recipe.table)[:12]}...): use the preset to make a new recipe")
+        return recipe
 
     def _columns(self) -> tuple[list[str], np.ndarray]:
         table = element_table(self.table)
@@ -241,7 +258,8 @@ class CompositionRecipe:
         return [f"{s}:{p}" for s in self.stats for p in props]
 
     def transform(self, compositions: Iterable[Any] | PackedCompositions, labels: Sequence[Any] | None = None) -> np.ndarray:
-        """``(n, len(names()))`` float64 matrix; NaN only where a statistic is undefined (e.g. ``gmean`` of x <= 0)."""
+        """``(n, len(names()))`` float64 matrix; NaN where a statistic is undefined (``gmean`` of x <= 0) or, without
+        ``impute``, where a present element's table entry is unknown (an element with no entry at all is an error)."""
         packed = compositions if isinstance(compositions, PackedCompositions) else pack(compositions, labels)
         props, values = self._columns()
         if not len(packed):

@@ -89,6 +89,8 @@ class DescriptorStore:
     def recipe(self, ref: Any = "xenonpy", **params: Any) -> StoredRecipe:
         """A recipe object, a preset name (with ``params`` overriding its parameters) or a stored recipe's
         id/name/hash prefix; stored when new."""
+        if isinstance(ref, StoredRecipe):
+            return ref if not params else self._store_recipe(from_spec(ref.recipe.kind, {**ref.recipe.to_dict(), **params}))
         if isinstance(ref, str) and ref in PRESETS:
             recipe = preset(ref, **params)
         elif isinstance(ref, (str, int)):
@@ -121,17 +123,19 @@ class DescriptorStore:
 
     # ------------------------------------------------------------------ vectors
     def matrix(self, recipe: Any, ids: Sequence[int], *, compute: bool = True, workers: int = 1, scheduler: str | None = None,
-               on_progress: Callable[[int, int], None] | None = None) -> DescriptorMatrix:
+               retry_failed: bool = False, on_progress: Callable[[int, int], None] | None = None) -> DescriptorMatrix:
         """Descriptor vectors of structures ``ids`` (in that order); those not cached are computed and stored
         unless ``compute=False``, in which case they are an error. ``workers`` processes (or a Dask ``scheduler``)
-        compute blocks of :data:`BLOCK` structures; the database is written by this process only."""
+        compute blocks of :data:`BLOCK` structures; the database is written by this process only. Structures stored
+        with an error are not computed again unless ``retry_failed``."""
         stored = recipe if isinstance(recipe, StoredRecipe) else self.recipe(recipe)
         ids = [int(i) for i in ids]
         width = len(stored.names())
         with self.db.session() as s:
             repo.missing_structures(s, ids)
             found = repo.cached(s, stored.id, ids)
-        todo = [i for i in dict.fromkeys(ids) if i not in found]
+        # ascending ids: two processes describing overlapping sets insert in the same order (no deadlock on PostgreSQL)
+        todo = sorted(i for i in set(ids) if i not in found or (retry_failed and found[i][0] is None))
         if todo and not compute:
             raise DescriptorError(f"{len(todo)} structure(s) have no {stored.name} descriptors yet (first: {todo[:5]}); "
                                   "compute them with `xtalbase describe` or compute=True")
@@ -142,13 +146,16 @@ class DescriptorStore:
         for row, sid in enumerate(ids):
             vector, error = found[sid]
             if vector is not None:
+                if len(vector) != 8 * width:
+                    raise DescriptorError(f"structure {sid}: the cached {stored.name} vector has {len(vector) // 8} values, the "
+                                          f"recipe {width}; the recipe's definition changed without a new version")
                 values[row] = np.frombuffer(vector, dtype="<f8")
             else:
                 errors[sid] = error or "no vector"
         return DescriptorMatrix(ids, stored.names(), values, errors, len(todo))
 
     def frame(self, recipe: Any = "xenonpy", ids: Sequence[int] | None = None, filter: str | None = None,
-              *, compute: bool = True, workers: int = 1, scheduler: str | None = None,
+              *, compute: bool = True, workers: int = 1, scheduler: str | None = None, retry_failed: bool = False,
               on_progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
         """A DataFrame of descriptor vectors (index ``structure_id``, one column per feature) of the structures
         ``ids`` or those matching the OPTIMADE ``filter`` (every structure when both are ``None``)."""
@@ -160,7 +167,8 @@ class DescriptorStore:
             ids = Query(self.db, filter).ids()
         elif filter is not None:
             raise DescriptorError("give structure ids or a filter, not both")
-        m = self.matrix(recipe, ids, compute=compute, workers=workers, scheduler=scheduler, on_progress=on_progress)
+        m = self.matrix(recipe, ids, compute=compute, workers=workers, scheduler=scheduler, retry_failed=retry_failed,
+                        on_progress=on_progress)
         frame = pd.DataFrame(m.values, index=pd.Index(m.ids, name="structure_id"), columns=m.names)
         frame.attrs["errors"] = m.errors
         return frame
@@ -196,6 +204,7 @@ class DescriptorStore:
                 new = {sid: (None, errors[sid]) if sid in errors else (np.ascontiguousarray(values[j], "<f8").tobytes(), None)
                        for j, sid in enumerate(part)}
                 with self.db.session() as s:
+                    repo.delete_failed(s, stored.id, part)  # a retried failure is replaced, never kept beside its vector
                     repo.add_values(s, [{"recipe_id": stored.id, "structure_id": sid, "vector": vec, "error": err, "run_id": run.id}
                                         for sid, (vec, err) in new.items()])
                     s.commit()

@@ -273,7 +273,8 @@ class CrystalNNRecipe:
     version: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stats", tuple(self.stats))
+        # "mean,maximum" as given on the command line (``--param stats=mean,maximum``) is a list
+        object.__setattr__(self, "stats", tuple(self.stats.split(",") if isinstance(self.stats, str) else self.stats))
         if self.symprec is not None:  # 1 and 1.0 must hash alike
             object.__setattr__(self, "symprec", float(self.symprec))
         unknown = sorted(set(self.stats) - set(STATS))
@@ -306,6 +307,8 @@ class CrystalNNRecipe:
             equivalent = None if self.symprec is None else _equivalent_sites(arrays, self.symprec)
             try:
                 rows = crystalnn_site_features(_pymatgen(item, arrays), equivalent, groups)
+            except MemoryError:
+                raise  # the machine's trouble, not the structure's: never stored as the structure's failure
             except Exception as exc:  # noqa: BLE001 - pymatgen/qhull raise RuntimeError, ValueError, QhullError, ...
                 raise StructuralDescriptorError(f"structure {name}: CrystalNN failed ({type(exc).__name__}: {exc})") from exc
             out[i] = site_stats(rows, self.stats)

@@ -51,9 +51,18 @@ def predict_structures(db: "Database", model_id: int | str, structure_ids: Seque
     with db.session() as s:
         model = get_model(s, model_id)
         estimator = load_estimator(model)
-        fold = load_fold(s, structure_ids, model.target, model.xrd_recipe_id, model.feature_recipe, what="selected structures",
-                         training=False)
-        formulas = structure_formulas(s, fold.ids.tolist())
+        if _is_property_model(model):
+            fold = None
+        else:
+            fold = load_fold(s, structure_ids, model.target, model.xrd_recipe_id, model.feature_recipe, what="selected structures",
+                             training=False)
+            formulas = structure_formulas(s, fold.ids.tolist())
+    if fold is None:
+        from xtalbase.ml.property import property_inputs
+
+        fold = property_inputs(db, model, structure_ids)
+        with db.session() as s:
+            formulas = structure_formulas(s, fold.ids.tolist())
     outputs = _outputs(model, estimator, fold.X)
     rows = [dict(o, structure_id=int(sid), formula=formulas.get(int(sid))) for sid, o in zip(fold.ids, outputs)]
     summary = _summary(model, outputs, fold.y)
@@ -64,6 +73,9 @@ def predict_patterns(db: "Database", model_id: int | str, pattern_ids: Sequence[
     """Predict for stored measured (or any) patterns from their picked peaks."""
     with db.session() as s:
         model = get_model(s, model_id)
+        if _is_property_model(model):
+            raise XtalbaseError(f"model {model.id} predicts {model.target} from {model.feature_recipe.get('recipe_name')} descriptors "
+                                "of stored structures, not from XRD patterns: use --split/--filter/--ids")
         estimator = load_estimator(model)
         recipe = s.get(XrdRecipe, model.xrd_recipe_id) if model.xrd_recipe_id else None
         patterns = [s.get(XrdPattern, int(pid)) for pid in pattern_ids]
@@ -94,6 +106,11 @@ def peaks_for_recipe(pattern: XrdPattern, recipe: XrdRecipe | None) -> tuple[np.
     return tt[keep][order], inten[keep][order]
 
 
+def _is_property_model(model: Model) -> bool:
+    """A model of ``xtalbase train property``: descriptor features of structures, a source property as target."""
+    return (model.feature_recipe or {}).get("kind") == "descriptor"
+
+
 def _outputs(model: Model, estimator: Any, X: np.ndarray) -> list[dict[str, Any]]:
     """One dict per row: ``label`` + ``top_k`` (classification) or ``value`` + per-output values (regression)."""
     if len(X) == 0:
@@ -102,7 +119,7 @@ def _outputs(model: Model, estimator: Any, X: np.ndarray) -> list[dict[str, Any]
         proba = estimator.predict_proba(X)
         ranked = top_k(proba, estimator.classes_, TOP_K)
         return [{"label": str(r[0][0]), "probability": r[0][1], "top_k": [[c, round(p, 6)] for c, p in r]} for r in ranked]
-    names = get_target(model.target).outputs
+    names = [model.target] if _is_property_model(model) else get_target(model.target).outputs
     values = np.asarray(estimator.predict(X), dtype=float).reshape(len(X), -1)
     return [{"value": float(v[0]), "values": {n: float(x) for n, x in zip(names, v)}} for v in values]
 
@@ -117,7 +134,10 @@ def _summary(model: Model, outputs: list[dict[str, Any]], truth: np.ndarray | No
     elif truth is not None and len(truth):
         pred = np.array([o["value"] for o in outputs])
         true = np.asarray(truth, dtype=float).reshape(len(truth), -1)[:, 0]
-        out["mae_vs_stored"] = float(np.mean(np.abs(pred - true)))
+        known = np.isfinite(true)  # a property model's structures may lack the stored value
+        if known.any():
+            out["mae_vs_stored"] = float(np.mean(np.abs(pred[known] - true[known])))
+            out["n_with_stored_value"] = int(known.sum())
     return out
 
 

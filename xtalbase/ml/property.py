@@ -145,6 +145,31 @@ def load_property_fold(db: "Database", ids: Sequence[int], target: str, descript
     return fold, descriptor_recipe(descriptor, frame), len(set(ids)) - len(order)
 
 
+def property_inputs(db: "Database", model: Any, structure_ids: Sequence[int]) -> Fold:
+    """Features of ``structure_ids`` (in order) for a registered property model, under the stored recipe it was
+    trained with, and the stored values of its target where present (NaN elsewhere)."""
+    from xtalbase.descriptors.store import DescriptorStore
+    from xtalbase.platform.hashing import lines_hash
+
+    feature = model.feature_recipe or {}
+    store = DescriptorStore(db)
+    stored = store.recipe(feature.get("recipe_hash") or feature["descriptor"])
+    ids = [int(i) for i in structure_ids]
+    frame = store.frame(stored, ids=ids)
+    if lines_hash([str(c) for c in frame.columns]) != feature.get("columns_sha256"):
+        raise XtalbaseError(f"model {model.id}: the columns of descriptor recipe {stored.name!r} differ from those it was trained on")
+    errors = frame.attrs.get("errors") or {}
+    if errors:
+        sid, reason = next(iter(errors.items()))
+        raise XtalbaseError(f"{len(errors)} of {len(ids)} structures cannot be described by {stored.name!r} (e.g. structure {sid}: {reason})")
+    with db.session() as s:
+        values = property_values(s, ids, model.target, required=False)
+        hashes = structure_repo.exact_hashes(s, ids)
+    y = np.array([values.get(i, np.nan) for i in ids])
+    return Fold(np.asarray(ids, dtype=np.int64), frame.loc[ids].to_numpy(dtype=np.float64), y, [hashes[i] for i in ids],
+                np.full(len(ids), None, dtype=object))
+
+
 # ----------------------------------------------------------------------------------------- metrics
 def regression_report(y_true: Any, y_pred: Any, y_train: Any) -> dict[str, Any]:
     """MAE, RMSE and R² of ``y_pred``, and of the training mean and median as constant predictions."""

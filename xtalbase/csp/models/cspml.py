@@ -108,11 +108,12 @@ class CspmlModel(_JsonModel):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
-        # parameters may arrive as text from ``--param``
-        self.per_template, self.max_pairs, self.workers = int(self.per_template), int(self.max_pairs), int(self.workers)
-        self.tau, self.min_distance = float(self.tau), float(self.min_distance)
-        if isinstance(self.dedupe, str):
-            self.dedupe = self.dedupe.lower() in ("1", "true", "yes")
+        # validated, never rewritten: get_params() must give back what was set (``--param`` values arrive typed)
+        for name, kind in (("per_template", int), ("max_pairs", int), ("workers", int), ("tau", (int, float)),
+                           ("min_distance", (int, float)), ("dedupe", bool)):
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise CspModelError(f"{name} must be {'true or false' if kind is bool else 'a number'} (got {value!r})")
         for value, allowed, what in ((self.ranker, sorted(RANKERS), "ranker"), (self.site, SITES, "site"),
                                      (self.volume, VOLUMES, "volume"), (self.label, LABELS, "label")):
             if value not in allowed:

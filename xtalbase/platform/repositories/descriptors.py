@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from xtalbase.errors import NotFound
 from xtalbase.platform.repositories import chunks, insert_ignore
@@ -12,6 +12,10 @@ from xtalbase.schema import DescriptorRecipe, DescriptorValue, Structure, Struct
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+
+#: Shortest hash prefix that names a recipe.
+MIN_PREFIX = 8
 
 
 def recipe_by_hash(session: "Session", digest: str) -> DescriptorRecipe | None:
@@ -32,8 +36,12 @@ def find_recipe(session: "Session", ref: int | str) -> DescriptorRecipe:
     text = str(ref).strip()
     found = session.get(DescriptorRecipe, int(text)) if text.isdigit() else None
     if found is None and text:
-        stmt = select(DescriptorRecipe).where((DescriptorRecipe.name == text) | DescriptorRecipe.hash.startswith(text.lower()))
-        found = session.scalars(stmt.order_by(DescriptorRecipe.id.desc())).first()
+        found = session.scalars(select(DescriptorRecipe).where(DescriptorRecipe.name == text).order_by(DescriptorRecipe.id.desc())).first()
+    if found is None and len(text) >= MIN_PREFIX:
+        matches = list(session.scalars(select(DescriptorRecipe).where(DescriptorRecipe.hash.startswith(text.lower())).limit(2)))
+        if len(matches) > 1:
+            raise NotFound(f"hash prefix {text!r} names more than one descriptor recipe; give more characters")
+        found = matches[0] if matches else None
     if found is None:
         stored = [f"{r.id} ({r.name})" for r in session.scalars(select(DescriptorRecipe).order_by(DescriptorRecipe.id).limit(20))]
         raise NotFound(f"no descriptor recipe {text!r}; stored: {', '.join(stored) or 'none'}")
@@ -60,6 +68,13 @@ def add_values(session: "Session", rows: Iterable[dict[str, Any]]) -> None:
     """Insert ``(recipe_id, structure_id, vector, error, run_id)`` rows; rows another writer stored first are kept."""
     for part in chunks(list(rows), 2000):
         insert_ignore(session.connection(), DescriptorValue.__table__, part, ["recipe_id", "structure_id"])
+
+
+def delete_failed(session: "Session", recipe_id: int, structure_ids: Sequence[int]) -> None:
+    """Remove the error rows (no vector) of ``structure_ids`` under ``recipe_id``, before they are computed again."""
+    for part in chunks(structure_ids):
+        session.execute(delete(DescriptorValue).where(DescriptorValue.recipe_id == recipe_id, DescriptorValue.structure_id.in_(part),
+                                                      DescriptorValue.vector.is_(None)))
 
 
 def compositions(session: "Session", structure_ids: Sequence[int]) -> dict[int, dict[str, float]]:
