@@ -158,3 +158,27 @@ def test_a_recipe_stored_with_other_table_data_is_refused(ddb):
     with pytest.raises(XtalbaseError, match="other magpie table data"):
         CompositionRecipe.from_dict(params)
     assert CompositionRecipe.from_dict(stored.recipe.to_dict()) == stored.recipe
+
+
+def test_an_interrupted_computation_keeps_its_finished_chunks(ddb, monkeypatch):
+    from xtalbase.descriptors import store as store_module
+
+    monkeypatch.setattr(store_module, "CHUNK", 4)
+    ids = _ids(ddb, 'NOT elements HAS "Am"')[:10]
+    store = ddb.descriptors
+    recipe = store.recipe("xenonpy", stats=["min"], properties=["atomic_number"])
+    real = store_module._compute_chunk
+    calls = []
+
+    def interrupted_second_chunk(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("interrupted")
+        return real(*args)
+
+    monkeypatch.setattr(store_module, "_compute_chunk", interrupted_second_chunk)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        store.matrix(recipe, ids)
+    monkeypatch.setattr(store_module, "_compute_chunk", real)
+    again = store.matrix(recipe, ids)
+    assert again.computed == len(ids) - 4 and not again.errors  # the first chunk was committed and is not recomputed
