@@ -140,3 +140,21 @@ def truth(qdb) -> dict:
     from tests.platform.test_query_fixtures import build_truth
 
     return build_truth(qdb)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def p5db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A database per backend with the 220 Perov-5 fixture rows and the split ``p5`` (60/20/20 grouped by formula);
+    used by the CSP and property-model tests."""
+    import xtalbase
+    from xtalbase.csp.tasks import perov5
+
+    with new_database_url(request.param, tmp_path_factory.mktemp("perov5")) as url:
+        db = xtalbase.connect(url)
+        try:
+            db.init()
+            assert db.ingest([TEST_DATA / "splits" / "perov5_220.csv"]).inserted == 220
+            perov5(db.splits, "p5")
+            yield db
+        finally:
+            db.close()

@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.conftest import BACKENDS, TEST_DATA, new_database_url
+from tests.conftest import TEST_DATA
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts, registry
@@ -111,31 +111,15 @@ def test_eval_set_early_stopping_and_metrics():
     assert set(report) >= {"n", "r2", "baseline_mean_rmse", "baseline_median_mae", "baseline_median_r2"}
 
 
-# ----------------------------------------------------------------------------------------- the database
-@pytest.fixture(scope="module", params=BACKENDS)
-def pdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    import xtalbase
-    from xtalbase.csp.tasks import perov5
-
-    with new_database_url(request.param, tmp_path_factory.mktemp("property")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            assert db.ingest([PEROV5]).inserted == 220
-            perov5(db.splits, SPLIT)
-            yield db
-        finally:
-            db.close()
-
-
-def test_xgboost_and_mlp_models_are_registered_with_provenance(pdb):
-    xgb = train_property(pdb, target="heat_ref", split=SPLIT, algorithm="xgboost", params={"n_estimators": 50})
-    mlp = train_property(pdb, target="heat_ref", split=SPLIT, algorithm="mlp", params=FAST, name="heat-mlp")
+# ----------------------------------------------------------------------------------------- the database (p5db: tests/conftest.py)
+def test_xgboost_and_mlp_models_are_registered_with_provenance(p5db):
+    xgb = train_property(p5db, target="heat_ref", split=SPLIT, algorithm="xgboost", params={"n_estimators": 50})
+    mlp = train_property(p5db, target="heat_ref", split=SPLIT, algorithm="mlp", params=FAST, name="heat-mlp")
     for report in (xgb, mlp):
         test, val, train = report.metrics["test"], report.metrics["val"], report.metrics["train"]
         assert train["n"] + val["n"] + test["n"] == 220 and test["n_without_target"] == 0
         assert {"mae", "rmse", "r2", "baseline_mean_mae", "baseline_median_mae"} <= set(test)
-        with pdb.session() as s:
+        with p5db.session() as s:
             row = s.get(Model, report.model_id)
             assert (row.task, row.target, row.algorithm) == ("regression", "heat_ref", report.algorithm)
             assert row.feature_recipe["descriptor"] == "magpie" and row.feature_recipe["n_features"] == 132
@@ -149,17 +133,17 @@ def test_xgboost_and_mlp_models_are_registered_with_provenance(pdb):
             assert model_chain(s, row.id)["training_structures"]["matches_recorded"] is True
         assert hasattr(estimator, "predict")
     assert mlp.metrics["val"]["used_for_early_stopping"] and "best_epoch" in mlp.metrics["train"]
-    assert "torch" in registry.list_models(pdb, target="heat_ref")[0]["library_versions"]
-    again = train_property(pdb, target="heat_ref", split=SPLIT, algorithm="mlp", params=FAST)
+    assert "torch" in registry.list_models(p5db, target="heat_ref")[0]["library_versions"]
+    again = train_property(p5db, target="heat_ref", split=SPLIT, algorithm="mlp", params=FAST)
     assert again.artifact_sha256 == mlp.artifact_sha256 and again.metrics == mlp.metrics
 
 
-def test_transfer_from_a_registered_network(pdb):
-    source = train_property(pdb, target="heat_ref", split=SPLIT, algorithm="mlp", params=FAST, name="heat-source")
-    frozen = train_property(pdb, target="dir_gap", split=SPLIT, algorithm="mlp", init_from="heat-source",
+def test_transfer_from_a_registered_network(p5db):
+    source = train_property(p5db, target="heat_ref", split=SPLIT, algorithm="mlp", params=FAST, name="heat-source")
+    frozen = train_property(p5db, target="dir_gap", split=SPLIT, algorithm="mlp", init_from="heat-source",
                             params={"freeze": "body", "max_epochs": 10})
     assert frozen.parent_model_id == source.model_id
-    with pdb.session() as s:
+    with p5db.session() as s:
         row = s.get(Model, frozen.model_id)
         assert row.parent_model_id == source.model_id and row.hyperparameters["init_from_model"] == source.model_id
         assert row.hyperparameters["freeze"] == "body" and [m.id for m in registry.lineage(s, row)] == [row.id, source.model_id]
@@ -169,12 +153,12 @@ def test_transfer_from_a_registered_network(pdb):
     X = np.zeros((2, 132))
     np.testing.assert_allclose(est.embed(X), src_est.embed(X), rtol=1e-6)  # the frozen body is the source's
     with pytest.raises(XtalbaseError, match="needs --algorithm mlp"):
-        train_property(pdb, target="dir_gap", split=SPLIT, algorithm="xgboost", init_from=source.model_id)
+        train_property(p5db, target="dir_gap", split=SPLIT, algorithm="xgboost", init_from=source.model_id)
     with pytest.raises(XtalbaseError, match="trained on descriptor 'magpie' .*not 'xenonpy'"):
-        train_property(pdb, target="dir_gap", split=SPLIT, algorithm="mlp", descriptor="xenonpy", init_from=source.model_id)
+        train_property(p5db, target="dir_gap", split=SPLIT, algorithm="mlp", descriptor="xenonpy", init_from=source.model_id)
 
 
-def test_targets_and_features_come_from_the_database(pdb):
+def test_targets_and_features_come_from_the_database(p5db):
     import csv
 
     from xtalbase.descriptors.compositional import composition_preset
@@ -184,10 +168,10 @@ def test_targets_and_features_come_from_the_database(pdb):
     csv.field_size_limit(1 << 30)
     with open(PEROV5, newline="") as fh:
         rows = {r["material_id"]: r for r in csv.DictReader(fh)}
-    with pdb.session() as s:
+    with p5db.session() as s:
         test_ids = split_fold_ids(s, get_split(s, SPLIT), "test")
         external = dict(s.execute(select(Source.structure_id, Source.external_id).where(Source.structure_id.in_(test_ids))).all())
-    fold, recipe, missing = load_property_fold(pdb, test_ids, "dir_gap", "magpie")
+    fold, recipe, missing = load_property_fold(p5db, test_ids, "dir_gap", "magpie")
     assert missing == 0 and recipe["n_features"] == 132 and fold.X.shape == (len(test_ids), 132)
     assert len(recipe["recipe_hash"]) == 64 and recipe["recipe_kind"] == "composition"
     truth = [rows[external[int(i)]] for i in fold.ids]
@@ -195,21 +179,21 @@ def test_targets_and_features_come_from_the_database(pdb):
     np.testing.assert_allclose(fold.X, composition_preset("magpie").transform([r["formula"] for r in truth]), rtol=1e-9, atol=1e-9)
     assert fold.exact_hashes == sorted(fold.exact_hashes)  # rows in exact-hash order, as the XRD models
     with pytest.raises(XtalbaseError, match="no structure of the selection has a source property 'band_gap'"):
-        train_property(pdb, target="band_gap", split=SPLIT)
+        train_property(p5db, target="band_gap", split=SPLIT)
     with pytest.raises(XtalbaseError, match="is text, not a number"):
-        train_property(pdb, target="formula", split=SPLIT)
+        train_property(p5db, target="formula", split=SPLIT)
     with pytest.raises(XtalbaseError, match="cannot train a property model"):
-        train_property(pdb, target="heat_ref", split=SPLIT, algorithm="svm")
+        train_property(p5db, target="heat_ref", split=SPLIT, algorithm="svm")
 
 
-def test_cli_train_property(pdb):
+def test_cli_train_property(p5db):
     args = ["train", "property", "--target", "heat_ref", "--split", SPLIT, "--algorithm", "xgboost", "--param", "n_estimators=30",
-            "--seed", "2", "--db", str(pdb.url)]
+            "--seed", "2", "--db", str(p5db.url)]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, (result.output, result.exception)
     out = json.loads(result.output)
     assert out["metrics"]["test"]["n"] > 0 and len(out["artifact_sha256"]) == 64
-    with pdb.session() as s:
+    with p5db.session() as s:
         assert artifacts.sha256(bytes(s.get(Model, out["model_id"]).artifact)) == out["artifact_sha256"]
     table = CliRunner().invoke(app, args)
     assert table.exit_code == 0 and "mean-baseline" in table.output, table.output
@@ -230,7 +214,7 @@ def test_structures_without_the_property_are_left_out_and_counted(db):
         load_property_fold(db, bare, "heat_ref", "magpie")
 
 
-def test_structures_without_the_target_are_left_out_and_the_provenance_check_knows_it(pdb, tmp_path):
+def test_structures_without_the_target_are_left_out_and_the_provenance_check_knows_it(p5db, tmp_path):
     from pymatgen.core import Lattice, Structure
 
     from xtalbase.ml.provenance import model_chain
@@ -238,13 +222,13 @@ def test_structures_without_the_target_are_left_out_and_the_provenance_check_kno
     for a, b, x in ((5.6, "Na", "Cl"), (6.3, "K", "Cl"), (4.0, "Li", "F")):  # rock salts without any source property
         Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [b, x], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
             filename=str(tmp_path / f"{b}{x}.cif"))
-    assert pdb.ingest([tmp_path]).inserted == 3
-    pdb.splits.create("all-random", strategy="random", fractions=(0.6, 0.2, 0.2), seed=1)
-    report = train_property(pdb, target="heat_ref", split="all-random", algorithm="xgboost", params={"n_estimators": 20})
+    assert p5db.ingest([tmp_path]).inserted == 3
+    p5db.splits.create("all-random", strategy="random", fractions=(0.6, 0.2, 0.2), seed=1)
+    report = train_property(p5db, target="heat_ref", split="all-random", algorithm="xgboost", params={"n_estimators": 20})
     missing = sum(report.metrics[f]["n_without_target"] for f in ("train", "val", "test"))
     assert missing == 3 and sum(report.metrics[f]["n"] for f in ("train", "val", "test")) == 220
     assert report.metrics["train"]["n_without_target"] >= 1  # else the check below could not fail
-    with pdb.session() as s:
+    with p5db.session() as s:
         chain = model_chain(s, report.model_id)["training_structures"]
     assert chain["matches_recorded"] is True and chain["count"] == report.metrics["train"]["n"]
 
@@ -257,14 +241,14 @@ def test_an_algorithm_is_refused_up_front_for_a_task_it_cannot_learn():
     assert make_estimator("extratrees", "classification") is not None
 
 
-def test_a_property_model_predicts_stored_structures_and_refuses_patterns(pdb):
+def test_a_property_model_predicts_stored_structures_and_refuses_patterns(p5db):
     from xtalbase.ml.predict import predict_patterns, predict_structures
 
-    report = train_property(pdb, target="heat_ref", split=SPLIT, algorithm="xgboost", params={"n_estimators": 30})
-    test_ids = pdb.splits.get(SPLIT).ids("test")
-    out = predict_structures(pdb, report.model_id, test_ids, source="split test")
+    report = train_property(p5db, target="heat_ref", split=SPLIT, algorithm="xgboost", params={"n_estimators": 30})
+    test_ids = p5db.splits.get(SPLIT).ids("test")
+    out = predict_structures(p5db, report.model_id, test_ids, source="split test")
     assert len(out.prediction_ids) == len(test_ids) == report.metrics["test"]["n"]
     # the stored predictions reproduce the test metrics recorded at training time
     assert out.summary["mae_vs_stored"] == pytest.approx(report.metrics["test"]["mae"], rel=1e-6)
     with pytest.raises(XtalbaseError, match="not from XRD patterns"):
-        predict_patterns(pdb, report.model_id, [1])
+        predict_patterns(p5db, report.model_id, [1])

@@ -140,7 +140,7 @@ class DescriptorStore:
             raise DescriptorError(f"{len(todo)} structure(s) have no {stored.name} descriptors yet (first: {todo[:5]}); "
                                   "compute them with `xtalbase describe` or compute=True")
         if todo:
-            found.update(self._compute(stored, todo, on_progress, workers, scheduler))
+            found.update(self._compute(stored, todo, on_progress, workers, scheduler, retry_failed))
         values = np.full((len(ids), width), np.nan)
         errors: dict[int, str] = {}
         for row, sid in enumerate(ids):
@@ -174,7 +174,7 @@ class DescriptorStore:
         return frame
 
     def _compute(self, stored: StoredRecipe, todo: list[int], on_progress: Callable[[int, int], None] | None,
-                 workers: int, scheduler: str | None) -> dict[int, tuple[bytes | None, str | None]]:
+                 workers: int, scheduler: str | None, retry_failed: bool = False) -> dict[int, tuple[bytes | None, str | None]]:
         from xtalbase.platform.runner import Runner
 
         recipe = stored.recipe
@@ -204,7 +204,8 @@ class DescriptorStore:
                 new = {sid: (None, errors[sid]) if sid in errors else (np.ascontiguousarray(values[j], "<f8").tobytes(), None)
                        for j, sid in enumerate(part)}
                 with self.db.session() as s:
-                    repo.delete_failed(s, stored.id, part)  # a retried failure is replaced, never kept beside its vector
+                    if retry_failed:  # a retried failure is replaced, never kept beside its vector
+                        repo.delete_failed(s, stored.id, part)
                     repo.add_values(s, [{"recipe_id": stored.id, "structure_id": sid, "vector": vec, "error": err, "run_id": run.id}
                                         for sid, (vec, err) in new.items()])
                     s.commit()
