@@ -19,10 +19,12 @@ if TYPE_CHECKING:
     from xtalbase.ingest.pipeline import IngestReport
     from xtalbase.ml.datasets import DatasetStore
     from xtalbase.ml.splits import SplitStore
+    from xtalbase.xrd.identify import ScanResult
 
 
 class Database(_PlatformDatabase):
-    """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits``, ``datasets``, ``describe`` and ``csp``."""
+    """An xtalbase database: ``query``, ``run`` and ``session`` plus ``ingest``, ``splits``, ``datasets``, ``describe``, ``identify``
+    and ``csp``."""
 
     def ingest(self, paths: Any, options: "IngestOptions | None" = None, **kwargs: Any) -> "IngestReport":
         """Read, validate, deduplicate and store structure/DFT files; see :func:`xtalbase.ingest.pipeline.ingest`.
@@ -76,6 +78,23 @@ class Database(_PlatformDatabase):
         ``adf``) with ``params`` overriding its parameters, or a stored recipe's id, name or hash prefix."""
         store = self.descriptors
         return store.frame(store.recipe(recipe, **params), ids=ids, filter=filter)
+
+    def identify(self, scan: Any, elements: Any = None, *, require: Any = None, filter: str | None = None, store: bool = False,
+                 **options: Any) -> "ScanResult":
+        """The stored phases that explain a measured scan (path or :class:`~xtalbase.xrd.scans.Scan`): candidates whose
+        elements lie in ``elements`` (e.g. ``"Ti,Zn,O"``), contain ``require`` and match an OPTIMADE ``filter``;
+        ``options`` are :class:`~xtalbase.xrd.phase_search.SearchSettings` fields (``max_phases=3``, ``min_gain``...)
+        plus ``recipe`` and ``wavelength``. ``store=True`` imports the scan and stores the result as a prediction."""
+        from xtalbase.xrd.identify import identify_scan, identify_scans
+        from xtalbase.xrd.phase_search import SearchSettings
+
+        recipe, wavelength = options.pop("recipe", None), options.pop("wavelength", None)
+        settings = SearchSettings(**options)
+        if store:
+            return identify_scans(self, [scan], elements=elements, require=require, filter=filter, recipe=recipe, wavelength=wavelength,
+                                  settings=settings, store=True)[0]
+        return identify_scan(self, scan, elements=elements, require=require, filter=filter, recipe=recipe, wavelength=wavelength,
+                             settings=settings)
 
     @property
     def csp(self) -> "CspStore":

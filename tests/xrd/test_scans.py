@@ -91,8 +91,12 @@ def test_match_ranks_the_right_phase_first(db):
     for scan_file, phase in (("TiO2.xy", ("TiO2", 141)), ("MnO.xy", ("MnO", 225))):
         result = runner.invoke(app, ["xrd", "match", str(SCANS / scan_file), "--db", db.url, "--top", "3", "--json"])
         assert result.exit_code == 0, result.output
-        best = json.loads(result.output)["matches"][0]
-        assert (best["formula"], best["spacegroup"]) == phase, result.output
+        found = json.loads(result.output)
+        assert (found["ranking"][0]["formula"], found["ranking"][0]["spacegroup"]) == phase, result.output
+        assert (found["phases"][0]["formula"], found["phases"][0]["spacegroup"]) == phase, result.output
+        old = runner.invoke(app, ["xrd", "match", str(SCANS / scan_file), "--db", db.url, "--top", "3", "--score", "peaks", "--json"])
+        assert old.exit_code == 0, old.output
+        assert "matches" in json.loads(old.output)
 
 
 @pytest.mark.slow

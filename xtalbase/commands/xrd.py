@@ -124,32 +124,156 @@ def import_(
     console().print(f"{file}: {verb} as pattern {result['pattern_id']} ({result['npeaks']} peaks)")
 
 
+ElementsOpt = Annotated[Optional[str], typer.Option(
+    "--elements", help="Elements the sample may contain (e.g. Ti,Zn,O): candidates whose elements all lie in this set.")]
+RequireOpt = Annotated[Optional[str], typer.Option("--require", help="Elements every candidate must contain (e.g. Zn).")]
+FilterOpt = Annotated[Optional[str], typer.Option("--filter", help="OPTIMADE filter the candidates must match.")]
+PhasesOpt = Annotated[int, typer.Option("--phases", min=1, max=10, help="Most phases used to explain one scan.")]
+MinGainOpt = Annotated[float, typer.Option(
+    "--min-gain", help="Least drop of the relative residual |y - fit|²/|y|² that adds a phase.")]
+MaxStrainOpt = Annotated[float, typer.Option("--max-strain", help="Largest uniform lattice strain tried (fraction of d).")]
+MaxShiftOpt = Annotated[float, typer.Option("--max-shift", help="Largest zero shift tried (degrees 2θ).")]
+WavelengthScanOpt = Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")]
+
+
+def _settings(phases: int, min_gain: float, max_strain: float, max_shift: float, top: int = 5):  # noqa: ANN202
+    from xtalbase.xrd.phase_search import SearchSettings
+
+    return SearchSettings(max_phases=phases, min_gain=min_gain, max_strain=max_strain, max_shift=max_shift, top=top)
+
+
 @app.command("match")
 def match(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Measured scan (.xy or .xrdml).")],
     db: DbOpt = None,
-    top: Annotated[int, typer.Option("--top", help="Candidates listed.")] = 5,
+    elements: ElementsOpt = None,
+    require: RequireOpt = None,
+    filter: FilterOpt = None,
+    phases: PhasesOpt = 3,
+    top: Annotated[int, typer.Option("--top", help="Single-phase candidates listed.")] = 5,
     recipe: Annotated[Optional[str], typer.Option("--recipe", help=RECIPE_HELP)] = None,
-    wavelength: Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")] = None,
-    tol: Annotated[float, typer.Option("--tol", help="2θ distance (degrees) at which a peak pair stops counting.")] = 0.3,
-    max_strain: Annotated[float, typer.Option("--max-strain", help="Largest uniform lattice strain tried (fraction).")] = 0.015,
+    wavelength: WavelengthScanOpt = None,
+    min_gain: MinGainOpt = 0.01,
+    max_strain: MaxStrainOpt = 0.015,
+    max_shift: MaxShiftOpt = 0.5,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: measured, each phase, the residual.")] = None,
+    store: Annotated[bool, typer.Option("--store", help="Store the result as a prediction (the scan is imported).")] = False,
+    score: Annotated[str, typer.Option("--score", help="profile (least-squares profile fit, default) or peaks (the old "
+                                                      "peak-pairing ranking, kept for comparison).")] = "profile",
     as_json: JsonOpt = False,
 ) -> None:
-    """Rank stored structures by how well their computed patterns explain the scan's peaks."""
+    """Identify the phases of a measured scan: up to --phases stored phases whose fitted profiles explain it."""
+    from xtalbase.xrd.identify import identify_scan, identify_scans
+
+    handle = open_db(ctx, db)
+    if score == "peaks":
+        _match_peaks(handle, file, recipe, wavelength, top, max_strain, as_json)
+        return
+    if score != "profile":
+        raise typer.BadParameter(f"--score must be profile or peaks, got {score!r}")
+    settings = _settings(phases, min_gain, max_strain, max_shift, top)
+    if store:
+        result = identify_scans(handle, [file], elements=elements, require=require, filter=filter, recipe=recipe,
+                                wavelength=wavelength, settings=settings, store=True)[0]
+    else:
+        result = identify_scan(handle, file, elements=elements, require=require, filter=filter, recipe=recipe,
+                               wavelength=wavelength, settings=settings)
+    if plot is not None:
+        from xtalbase.xrd.plot import plot_identification
+
+        plot_identification(result, plot)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    _print_identification(result)
+    if plot is not None:
+        console().print(f"plot written to {plot}")
+
+
+def _print_identification(result) -> None:  # noqa: ANN001
+    ident = result.identification
+    out = console()
+    out.print(f"{result.path}: {ident.n_candidates} candidates, zero shift {ident.shift:+.3f}°, "
+              f"residual {ident.residual:.3f} of the scan's squared net intensity ({result.seconds:.2f} s)")
+    print_table([{"structure_id": p.structure_id, "formula": p.formula, "spacegroup": p.spacegroup,
+                  "share": f"{p.intensity_share:.2f}", "weight_fraction": "-" if p.weight_fraction is None else f"{p.weight_fraction:.2f}",
+                  "strain": f"{p.strain:+.4f}", "fwhm": f"{p.fwhm:.2f}", "peaks": len(p.explained_peaks)} for p in ident.phases],
+                title="phases")
+    if ident.unexplained_peaks:
+        out.print("unexplained peaks (2θ): " + ", ".join(f"{v:.2f}" for v in ident.unexplained_peaks))
+    print_table(ident.ranking, ["structure_id", "formula", "spacegroup", "score", "strain"], title="best single phases (score = residual drop)")
+
+
+def _match_peaks(handle, file: Path, recipe: Optional[str], wavelength: Optional[float], top: int, max_strain: float,  # noqa: ANN001
+                 as_json: bool) -> None:
+    """The old peak-pairing ranking (``--score peaks``)."""
     from xtalbase.xrd.match import match_scan
     from xtalbase.xrd.recipe import resolve_recipe
     from xtalbase.xrd.scans import find_peaks, read_scan, with_wavelength
 
-    handle = open_db(ctx, db)
     scan = with_wavelength(read_scan(file), wavelength)
     peaks = find_peaks(scan)
     recipe_id = resolve_recipe(handle, recipe).id
     found = match_scan(handle, peaks, scan.wavelength, (float(scan.two_theta[0]), float(scan.two_theta[-1])), recipe_id=recipe_id,
-                       top=top, tol=tol, max_strain=max_strain)
+                       top=top, max_strain=max_strain)
     rows = [{"rank": i + 1, **m.to_dict()} for i, m in enumerate(found)]
     if as_json:
         print_json({"file": str(file), "npeaks": len(peaks), "wavelength": scan.wavelength, "matches": rows})
         return
     console().print(f"{file}: {len(peaks)} peaks picked, λ = {scan.wavelength:g} Å")
     print_table(rows, ["rank", "structure_id", "formula", "spacegroup", "score", "explained", "found", "strain"])
+
+
+SCAN_SUFFIXES = (".xy", ".xrdml", ".txt", ".dat", ".csv")
+
+
+@app.command("identify")
+def identify(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="Folder of measured scans (.xy, .xrdml, .txt, .dat, .csv), or one scan.")],
+    db: DbOpt = None,
+    elements_from: Annotated[Optional[Path], typer.Option(
+        "--elements-from", help="Sample table (CSV: file, elements[, require, filter]) giving each scan's candidates.")] = None,
+    elements: ElementsOpt = None,
+    require: RequireOpt = None,
+    filter: FilterOpt = None,
+    phases: PhasesOpt = 3,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help=RECIPE_HELP)] = None,
+    wavelength: WavelengthScanOpt = None,
+    min_gain: MinGainOpt = 0.01,
+    max_strain: MaxStrainOpt = 0.015,
+    max_shift: MaxShiftOpt = 0.5,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Store each result as a prediction (default).")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Identify the phases of every scan in a folder; results are stored as predictions tied to the recipe, the
+    candidate filter and the code version."""
+    from xtalbase.xrd.identify import identify_scans, read_sample_table
+
+    if folder.is_dir():
+        paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES)
+    elif folder.is_file():
+        paths = [folder]
+    else:
+        raise typer.BadParameter(f"{folder}: no such file or folder")
+    if elements_from is not None and elements_from.resolve() in [p.resolve() for p in paths]:
+        paths = [p for p in paths if p.resolve() != elements_from.resolve()]
+    if not paths:
+        raise typer.BadParameter(f"{folder}: no scans ({', '.join(SCAN_SUFFIXES)})")
+    samples = read_sample_table(elements_from) if elements_from is not None else None
+    handle = open_db(ctx, db)
+    settings = _settings(phases, min_gain, max_strain, max_shift)
+    with progress() as bar:
+        task = bar.add_task("identifying phases", total=len(paths))
+        results = identify_scans(handle, paths, samples=samples, elements=elements, require=require, filter=filter, recipe=recipe,
+                                 wavelength=wavelength, settings=settings, store=store,
+                                 progress=lambda done: bar.update(task, completed=done))
+    if as_json:
+        print_json({"scans": [r.to_dict() for r in results]})
+        return
+    print_table([{"file": Path(r.path).name, "phases": " + ".join(p.formula for p in r.identification.phases) or "-",
+                  "weight_fractions": " / ".join("-" if p.weight_fraction is None else f"{p.weight_fraction:.2f}"
+                                                 for p in r.identification.phases),
+                  "residual": f"{r.identification.residual:.3f}", "unexplained": len(r.identification.unexplained_peaks),
+                  "prediction_id": r.prediction_id} for r in results], title=f"{len(results)} scans")

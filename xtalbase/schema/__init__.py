@@ -10,7 +10,7 @@ from xtalbase.schema.descriptors import DescriptorRecipe, DescriptorValue
 from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
 from xtalbase.schema.runs import Direction, LinkKind, Quarantine, Run, RunLink, RunNote, RunStatus
 from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
-from xtalbase.schema.xrd import XrdFailure, XrdPattern, XrdPeak, XrdRecipe
+from xtalbase.schema.xrd import XrdFailure, XrdPattern, XrdPeak, XrdPeakIndex, XrdRecipe
 
 __all__ = [
     "Base",
@@ -41,5 +41,6 @@ __all__ = [
     "XrdFailure",
     "XrdPattern",
     "XrdPeak",
+    "XrdPeakIndex",
     "XrdRecipe",
 ]

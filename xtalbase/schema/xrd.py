@@ -85,6 +85,25 @@ class XrdPeak(Base):
     __table_args__ = (Index(None, "recipe_id", "two_theta"),)
 
 
+class XrdPeakIndex(Base):
+    """Every computed pattern of one recipe in one blob (:class:`xtalbase.xrd.peak_index.PeakIndex` as ``.npz``).
+
+    ``fingerprint`` identifies the pattern set it was built from (count, id sum, largest id), so an index
+    is only read while no pattern of its recipe was added or deleted.
+    """
+
+    __tablename__ = "xrd_peak_indexes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipe_id: Mapped[int] = mapped_column(ForeignKey("xrd_recipes.id", ondelete="CASCADE"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    n_patterns: Mapped[int]
+    data: Mapped[bytes]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("recipe_id", "fingerprint"),)
+
+
 #: Why the XRD engine could not compute a structure (``xrd_failures.reason``).
 XRD_FAILURE_REASONS = ("no_sites", "bad_cell", "no_scattering_factors", "engine_error")
 

@@ -60,3 +60,32 @@ def plot_pattern(info: dict[str, Any], path: str | Path, *, fwhm: float = 0.2) -
     ax.set_title(f"structure {info['structure_id']} {info['formula']}  —  {info['recipe_name']} (λ = {info['wavelength']:g} Å)")
     ax.legend(loc="upper right")
     return save_figure(fig, Path(path), dpi=120)
+
+
+def plot_identification(result: Any, path: str | Path) -> Path:
+    """Write a PNG of a phase identification (:class:`xtalbase.xrd.identify.ScanResult`): the scan's net profile,
+    each phase's fitted profile, their sum, and the residual below, with unexplained peaks marked."""
+    from xtalbase.platform.figures import new_figure, save_figure
+
+    ident = result.identification
+    x, y = ident.x, ident.y
+    fig = new_figure((11, 5.5))
+    ax = fig.subplots()
+    ax.plot(x, y, color="k", linewidth=1.0, label="measured (background removed)")
+    for phase, curve in zip(ident.phases, ident.profiles):
+        wf = "" if phase.weight_fraction is None else f", ~{phase.weight_fraction:.0%} wt"
+        ax.plot(x, curve, linewidth=1.0, alpha=0.85, label=f"{phase.formula} (sg {phase.spacegroup}, id {phase.structure_id}{wf})")
+    fit = ident.profiles.sum(axis=0) if len(ident.profiles) else np.zeros_like(y)
+    if len(ident.profiles) > 1:
+        ax.plot(x, fit, color="tab:gray", linewidth=0.8, linestyle="--", label="sum of phases")
+    offset = -0.15
+    ax.plot(x, y - fit + offset, color="tab:red", linewidth=0.8, label=f"residual (offset {offset:g})")
+    if ident.unexplained_peaks:
+        ax.plot(ident.unexplained_peaks, np.interp(ident.unexplained_peaks, x, y) + 0.03, "v", color="tab:red", markersize=5,
+                label="unexplained peaks")
+    ax.set_xlim(float(x[0]), float(x[-1]))
+    ax.set_xlabel("2θ (degrees)")
+    ax.set_ylabel("Net intensity (scan maximum = 1)")
+    ax.set_title(f"{Path(result.path).name}: residual {ident.residual:.3f}, zero shift {ident.shift:+.3f}°")
+    ax.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, Path(path), dpi=120)

@@ -24,6 +24,12 @@ def get_model(session: "Session", model_id: int | str) -> Model:
     return model
 
 
+def find_model_by_artifact(session: "Session", algorithm: str, artifact_sha256: str) -> int | None:
+    """The id of the oldest model of ``algorithm`` whose artifact has this sha256, or ``None``."""
+    return session.scalars(select(Model.id).where(Model.algorithm == algorithm, Model.artifact_sha256 == artifact_sha256)
+                           .order_by(Model.id)).first()
+
+
 def newest_models(session: "Session", *, target: str | None = None, limit: int = 100) -> list[Model]:
     """At most ``limit`` models, newest first, optionally only those for ``target``."""
     stmt = select(Model).order_by(Model.id.desc()).limit(limit)
@@ -60,4 +66,4 @@ def structure_formulas(session: "Session", structure_ids: Sequence[int]) -> dict
     return out
 
 
-__all__ = ["count_predictions", "get_model", "newest_models", "parent_model_id", "structure_formulas", "training_origin"]
+__all__ = ["count_predictions", "find_model_by_artifact", "get_model", "newest_models", "parent_model_id", "structure_formulas", "training_origin"]

@@ -6,7 +6,7 @@ table but never stand in for a structure's pattern, so every peak loader here fi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy import func, select
@@ -14,6 +14,10 @@ from sqlalchemy import func, select
 from xtalbase.platform.repositories import chunks
 from xtalbase.schema import XrdPattern, XrdRecipe
 from xtalbase.schema.arrays import unpack
+from xtalbase.schema.base import utcnow
+
+#: Patterns read per query when scanning a whole recipe (bounded memory, no long-held cursor).
+PAGE = 5000
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -46,4 +50,55 @@ def recipe_summaries(session: "Session") -> list[dict[str, Any]]:
             for r in session.scalars(select(XrdRecipe).order_by(XrdRecipe.id))]
 
 
-__all__ = ["computed_peaks", "pattern_counts", "recipe_summaries"]
+
+
+def computed_pattern_rows(session: "Session", recipe_id: int) -> Iterator[tuple[Any, ...]]:
+    """(structure_id, d_spacing, intensity, chemical_system, formula_reduced, spacegroup_number, density, volume) of every
+    computed pattern of ``recipe_id``, read in id order in pages (peak arrays stay packed bytes)."""
+    from xtalbase.schema import Structure
+
+    last = 0
+    while True:
+        stmt = (select(XrdPattern.id, XrdPattern.structure_id, XrdPattern.d_spacing, XrdPattern.intensity, Structure.chemical_system,
+                       Structure.formula_reduced, Structure.spacegroup_number, Structure.density, Structure.volume)
+                .join(Structure, Structure.id == XrdPattern.structure_id)
+                .where(XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed", XrdPattern.id > last)
+                .order_by(XrdPattern.id).limit(PAGE))
+        rows = session.execute(stmt).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        for row in rows:
+            yield tuple(row[1:])
+
+
+def pattern_set_fingerprint(session: "Session", recipe_id: int) -> str:
+    """``count:id_sum:max_id`` of the computed patterns of ``recipe_id``: changes when one is added or deleted."""
+    count, total, top = session.execute(select(func.count(), func.sum(XrdPattern.id), func.max(XrdPattern.id)).where(
+        XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed")).one()
+    return f"{int(count or 0)}:{int(total or 0)}:{int(top or 0)}"
+
+
+def stored_peak_index(session: "Session", recipe_id: int, fingerprint: str) -> bytes | None:
+    """The stored peak-index blob of ``recipe_id`` for this pattern-set ``fingerprint``, or ``None``."""
+    from xtalbase.schema import XrdPeakIndex
+
+    return session.scalars(select(XrdPeakIndex.data).where(XrdPeakIndex.recipe_id == recipe_id,
+                                                          XrdPeakIndex.fingerprint == fingerprint)).first()
+
+
+def store_peak_index(session: "Session", recipe_id: int, fingerprint: str, n_patterns: int, data: bytes) -> None:
+    """Store a peak index (a concurrent writer's identical row wins) and delete the recipe's outdated ones."""
+    from sqlalchemy import delete
+
+    from xtalbase.platform.repositories import insert_ignore
+    from xtalbase.schema import XrdPeakIndex
+
+    session.execute(delete(XrdPeakIndex).where(XrdPeakIndex.recipe_id == recipe_id, XrdPeakIndex.fingerprint != fingerprint))
+    insert_ignore(session.connection(), XrdPeakIndex.__table__, [{"recipe_id": recipe_id, "fingerprint": fingerprint,
+                                                                  "n_patterns": n_patterns, "data": data,
+                                                                  "created_at": utcnow()}], ["recipe_id", "fingerprint"])
+
+
+__all__ = ["computed_pattern_rows", "computed_peaks", "pattern_counts", "pattern_set_fingerprint", "recipe_summaries",
+           "store_peak_index", "stored_peak_index"]

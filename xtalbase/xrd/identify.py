@@ -1,0 +1,237 @@
+"""Phase identification against the database: candidates by chemistry, the search, and stored results.
+
+:func:`identify_scan` reads a scan, picks the candidates (elements all within ``elements``, containing every
+one of ``require``, matching an OPTIMADE ``filter``), and runs :func:`xtalbase.xrd.phase_search.search_phases`
+on the recipe's :class:`~xtalbase.xrd.peak_index.PeakIndex`. :func:`identify_scans` does it for a folder and,
+with ``store=True``, records each result as a prediction (``target='phases'``) of a ``phase_identification``
+model row, one per (search settings, recipe, code version), inside an ``xrd-identify`` run that links the
+scan's stored pattern and the recipe.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.xrd.peak_index import PeakIndex, load_index, parse_elements
+from xtalbase.xrd.phase_search import Identification, SearchSettings, search_phases
+from xtalbase.xrd.scan_profile import prepare_scan
+from xtalbase.xrd.scans import Scan, read_scan, with_wavelength
+
+if TYPE_CHECKING:
+    from xtalbase.platform.database import Database
+
+ALGORITHM = "xrd-profile-search"
+
+
+@dataclass
+class CandidateFilter:
+    """Which stored phases may explain a scan: ``elements`` (superset of each candidate's elements), ``require``
+    (elements each candidate must contain), ``filter`` (OPTIMADE filter text)."""
+
+    elements: list[str] | None = None
+    require: list[str] | None = None
+    filter: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"elements": self.elements, "require": self.require, "filter": self.filter}
+
+
+@dataclass
+class ScanResult:
+    """One scan's identification with where it came from and, when stored, its pattern and prediction ids."""
+
+    path: str
+    identification: Identification
+    candidates: CandidateFilter
+    seconds: float
+    pattern_id: int | None = None
+    prediction_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.path, "pattern_id": self.pattern_id, "prediction_id": self.prediction_id,
+                "candidate_filter": self.candidates.to_dict(), "seconds": round(self.seconds, 3),
+                **self.identification.to_dict(), **self.extra}
+
+
+def candidate_positions(db: "Database", index: PeakIndex, candidates: CandidateFilter) -> np.ndarray:
+    """Positions in ``index`` of the stored phases ``candidates`` allows."""
+    ids = None
+    if candidates.filter:
+        from xtalbase.platform.query import Query
+
+        ids = Query(db, candidates.filter).ids()
+    return index.select(candidates.elements, candidates.require, ids)
+
+
+def search_range(scan: Scan, index: PeakIndex, settings: SearchSettings) -> tuple[float, float]:
+    """The 2θ range (scan wavelength) where every candidate's reflections are stored, even at the largest strain."""
+    lam = float(scan.wavelength)
+    lo = 2 * np.degrees(np.arcsin(min(1.0, lam / index.wavelength * np.sin(np.radians(index.two_theta_range[0] / 2)))))
+    s = lam / (2 * index.d_min * (1 + settings.max_strain))
+    hi = 180.0 if s >= 1 else 2 * np.degrees(np.arcsin(s))
+    return float(lo), float(hi)
+
+
+def identify_scan(db: "Database", scan: str | Path | Scan, *, elements: Iterable[str] | str | None = None,
+                  require: Iterable[str] | str | None = None, filter: str | None = None, recipe: str | int | None = None,
+                  wavelength: float | None = None, settings: SearchSettings | None = None, kalpha2: bool | None = None,
+                  weight_fractions: bool = True) -> ScanResult:
+    """The phases among the stored patterns of ``recipe`` that explain ``scan`` (a path or a read :class:`Scan`)."""
+    import time
+
+    from xtalbase.xrd.recipe import resolve_recipe
+
+    settings = settings or SearchSettings()
+    started = time.perf_counter()
+    if not isinstance(scan, Scan):
+        scan = read_scan(scan)
+    scan = with_wavelength(scan, wavelength)
+    rec = resolve_recipe(db, recipe)
+    index = load_index(db, rec.id)
+    chosen = CandidateFilter(parse_elements(elements), parse_elements(require), filter)
+    positions = candidate_positions(db, index, chosen)
+    if not len(positions):
+        raise XtalbaseError(f"{scan.path}: no stored pattern of recipe {rec.id} matches the candidate filter {chosen.to_dict()}")
+    prepared = prepare_scan(scan, search_range(scan, index, settings), kalpha2=kalpha2)
+    raw_max = _raw_max_function(db, rec) if weight_fractions else None
+    result = search_phases(prepared, index, positions, settings, raw_max=raw_max)
+    return ScanResult(str(scan.path), result, chosen, time.perf_counter() - started,
+                      extra={"recipe_id": rec.id, "wavelength": scan.wavelength, "index_fingerprint": index.fingerprint})
+
+
+def _raw_max_function(db: "Database", recipe: Any) -> Callable[[int], float]:
+    """structure id → the unscaled maximum intensity of its pattern under ``recipe`` (recomputed; a few phases only)."""
+    from xtalbase.platform.convert import to_pymatgen
+    from xtalbase.schema import Structure
+    from xtalbase.xrd import compute_xrd
+    from xtalbase.xrd.recipe import recipe_options
+
+    options = recipe_options(recipe)
+
+    def raw_max(structure_id: int) -> float:
+        with db.session() as s:
+            row = s.get(Structure, structure_id)
+            if row is None:
+                return float("nan")
+            structure = to_pymatgen(row)
+        pattern = compute_xrd(structure, wavelength=options["wavelength"], two_theta=options["two_theta"], merge_tol=options["merge_tol"],
+                              scaled_tol=options["scaled_tol"], debye_waller=options["debye_waller"], scaled=False)[0]
+        return float(pattern.intensity.max()) if len(pattern) else float("nan")
+
+    return raw_max
+
+
+def read_sample_table(path: str | Path) -> dict[str, CandidateFilter]:
+    """A sample table (CSV with columns ``file`` (or ``scan``) and ``elements``; optional ``require`` and ``filter``)
+    → {file name: candidate filter}. Element lists use any of ``,;- `` inside the cell."""
+    path = Path(path)
+    if not path.is_file():
+        raise XtalbaseError(f"{path}: no such sample table")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        key = "file" if "file" in fields else "scan" if "scan" in fields else None
+        if key is None or "elements" not in fields:
+            raise XtalbaseError(f"{path}: a sample table needs the columns file (or scan) and elements; found {reader.fieldnames}")
+        out: dict[str, CandidateFilter] = {}
+        for number, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+            name = Path(row[key]).name
+            try:
+                out[name] = CandidateFilter(parse_elements(row["elements"]) or None, parse_elements(row.get("require") or None),
+                                            row.get("filter") or None)
+            except XtalbaseError as exc:
+                raise XtalbaseError(f"{path}: line {number} ({name}): {exc}") from None
+    return out
+
+
+def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict[str, CandidateFilter] | None = None,
+                   elements: Iterable[str] | str | None = None, require: Iterable[str] | str | None = None, filter: str | None = None,
+                   recipe: str | int | None = None, wavelength: float | None = None, settings: SearchSettings | None = None,
+                   store: bool = True, progress: Callable[[int], None] | None = None) -> list[ScanResult]:
+    """:func:`identify_scan` for every path, candidates from ``samples`` (by file name) or the common filter.
+
+    A scan missing from a given sample table is an error naming it (before any work). With ``store=True`` each scan is
+    imported as a measured pattern (idempotent) and its result stored as a prediction.
+    """
+    from xtalbase.xrd.recipe import resolve_recipe
+
+    settings = settings or SearchSettings()
+    paths = [Path(p) for p in paths]
+    if samples is not None:
+        missing = [p.name for p in paths if p.name not in samples]
+        if missing:
+            raise XtalbaseError(f"no sample-table row for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    rec = resolve_recipe(db, recipe)
+    model_id = phase_model(db, rec.id, settings) if store else None
+    results = []
+    for done, path in enumerate(paths, start=1):
+        chosen = samples[path.name] if samples is not None else CandidateFilter(parse_elements(elements), parse_elements(require), filter)
+        result = identify_scan(db, path, elements=chosen.elements, require=chosen.require, filter=chosen.filter, recipe=rec.id,
+                               wavelength=wavelength, settings=settings)
+        if store:
+            _store_result(db, model_id, result)
+        results.append(result)
+        if progress is not None:
+            progress(done)
+    return results
+
+
+def phase_model(db: "Database", recipe_id: int, settings: SearchSettings) -> int:
+    """The ``models`` row standing for this search (settings, recipe, code version), created on first use."""
+    from xtalbase.platform.hashing import sha256_bytes
+    from xtalbase.platform.provenance import code_version
+    from xtalbase.platform.repositories.models import find_model_by_artifact
+    from xtalbase.schema import Model
+
+    artifact = json.dumps({"algorithm": ALGORITHM, "settings": settings.to_dict(), "recipe_id": recipe_id,
+                           "code_version": code_version()}, sort_keys=True).encode()
+    digest = sha256_bytes(artifact)
+    with db.session() as s:
+        found = find_model_by_artifact(s, ALGORITHM, digest)
+        if found is not None:
+            return found
+        model = Model(name=f"phase-id recipe {recipe_id}", task="phase_identification", target="phases", algorithm=ALGORITHM,
+                      hyperparameters=settings.to_dict(), seed=None, feature_recipe={"kind": "profile-fit"}, xrd_recipe_id=recipe_id,
+                      metrics={}, library_versions=_library_versions(), code_version=code_version(), artifact=artifact,
+                      artifact_format="json", artifact_sha256=digest)
+        s.add(model)
+        s.commit()
+        return model.id
+
+
+def _library_versions() -> dict[str, str]:
+    import numpy
+    import scipy
+
+    return {"numpy": numpy.__version__, "scipy": scipy.__version__}
+
+
+def _store_result(db: "Database", model_id: int, result: ScanResult) -> None:
+    """Import the scan (idempotent) and store its phase list as one prediction in an ``xrd-identify`` run."""
+    from xtalbase.schema import Prediction
+    from xtalbase.xrd.scans import import_scan
+
+    pattern_id = import_scan(db, result.path)["pattern_id"]
+    ident = result.identification
+    label = " + ".join(p.formula for p in ident.phases) or "none"
+    payload = {**ident.to_dict(), "candidate_filter": result.candidates.to_dict(), "file": result.path,
+               "index_fingerprint": result.extra.get("index_fingerprint")}
+    with db.run("xrd-identify", {"file": result.path, "model_id": model_id, **result.candidates.to_dict()}) as run:
+        run.link_input("xrd_pattern", pattern_id, label=Path(result.path).name)
+        run.link_input("model", model_id)
+        prediction = Prediction(model_id=model_id, pattern_id=pattern_id, target="phases", value=ident.residual, label=label[:64],
+                                payload=payload, run_id=run.id)
+        run.session.add(prediction)
+        run.session.flush()
+        run.link_output("predictions", label=f"{prediction.id}: {label}"[:120])
+        run.summary = {"phases": [p.structure_id for p in ident.phases], "residual": ident.residual}
+    result.pattern_id, result.prediction_id = pattern_id, prediction.id

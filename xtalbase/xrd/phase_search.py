@@ -1,0 +1,461 @@
+"""Phase identification: which stored phases, with what scale factors, explain a measured scan.
+
+**The score is a least-squares profile fit**, not a peak count. A candidate's profile ``p`` (its sticks
+broadened onto the scan's grid) is fitted to the scan's net profile ``y`` with a scale ``a ≥ 0``; alone,
+the best ``a`` removes ``⟨y,p⟩² / |p|²`` of ``|y|²``, i.e. the candidate scores the squared cosine between
+the two profiles. Intensity the candidate explains raises ``⟨y,p⟩``; every strong peak it predicts where the
+scan has none raises ``|p|`` without raising ``⟨y,p⟩`` and so lowers the score. A candidate with hundreds
+of peaks "explains" every scan peak under the old peak-pairing score but spreads its intensity over
+positions the scan lacks, so here it scores low (see ``docs/xrd.md`` for the shared examples).
+
+**Search** (:func:`search_phases`): greedy with a beam. Each step
+
+1. *screens* every candidate against what is still unexplained (the residual, clipped at 0) with a wide
+   kernel (``screen_fwhm``) over a coarse uniform-strain grid: ``⟨r,p⟩`` is a sum of the blurred residual
+   read at the candidate's sticks and ``|p|²`` a sum over nearby stick pairs, so no profile is drawn;
+2. *refines* the ``shortlist`` best with the fit kernel, both Kα lines, a fine strain grid and (first step
+   only) the scan's zero shift, ranking them by the residual drop of a joint fit with the phases already
+   chosen (the Schur complement of the Gram matrix);
+3. *fits* the best few exactly: their profiles are drawn and all phases' scales refitted by non-negative
+   least squares (``scipy.optimize.nnls``).
+
+A step is kept when it lowers the relative residual ``|y - Σ a_i p_i|² / |y|²`` by at least ``min_gain``;
+the search stops at ``max_phases`` or when no candidate does. The ``beam`` best partial solutions are
+carried from step to step, so one wrong early choice does not decide the answer.
+
+**Weight fractions** (Hill & Howard, J. Appl. Cryst. 20 (1987) 467): a phase's Rietveld scale on
+``|F|²`` is ``S ∝ w / (ρ V²)``, so ``w_i ∝ S_i · M_i · V_i`` (cell mass M, cell volume V). Stored intensities
+are scaled to 100, so ``S_i = a_i / n_i`` with ``n_i`` the pattern's unscaled maximum. Micro-absorption and
+preferred orientation are ignored: the fractions are rough.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from xtalbase.errors import XtalbaseError
+from xtalbase.xrd.peak_index import PeakIndex
+from xtalbase.xrd.scan_profile import PreparedScan, blurred, pair_kernel, render, two_theta_of
+
+#: Refinement around the screened strain: ±0.25 % in 0.05 % steps.
+REFINE_SPAN, REFINE_STEP = 0.0025, 0.0005
+#: A candidate whose residual drop is within this fraction of the chosen phase's is reported as its alternative.
+ALTERNATIVE_MARGIN = 0.1
+#: Broadest peak (FWHM, degrees) a phase may be fitted with.
+MAX_FWHM = 1.2
+
+
+def peak_widths(fwhm: float) -> list[float]:
+    """Peak widths (FWHM, degrees) tried per candidate: ``fwhm`` doubled up to :data:`MAX_FWHM` (phases in one
+    sample differ in crystallite size, so a poorly crystalline minor phase has broader peaks than the scan's strongest)."""
+    widths = [fwhm]
+    while widths[-1] * 2 <= MAX_FWHM:
+        widths.append(widths[-1] * 2)
+    return widths
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Options of :func:`search_phases` (angles in degrees 2θ, strain as a fraction of d).
+
+    ``fit_fwhm`` / ``screen_fwhm`` ``None`` = derived from the scan's peak width (see :meth:`kernels`).
+    """
+
+    max_phases: int = 3
+    min_gain: float = 0.01
+    max_strain: float = 0.015
+    max_shift: float = 0.5
+    fit_fwhm: float | None = None
+    screen_fwhm: float | None = None
+    min_intensity: float = 1.0
+    shortlist: int = 50
+    exact: int = 6
+    beam: int = 3
+    top: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_phases <= 10:
+            raise XtalbaseError(f"max_phases must be 1-10, got {self.max_phases}")
+        if not 0 <= self.max_strain < 0.2 or not 0 <= self.max_shift <= 1:
+            raise XtalbaseError(f"max_strain must be in [0, 0.2) and max_shift in [0, 1] degrees, got {self.max_strain}, {self.max_shift}")
+        if not 0 <= self.min_gain < 1:
+            raise XtalbaseError(f"min_gain is a fraction of the scan's squared intensity in [0, 1), got {self.min_gain}")
+        for name in ("shortlist", "exact", "beam", "top"):
+            if int(getattr(self, name)) < 1:
+                raise XtalbaseError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def kernels(self, scan: PreparedScan) -> tuple[float, float]:
+        """(fit, screen) Gaussian FWHM in degrees: the scan's peak width (at least 0.1°, which absorbs small
+        anisotropic lattice errors a uniform strain cannot), and three times that (at least 0.4°) for screening."""
+        fit = self.fit_fwhm if self.fit_fwhm is not None else max(scan.fwhm, 0.1)
+        screen = self.screen_fwhm if self.screen_fwhm is not None else max(3 * fit, 0.4)
+        return float(fit), float(screen)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Phase:
+    """One identified phase: its scale ``a`` (on the scan's max-1 net profile, pattern max 100), strain, share of the
+    fitted intensity, weight fraction (when cell data allow), the picked peaks (2θ) it explains, and the
+    candidates that fit within 10 % of its residual drop in its place (``alternatives``: look-alikes the scan
+    cannot tell apart, e.g. an ordered TiMnO4 with the anatase pattern)."""
+
+    structure_id: int
+    formula: str
+    spacegroup: int | None
+    scale: float
+    strain: float
+    fwhm: float
+    intensity_share: float
+    cosine: float
+    weight_fraction: float | None = None
+    explained_peaks: list[float] = field(default_factory=list)
+    alternatives: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        out["explained_peaks"] = [round(v, 3) for v in self.explained_peaks]
+        return out
+
+
+@dataclass
+class Identification:
+    """The phases explaining a scan, the zero shift, the relative residual before and after each phase, the
+    picked peaks no phase explains, the first step's ranking, and the profiles for plotting."""
+
+    phases: list[Phase]
+    shift: float
+    residual: float
+    residual_steps: list[float]
+    unexplained_peaks: list[float]
+    ranking: list[dict[str, Any]]
+    n_candidates: int
+    settings: dict[str, Any]
+    x: np.ndarray
+    y: np.ndarray
+    profiles: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no profiles)."""
+        return {"phases": [p.to_dict() for p in self.phases], "shift": round(self.shift, 4), "residual": round(self.residual, 5),
+                "residual_steps": [round(v, 5) for v in self.residual_steps],
+                "unexplained_peaks": [round(v, 3) for v in self.unexplained_peaks], "ranking": self.ranking,
+                "n_candidates": self.n_candidates, "settings": self.settings}
+
+
+@dataclass
+class _State:
+    """A partial solution: chosen candidates (index positions), their strains, shift, profiles, scales, residual."""
+
+    members: tuple[int, ...]
+    strains: tuple[float, ...]
+    shift: float | None
+    widths: tuple[float, ...]
+    profiles: np.ndarray  # (k, n)
+    scales: np.ndarray    # (k,)
+    residual: float       # |y - P a|² / |y|²
+    history: tuple[float, ...]
+    alternatives: tuple[tuple[int, ...], ...] = ()  # per member: candidates that fit nearly as well in its place
+    done: bool = False
+
+
+def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, settings: SearchSettings | None = None,
+                  *, raw_max: Callable[[int], float] | None = None) -> Identification:
+    """Explain ``scan`` by up to ``settings.max_phases`` of the index's ``candidates`` (positions into ``index``).
+
+    ``raw_max(structure_id)`` gives a pattern's unscaled maximum intensity for the weight fractions (omitted:
+    no weight fractions).
+    """
+    settings = settings or SearchSettings()
+    candidates = np.asarray(candidates, dtype=np.int64)
+    if not len(candidates):
+        raise XtalbaseError("no candidate phases to search: the element list or filter matches no stored pattern")
+    fit_w, screen_w = settings.kernels(scan)
+    y = scan.y
+    yy = float(y @ y)
+    beam = [_State((), (), None, (), np.zeros((0, len(y))), np.zeros(0), 1.0, (1.0,))]
+    ranking: list[dict[str, Any]] = []
+    for step in range(settings.max_phases):
+        expanded: list[_State] = []
+        for state in beam:
+            if state.done:
+                expanded.append(state)
+                continue
+            children = _expand(scan, index, candidates, state, settings, fit_w, screen_w, yy,
+                               ranking if step == 0 and not ranking else None)
+            good = [c for c in children if state.residual - c.residual >= settings.min_gain]
+            expanded.extend(good or [_State(**{**state.__dict__, "done": True})])
+        unique: dict[frozenset[int], _State] = {}
+        for state in sorted(expanded, key=lambda s: s.residual):
+            unique.setdefault(frozenset(state.members), state)
+        beam = list(unique.values())[: settings.beam]
+        if all(s.done for s in beam):
+            break
+    best = min(beam, key=lambda s: s.residual)
+    return _report(scan, index, candidates, best, settings, fit_w, ranking, raw_max)
+
+
+def _expand(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state: _State, settings: SearchSettings, fit_w: float,
+            screen_w: float, yy: float, ranking: list[dict[str, Any]] | None) -> list[_State]:
+    """The states reached from ``state`` by adding one of the best few candidates (exact NNLS fits)."""
+    from scipy.optimize import nnls
+
+    y = scan.y
+    residual = y - state.scales @ state.profiles if len(state.members) else y.copy()
+    pool = candidates[~np.isin(candidates, state.members)]
+    if not len(pool):
+        return []
+    cos, strain = screen(scan, index, pool, np.maximum(residual, 0), settings, screen_w)
+    short = np.argsort(-cos, kind="stable")[: settings.shortlist]
+    gain, strains, shift, widths = refine(scan, index, pool[short], residual, state, settings, fit_w, strain[short])
+    if ranking is not None:
+        order = np.argsort(-gain, kind="stable")[: settings.top]
+        ranking.extend({"structure_id": int(index.structure_ids[pool[short][i]]), "formula": str(index.formulas[pool[short][i]]),
+                        "spacegroup": int(index.spacegroups[pool[short][i]]) or None, "score": round(float(gain[i]) / yy, 5),
+                        "strain": round(float(strains[i]), 5)} for i in order)
+    peak_x = scan.peaks.two_theta
+    net = np.interp(peak_x, scan.x, y)
+    before = np.interp(peak_x, scan.x, y - residual) if len(state.members) else np.zeros(len(peak_x))
+    covered = _covered_peaks(scan, index, state, peak_x, net)
+    children = []
+    for i in np.argsort(-gain, kind="stable")[: settings.exact]:
+        if not gain[i] > 0:
+            break
+        position = int(pool[short][i])
+        d, inten, _ = index.lines(np.array([position]))
+        profile = render(d, inten, scan.x, scan.lines, float(widths[i]), float(strains[i]), shift[i])
+        profiles = np.vstack([state.profiles, profile[None, :]])
+        scales, norm = nnls(profiles.T, y)
+        keep = scales > 0
+        if not keep[-1]:
+            continue
+        # a new phase must account for a picked peak that the phases before it neither fit (half its net height)
+        # nor could produce (no reflection of theirs there): misfit intensity is not a new phase
+        mine = scales[-1] * np.interp(peak_x, scan.x, profile)
+        if len(peak_x) and not ((mine >= 0.5 * net) & (before < 0.5 * net) & ~covered).any():
+            continue
+        rel = float(norm * norm) / yy
+        children.append(_State(_kept(state.members + (position,), keep), _kept(state.strains + (float(strains[i]),), keep),
+                               float(shift[i]), _kept(state.widths + (float(widths[i]),), keep), profiles[keep], scales[keep], rel,
+                               state.history + (rel,), _kept(state.alternatives + ((),), keep)))
+    # candidates whose own fit reaches within ALTERNATIVE_MARGIN of a child's gain are listed beside its new phase
+    for child in children:
+        if child.members and child.members[-1] not in state.members:
+            gain = state.residual - child.residual
+            alts = tuple(o.members[-1] for o in children if o is not child and o.members and o.members[-1] not in state.members
+                         and state.residual - o.residual >= (1 - ALTERNATIVE_MARGIN) * gain)
+            child.alternatives = child.alternatives[:-1] + (alts,)
+    return children
+
+
+def _kept(values: tuple, keep: np.ndarray) -> tuple:
+    """The entries of ``values`` whose phase kept a positive scale."""
+    return tuple(v for v, k in zip(values, keep) if k)
+
+
+def _covered_peaks(scan: PreparedScan, index: PeakIndex, state: _State, peak_x: np.ndarray, net: np.ndarray) -> np.ndarray:
+    """Which picked peaks a chosen phase has a reflection at (within its FWHM, at least 0.1°) predicted at 10 % or
+    more of the peak's net height: wrong relative intensities or peak shapes could make up such a peak."""
+    covered = np.zeros(len(peak_x), dtype=bool)
+    for member, strain, width, scale in zip(state.members, state.strains, state.widths, state.scales):
+        d, inten, _ = index.lines(np.array([member]))
+        for lam, w in scan.lines:
+            tt = two_theta_of(d, lam, strain) + (state.shift or 0.0)
+            height = scale * w * inten
+            near = np.abs(peak_x[:, None] - tt[None, :]) <= max(width, 0.1)
+            covered |= (near & (height[None, :] >= 0.1 * net[:, None])).any(axis=1)
+    return covered
+
+
+def screen(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, target: np.ndarray, settings: SearchSettings,
+           fwhm: float, chunk_lines: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse cosine between ``target`` and each candidate's profile (kernel ``fwhm``), best over a uniform strain grid.
+
+    Returns (cosine (C,), best strain (C,)). Sticks weaker than ``settings.min_intensity`` % are left out, sticks
+    closer than a quarter of the kernel are merged, and the Kα doublet is drawn at its centroid.
+    """
+    x0, step = float(scan.x[0]), scan.step
+    lam = sum(w * lam for lam, w in scan.lines) / sum(w for _, w in scan.lines)
+    weight = sum(w for _, w in scan.lines)
+    target_blur = blurred(target, step, fwhm)
+    tnorm = float(np.sqrt(target @ target))
+    # strain step: half the kernel's FWHM of movement at the scan's highest angle
+    theta_max = np.radians(scan.x[-1] / 2)
+    per_strain = 2 * np.tan(theta_max) * 180 / np.pi
+    nstrain = max(1, int(np.ceil(2 * settings.max_strain * per_strain / (0.5 * fwhm))) + 1) if settings.max_strain > 0 else 1
+    strains = np.linspace(-settings.max_strain, settings.max_strain, nstrain) if nstrain > 1 else np.zeros(1)
+    cos = np.zeros(len(positions))
+    best = np.zeros(len(positions))
+    lengths = index.offsets[positions + 1] - index.offsets[positions]
+    bounds = _chunk_bounds(lengths, chunk_lines)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        d, inten, owner = index.lines(positions[lo:hi])
+        tt = two_theta_of(d, lam)
+        keep = np.isfinite(tt) & (tt >= x0 - 1) & (tt <= scan.x[-1] + 1) & (inten >= settings.min_intensity)
+        tt, inten, owner = _merge_close(tt[keep], inten[keep].astype(float) * weight, owner[keep], fwhm / 4)
+        norm2 = _self_overlap(tt, inten, owner, hi - lo, step, fwhm)
+        slope = -2 * np.tan(np.radians(tt / 2)) * 180 / np.pi
+        scores = np.empty((hi - lo, len(strains)))
+        for k, eps in enumerate(strains):
+            # first order in the strain: 2θ(ε) ≈ 2θ₀ - 2 tan θ₀ · ε (error < 0.01° within ±2 %)
+            value = np.interp(tt + slope * eps, scan.x, target_blur, left=0.0, right=0.0) * inten
+            scores[:, k] = np.bincount(owner, value, minlength=hi - lo)
+        k = scores.argmax(axis=1)
+        denom = np.sqrt(np.maximum(norm2, 1e-12)) * max(tnorm, 1e-12)
+        cos[lo:hi] = scores[np.arange(hi - lo), k] / denom
+        best[lo:hi] = strains[k]
+    cos[~np.isfinite(cos)] = 0
+    return cos, best
+
+
+def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual: np.ndarray, state: _State, settings: SearchSettings,
+           fwhm: float, coarse_strain: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Residual drop of a joint fit with ``state``'s phases for each candidate, at its best strain, peak width (and shift).
+
+    Returns (gain (R,) in units of the scan's squared net intensity, strain (R,), shift (R,), FWHM (R,)); widths
+    tried are :func:`peak_widths`.
+    """
+    step, x = scan.step, scan.x
+    offsets = np.arange(-REFINE_SPAN, REFINE_SPAN + 1e-12, REFINE_STEP)
+    if state.shift is None and settings.max_shift > 0:
+        shifts = np.arange(-settings.max_shift, settings.max_shift + 1e-9, max(fwhm / 4, 0.01))
+    else:
+        shifts = np.array([state.shift or 0.0])
+    n = len(positions)
+    d0, i0, owner0 = index.lines(positions)
+    keep = i0 >= settings.min_intensity / 2
+    d0, i0, owner0 = d0[keep].astype(float), i0[keep].astype(float), owner0[keep]
+    eps = np.clip(coarse_strain[:, None] + offsets[None, :], -settings.max_strain, settings.max_strain)  # (R, E)
+    best = (np.full(n, -1.0), np.zeros(n), np.zeros(n), np.full(n, fwhm))
+    k = len(state.profiles)
+    for width in peak_widths(fwhm):
+        r_blur = blurred(residual, step, width)
+        p_blur = [blurred(p, step, width) for p in state.profiles]
+        value = np.zeros((n, len(offsets), len(shifts)))
+        cross = np.zeros((k, n, len(offsets), len(shifts)))
+        sticks_tt, sticks_i, sticks_owner = [], [], []
+        for lam, w in scan.lines:
+            tt = two_theta_of(d0[:, None], lam, eps[owner0])  # (L, E)
+            tt = np.where(np.isfinite(tt), tt, -1.0)[:, :, None] + shifts[None, None, :]  # (L, E, Z)
+            weight = (w * i0)[:, None, None]
+            _add_by_owner(value, owner0, np.interp(tt, x, r_blur, left=0.0, right=0.0) * weight)
+            for i, pb in enumerate(p_blur):
+                _add_by_owner(cross[i], owner0, np.interp(tt, x, pb, left=0.0, right=0.0) * weight)
+            unstrained = two_theta_of(d0, lam)
+            inside = np.isfinite(unstrained) & (unstrained > x[0] - 3 * width) & (unstrained < x[-1] + 3 * width)
+            sticks_tt.append(unstrained[inside]), sticks_i.append(w * i0[inside]), sticks_owner.append(owner0[inside])
+        tt_all, i_all, o_all = (np.concatenate(a) for a in (sticks_tt, sticks_i, sticks_owner))
+        order = np.lexsort((tt_all, o_all))
+        norm2 = _self_overlap(*_merge_close(tt_all[order], i_all[order], o_all[order], width / 8), n, step, width)
+        if k:
+            gram_inv = np.linalg.pinv(state.profiles @ state.profiles.T)
+            explained = np.einsum("icez,ij,jcez->cez", cross, gram_inv, cross)
+            denom = np.maximum(norm2[:, None, None] - explained, 1e-9 * norm2[:, None, None])
+        else:
+            denom = np.broadcast_to(norm2[:, None, None], value.shape)
+        gain = np.where(value > 0, value * value / np.maximum(denom, 1e-12), 0.0).reshape(n, -1)
+        arg = gain.argmax(axis=1)
+        top = gain[np.arange(n), arg]
+        better = top > best[0]
+        e, z = np.unravel_index(arg, (len(offsets), len(shifts)))
+        best[0][better] = top[better]
+        best[1][better] = eps[np.arange(n), e][better]
+        best[2][better] = shifts[z][better]
+        best[3][better] = width
+    gain, strain, shift, width = best
+    return np.maximum(gain, 0.0), strain, shift, width
+
+
+def _add_by_owner(out: np.ndarray, owner: np.ndarray, values: np.ndarray) -> None:
+    """``out[c] += Σ_{l: owner[l] = c} values[l]`` for (L, ...) values into (C, ...) ``out`` (owner sorted)."""
+    if not len(owner):
+        return
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    out[owner[starts]] += np.add.reduceat(values, starts, axis=0)
+
+
+def _chunk_bounds(lengths: np.ndarray, limit: int) -> list[int]:
+    """Candidate boundaries so that each chunk holds about ``limit`` sticks."""
+    cum = np.cumsum(lengths)
+    bounds = [0]
+    while bounds[-1] < len(lengths):
+        start = cum[bounds[-1] - 1] if bounds[-1] else 0
+        nxt = int(np.searchsorted(cum, start + limit, side="right"))
+        bounds.append(max(nxt, bounds[-1] + 1))
+    bounds[-1] = min(bounds[-1], len(lengths))
+    return bounds
+
+
+def _merge_close(tt: np.ndarray, inten: np.ndarray, owner: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sticks of the same owner closer than ``gap`` merged into their intensity-weighted centre (input sorted by
+    owner, then 2θ ascending)."""
+    if not len(tt):
+        return tt, inten, owner
+    start = np.ones(len(tt), dtype=bool)
+    start[1:] = (owner[1:] != owner[:-1]) | (np.diff(tt) > gap)
+    group = np.cumsum(start) - 1
+    total = np.bincount(group, inten)
+    centre = np.bincount(group, tt * inten) / np.where(total > 0, total, 1)
+    return centre, total, owner[start]
+
+
+def _self_overlap(tt: np.ndarray, inten: np.ndarray, owner: np.ndarray, n: int, step: float, fwhm: float) -> np.ndarray:
+    """``|p|²`` of each owner's broadened sticks: Σ_jk I_j I_k K(t_j - t_k) over pairs within 2.5 FWHM (K < 2e-4 K(0) beyond)."""
+    norm2 = np.bincount(owner, inten * inten * pair_kernel(np.zeros(1), step, fwhm)[0], minlength=n)
+    cutoff = 2.5 * fwhm
+    for m in range(1, len(tt)):
+        delta = tt[m:] - tt[:-m]
+        near = (owner[m:] == owner[:-m]) & (delta < cutoff)
+        if not near.any():
+            break
+        norm2 += 2 * np.bincount(owner[m:][near], inten[m:][near] * inten[:-m][near] * pair_kernel(delta[near], step, fwhm), minlength=n)
+    return norm2
+
+
+def _report(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state: _State, settings: SearchSettings, fit_w: float,
+            ranking: list[dict[str, Any]], raw_max: Callable[[int], float] | None) -> Identification:
+    """The :class:`Identification` of a final state: shares, weight fractions, explained and unexplained peaks."""
+    y = scan.y
+    contributions = state.scales[:, None] * state.profiles if len(state.members) else np.zeros((0, len(y)))
+    totals = contributions.sum(axis=1)
+    share = totals / totals.sum() if totals.sum() > 0 else totals
+    peak_x = scan.peaks.two_theta
+    at_peaks = np.array([np.interp(peak_x, scan.x, c) for c in contributions]) if len(contributions) else np.zeros((0, len(peak_x)))
+    net_at_peaks = np.interp(peak_x, scan.x, y)
+    # a picked peak is explained by the phase giving most of the fit there, when the fit reaches 30 % of the scan
+    owner = at_peaks.argmax(axis=0) if len(at_peaks) else np.zeros(len(peak_x), dtype=int)
+    explained = (at_peaks.max(axis=0) >= 0.3 * net_at_peaks) if len(at_peaks) else np.zeros(len(peak_x), dtype=bool)
+    weights = None
+    if raw_max is not None and len(state.members):
+        mass = index.cell_mass[list(state.members)]
+        volume = index.volume[list(state.members)]
+        raw = np.array([raw_max(int(index.structure_ids[m])) for m in state.members])
+        w = state.scales / np.where(raw > 0, raw, np.nan) * mass * volume
+        weights = w / np.nansum(w) if np.nansum(w) > 0 else None
+    phases = []
+    for i, m in enumerate(state.members):
+        cosine = float(y @ state.profiles[i]) / max(float(np.linalg.norm(y) * np.linalg.norm(state.profiles[i])), 1e-12)
+        phases.append(Phase(int(index.structure_ids[m]), str(index.formulas[m]), int(index.spacegroups[m]) or None, float(state.scales[i]),
+                            float(state.strains[i]), float(state.widths[i]), float(share[i]), cosine,
+                            None if weights is None or not np.isfinite(weights[i]) else float(weights[i]),
+                            [float(v) for v in peak_x[explained & (owner == i)]],
+                            [{"structure_id": int(index.structure_ids[a]), "formula": str(index.formulas[a]),
+                              "spacegroup": int(index.spacegroups[a]) or None}
+                             for a in (state.alternatives[i] if i < len(state.alternatives) else ())]))
+    order = np.argsort([-p.intensity_share for p in phases], kind="stable")
+    return Identification([phases[i] for i in order], float(state.shift or 0.0), float(state.residual), list(state.history),
+                          [float(v) for v in peak_x[~explained]], ranking, int(len(candidates)),
+                          {**settings.to_dict(), "fit_fwhm": fit_w, "scan_fwhm": scan.fwhm},
+                          scan.x, y, contributions[order] if len(contributions) else contributions)
+
+
+def mixture_profile(patterns: Sequence[tuple[np.ndarray, np.ndarray]], scales: Sequence[float], x: np.ndarray, fwhm: float,
+                    lines: tuple[tuple[float, float], ...], strains: Sequence[float] | None = None, shift: float = 0.0) -> np.ndarray:
+    """Σ scale_i · profile_i of (d Å, intensity) patterns on grid ``x``: synthetic mixtures for tests and benchmarks."""
+    strains = strains if strains is not None else [0.0] * len(patterns)
+    return sum(s * render(d, i, x, lines, fwhm, e, shift) for (d, i), s, e in zip(patterns, scales, strains))
