@@ -446,7 +446,7 @@ def _report(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state:
                             [float(v) for v in peak_x[explained & (owner == i)]],
                             [{"structure_id": int(index.structure_ids[a]), "formula": str(index.formulas[a]),
                               "spacegroup": int(index.spacegroups[a]) or None}
-                             for a in (state.alternatives[i] if i < len(state.alternatives) else ())]))
+                             for a in (state.alternatives[i] if i < len(state.alternatives) else ()) if a not in state.members]))
     order = np.argsort([-p.intensity_share for p in phases], kind="stable")
     return Identification([phases[i] for i in order], float(state.shift or 0.0), float(state.residual), list(state.history),
                           [float(v) for v in peak_x[~explained]], ranking, int(len(candidates)),
