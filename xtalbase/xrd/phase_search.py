@@ -44,6 +44,10 @@ from xtalbase.xrd.scan_profile import PreparedScan, blurred, pair_kernel, render
 REFINE_SPAN, REFINE_STEP = 0.0025, 0.0005
 #: A candidate whose residual drop is within this fraction of the chosen phase's is reported as its alternative.
 ALTERNATIVE_MARGIN = 0.1
+#: Above this many candidates a wider-kernel pass keeps this many for the screening proper.
+PRESCREEN_KEEP = 3000
+#: A chosen phase "covers" a picked peak when it predicts at least this fraction of the peak's net height there.
+COVER_FRACTION = 0.1
 #: Broadest peak (FWHM, degrees) a phase may be fitted with.
 MAX_FWHM = 1.2
 
@@ -61,7 +65,10 @@ def peak_widths(fwhm: float) -> list[float]:
 class SearchSettings:
     """Options of :func:`search_phases` (angles in degrees 2θ, strain as a fraction of d).
 
-    ``fit_fwhm`` / ``screen_fwhm`` ``None`` = derived from the scan's peak width (see :meth:`kernels`).
+    ``fit_fwhm`` / ``screen_fwhm`` ``None`` = derived from the scan's peak width (see :meth:`kernels`). ``min_peak``
+    (% of the strongest net peak): a phase is only kept when it explains a picked peak at least this strong that no
+    other chosen phase can produce. ``min_intensity`` (% of a pattern's strongest): weaker sticks are left out of
+    the screening.
     """
 
     max_phases: int = 3
@@ -71,6 +78,7 @@ class SearchSettings:
     fit_fwhm: float | None = None
     screen_fwhm: float | None = None
     min_intensity: float = 1.0
+    min_peak: float = 5.0
     shortlist: int = 50
     exact: int = 6
     beam: int = 3
@@ -81,6 +89,8 @@ class SearchSettings:
             raise XtalbaseError(f"max_phases must be 1-10, got {self.max_phases}")
         if not 0 <= self.max_strain < 0.2 or not 0 <= self.max_shift <= 1:
             raise XtalbaseError(f"max_strain must be in [0, 0.2) and max_shift in [0, 1] degrees, got {self.max_strain}, {self.max_shift}")
+        if not 0 <= self.min_peak < 100:
+            raise XtalbaseError(f"min_peak is a percentage of the strongest peak in [0, 100), got {self.min_peak}")
         if not 0 <= self.min_gain < 1:
             raise XtalbaseError(f"min_gain is a fraction of the scan's squared intensity in [0, 1), got {self.min_gain}")
         for name in ("shortlist", "exact", "beam", "top"):
@@ -177,6 +187,14 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
         raise XtalbaseError("no candidate phases to search: the element list or filter matches no stored pattern")
     fit_w, screen_w = settings.kernels(scan)
     y = scan.y
+    pool = candidates
+    if len(pool) > PRESCREEN_KEEP:
+        # many candidates: keep those whose profiles (a kernel 2.5 times wider, so a coarser strain and shift grid)
+        # best match the whole scan; later steps search among them only
+        wide = 2.5 * screen_w
+        first = screen(scan, index, pool, y, settings, wide, coarse_shift_grid(settings, wide))[0]
+        pool = pool[np.sort(np.argsort(-first, kind="stable")[:PRESCREEN_KEEP])]
+    lines = screen_lines(scan, index, pool, settings, screen_w)
     yy = float(y @ y)
     beam = [_State((), (), None, (), np.zeros((0, len(y))), np.zeros(0), 1.0, (1.0,))]
     ranking: list[dict[str, Any]] = []
@@ -186,7 +204,7 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
             if state.done:
                 expanded.append(state)
                 continue
-            children = _expand(scan, index, candidates, state, settings, fit_w, screen_w, yy,
+            children = _expand(scan, index, lines, state, settings, fit_w, screen_w, yy,
                                ranking if step == 0 and not ranking else None)
             good = [c for c in children if state.residual - c.residual >= settings.min_gain]
             expanded.extend(good or [_State(**{**state.__dict__, "done": True})])
@@ -200,19 +218,23 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
     return _report(scan, index, candidates, best, settings, fit_w, ranking, raw_max)
 
 
-def _expand(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state: _State, settings: SearchSettings, fit_w: float,
+def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _State, settings: SearchSettings, fit_w: float,
             screen_w: float, yy: float, ranking: list[dict[str, Any]] | None) -> list[_State]:
     """The states reached from ``state`` by adding one of the best few candidates (exact NNLS fits)."""
     from scipy.optimize import nnls
 
     y = scan.y
     residual = y - state.scales @ state.profiles if len(state.members) else y.copy()
-    pool = candidates[~np.isin(candidates, state.members)]
-    if not len(pool):
-        return []
-    cos, strain = screen(scan, index, pool, np.maximum(residual, 0), settings, screen_w)
+    coarse_shifts = coarse_shift_grid(settings, screen_w) if state.shift is None else np.array([state.shift])
+    cos, strain, shift0 = screen_scores(scan, lines, np.maximum(residual, 0), settings, screen_w, coarse_shifts)
+    cos[np.isin(lines.positions, state.members)] = -np.inf
+    pool = lines.positions
     short = np.argsort(-cos, kind="stable")[: settings.shortlist]
-    gain, strains, shift, widths = refine(scan, index, pool[short], residual, state, settings, fit_w, strain[short])
+    short = short[np.isfinite(cos[short])]
+    if not len(short):
+        return []
+    gain, strains, shift, widths = refine(scan, index, pool[short], residual, state, settings, fit_w, strain[short], shift0[short],
+                                          coarse_shifts)
     if ranking is not None:
         order = np.argsort(-gain, kind="stable")[: settings.top]
         ranking.extend({"structure_id": int(index.structure_ids[pool[short][i]]), "formula": str(index.formulas[pool[short][i]]),
@@ -221,7 +243,7 @@ def _expand(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state:
     peak_x = scan.peaks.two_theta
     net = np.interp(peak_x, scan.x, y)
     before = np.interp(peak_x, scan.x, y - residual) if len(state.members) else np.zeros(len(peak_x))
-    covered = _covered_peaks(scan, index, state, peak_x, net)
+    covered = _coverage(scan, index, state, peak_x, net).any(axis=0)
     children = []
     for i in np.argsort(-gain, kind="stable")[: settings.exact]:
         if not gain[i] > 0:
@@ -237,12 +259,13 @@ def _expand(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state:
         # a new phase must account for a picked peak that the phases before it neither fit (half its net height)
         # nor could produce (no reflection of theirs there): misfit intensity is not a new phase
         mine = scales[-1] * np.interp(peak_x, scan.x, profile)
-        if len(peak_x) and not ((mine >= 0.5 * net) & (before < 0.5 * net) & ~covered).any():
+        if len(peak_x) and not ((mine >= 0.5 * net) & (before < 0.5 * net) & ~covered & (net * 100 >= settings.min_peak)).any():
             continue
         rel = float(norm * norm) / yy
         children.append(_State(_kept(state.members + (position,), keep), _kept(state.strains + (float(strains[i]),), keep),
                                float(shift[i]), _kept(state.widths + (float(widths[i]),), keep), profiles[keep], scales[keep], rel,
                                state.history + (rel,), _kept(state.alternatives + ((),), keep)))
+    children = [_prune(scan, index, child, yy, settings.min_peak) for child in children]
     # candidates whose own fit reaches within ALTERNATIVE_MARGIN of a child's gain are listed beside its new phase
     for child in children:
         if child.members and child.members[-1] not in state.members:
@@ -258,63 +281,128 @@ def _kept(values: tuple, keep: np.ndarray) -> tuple:
     return tuple(v for v, k in zip(values, keep) if k)
 
 
-def _covered_peaks(scan: PreparedScan, index: PeakIndex, state: _State, peak_x: np.ndarray, net: np.ndarray) -> np.ndarray:
-    """Which picked peaks a chosen phase has a reflection at (within its FWHM, at least 0.1°) predicted at 10 % or
-    more of the peak's net height: wrong relative intensities or peak shapes could make up such a peak."""
-    covered = np.zeros(len(peak_x), dtype=bool)
-    for member, strain, width, scale in zip(state.members, state.strains, state.widths, state.scales):
+def _coverage(scan: PreparedScan, index: PeakIndex, state: _State, peak_x: np.ndarray, net: np.ndarray) -> np.ndarray:
+    """(k, npeaks) bool: chosen phase i has a reflection at picked peak j (within its FWHM, at least 0.1°) predicted at
+    :data:`COVER_FRACTION` or more of the peak's net height, so wrong relative intensities or peak shapes of phase i
+    could make up that peak."""
+    out = np.zeros((len(state.members), len(peak_x)), dtype=bool)
+    for row, (member, strain, width, scale) in enumerate(zip(state.members, state.strains, state.widths, state.scales)):
         d, inten, _ = index.lines(np.array([member]))
         for lam, w in scan.lines:
             tt = two_theta_of(d, lam, strain) + (state.shift or 0.0)
             height = scale * w * inten
             near = np.abs(peak_x[:, None] - tt[None, :]) <= max(width, 0.1)
-            covered |= (near & (height[None, :] >= 0.1 * net[:, None])).any(axis=1)
-    return covered
+            out[row] |= (near & (height[None, :] >= COVER_FRACTION * net[:, None])).any(axis=1)
+    return out
+
+
+def _prune(scan: PreparedScan, index: PeakIndex, state: _State, yy: float, min_peak: float) -> _State:
+    """``state`` without the phases that explain no picked peak of their own (half its net height, at least ``min_peak``
+    % of the strongest, at a position no other chosen phase covers), dropped weakest first with the scales refitted."""
+    from scipy.optimize import nnls
+
+    peak_x = scan.peaks.two_theta
+    if not len(peak_x) or len(state.members) < 2:
+        return state
+    net = np.interp(peak_x, scan.x, scan.y)
+    while len(state.members) > 1:
+        cover = _coverage(scan, index, state, peak_x, net)
+        contributions = state.scales[:, None] * np.array([np.interp(peak_x, scan.x, p) for p in state.profiles])
+        idle = [i for i in range(len(state.members))
+                if not ((contributions[i] >= 0.5 * net) & ~np.delete(cover, i, axis=0).any(axis=0) & (net * 100 >= min_peak)).any()]
+        if not idle:
+            return state
+        drop = min(idle, key=lambda i: float(contributions[i].sum()))
+        keep = np.ones(len(state.members), dtype=bool)
+        keep[drop] = False
+        profiles = state.profiles[keep]
+        scales, norm = nnls(profiles.T, scan.y)
+        rel = float(norm * norm) / yy
+        state = _State(_kept(state.members, keep), _kept(state.strains, keep), state.shift, _kept(state.widths, keep), profiles, scales,
+                       rel, state.history + (rel,), _kept(state.alternatives, keep))
+    return state
+
+
+@dataclass
+class ScreenLines:
+    """Candidates' sticks made ready for screening with one kernel: 2θ at the Kα centroid, d(2θ)/dε, intensity,
+    owner (index into ``positions``), and each candidate's ``|p|²``; float32, built once per search."""
+
+    positions: np.ndarray
+    tt: np.ndarray
+    slope: np.ndarray
+    inten: np.ndarray
+    owner: np.ndarray
+    norm2: np.ndarray
+
+
+def screen_lines(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, settings: SearchSettings, fwhm: float) -> ScreenLines:
+    """:class:`ScreenLines` of ``positions``: sticks weaker than ``settings.min_intensity`` % left out, sticks closer
+    than a quarter of the kernel merged, the Kα doublet drawn at its centroid."""
+    lam = sum(w * lam for lam, w in scan.lines) / sum(w for _, w in scan.lines)
+    weight = sum(w for _, w in scan.lines)
+    d, inten, owner = index.lines(positions)
+    tt = two_theta_of(d, lam)
+    keep = np.isfinite(tt) & (tt >= scan.x[0] - 1) & (tt <= scan.x[-1] + 1) & (inten >= settings.min_intensity)
+    tt, inten, owner = _merge_close(tt[keep], inten[keep].astype(float) * weight, owner[keep], fwhm / 4)
+    norm2 = _self_overlap(tt, inten, owner, len(positions), scan.step, fwhm)
+    slope = -2 * np.tan(np.radians(tt / 2)) * 180 / np.pi
+    f32 = np.float32
+    return ScreenLines(np.asarray(positions), tt.astype(f32), slope.astype(f32), inten.astype(f32), owner, norm2)
+
+
+def strain_grid(scan: PreparedScan, settings: SearchSettings, fwhm: float) -> np.ndarray:
+    """Uniform strains screened: steps that move the scan's highest-angle peak by half the kernel's FWHM."""
+    if settings.max_strain <= 0:
+        return np.zeros(1)
+    per_strain = 2 * np.tan(np.radians(scan.x[-1] / 2)) * 180 / np.pi
+    n = max(2, int(np.ceil(2 * settings.max_strain * per_strain / (0.5 * fwhm))) + 1)
+    return np.linspace(-settings.max_strain, settings.max_strain, n)
+
+
+def screen_scores(scan: PreparedScan, lines: ScreenLines, target: np.ndarray, settings: SearchSettings, fwhm: float,
+                  shifts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coarse cosine between ``target`` and each candidate's profile (kernel ``fwhm``), best over :func:`strain_grid`
+    and the zero ``shifts`` given (default: none). Returns (cosine (C,), best strain (C,), best shift (C,))."""
+    shifts = np.zeros(1) if shifts is None else np.asarray(shifts, dtype=float)
+    n = len(lines.positions)
+    strains = strain_grid(scan, settings, fwhm)
+    grid = [(eps, z) for z in shifts for eps in strains]
+    # the blurred target, zero-padded so that a stick outside the scan reads 0 (nearest grid point: the kernel is
+    # at least 20 grid steps wide, so rounding moves a stick by under 3 % of it)
+    padded = np.concatenate([[0.0], blurred(target, scan.step, fwhm), [0.0]]).astype(np.float32)
+    last = len(padded) - 1
+    base = (lines.tt - np.float32(scan.x[0])) / np.float32(scan.step) + np.float32(1)
+    rate = lines.slope / np.float32(scan.step)
+    scores = np.empty((n, len(grid)))
+    for k, (eps, z) in enumerate(grid):
+        # first order in the strain: 2θ(ε) ≈ 2θ₀ - 2 tan θ₀ · ε (error < 0.03° within ±3 %)
+        where = np.rint(base + rate * np.float32(eps) + np.float32(z / scan.step)).astype(np.int64)
+        np.clip(where, 0, last, out=where)
+        scores[:, k] = np.bincount(lines.owner, padded[where] * lines.inten, minlength=n)
+    k = scores.argmax(axis=1)
+    denom = np.sqrt(np.maximum(lines.norm2, 1e-12)) * max(float(np.sqrt(target @ target)), 1e-12)
+    cos = scores[np.arange(n), k] / denom
+    cos[~np.isfinite(cos)] = 0
+    return cos, np.array([g[0] for g in grid])[k], np.array([g[1] for g in grid])[k]
 
 
 def screen(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, target: np.ndarray, settings: SearchSettings,
-           fwhm: float, chunk_lines: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """Coarse cosine between ``target`` and each candidate's profile (kernel ``fwhm``), best over a uniform strain grid.
-
-    Returns (cosine (C,), best strain (C,)). Sticks weaker than ``settings.min_intensity`` % are left out, sticks
-    closer than a quarter of the kernel are merged, and the Kα doublet is drawn at its centroid.
-    """
-    x0, step = float(scan.x[0]), scan.step
-    lam = sum(w * lam for lam, w in scan.lines) / sum(w for _, w in scan.lines)
-    weight = sum(w for _, w in scan.lines)
-    target_blur = blurred(target, step, fwhm)
-    tnorm = float(np.sqrt(target @ target))
-    # strain step: half the kernel's FWHM of movement at the scan's highest angle
-    theta_max = np.radians(scan.x[-1] / 2)
-    per_strain = 2 * np.tan(theta_max) * 180 / np.pi
-    nstrain = max(1, int(np.ceil(2 * settings.max_strain * per_strain / (0.5 * fwhm))) + 1) if settings.max_strain > 0 else 1
-    strains = np.linspace(-settings.max_strain, settings.max_strain, nstrain) if nstrain > 1 else np.zeros(1)
-    cos = np.zeros(len(positions))
-    best = np.zeros(len(positions))
+           fwhm: float, shifts: np.ndarray | None = None, chunk_lines: int = 1_000_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`screen_scores` for any number of candidates, in chunks of about ``chunk_lines`` sticks (bounded memory)."""
+    out = [np.zeros(len(positions)) for _ in range(3)]
     lengths = index.offsets[positions + 1] - index.offsets[positions]
     bounds = _chunk_bounds(lengths, chunk_lines)
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        d, inten, owner = index.lines(positions[lo:hi])
-        tt = two_theta_of(d, lam)
-        keep = np.isfinite(tt) & (tt >= x0 - 1) & (tt <= scan.x[-1] + 1) & (inten >= settings.min_intensity)
-        tt, inten, owner = _merge_close(tt[keep], inten[keep].astype(float) * weight, owner[keep], fwhm / 4)
-        norm2 = _self_overlap(tt, inten, owner, hi - lo, step, fwhm)
-        slope = -2 * np.tan(np.radians(tt / 2)) * 180 / np.pi
-        scores = np.empty((hi - lo, len(strains)))
-        for k, eps in enumerate(strains):
-            # first order in the strain: 2θ(ε) ≈ 2θ₀ - 2 tan θ₀ · ε (error < 0.01° within ±2 %)
-            value = np.interp(tt + slope * eps, scan.x, target_blur, left=0.0, right=0.0) * inten
-            scores[:, k] = np.bincount(owner, value, minlength=hi - lo)
-        k = scores.argmax(axis=1)
-        denom = np.sqrt(np.maximum(norm2, 1e-12)) * max(tnorm, 1e-12)
-        cos[lo:hi] = scores[np.arange(hi - lo), k] / denom
-        best[lo:hi] = strains[k]
-    cos[~np.isfinite(cos)] = 0
-    return cos, best
+        part = screen_scores(scan, screen_lines(scan, index, positions[lo:hi], settings, fwhm), target, settings, fwhm, shifts)
+        for o, p in zip(out, part):
+            o[lo:hi] = p
+    return out[0], out[1], out[2]
 
 
 def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual: np.ndarray, state: _State, settings: SearchSettings,
-           fwhm: float, coarse_strain: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           fwhm: float, coarse_strain: np.ndarray, coarse_shift: np.ndarray | None = None,
+           shift_grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Residual drop of a joint fit with ``state``'s phases for each candidate, at its best strain, peak width (and shift).
 
     Returns (gain (R,) in units of the scan's squared net intensity, strain (R,), shift (R,), FWHM (R,)); widths
@@ -322,11 +410,15 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
     """
     step, x = scan.step, scan.x
     offsets = np.arange(-REFINE_SPAN, REFINE_SPAN + 1e-12, REFINE_STEP)
-    if state.shift is None and settings.max_shift > 0:
-        shifts = np.arange(-settings.max_shift, settings.max_shift + 1e-9, max(fwhm / 4, 0.01))
-    else:
-        shifts = np.array([state.shift or 0.0])
     n = len(positions)
+    if state.shift is None and settings.max_shift > 0:
+        # around each candidate's screened shift, to half the screening grid's step either side
+        half = float(np.diff(shift_grid).min()) / 2 if shift_grid is not None and len(shift_grid) > 1 else settings.max_shift
+        local = np.arange(-half, half + 1e-9, max(fwhm / 4, 0.01))
+        centre = np.zeros(n) if coarse_shift is None else np.asarray(coarse_shift, float)
+        shifts = np.clip(centre[:, None] + local[None, :], -settings.max_shift, settings.max_shift)  # (R, Z)
+    else:
+        shifts = np.full((n, 1), state.shift or 0.0)
     d0, i0, owner0 = index.lines(positions)
     keep = i0 >= settings.min_intensity / 2
     d0, i0, owner0 = d0[keep].astype(float), i0[keep].astype(float), owner0[keep]
@@ -336,16 +428,16 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
     for width in peak_widths(fwhm):
         r_blur = blurred(residual, step, width)
         p_blur = [blurred(p, step, width) for p in state.profiles]
-        value = np.zeros((n, len(offsets), len(shifts)))
-        cross = np.zeros((k, n, len(offsets), len(shifts)))
+        value = np.zeros((n, len(offsets), shifts.shape[1]))
+        cross = np.zeros((k, n, len(offsets), shifts.shape[1]))
         sticks_tt, sticks_i, sticks_owner = [], [], []
         for lam, w in scan.lines:
             tt = two_theta_of(d0[:, None], lam, eps[owner0])  # (L, E)
-            tt = np.where(np.isfinite(tt), tt, -1.0)[:, :, None] + shifts[None, None, :]  # (L, E, Z)
+            tt = np.where(np.isfinite(tt), tt, -1.0)[:, :, None] + shifts[owner0][:, None, :]  # (L, E, Z)
             weight = (w * i0)[:, None, None]
-            _add_by_owner(value, owner0, np.interp(tt, x, r_blur, left=0.0, right=0.0) * weight)
+            _add_by_owner(value, owner0, _sample(r_blur, float(x[0]), step, tt) * weight)
             for i, pb in enumerate(p_blur):
-                _add_by_owner(cross[i], owner0, np.interp(tt, x, pb, left=0.0, right=0.0) * weight)
+                _add_by_owner(cross[i], owner0, _sample(pb, float(x[0]), step, tt) * weight)
             unstrained = two_theta_of(d0, lam)
             inside = np.isfinite(unstrained) & (unstrained > x[0] - 3 * width) & (unstrained < x[-1] + 3 * width)
             sticks_tt.append(unstrained[inside]), sticks_i.append(w * i0[inside]), sticks_owner.append(owner0[inside])
@@ -362,10 +454,10 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
         arg = gain.argmax(axis=1)
         top = gain[np.arange(n), arg]
         better = top > best[0]
-        e, z = np.unravel_index(arg, (len(offsets), len(shifts)))
+        e, z = np.unravel_index(arg, (len(offsets), shifts.shape[1]))
         best[0][better] = top[better]
         best[1][better] = eps[np.arange(n), e][better]
-        best[2][better] = shifts[z][better]
+        best[2][better] = shifts[np.arange(n), z][better]
         best[3][better] = width
     gain, strain, shift, width = best
     return np.maximum(gain, 0.0), strain, shift, width
@@ -377,6 +469,29 @@ def _add_by_owner(out: np.ndarray, owner: np.ndarray, values: np.ndarray) -> Non
         return
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     out[owner[starts]] += np.add.reduceat(values, starts, axis=0)
+
+
+def _sample(values: np.ndarray, start: float, step: float, t: np.ndarray) -> np.ndarray:
+    """Linear interpolation of ``values`` on the uniform grid ``start + step·i`` at ``t`` (0 outside): ``np.interp``
+    without its binary search, which dominates the screening's cost."""
+    f = (np.asarray(t) - start) / step
+    i = np.floor(f)
+    w = f - i
+    i = i.astype(np.int64)
+    n = len(values)
+    inside = (i >= 0) & (i < n - 1)
+    i = np.where(inside, i, 0)
+    out = values[i] * (1 - w) + values[i + 1] * w
+    return np.where(inside, out, 0.0)
+
+
+def coarse_shift_grid(settings: SearchSettings, screen_fwhm: float) -> np.ndarray:
+    """Zero shifts screened at the first step: ±``max_shift`` in steps of half the screening kernel."""
+    if settings.max_shift <= 0:
+        return np.zeros(1)
+    step = screen_fwhm / 2
+    n = int(np.ceil(settings.max_shift / step))
+    return np.clip(step * np.arange(-n, n + 1), -settings.max_shift, settings.max_shift)
 
 
 def _chunk_bounds(lengths: np.ndarray, limit: int) -> list[int]:
