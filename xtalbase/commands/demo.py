@@ -2,7 +2,8 @@
 
 Steps (each with a progress bar): create the database; ingest the vendored real subset (350 Materials
 Project structures, 50 per crystal system, and the 56 reference CIFs of the XRD-AutoAnalyzer example);
-compute XRD patterns (Cu Kα, 2θ 0-90°); import the 8 measured scans; make a prototype-grouped split; train
+compute XRD patterns (Cu Kα, 2θ 0-90°); import the 8 measured scans and identify their phases (candidates by
+each sample's elements); make a prototype-grouped split; train
 ExtraTrees and XGBoost crystal-system models; predict the test fold and the measured scans; write plots;
 compute Magpie descriptors and train an XGBoost formation-energy model on the same split; ingest the vendored
 mlearn Mo DFT subset, import the published n2p2 Mo potential, train an HDNNP and evaluate both on the Mo test
@@ -132,6 +133,7 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
                                             for r in on_scans.rows],
                        "example_prediction_id": on_test.prediction_ids[0] if on_test.prediction_ids else None})
 
+    phases = run_phase_steps(db, scans, step, timings)
     properties = run_property_steps(db, step, timings)
     potentials = run_potential_steps(db, folder, step, timings)
     csp = run_csp_steps(db, step, timings)
@@ -149,10 +151,27 @@ def run_demo(folder: Path, step: Callable[[str, int], Any]) -> dict[str, Any]:
             "plots": plots, "ingest": {"read": ingest.read, "inserted": ingest.inserted, "duplicates": ingest.duplicates,
                                        "quarantined": ingest.quarantined},
             "xrd_patterns": xrd, "measured_patterns": len(pattern_ids),
-            "split": {"name": SPLIT, "counts": split.summary().get("counts")}, "models": models, "properties": properties,
+            "split": {"name": SPLIT, "counts": split.summary().get("counts")}, "models": models, "phases": phases,
+            "properties": properties,
             "potentials": potentials,
             "csp": csp, "queries": queries,
             "seconds": round(time.perf_counter() - started, 2), "timings": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def run_phase_steps(db: Any, scans: list[Path], step: Callable[[str, int], Any], timings: dict[str, float]) -> list[dict[str, Any]]:
+    """Identify the phases of the measured scans among the stored structures, each scan with its sample's elements
+    (the vendored sample table); results stored as predictions."""
+    from xtalbase.xrd.identify import identify_scans, read_sample_table
+
+    t = time.perf_counter()
+    samples = read_sample_table(DATA / "xrd_experimental" / "samples.csv")
+    with step(f"identify the phases of {len(scans)} scans (elements from the sample table)", len(scans)) as s:
+        results = identify_scans(db, scans, samples=samples, progress=lambda done: s.update(done))
+    timings["phase_id"] = time.perf_counter() - t
+    return [{"scan": Path(r.path).stem, "prediction_id": r.prediction_id, "residual": r.identification.residual,
+             "phases": [{"formula": p.formula, "spacegroup": p.spacegroup, "weight_fraction": p.weight_fraction,
+                         "alternatives": [a["formula"] for a in p.alternatives]} for p in r.identification.phases]}
+            for r in results]
 
 
 def run_property_steps(db: Any, step: Callable[[str, int], Any], timings: dict[str, float]) -> dict[str, Any]:
@@ -284,6 +303,15 @@ def report(result: dict[str, Any]) -> None:
     print_table(scan_rows, title="measured scans (XRD-AutoAnalyzer examples)")
     out.print("note: peaks11 counts every computed reflection, while peak picking on a measured scan finds only the clear "
               "ones, so scans lean towards high-symmetry (few-peak) classes; see docs/models.md")
+    phases = result.get("phases")
+    if phases:
+        print_table([{"scan": r["scan"], "phases found": " + ".join(f"{p['formula']} ({p['spacegroup']})" for p in r["phases"]) or "-",
+                      "~weight fractions": " / ".join("-" if p["weight_fraction"] is None else f"{p['weight_fraction']:.2f}"
+                                                      for p in r["phases"]),
+                      "look-alikes": "; ".join(f"{p['formula']}: {', '.join(p['alternatives'])}" for p in r["phases"] if p["alternatives"])
+                      or "-", "residual": f"{r['residual']:.3f}"} for r in phases],
+                    title="phase identification of the measured scans (profile fit, candidates by the sample's elements; "
+                          "xtalbase xrd identify, docs/xrd.md)")
     prop = result.get("properties")
     if prop:
         rows = [{"fold": f, "n": m["n"], "MAE eV/atom": f"{m['mae']:.3f}", "R²": f"{m['r2']:.3f}",

@@ -145,8 +145,14 @@ def read_sample_table(path: str | Path) -> dict[str, CandidateFilter]:
         for number, row in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
             name = Path(row[key]).name
+            if not name:
+                raise XtalbaseError(f"{path}: line {number} names no scan file")
+            if name in out:
+                raise XtalbaseError(f"{path}: line {number}: {name} is listed twice")
+            if not row["elements"]:
+                raise XtalbaseError(f"{path}: line {number} ({name}) gives no elements")
             try:
-                out[name] = CandidateFilter(parse_elements(row["elements"]) or None, parse_elements(row.get("require") or None),
+                out[name] = CandidateFilter(parse_elements(row["elements"]), parse_elements(row.get("require") or None),
                                             row.get("filter") or None)
             except XtalbaseError as exc:
                 raise XtalbaseError(f"{path}: line {number} ({name}): {exc}") from None
@@ -166,6 +172,8 @@ def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict
 
     settings = settings or SearchSettings()
     paths = [Path(p) for p in paths]
+    if samples is not None and any(v is not None for v in (elements, require, filter)):
+        raise XtalbaseError("give the candidates either per scan (a sample table) or for all scans (elements/require/filter), not both")
     if samples is not None:
         missing = [p.name for p in paths if p.name not in samples]
         if missing:
@@ -228,6 +236,7 @@ def _store_result(db: "Database", model_id: int, result: ScanResult) -> None:
     with db.run("xrd-identify", {"file": result.path, "model_id": model_id, **result.candidates.to_dict()}) as run:
         run.link_input("xrd_pattern", pattern_id, label=Path(result.path).name)
         run.link_input("model", model_id)
+        run.link_input("xrd_recipe", result.extra["recipe_id"])
         prediction = Prediction(model_id=model_id, pattern_id=pattern_id, target="phases", value=ident.residual, label=label[:64],
                                 payload=payload, run_id=run.id)
         run.session.add(prediction)

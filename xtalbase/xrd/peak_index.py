@@ -152,27 +152,35 @@ def build_index(recipe_id: int, wavelength: float, two_theta_range: tuple[float,
         cell_mass=np.array([mass[i] for i in order]), volume=np.array([volume[i] for i in order]))
 
 
-#: In-process cache: (database url, recipe id) → index, reused while the stored fingerprint is unchanged.
-_LOADED: dict[tuple[str, int], PeakIndex] = {}
+#: In-process cache: (database url, recipe id) → (stored row key, index), reused while that stored row is unchanged.
+_LOADED: dict[tuple[str, int], tuple[tuple[int, str], PeakIndex]] = {}
 
 
 def load_index(db: "Database", recipe_id: int) -> PeakIndex:
     """The peak index of ``recipe_id``: from this process's cache, else the stored one, else built and stored.
 
-    The pattern set's fingerprint (count, id sum and largest id of its computed patterns) is read each time,
-    so patterns computed or deleted since the index was made are never missed.
+    The pattern set's fingerprint (count, id sum and largest id of its computed patterns) is read each time, and the
+    cache is only used while the stored row for it is the same row (id and creation time), so patterns computed or
+    deleted since, or a database recreated at the same URL, are never missed.
     """
-    from xtalbase.platform.repositories.patterns import computed_pattern_rows, pattern_set_fingerprint, store_peak_index, stored_peak_index
+    from xtalbase.platform.repositories.patterns import (
+        computed_pattern_rows,
+        pattern_set_fingerprint,
+        store_peak_index,
+        stored_peak_index,
+        stored_peak_index_key,
+    )
     from xtalbase.schema import XrdRecipe
 
     key = (str(db.engine.url), int(recipe_id))
     with db.session() as s:
         fingerprint = pattern_set_fingerprint(s, recipe_id)
+        stored_key = stored_peak_index_key(s, recipe_id, fingerprint)
         cached = _LOADED.get(key)
-        if cached is not None and cached.fingerprint == fingerprint:
-            return cached
+        if cached is not None and stored_key is not None and cached[0] == stored_key and cached[1].fingerprint == fingerprint:
+            return cached[1]
         index = None
-        data = stored_peak_index(s, recipe_id, fingerprint)
+        data = stored_peak_index(s, recipe_id, fingerprint) if stored_key is not None else None
         if data is not None:
             try:
                 index = PeakIndex.from_bytes(data)
@@ -187,7 +195,9 @@ def load_index(db: "Database", recipe_id: int) -> PeakIndex:
             if len(index):
                 store_peak_index(s, recipe_id, fingerprint, len(index), index.to_bytes())
                 s.commit()
+                stored_key = stored_peak_index_key(s, recipe_id, fingerprint)
     if not len(index):
         raise XtalbaseError(f"no computed patterns for XRD recipe {recipe_id}: run `xtalbase xrd compute` first")
-    _LOADED[key] = index
+    if stored_key is not None:
+        _LOADED[key] = (stored_key, index)
     return index

@@ -31,7 +31,7 @@ preferred orientation are ignored: the fractions are rough.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -46,16 +46,20 @@ REFINE_SPAN, REFINE_STEP = 0.0025, 0.0005
 ALTERNATIVE_MARGIN = 0.1
 #: Above this many candidates a wider-kernel pass keeps this many for the screening proper.
 PRESCREEN_KEEP = 3000
+#: ... using only sticks of at least this % of their pattern's strongest (a third of the sticks of 1 % and more).
+PRESCREEN_MIN_INTENSITY = 5.0
 #: A chosen phase "covers" a picked peak when it predicts at least this fraction of the peak's net height there.
 COVER_FRACTION = 0.1
 #: Broadest peak (FWHM, degrees) a phase may be fitted with.
 MAX_FWHM = 1.2
 
 
-def peak_widths(fwhm: float) -> list[float]:
-    """Peak widths (FWHM, degrees) tried per candidate: ``fwhm`` doubled up to :data:`MAX_FWHM` (phases in one
-    sample differ in crystallite size, so a poorly crystalline minor phase has broader peaks than the scan's strongest)."""
-    widths = [fwhm]
+def peak_widths(fwhm: float, step: float = 0.02) -> list[float]:
+    """Peak widths (FWHM, degrees) tried per candidate: half of ``fwhm`` (when at least 3 grid steps), ``fwhm``, then
+    doubled up to :data:`MAX_FWHM`. Phases in one sample differ in crystallite size: a poorly crystalline minor phase
+    has broader peaks than the scan's typical one, and a well crystalline one sharper."""
+    widths = [fwhm / 2] if fwhm / 2 >= 3 * step else []
+    widths.append(fwhm)
     while widths[-1] * 2 <= MAX_FWHM:
         widths.append(widths[-1] * 2)
     return widths
@@ -189,10 +193,11 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
     y = scan.y
     pool = candidates
     if len(pool) > PRESCREEN_KEEP:
-        # many candidates: keep those whose profiles (a kernel 2.5 times wider, so a coarser strain and shift grid)
-        # best match the whole scan; later steps search among them only
+        # many candidates: keep those whose profiles (their sticks of at least 5 %, a kernel 2.5 times wider, so a
+        # coarser strain and shift grid) best match the whole scan; later steps search among them only
         wide = 2.5 * screen_w
-        first = screen(scan, index, pool, y, settings, wide, coarse_shift_grid(settings, wide))[0]
+        strong = replace(settings, min_intensity=max(settings.min_intensity, PRESCREEN_MIN_INTENSITY))
+        first = screen(scan, index, pool, y, strong, wide, coarse_shift_grid(settings, wide))[0]
         pool = pool[np.sort(np.argsort(-first, kind="stable")[:PRESCREEN_KEEP])]
     lines = screen_lines(scan, index, pool, settings, screen_w)
     yy = float(y @ y)
@@ -214,8 +219,57 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
         beam = list(unique.values())[: settings.beam]
         if all(s.done for s in beam):
             break
-    best = min(beam, key=lambda s: s.residual)
+    best = _simplest_lookalikes(scan, index, min(beam, key=lambda s: s.residual), settings, fit_w, yy)
     return _report(scan, index, candidates, best, settings, fit_w, ranking, raw_max)
+
+
+def reflection_count(scan: PreparedScan, index: PeakIndex, position: int, min_intensity: float = 1.0) -> int:
+    """Reflections of a candidate inside the scan's range with at least ``min_intensity`` % of its strongest."""
+    d, inten, _ = index.lines(np.array([position]))
+    tt = two_theta_of(d, scan.wavelength)
+    return int((np.isfinite(tt) & (tt >= scan.x[0]) & (tt <= scan.x[-1]) & (inten >= min_intensity)).sum())
+
+
+def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, settings: SearchSettings, fit_w: float,
+                         yy: float) -> _State:
+    """Occam's rule among look-alikes: a chosen phase is swapped for one of its alternatives with fewer reflections
+    when that one, refitted in its place, leaves the residual within :data:`ALTERNATIVE_MARGIN` of the phase's own
+    drop. A superstructure or low-symmetry cell that reproduces a simple pattern (TiMnO4 I-4m2 or Ti6O11 for
+    anatase) explains nothing more than the simple phase, and its extra reflections are only unseen weak ones."""
+    from scipy.optimize import nnls
+
+    for i in range(len(state.members)):
+        alternatives = state.alternatives[i] if i < len(state.alternatives) else ()
+        member = state.members[i]
+        simpler = sorted((reflection_count(scan, index, a), a) for a in alternatives
+                         if a not in state.members and reflection_count(scan, index, a) < reflection_count(scan, index, member))
+        if not simpler:
+            continue
+        others = np.ones(len(state.members), dtype=bool)
+        others[i] = False
+        rest = _State(tuple(m for m, k in zip(state.members, others) if k), tuple(v for v, k in zip(state.strains, others) if k),
+                      state.shift, tuple(v for v, k in zip(state.widths, others) if k), state.profiles[others], np.zeros(0), 1.0, ())
+        rest.scales = nnls(rest.profiles.T, scan.y)[0] if len(rest.members) else np.zeros(0)
+        without = float(np.sum((scan.y - rest.scales @ rest.profiles) ** 2)) / yy if len(rest.members) else 1.0
+        allowed = state.residual + ALTERNATIVE_MARGIN * max(without - state.residual, 0.0)
+        residual = scan.y - rest.scales @ rest.profiles if len(rest.members) else scan.y
+        for _, alt in simpler:
+            gain, strain, shift, width = refine(scan, index, np.array([alt]), residual, rest, settings, fit_w, np.zeros(1))
+            d, inten, _ = index.lines(np.array([alt]))
+            profile = render(d, inten, scan.x, scan.lines, float(width[0]), float(strain[0]), float(shift[0]))
+            profiles = state.profiles.copy()
+            profiles[i] = profile
+            scales, norm = nnls(profiles.T, scan.y)
+            rel = float(norm * norm) / yy
+            if rel <= allowed and scales[i] > 0:
+                swapped = tuple(alternatives) + (member,)
+                alts = list(state.alternatives)
+                alts[i] = tuple(a for a in swapped if a != alt)
+                state = _State(state.members[:i] + (alt,) + state.members[i + 1:], state.strains[:i] + (float(strain[0]),) + state.strains[i + 1:],
+                               state.shift, state.widths[:i] + (float(width[0]),) + state.widths[i + 1:], profiles, scales, rel,
+                               state.history[:-1] + (rel,), tuple(alts))
+                break
+    return state
 
 
 def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _State, settings: SearchSettings, fit_w: float,
@@ -342,8 +396,10 @@ def screen_lines(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, se
     lam = sum(w * lam for lam, w in scan.lines) / sum(w for _, w in scan.lines)
     weight = sum(w for _, w in scan.lines)
     d, inten, owner = index.lines(positions)
+    strong = inten >= settings.min_intensity
+    d, inten, owner = d[strong], inten[strong], owner[strong]
     tt = two_theta_of(d, lam)
-    keep = np.isfinite(tt) & (tt >= scan.x[0] - 1) & (tt <= scan.x[-1] + 1) & (inten >= settings.min_intensity)
+    keep = np.isfinite(tt) & (tt >= scan.x[0] - 1) & (tt <= scan.x[-1] + 1)
     tt, inten, owner = _merge_close(tt[keep], inten[keep].astype(float) * weight, owner[keep], fwhm / 4)
     norm2 = _self_overlap(tt, inten, owner, len(positions), scan.step, fwhm)
     slope = -2 * np.tan(np.radians(tt / 2)) * 180 / np.pi
@@ -425,7 +481,7 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
     eps = np.clip(coarse_strain[:, None] + offsets[None, :], -settings.max_strain, settings.max_strain)  # (R, E)
     best = (np.full(n, -1.0), np.zeros(n), np.zeros(n), np.full(n, fwhm))
     k = len(state.profiles)
-    for width in peak_widths(fwhm):
+    for width in peak_widths(fwhm, step):
         r_blur = blurred(residual, step, width)
         p_blur = [blurred(p, step, width) for p in state.profiles]
         value = np.zeros((n, len(offsets), shifts.shape[1]))

@@ -1,7 +1,8 @@
 """A measured scan made ready for phase search: net profile on a uniform grid, peak width, and candidate line positions.
 
 Everything the search compares lives on one uniform 2θ grid (``step`` degrees): the scan's net intensity
-(SNIP background removed, clipped at zero, scaled to a maximum of 1) and the candidates' broadened sticks.
+(counts smoothed, SNIP background and two noise σ removed, clipped at zero, scaled to a maximum of 1; see
+:func:`net_counts`) and the candidates' broadened sticks.
 Candidate peaks are unit-height Gaussians of FWHM ``w``; the inner products the least-squares fit needs
 are then closed forms (see :func:`blurred` and :func:`pair_kernel`), so a candidate is scored from its stick
 positions without drawing its profile.
@@ -33,6 +34,8 @@ KALPHA: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
     0.560885: ((0.559421, 1.0), (0.563813, 0.5)),
 }
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+#: Net intensity counts from this many noise σ above the background (the rest is taken for noise).
+NOISE_FLOOR = 1.0
 
 
 @dataclass
@@ -85,9 +88,9 @@ def prepare_scan(scan: Scan, two_theta_range: tuple[float, float] | None = None,
     if hi - lo < 10 * step:
         raise XtalbaseError(f"{scan.path}: the scan ({x0[0]:g}-{x0[-1]:g}° 2θ) and the candidates' 2θ range "
                             f"({two_theta_range}) barely overlap; nothing to compare")
-    background = snip_background(x0, y0, background_width)
+    smoothed, background, noise = net_counts(x0, y0, background_width)
     x = lo + step * np.arange(int(np.floor((hi - lo) / step + 1e-9)) + 1)
-    net = np.interp(x, x0, np.maximum(y0 - background, 0.0))
+    net = np.interp(x, x0, np.maximum(smoothed - background - NOISE_FLOOR * noise, 0.0))
     top = float(net.max())
     if not top > 0:
         raise XtalbaseError(f"{scan.path}: no intensity above the background in {lo:g}-{hi:g}° 2θ")
@@ -95,21 +98,47 @@ def prepare_scan(scan: Scan, two_theta_range: tuple[float, float] | None = None,
     inside = (peaks.two_theta >= lo) & (peaks.two_theta <= hi)
     peaks = Pattern(peaks.two_theta[inside], peaks.intensity[inside], peaks.d_spacing[inside], None, scan.wavelength, peaks.meta)
     return PreparedScan(x, net / top, step, float(scan.wavelength), kalpha_lines(scan.wavelength, kalpha2),
-                        peak_fwhm(x0, y0 - background, peaks), top, np.interp(x, x0, background), peaks,
+                        peak_fwhm(x0, smoothed - background, peaks), top, np.interp(x, x0, background), peaks,
                         {"path": scan.path, **scan.meta})
 
 
-def peak_fwhm(x: np.ndarray, net: np.ndarray, peaks: Pattern, n: int = 8) -> float:
-    """Median FWHM (degrees) of the ``n`` strongest picked peaks (0.1° when there are none), within 0.03-1°."""
+def net_counts(x: np.ndarray, y: np.ndarray, background_width: float = 2.0, smooth: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(smoothed counts, SNIP background, noise σ) of a scan, all (n,).
+
+    SNIP on raw noisy counts follows the noise's lower edge, so a net profile clipped at zero keeps a positive floor
+    that a candidate with hundreds of reflections can "fit"; the counts are therefore smoothed first (cubic
+    Savitzky–Golay over ``smooth`` degrees), and the noise is taken as ``k·√background`` with ``k`` the robust (MAD)
+    spread of the raw counts about the smooth ones, so the caller can subtract a noise floor.
+    """
+    from scipy.signal import savgol_filter
+
+    step = float(np.median(np.diff(x)))
+    window = max(5, int(round(smooth / step)) | 1)
+    smoothed = savgol_filter(y, window, 3) if window < len(y) else np.asarray(y, float)
+    background = snip_background(x, smoothed, background_width)
+    scale = np.sqrt(np.maximum(background, 1.0))
+    ratio = (y - smoothed) / scale
+    k = 1.4826 * float(np.median(np.abs(ratio - np.median(ratio))))
+    return smoothed, background, k * scale
+
+
+def peak_fwhm(x: np.ndarray, net: np.ndarray, peaks: Pattern, n: int = 12, percentile: float = 25.0) -> float:
+    """FWHM (degrees) of the sharp peaks: the ``percentile`` of the widths of the ``n`` strongest picked peaks (0.1°
+    when there are none), within 0.03-1°. A low percentile, not the median: the search tries widths from this one
+    upwards, and a sharp phase beside a dominant broad one must still get its own width."""
     from scipy.signal import peak_widths
 
     if not len(peaks):
         return 0.1
     strongest = peaks.two_theta[np.argsort(-peaks.intensity)[:n]]
-    idx = np.clip(np.searchsorted(x, strongest), 0, len(x) - 1)
+    near = np.clip(np.searchsorted(x, strongest)[:, None] + np.arange(-3, 4)[None, :], 0, len(x) - 1)
+    idx = near[np.arange(len(near)), net[near].argmax(axis=1)]  # the local maximum, where peak_widths measures from
+    idx = np.unique(idx[(idx > 0) & (idx < len(x) - 1)])
+    if not len(idx):
+        return 0.1
     widths = peak_widths(net, idx, rel_height=0.5)[0] * float(np.median(np.diff(x)))
     widths = widths[np.isfinite(widths) & (widths > 0)]
-    return float(np.clip(np.median(widths), 0.03, 1.0)) if len(widths) else 0.1
+    return float(np.clip(np.percentile(widths, percentile), 0.03, 1.0)) if len(widths) else 0.1
 
 
 def blurred(y: np.ndarray, step: float, fwhm: float) -> np.ndarray:

@@ -87,6 +87,15 @@ def stored_peak_index(session: "Session", recipe_id: int, fingerprint: str) -> b
                                                           XrdPeakIndex.fingerprint == fingerprint)).first()
 
 
+def stored_peak_index_key(session: "Session", recipe_id: int, fingerprint: str) -> tuple[int, str] | None:
+    """(row id, creation time) of the stored peak index of ``recipe_id`` for ``fingerprint`` (no blob read), or ``None``."""
+    from xtalbase.schema import XrdPeakIndex
+
+    row = session.execute(select(XrdPeakIndex.id, XrdPeakIndex.created_at).where(
+        XrdPeakIndex.recipe_id == recipe_id, XrdPeakIndex.fingerprint == fingerprint)).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
 def store_peak_index(session: "Session", recipe_id: int, fingerprint: str, n_patterns: int, data: bytes) -> None:
     """Store a peak index (a concurrent writer's identical row wins) and delete the recipe's outdated ones."""
     from sqlalchemy import delete
@@ -101,4 +110,4 @@ def store_peak_index(session: "Session", recipe_id: int, fingerprint: str, n_pat
 
 
 __all__ = ["computed_pattern_rows", "computed_peaks", "pattern_counts", "pattern_set_fingerprint", "recipe_summaries",
-           "store_peak_index", "stored_peak_index"]
+           "store_peak_index", "stored_peak_index", "stored_peak_index_key"]
