@@ -80,6 +80,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--setting", nargs="*", default=[], help="SearchSettings overrides, name=value")
     parser.add_argument("--verbose", action="store_true", help="Print every mixture with a missed phase.")
+    parser.add_argument("--axis-strain", action="store_true", help="Also fit a strain per cell axis (Miller indices recomputed).")
     args = parser.parse_args()
     if not MP.is_dir():
         print(f"skipped: {MP} is absent (shared data)")
@@ -88,7 +89,7 @@ def main() -> int:
 
     from xtalbase.schema.arrays import pack
     from xtalbase.xrd import compute_xrd
-    from xtalbase.xrd.identify import search_range
+    from xtalbase.xrd.identify import reflections_of, search_range
     from xtalbase.xrd.peak_index import build_index
     from xtalbase.xrd.phase_search import SearchSettings, search_phases
     from xtalbase.xrd.scan_profile import prepare_scan
@@ -138,8 +139,10 @@ def main() -> int:
             index = build_index(1, 1.54184, (0, 90), "synthetic", rows)
             scan = Scan(x, y, 1.54184, "synthetic")
             started = time.perf_counter()
+            options = {"wavelength": 1.54184, "two_theta": (0, 90), "merge_tol": 1e-5, "scaled_tol": 1e-3, "debye_waller": None}
+            provider = (lambda sid: reflections_of(load(candidates[sid][0]), options)) if args.axis_strain else None  # noqa: B023
             result = search_phases(prepare_scan(scan, search_range(scan, index, settings)), index, np.arange(len(index)), settings,
-                                   raw_max=lambda sid: raw[sid])
+                                   raw_max=lambda sid: raw[sid], reflections=provider)  # noqa: B023
             seconds.append(time.perf_counter() - started)
             truth = {Composition(s.composition).reduced_formula: w for s, w in zip(structures, fractions)}
             truth_paths = {str(p[0]) for p in picks}

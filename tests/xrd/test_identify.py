@@ -187,7 +187,7 @@ def test_identify_scans_stores_one_prediction_per_scan_under_one_model(db, tmp_p
     with db.session() as s:
         model = s.scalars(select(Model)).one()
         assert (model.task, model.target, model.algorithm, model.xrd_recipe_id) == ("phase_identification", "phases", "xrd-profile-search", recipe_id)
-        assert model.hyperparameters == SearchSettings().to_dict()
+        assert model.hyperparameters == {**SearchSettings().to_dict(), "axis_strain": False}
         predictions = s.scalars(select(Prediction).order_by(Prediction.id)).all()
         assert [p.id for p in predictions] == [r.prediction_id for r in first]
         for prediction, result in zip(predictions, first):

@@ -133,6 +133,8 @@ MinGainOpt = Annotated[float, typer.Option(
     "--min-gain", help="Least drop of the relative residual |y - fit|²/|y|² that adds a phase.")]
 MaxStrainOpt = Annotated[float, typer.Option("--max-strain", help="Largest uniform lattice strain tried (fraction of d).")]
 MaxShiftOpt = Annotated[float, typer.Option("--max-shift", help="Largest zero shift tried (degrees 2θ).")]
+AxisStrainOpt = Annotated[bool, typer.Option(
+    "--axis-strain", help="Also fit a strain per cell axis to the best candidates (DFT cells wrong along one axis; slower).")]
 WavelengthScanOpt = Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")]
 
 
@@ -157,6 +159,7 @@ def match(
     min_gain: MinGainOpt = 0.01,
     max_strain: MaxStrainOpt = 0.015,
     max_shift: MaxShiftOpt = 0.5,
+    axis_strain: AxisStrainOpt = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: measured, each phase, the residual.")] = None,
     store: Annotated[bool, typer.Option("--store", help="Store the result as a prediction (the scan is imported).")] = False,
     score: Annotated[str, typer.Option("--score", help="profile (least-squares profile fit, default) or peaks (the old "
@@ -175,10 +178,10 @@ def match(
     settings = _settings(phases, min_gain, max_strain, max_shift, top)
     if store:
         result = identify_scans(handle, [file], elements=elements, require=require, filter=filter, recipe=recipe,
-                                wavelength=wavelength, settings=settings, store=True)[0]
+                                wavelength=wavelength, settings=settings, store=True, axis_strain=axis_strain)[0]
     else:
         result = identify_scan(handle, file, elements=elements, require=require, filter=filter, recipe=recipe,
-                               wavelength=wavelength, settings=settings)
+                               wavelength=wavelength, settings=settings, axis_strain=axis_strain)
     if plot is not None:
         from xtalbase.xrd.plot import plot_identification
 
@@ -244,6 +247,7 @@ def identify(
     min_gain: MinGainOpt = 0.01,
     max_strain: MaxStrainOpt = 0.015,
     max_shift: MaxShiftOpt = 0.5,
+    axis_strain: AxisStrainOpt = False,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store each result as a prediction (default).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -267,7 +271,7 @@ def identify(
     with progress() as bar:
         task = bar.add_task("identifying phases", total=len(paths))
         results = identify_scans(handle, paths, samples=samples, elements=elements, require=require, filter=filter, recipe=recipe,
-                                 wavelength=wavelength, settings=settings, store=store,
+                                 wavelength=wavelength, settings=settings, store=store, axis_strain=axis_strain,
                                  progress=lambda done: bar.update(task, completed=done))
     if as_json:
         print_json({"scans": [r.to_dict() for r in results]})

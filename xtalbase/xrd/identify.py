@@ -20,7 +20,7 @@ import numpy as np
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.xrd.peak_index import PeakIndex, load_index, parse_elements
-from xtalbase.xrd.phase_search import Identification, SearchSettings, search_phases
+from xtalbase.xrd.phase_search import Identification, Reflections, SearchSettings, search_phases
 from xtalbase.xrd.scan_profile import prepare_scan
 from xtalbase.xrd.scans import Scan, read_scan, with_wavelength
 
@@ -83,8 +83,12 @@ def search_range(scan: Scan, index: PeakIndex, settings: SearchSettings) -> tupl
 def identify_scan(db: "Database", scan: str | Path | Scan, *, elements: Iterable[str] | str | None = None,
                   require: Iterable[str] | str | None = None, filter: str | None = None, recipe: str | int | None = None,
                   wavelength: float | None = None, settings: SearchSettings | None = None, kalpha2: bool | None = None,
-                  weight_fractions: bool = True) -> ScanResult:
-    """The phases among the stored patterns of ``recipe`` that explain ``scan`` (a path or a read :class:`Scan`)."""
+                  weight_fractions: bool = True, axis_strain: bool = False) -> ScanResult:
+    """The phases among the stored patterns of ``recipe`` that explain ``scan`` (a path or a read :class:`Scan`).
+
+    ``axis_strain``: the best few candidates of each step are also fitted with a strain per cell axis (their Miller
+    indices recomputed from the stored structure), for DFT cells with anisotropic errors; off by default (on the
+    tuning set it cost precision and 8× the time, see docs/xrd.md)."""
     import time
 
     from xtalbase.xrd.recipe import resolve_recipe
@@ -102,7 +106,8 @@ def identify_scan(db: "Database", scan: str | Path | Scan, *, elements: Iterable
         raise XtalbaseError(f"{scan.path}: no stored pattern of recipe {rec.id} matches the candidate filter {chosen.to_dict()}")
     prepared = prepare_scan(scan, search_range(scan, index, settings), kalpha2=kalpha2)
     raw_max = _raw_max_function(db, rec) if weight_fractions else None
-    result = search_phases(prepared, index, positions, settings, raw_max=raw_max)
+    result = search_phases(prepared, index, positions, settings, raw_max=raw_max,
+                           reflections=_reflections_function(db, rec) if axis_strain else None)
     return ScanResult(str(scan.path), result, chosen, time.perf_counter() - started,
                       extra={"recipe_id": rec.id, "wavelength": scan.wavelength, "index_fingerprint": index.fingerprint})
 
@@ -127,6 +132,43 @@ def _raw_max_function(db: "Database", recipe: Any) -> Callable[[int], float]:
         return float(pattern.intensity.max()) if len(pattern) else float("nan")
 
     return raw_max
+
+
+def _reflections_function(db: "Database", recipe: Any) -> Callable[[int], Reflections | None]:
+    """structure id → its :class:`Reflections` under ``recipe`` (recomputed with Miller indices, cached per id)."""
+    from xtalbase.platform.convert import to_pymatgen
+    from xtalbase.schema import Structure
+    from xtalbase.xrd.recipe import recipe_options
+
+    options = recipe_options(recipe)
+    cache: dict[int, Reflections | None] = {}
+
+    def reflections(structure_id: int) -> Reflections | None:
+        if structure_id not in cache:
+            with db.session() as s:
+                row = s.get(Structure, structure_id)
+                structure = to_pymatgen(row) if row is not None else None
+            cache[structure_id] = None if structure is None else reflections_of(structure, options)
+        return cache[structure_id]
+
+    return reflections
+
+
+def reflections_of(structure: Any, options: dict[str, Any]) -> Reflections | None:
+    """The :class:`Reflections` of a pymatgen structure computed with ``options`` (:func:`recipe_options`)."""
+    from xtalbase.xrd import compute_xrd
+
+    pattern = compute_xrd(structure, wavelength=options["wavelength"], two_theta=options["two_theta"], merge_tol=options["merge_tol"],
+                          scaled_tol=options["scaled_tol"], debye_waller=options["debye_waller"], hkl=True)[0]
+    if not len(pattern) or pattern.hkl_families is None:
+        return None
+    hkl, inten = [], []
+    for intensity, families in zip(pattern.intensity, pattern.hkl_families):
+        total = sum(f[-1] for f in families) or 1
+        for f in families:
+            hkl.append((f[0], f[1], f[-2]))  # [h, k, l, m] or hexagonal [h, k, i, l, m]
+            inten.append(intensity * f[-1] / total)
+    return Reflections(np.asarray(structure.lattice.matrix, float), np.asarray(hkl, float), np.asarray(inten, float))
 
 
 def read_sample_table(path: str | Path) -> dict[str, CandidateFilter]:
@@ -162,7 +204,7 @@ def read_sample_table(path: str | Path) -> dict[str, CandidateFilter]:
 def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict[str, CandidateFilter] | None = None,
                    elements: Iterable[str] | str | None = None, require: Iterable[str] | str | None = None, filter: str | None = None,
                    recipe: str | int | None = None, wavelength: float | None = None, settings: SearchSettings | None = None,
-                   store: bool = True, progress: Callable[[int], None] | None = None) -> list[ScanResult]:
+                   store: bool = True, progress: Callable[[int], None] | None = None, axis_strain: bool = False) -> list[ScanResult]:
     """:func:`identify_scan` for every path, candidates from ``samples`` (by file name) or the common filter.
 
     A scan missing from a given sample table is an error naming it (before any work). With ``store=True`` each scan is
@@ -179,12 +221,12 @@ def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict
         if missing:
             raise XtalbaseError(f"no sample-table row for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     rec = resolve_recipe(db, recipe)
-    model_id = phase_model(db, rec.id, settings) if store else None
+    model_id = phase_model(db, rec.id, settings, axis_strain) if store else None
     results = []
     for done, path in enumerate(paths, start=1):
         chosen = samples[path.name] if samples is not None else CandidateFilter(parse_elements(elements), parse_elements(require), filter)
         result = identify_scan(db, path, elements=chosen.elements, require=chosen.require, filter=chosen.filter, recipe=rec.id,
-                               wavelength=wavelength, settings=settings)
+                               wavelength=wavelength, settings=settings, axis_strain=axis_strain)
         if store:
             _store_result(db, model_id, result)
         results.append(result)
@@ -193,14 +235,15 @@ def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict
     return results
 
 
-def phase_model(db: "Database", recipe_id: int, settings: SearchSettings) -> int:
+def phase_model(db: "Database", recipe_id: int, settings: SearchSettings, axis_strain: bool = False) -> int:
     """The ``models`` row standing for this search (settings, recipe, code version), created on first use."""
     from xtalbase.platform.hashing import sha256_bytes
     from xtalbase.platform.provenance import code_version
     from xtalbase.platform.repositories.models import find_model_by_artifact
     from xtalbase.schema import Model
 
-    artifact = json.dumps({"algorithm": ALGORITHM, "settings": settings.to_dict(), "recipe_id": recipe_id,
+    options = {**settings.to_dict(), "axis_strain": bool(axis_strain)}
+    artifact = json.dumps({"algorithm": ALGORITHM, "settings": options, "recipe_id": recipe_id,
                            "code_version": code_version()}, sort_keys=True).encode()
     digest = sha256_bytes(artifact)
     with db.session() as s:
@@ -208,7 +251,7 @@ def phase_model(db: "Database", recipe_id: int, settings: SearchSettings) -> int
         if found is not None:
             return found
         model = Model(name=f"phase-id recipe {recipe_id}", task="phase_identification", target="phases", algorithm=ALGORITHM,
-                      hyperparameters=settings.to_dict(), seed=None, feature_recipe={"kind": "profile-fit"}, xrd_recipe_id=recipe_id,
+                      hyperparameters=options, seed=None, feature_recipe={"kind": "profile-fit"}, xrd_recipe_id=recipe_id,
                       metrics={}, library_versions=_library_versions(), code_version=code_version(), artifact=artifact,
                       artifact_format="json", artifact_sha256=digest)
         s.add(model)

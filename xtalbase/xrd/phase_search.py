@@ -50,6 +50,10 @@ PRESCREEN_KEEP = 3000
 PRESCREEN_MIN_INTENSITY = 5.0
 #: A chosen phase "covers" a picked peak when it predicts at least this fraction of the peak's net height there.
 COVER_FRACTION = 0.1
+#: Per-axis strains are searched up to this much beyond ``max_strain`` (DFT errors along one axis can reach several %).
+AXES_SPAN = 0.03
+#: ... and kept only when they raise the residual drop by more than this fraction.
+AXES_MIN_IMPROVEMENT = 0.05
 #: Broadest peak (FWHM, degrees) a phase may be fitted with.
 MAX_FWHM = 1.2
 
@@ -130,9 +134,11 @@ class Phase:
     weight_fraction: float | None = None
     explained_peaks: list[float] = field(default_factory=list)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    axis_strains: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        out["axis_strains"] = None if self.axis_strains is None else [round(v, 5) for v in self.axis_strains]
         out["explained_peaks"] = [round(v, 3) for v in self.explained_peaks]
         return out
 
@@ -170,20 +176,24 @@ class _State:
     strains: tuple[float, ...]
     shift: float | None
     widths: tuple[float, ...]
+    sticks: tuple[tuple[np.ndarray, np.ndarray], ...]  # per member: d-spacings as fitted (strain applied) and intensities
     profiles: np.ndarray  # (k, n)
     scales: np.ndarray    # (k,)
     residual: float       # |y - P a|² / |y|²
     history: tuple[float, ...]
     alternatives: tuple[tuple[int, ...], ...] = ()  # per member: candidates that fit nearly as well in its place
+    axes: tuple[tuple[float, float, float] | None, ...] = ()  # per member: strains of a, b, c when fitted per axis
     done: bool = False
 
 
 def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, settings: SearchSettings | None = None,
-                  *, raw_max: Callable[[int], float] | None = None) -> Identification:
+                  *, raw_max: Callable[[int], float] | None = None,
+                  reflections: Callable[[int], Reflections | None] | None = None) -> Identification:
     """Explain ``scan`` by up to ``settings.max_phases`` of the index's ``candidates`` (positions into ``index``).
 
     ``raw_max(structure_id)`` gives a pattern's unscaled maximum intensity for the weight fractions (omitted:
-    no weight fractions).
+    no weight fractions). ``reflections(structure_id)`` gives a candidate's cell and Miller indices, so the best few
+    candidates of each step are also fitted with a strain per cell axis (omitted: uniform strain only).
     """
     settings = settings or SearchSettings()
     candidates = np.asarray(candidates, dtype=np.int64)
@@ -201,7 +211,7 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
         pool = pool[np.sort(np.argsort(-first, kind="stable")[:PRESCREEN_KEEP])]
     lines = screen_lines(scan, index, pool, settings, screen_w)
     yy = float(y @ y)
-    beam = [_State((), (), None, (), np.zeros((0, len(y))), np.zeros(0), 1.0, (1.0,))]
+    beam = [_State((), (), None, (), (), np.zeros((0, len(y))), np.zeros(0), 1.0, (1.0,))]
     ranking: list[dict[str, Any]] = []
     for step in range(settings.max_phases):
         expanded: list[_State] = []
@@ -210,7 +220,7 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
                 expanded.append(state)
                 continue
             children = _expand(scan, index, lines, state, settings, fit_w, screen_w, yy,
-                               ranking if step == 0 and not ranking else None)
+                               ranking if step == 0 and not ranking else None, reflections)
             good = [c for c in children if state.residual - c.residual >= settings.min_gain]
             expanded.extend(good or [_State(**{**state.__dict__, "done": True})])
         unique: dict[frozenset[int], _State] = {}
@@ -247,8 +257,8 @@ def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, se
             continue
         others = np.ones(len(state.members), dtype=bool)
         others[i] = False
-        rest = _State(tuple(m for m, k in zip(state.members, others) if k), tuple(v for v, k in zip(state.strains, others) if k),
-                      state.shift, tuple(v for v, k in zip(state.widths, others) if k), state.profiles[others], np.zeros(0), 1.0, ())
+        rest = _State(_kept(state.members, others), _kept(state.strains, others), state.shift, _kept(state.widths, others),
+                      _kept(state.sticks, others), state.profiles[others], np.zeros(0), 1.0, ())
         rest.scales = nnls(rest.profiles.T, scan.y)[0] if len(rest.members) else np.zeros(0)
         without = float(np.sum((scan.y - rest.scales @ rest.profiles) ** 2)) / yy if len(rest.members) else 1.0
         allowed = state.residual + ALTERNATIVE_MARGIN * max(without - state.residual, 0.0)
@@ -256,7 +266,8 @@ def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, se
         for _, alt in simpler:
             gain, strain, shift, width = refine(scan, index, np.array([alt]), residual, rest, settings, fit_w, np.zeros(1))
             d, inten, _ = index.lines(np.array([alt]))
-            profile = render(d, inten, scan.x, scan.lines, float(width[0]), float(strain[0]), float(shift[0]))
+            sticks = (d.astype(float) * (1 + float(strain[0])), inten.astype(float))
+            profile = render(sticks[0], sticks[1], scan.x, scan.lines, float(width[0]), 0.0, float(shift[0]))
             profiles = state.profiles.copy()
             profiles[i] = profile
             scales, norm = nnls(profiles.T, scan.y)
@@ -265,15 +276,19 @@ def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, se
                 swapped = tuple(alternatives) + (member,)
                 alts = list(state.alternatives)
                 alts[i] = tuple(a for a in swapped if a != alt)
+                axes = list(_axes_of(state))
+                axes[i] = None
                 state = _State(state.members[:i] + (alt,) + state.members[i + 1:], state.strains[:i] + (float(strain[0]),) + state.strains[i + 1:],
-                               state.shift, state.widths[:i] + (float(width[0]),) + state.widths[i + 1:], profiles, scales, rel,
-                               state.history[:-1] + (rel,), tuple(alts))
+                               state.shift, state.widths[:i] + (float(width[0]),) + state.widths[i + 1:],
+                               state.sticks[:i] + (sticks,) + state.sticks[i + 1:], profiles, scales, rel,
+                               state.history[:-1] + (rel,), tuple(alts), tuple(axes))
                 break
     return state
 
 
 def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _State, settings: SearchSettings, fit_w: float,
-            screen_w: float, yy: float, ranking: list[dict[str, Any]] | None) -> list[_State]:
+            screen_w: float, yy: float, ranking: list[dict[str, Any]] | None,
+            reflections: Callable[[int], Reflections | None] | None = None) -> list[_State]:
     """The states reached from ``state`` by adding one of the best few candidates (exact NNLS fits)."""
     from scipy.optimize import nnls
 
@@ -304,7 +319,13 @@ def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _St
             break
         position = int(pool[short][i])
         d, inten, _ = index.lines(np.array([position]))
-        profile = render(d, inten, scan.x, scan.lines, float(widths[i]), float(strains[i]), shift[i])
+        sticks, axes = (d.astype(float) * (1 + strains[i]), inten.astype(float)), None
+        refl = reflections(int(index.structure_ids[position])) if reflections is not None else None
+        if refl is not None and len(refl.hkl):
+            fitted = fit_axes(scan, refl, residual, state, float(strains[i]), float(shift[i]), float(widths[i]), settings)
+            if fitted is not None:
+                sticks, axes, shift[i] = fitted
+        profile = render(sticks[0], sticks[1], scan.x, scan.lines, float(widths[i]), 0.0, shift[i])
         profiles = np.vstack([state.profiles, profile[None, :]])
         scales, norm = nnls(profiles.T, y)
         keep = scales > 0
@@ -316,9 +337,11 @@ def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _St
         if len(peak_x) and not ((mine >= 0.5 * net) & (before < 0.5 * net) & ~covered & (net * 100 >= settings.min_peak)).any():
             continue
         rel = float(norm * norm) / yy
-        children.append(_State(_kept(state.members + (position,), keep), _kept(state.strains + (float(strains[i]),), keep),
-                               float(shift[i]), _kept(state.widths + (float(widths[i]),), keep), profiles[keep], scales[keep], rel,
-                               state.history + (rel,), _kept(state.alternatives + ((),), keep)))
+        strain = float(np.mean(axes)) if axes is not None else float(strains[i])
+        children.append(_State(_kept(state.members + (position,), keep), _kept(state.strains + (strain,), keep),
+                               float(shift[i]), _kept(state.widths + (float(widths[i]),), keep), _kept(state.sticks + (sticks,), keep),
+                               profiles[keep], scales[keep], rel, state.history + (rel,), _kept(state.alternatives + ((),), keep),
+                               _kept(_axes_of(state) + (axes,), keep)))
     children = [_prune(scan, index, child, yy, settings.min_peak) for child in children]
     # candidates whose own fit reaches within ALTERNATIVE_MARGIN of a child's gain are listed beside its new phase
     for child in children:
@@ -328,6 +351,92 @@ def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _St
                          and state.residual - o.residual >= (1 - ALTERNATIVE_MARGIN) * gain)
             child.alternatives = child.alternatives[:-1] + (alts,)
     return children
+
+
+@dataclass
+class Reflections:
+    """A candidate's reflections with Miller indices: ``cell`` (3, 3) Å (rows a, b, c), ``hkl`` (n, 3), ``intensity``
+    (n,) on its pattern's max-100 scale (a merged peak's intensity shared among its families by multiplicity)."""
+
+    cell: np.ndarray
+    hkl: np.ndarray
+    intensity: np.ndarray
+
+    def d_spacings(self, axis_strain: np.ndarray) -> np.ndarray:
+        """d (Å) of every reflection with cell lengths × (1 + ``axis_strain``), (..., 3) strains → (..., n)."""
+        reciprocal = np.linalg.inv(self.cell).T
+        scaled = self.hkl[None, :, :] / (1 + np.atleast_2d(axis_strain))[:, None, :]
+        g = scaled @ reciprocal
+        return (1 / np.linalg.norm(g, axis=-1)).reshape(np.shape(axis_strain)[:-1] + (len(self.hkl),))
+
+
+def fit_axes(scan: PreparedScan, refl: Reflections, residual: np.ndarray, state: _State, strain: float, shift: float, width: float,
+             settings: SearchSettings) -> tuple[tuple[np.ndarray, np.ndarray], tuple[float, float, float], float] | None:
+    """A strain per cell axis (a, b, c scaled independently, angles kept) around the uniform ``strain`` (and, while the
+    scan's zero shift is still free, the shift too), when it raises the candidate's residual drop by more than
+    :data:`AXES_MIN_IMPROVEMENT` (more parameters must earn their place). DFT cells are often wrong anisotropically
+    (layered and molecular solids by several % along one axis), which no uniform strain absorbs.
+
+    Returns the fitted (d, intensity) sticks, the three strains and the shift, or None."""
+    k = len(state.profiles)
+    gram_inv = np.linalg.pinv(state.profiles @ state.profiles.T) if k else None
+    x0 = float(scan.x[0])
+    keep = refl.intensity >= settings.min_intensity / 2
+    refl = Reflections(refl.cell, refl.hkl[keep], refl.intensity[keep])
+    if not len(refl.hkl):
+        return None
+    free_shift = state.shift is None and settings.max_shift > 0
+
+    def gains(trials: np.ndarray, kernel: float) -> np.ndarray:
+        r_blur = blurred(residual, scan.step, kernel)
+        p_blur = [blurred(p, scan.step, kernel) for p in state.profiles]
+        # |p|² at the uniform strain stands for every trial (the sticks' overlaps change little within a few %)
+        base_profile = render(refl.d_spacings(np.full((1, 3), strain))[0], refl.intensity, scan.x, scan.lines, kernel, 0.0, shift)
+        norm2 = float(base_profile @ base_profile)
+        out = []
+        for part in np.array_split(trials, max(1, len(trials) // 2000)):
+            d = refl.d_spacings(part[:, :3])  # (T, n)
+            value = np.zeros(len(part))
+            cross = np.zeros((k, len(part)))
+            for lam, w in scan.lines:
+                tt = two_theta_of(d, lam)
+                tt = np.where(np.isfinite(tt), tt, -1.0) + part[:, 3:4]
+                value += w * (_sample(r_blur, x0, scan.step, tt) * refl.intensity).sum(axis=1)
+                for i, pb in enumerate(p_blur):
+                    cross[i] += w * (_sample(pb, x0, scan.step, tt) * refl.intensity).sum(axis=1)
+            explained = np.einsum("it,ij,jt->t", cross, gram_inv, cross) if k else 0.0
+            denom = np.maximum(norm2 - explained, 1e-9 * norm2)
+            out.append(np.where(value > 0, value * value / np.maximum(denom, 1e-12), 0.0))
+        return np.concatenate(out)
+
+    base = np.array([strain, strain, strain, shift])
+    limit = settings.max_strain + AXES_SPAN
+    # coarse to fine, each stage seen through a kernel wide enough that one step moves no peak past it: 1 % steps over
+    # the whole range (1.2°), 0.25 % (0.4°), 0.05 % (the fit width); the zero shift alongside while it is free
+    stages = ((limit, 0.01, settings.max_shift, 0.1, max(width, 1.2)), (0.01, 0.0025, 0.1, 0.05, max(width, 0.4)),
+              (0.003, 0.0005, 0.025, 0.025, width))
+    best = base
+    for number, (span, step, shift_span, shift_step, kernel) in enumerate(stages):
+        offsets = np.arange(-span, span + 1e-12, step)
+        shifts = np.arange(-shift_span, shift_span + 1e-9, shift_step) if free_shift else np.zeros(1)
+        grid = np.stack(np.meshgrid(offsets, offsets, offsets, shifts, indexing="ij"), axis=-1).reshape(-1, 4)
+        if number:
+            grid += best[None, :]
+        elif not free_shift:
+            grid[:, 3] += best[3]
+        grid = grid[(np.abs(grid[:, :3]) <= limit + 1e-9).all(axis=1) & (np.abs(grid[:, 3]) <= settings.max_shift + 1e-9)]
+        grid = np.vstack([best[None, :], grid])
+        best = grid[int(gains(grid, kernel).argmax())]
+    uniform = float(gains(base[None, :], width)[0])
+    best_gain = float(gains(best[None, :], width)[0])
+    if not best_gain > uniform * (1 + AXES_MIN_IMPROVEMENT):
+        return None
+    return (refl.d_spacings(best[None, :3])[0], refl.intensity.astype(float)), tuple(float(v) for v in best[:3]), float(best[3])
+
+
+def _axes_of(state: _State) -> tuple:
+    """The per-member axis strains of ``state`` (``None`` for a uniform strain), padded to its members."""
+    return tuple(state.axes) + (None,) * (len(state.members) - len(state.axes))
 
 
 def _kept(values: tuple, keep: np.ndarray) -> tuple:
@@ -340,10 +449,9 @@ def _coverage(scan: PreparedScan, index: PeakIndex, state: _State, peak_x: np.nd
     :data:`COVER_FRACTION` or more of the peak's net height, so wrong relative intensities or peak shapes of phase i
     could make up that peak."""
     out = np.zeros((len(state.members), len(peak_x)), dtype=bool)
-    for row, (member, strain, width, scale) in enumerate(zip(state.members, state.strains, state.widths, state.scales)):
-        d, inten, _ = index.lines(np.array([member]))
+    for row, ((d, inten), width, scale) in enumerate(zip(state.sticks, state.widths, state.scales)):
         for lam, w in scan.lines:
-            tt = two_theta_of(d, lam, strain) + (state.shift or 0.0)
+            tt = two_theta_of(d, lam) + (state.shift or 0.0)
             height = scale * w * inten
             near = np.abs(peak_x[:, None] - tt[None, :]) <= max(width, 0.1)
             out[row] |= (near & (height[None, :] >= COVER_FRACTION * net[:, None])).any(axis=1)
@@ -372,8 +480,9 @@ def _prune(scan: PreparedScan, index: PeakIndex, state: _State, yy: float, min_p
         profiles = state.profiles[keep]
         scales, norm = nnls(profiles.T, scan.y)
         rel = float(norm * norm) / yy
-        state = _State(_kept(state.members, keep), _kept(state.strains, keep), state.shift, _kept(state.widths, keep), profiles, scales,
-                       rel, state.history + (rel,), _kept(state.alternatives, keep))
+        state = _State(_kept(state.members, keep), _kept(state.strains, keep), state.shift, _kept(state.widths, keep),
+                       _kept(state.sticks, keep), profiles, scales, rel, state.history + (rel,), _kept(state.alternatives, keep),
+                       _kept(_axes_of(state), keep))
     return state
 
 
@@ -617,7 +726,8 @@ def _report(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state:
                             [float(v) for v in peak_x[explained & (owner == i)]],
                             [{"structure_id": int(index.structure_ids[a]), "formula": str(index.formulas[a]),
                               "spacegroup": int(index.spacegroups[a]) or None}
-                             for a in (state.alternatives[i] if i < len(state.alternatives) else ()) if a not in state.members]))
+                             for a in (state.alternatives[i] if i < len(state.alternatives) else ()) if a not in state.members],
+                            _axes_of(state)[i]))
     order = np.argsort([-p.intensity_share for p in phases], kind="stable")
     return Identification([phases[i] for i in order], float(state.shift or 0.0), float(state.residual), list(state.history),
                           [float(v) for v in peak_x[~explained]], ranking, int(len(candidates)),
