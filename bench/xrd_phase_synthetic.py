@@ -66,7 +66,7 @@ def simulate(structures, fractions, rng, x):
         inten = pattern.intensity * rng.lognormal(0, 0.3, len(pattern))
         rho_v2 = s.density * s.volume ** 2
         fwhm = rng.uniform(0.08, 0.4)
-        total += w / rho_v2 * render(pattern.d_spacing, inten, x, CU, fwhm)
+        total += w / rho_v2 / fwhm * render(pattern.d_spacing, inten, x, CU, fwhm)  # intensities are peak areas
     shift = rng.uniform(-0.15, 0.15)
     total = np.interp(x - shift, x, total)
     total *= 20000 / total.max()

@@ -84,18 +84,18 @@ class Database(_PlatformDatabase):
         """The stored phases that explain a measured scan (path or :class:`~xtalbase.xrd.scans.Scan`): candidates whose
         elements lie in ``elements`` (e.g. ``"Ti,Zn,O"``), contain ``require`` and match an OPTIMADE ``filter``;
         ``options`` are :class:`~xtalbase.xrd.phase_search.SearchSettings` fields (``max_phases=3``, ``min_gain``...)
-        plus ``recipe``, ``wavelength`` and ``axis_strain``. ``store=True`` imports the scan and stores the result as a prediction."""
+        plus ``recipe``, ``wavelength``, ``axis_strain`` and ``kalpha2``. ``store=True`` imports the scan and stores the result as a prediction."""
         from xtalbase.xrd.identify import identify_scan, identify_scans
         from xtalbase.xrd.phase_search import SearchSettings
 
         recipe, wavelength = options.pop("recipe", None), options.pop("wavelength", None)
-        axis_strain = bool(options.pop("axis_strain", False))
+        axis_strain, kalpha2 = bool(options.pop("axis_strain", False)), options.pop("kalpha2", None)
         settings = SearchSettings(**options)
+        common = {"elements": elements, "require": require, "filter": filter, "recipe": recipe, "wavelength": wavelength,
+                  "settings": settings, "axis_strain": axis_strain, "kalpha2": kalpha2}
         if store:
-            return identify_scans(self, [scan], elements=elements, require=require, filter=filter, recipe=recipe, wavelength=wavelength,
-                                  settings=settings, store=True, axis_strain=axis_strain)[0]
-        return identify_scan(self, scan, elements=elements, require=require, filter=filter, recipe=recipe, wavelength=wavelength,
-                             settings=settings, axis_strain=axis_strain)
+            return identify_scans(self, [scan], store=True, **common)[0]
+        return identify_scan(self, scan, **common)
 
     @property
     def csp(self) -> "CspStore":

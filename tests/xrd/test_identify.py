@@ -33,10 +33,12 @@ from xtalbase.xrd.builder import compute_missing
 from xtalbase.xrd.identify import CandidateFilter, identify_scan, identify_scans, read_sample_table
 from xtalbase.xrd.peak_index import load_index
 from xtalbase.xrd.phase_search import SearchSettings
+from xtalbase.xrd.scans import Scan
 
 REFERENCES = TEST_DATA / "xrd" / "references"
 SCANS = TEST_DATA / "xrd" / "scans"
 runner = CliRunner()
+CU = 1.54184
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
@@ -212,10 +214,10 @@ def test_identify_scans_stores_one_prediction_per_scan_under_one_model(db, tmp_p
     again = identify_scans(db, paths, samples=samples, store=True)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Model)) == 1  # the model row is reused
-        assert s.scalar(select(func.count()).select_from(Prediction)) == 4
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 2  # the same search of the same scans is stored once
         assert s.scalar(select(func.count()).select_from(XrdPattern).where(XrdPattern.kind == "measured")) == 2  # scans imported once
     assert [r.pattern_id for r in again] == [r.pattern_id for r in first]
-    assert [r.prediction_id for r in again] != [r.prediction_id for r in first]
+    assert [r.prediction_id for r in again] == [r.prediction_id for r in first]
 
     other = identify_scans(db, paths[:1], elements="Mn,Ti,O", settings=SearchSettings(max_phases=2), store=True)
     with db.session() as s:
@@ -261,9 +263,10 @@ def test_cli_identify_folder_with_a_sample_table(db, tmp_path):
         assert model.task == "phase_identification" and model.xrd_recipe_id == scans["TiO2.xy"]["recipe_id"]
     assert {scans[n]["prediction_id"] for n in scans} == set(stored)
 
-    # another table given: the folder's .csv is taken for a scan (.csv is a scan format) and has no row
+    # another table given: the folder's own samples.csv is not read as a scan (.csv files are not scans in a folder)
     other = runner.invoke(app, ["xrd", "identify", str(folder), "--elements-from", str(table), "--db", db.url, "--json"])
-    assert other.exit_code != 0 and "no sample-table row for samples.csv" in str(other.exception), other.output
+    assert other.exit_code == 0, other.output
+    assert json.loads(other.output)["failed"] == 0
     mixture_file(folder, "unlisted-42.xy", seed=1)
     missing = runner.invoke(app, ["xrd", "identify", str(folder), "--elements-from", str(folder / "samples.csv"), "--db", db.url,
                                   "--json"])
@@ -291,7 +294,7 @@ def test_load_index_reuses_the_stored_blob_and_rebuilds_when_patterns_change(db,
     loaded(db, ["MnO_225", "TiO2_141"])
     recipe_id = compute_missing(db)["recipe_id"]
     first = load_index(db, recipe_id)
-    assert sorted(first.formulas) == ["MnO", "TiO2"] and first.fingerprint.startswith("2:")
+    assert sorted(first.formulas) == ["MnO", "TiO2"] and first.fingerprint.startswith("v1:2:")
     assert load_index(db, recipe_id) is first  # this process's cache
     with db.session() as s:
         stored = s.scalars(select(XrdPeakIndex)).all()
@@ -432,3 +435,62 @@ def test_every_phase_named_by_a_shared_example_scan_is_found(case, request):
                [a["formula"] for a in p.alternatives]) for p in phases]
     assert set(named) <= found, f"{stem} ({database}, elements {elements}): returned {report}"
     assert all(set(Composition(p.formula).as_dict()) <= set(elements) for p in phases)
+
+
+# --- review fixes: scans without signal, table quirks, batch errors, stored wavelength -----------------------------------
+
+
+def test_flat_noise_and_coarse_scans_are_refused_not_explained(refdb, tmp_path):
+    """A flat Poisson scan or an amorphous hump has no crystalline phase; before, three phases were "found" in each."""
+    db = refdb
+    x = np.round(np.arange(10.0, 90.0001, 0.01), 4)
+    rng = np.random.default_rng(0)
+    for name, counts in (("flat.xy", np.full(len(x), 1000.0)), ("hump.xy", 500 + 400 * np.exp(-0.5 * ((x - 25) / 5) ** 2))):
+        path = write_xy(tmp_path / name, Scan(x, rng.poisson(counts).astype(float), CU, name))
+        with pytest.raises(XtalbaseError, match="no peak stands out of the noise"):
+            identify_scan(db, path, elements="Ti,Mn,O")
+    coarse = synthetic_scan({"MnO_225": (0.6, 0.0), "TiO2_141": (0.4, 0.0)}, 0)
+    sparse = Scan(coarse.two_theta[::50], coarse.intensity[::50], CU, "coarse")
+    with pytest.raises(XtalbaseError, match="too coarse"):
+        identify_scan(db, sparse, elements="Ti,Mn,O")
+
+
+def test_a_batch_keeps_going_past_a_bad_scan_and_a_rerun_stores_nothing_twice(db, tmp_path):
+    loaded(db, ["MnO_225", "TiO2_141"])
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    good = mixture_file(folder)
+    bad = folder / "broken.xy"
+    bad.write_text("2theta intensity\n10 1\n11 x\n")
+    with pytest.raises(XtalbaseError, match="broken.xy"):
+        identify_scans(db, [bad, good], elements="Mn,Ti,O", store=True)
+    results = identify_scans(db, [bad, good], elements="Mn,Ti,O", store=True, on_error="collect")
+    assert results[0].error and "not numeric" in results[0].error and results[0].prediction_id is None
+    assert {p.formula for p in results[1].identification.phases} == {"MnO", "TiO2"} and results[1].prediction_id is not None
+    assert results[0].to_dict()["error"] == results[0].error
+    result = runner.invoke(app, ["xrd", "identify", str(folder), "--elements", "Mn,Ti,O", "--db", db.url, "--json"])
+    assert result.exit_code == 1 and json.loads(result.output)["failed"] == 1
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Prediction)) == 1  # the good scan's search is stored once
+
+
+def test_sample_tables_with_a_byte_order_mark_are_read_and_bad_rows_named(tmp_path):
+    table = tmp_path / "samples.csv"
+    table.write_text("\ufefffile,elements\nA.xy,\"Ti,O\"\n", encoding="utf-8")
+    assert read_sample_table(table) == {"A.xy": CandidateFilter(["Ti", "O"], None, None)}
+    table.write_text("file,elements\nA.xy,\"Ti,O\"\nA.xy,Mn\n", encoding="utf-8")
+    with pytest.raises(XtalbaseError, match="A.xy is listed twice"):
+        read_sample_table(table)
+    table.write_text("file,elements\nA.xy,\n", encoding="utf-8")
+    with pytest.raises(XtalbaseError, match="gives no elements"):
+        read_sample_table(table)
+
+
+def test_a_stored_scan_keeps_the_wavelength_it_was_searched_at(db, tmp_path):
+    loaded(db, ["MnO_225"])
+    mo = synthetic_scan({"MnO_225": (1.0, 0.0)}, 0, lines=((0.709300, 1.0), (0.713590, 0.5)))
+    path = write_xy(tmp_path / "MnO_mo.xy", Scan(mo.two_theta, mo.intensity, None, "MnO_mo"))
+    result = identify_scans(db, [path], elements="Mn,O", wavelength=0.71073, store=True)[0]
+    assert [p.formula for p in result.identification.phases] == ["MnO"]
+    with db.session() as s:
+        assert s.get(XrdPattern, result.pattern_id).wavelength == pytest.approx(0.71073)

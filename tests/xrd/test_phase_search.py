@@ -101,7 +101,7 @@ def synthetic_scan(mix: dict[str, tuple[float, ...]], seed: int, *, shift: float
     """A measured-like scan (10-90° 2θ, step 0.01°; Cu Kα unless ``lines`` says otherwise) of ``mix`` = {phase:
     (weight fraction, strain[, peak-width factor])}.
 
-    Phase i contributes w_i / (M_i V_i) × its unscaled intensities (Hill & Howard); the strongest net point is
+    Phase i contributes w_i / (M_i V_i) × its unscaled intensities (Hill & Howard) as peak areas; the strongest net point is
     about ``counts``; peaks are pseudo-Voigt (Lorentzian fraction ``eta``) with a Caglioti FWHM (0.09° at 30°,
     0.13° at 80°), drawn out to ``tails`` FWHM; the background falls from ``background`` + 80 to 80 counts, with a
     hump at 25°; counts are Poisson.
@@ -121,7 +121,8 @@ def synthetic_scan(mix: dict[str, tuple[float, ...]], seed: int, *, shift: float
             for centre, height, width in zip(tt, inten, fwhm):
                 lo, hi = np.searchsorted(x, [centre - tails * width, centre + tails * width])
                 u = (x[lo:hi] - centre) / width
-                y[lo:hi] += k * line_weight * height * (eta / (1 + 4 * u * u) + (1 - eta) * np.exp(-4 * np.log(2) * u * u))
+                # a reflection's intensity is its peak's area: height × width
+                y[lo:hi] += k * line_weight * height * (0.1 / width) * (eta / (1 + 4 * u * u) + (1 - eta) * np.exp(-4 * np.log(2) * u * u))
     y *= counts / y.max()
     wavelength = sum(lam * w for lam, w in lines) / sum(w for _, w in lines)
     return Scan(x, rng.poisson(y + true_background(x, background)).astype(float), round(wavelength, 5), f"synthetic {'+'.join(mix)} seed {seed}")
@@ -197,7 +198,7 @@ def test_prepared_scan_is_net_max_one_on_a_uniform_grid_with_its_peak_width():
         prepare_scan(Scan(scan.two_theta, scan.intensity, None, "nowave.xy"))
     with pytest.raises(XtalbaseError, match="barely overlap"):
         prepare_scan(scan, (89.95, 120.0))
-    with pytest.raises(XtalbaseError, match="no intensity above the background"):
+    with pytest.raises(XtalbaseError, match="no peak stands out of the noise"):
         prepare_scan(Scan(scan.two_theta, np.full(len(scan.two_theta), 50.0), CU_KA, "flat.xy"))
 
 

@@ -133,6 +133,8 @@ MinGainOpt = Annotated[float, typer.Option(
     "--min-gain", help="Least drop of the relative residual |y - fit|²/|y|² that adds a phase.")]
 MaxStrainOpt = Annotated[float, typer.Option("--max-strain", help="Largest uniform lattice strain tried (fraction of d).")]
 MaxShiftOpt = Annotated[float, typer.Option("--max-shift", help="Largest zero shift tried (degrees 2θ).")]
+KalphaOpt = Annotated[str, typer.Option(
+    "--kalpha2", help="Draw each reflection as a Kα1/Kα2 doublet: auto (when the wavelength is a Kα mean), on, off.")]
 AxisStrainOpt = Annotated[bool, typer.Option(
     "--axis-strain", help="Also fit a strain per cell axis to the best candidates (DFT cells wrong along one axis; slower).")]
 WavelengthScanOpt = Annotated[Optional[float], typer.Option("--wavelength", help="Wavelength in Å (default: from the file, else Cu Kα).")]
@@ -160,6 +162,7 @@ def match(
     max_strain: MaxStrainOpt = 0.015,
     max_shift: MaxShiftOpt = 0.5,
     axis_strain: AxisStrainOpt = False,
+    kalpha2: KalphaOpt = "auto",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG: measured, each phase, the residual.")] = None,
     store: Annotated[bool, typer.Option("--store", help="Store the result as a prediction (the scan is imported).")] = False,
     score: Annotated[str, typer.Option("--score", help="profile (least-squares profile fit, default) or peaks (the old "
@@ -171,17 +174,22 @@ def match(
 
     handle = open_db(ctx, db)
     if score == "peaks":
+        ignored = [name for name, value in (("--elements", elements), ("--require", require), ("--filter", filter),
+                                            ("--plot", plot), ("--store", store or None), ("--axis-strain", axis_strain or None))
+                   if value is not None]
+        if ignored:
+            raise typer.BadParameter(f"--score peaks (the old ranking) takes no {', '.join(ignored)}")
         _match_peaks(handle, file, recipe, wavelength, top, max_strain, as_json)
         return
     if score != "profile":
         raise typer.BadParameter(f"--score must be profile or peaks, got {score!r}")
     settings = _settings(phases, min_gain, max_strain, max_shift, top)
+    options = {"wavelength": wavelength, "settings": settings, "axis_strain": axis_strain, "kalpha2": _kalpha2(kalpha2)}
     if store:
-        result = identify_scans(handle, [file], elements=elements, require=require, filter=filter, recipe=recipe,
-                                wavelength=wavelength, settings=settings, store=True, axis_strain=axis_strain)[0]
+        result = identify_scans(handle, [file], elements=elements, require=require, filter=filter, recipe=recipe, store=True,
+                                **options)[0]
     else:
-        result = identify_scan(handle, file, elements=elements, require=require, filter=filter, recipe=recipe,
-                               wavelength=wavelength, settings=settings, axis_strain=axis_strain)
+        result = identify_scan(handle, file, elements=elements, require=require, filter=filter, recipe=recipe, **options)
     if plot is not None:
         from xtalbase.xrd.plot import plot_identification
 
@@ -192,6 +200,14 @@ def match(
     _print_identification(result)
     if plot is not None:
         console().print(f"plot written to {plot}")
+
+
+def _kalpha2(text: str) -> bool | None:
+    """``--kalpha2`` auto/on/off → None/True/False."""
+    choices = {"auto": None, "on": True, "off": False}
+    if text not in choices:
+        raise typer.BadParameter(f"--kalpha2 must be auto, on or off, got {text!r}")
+    return choices[text]
 
 
 def _print_identification(result) -> None:  # noqa: ANN001
@@ -228,13 +244,14 @@ def _match_peaks(handle, file: Path, recipe: Optional[str], wavelength: Optional
     print_table(rows, ["rank", "structure_id", "formula", "spacegroup", "score", "explained", "found", "strain"])
 
 
-SCAN_SUFFIXES = (".xy", ".xrdml", ".txt", ".dat", ".csv")
+#: Files of a folder read as scans (.csv is not: a folder's sample table or notes would be read as a scan).
+SCAN_SUFFIXES = (".xy", ".xrdml", ".txt", ".dat")
 
 
 @app.command("identify")
 def identify(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="Folder of measured scans (.xy, .xrdml, .txt, .dat, .csv), or one scan.")],
+    folder: Annotated[Path, typer.Argument(help="Folder of measured scans (.xy, .xrdml, .txt, .dat), or one scan file.")],
     db: DbOpt = None,
     elements_from: Annotated[Optional[Path], typer.Option(
         "--elements-from", help="Sample table (CSV: file, elements[, require, filter]) giving each scan's candidates.")] = None,
@@ -248,6 +265,7 @@ def identify(
     max_strain: MaxStrainOpt = 0.015,
     max_shift: MaxShiftOpt = 0.5,
     axis_strain: AxisStrainOpt = False,
+    kalpha2: KalphaOpt = "auto",
     store: Annotated[bool, typer.Option("--store/--no-store", help="Store each result as a prediction (default).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -272,12 +290,18 @@ def identify(
         task = bar.add_task("identifying phases", total=len(paths))
         results = identify_scans(handle, paths, samples=samples, elements=elements, require=require, filter=filter, recipe=recipe,
                                  wavelength=wavelength, settings=settings, store=store, axis_strain=axis_strain,
+                                 kalpha2=_kalpha2(kalpha2), on_error="collect",
                                  progress=lambda done: bar.update(task, completed=done))
+    failed = [r for r in results if r.error is not None]
     if as_json:
-        print_json({"scans": [r.to_dict() for r in results]})
-        return
-    print_table([{"file": Path(r.path).name, "phases": " + ".join(p.formula for p in r.identification.phases) or "-",
-                  "weight_fractions": " / ".join("-" if p.weight_fraction is None else f"{p.weight_fraction:.2f}"
-                                                 for p in r.identification.phases),
-                  "residual": f"{r.identification.residual:.3f}", "unexplained": len(r.identification.unexplained_peaks),
-                  "prediction_id": r.prediction_id} for r in results], title=f"{len(results)} scans")
+        print_json({"scans": [r.to_dict() for r in results], "failed": len(failed)})
+    else:
+        print_table([{"file": Path(r.path).name, "phases": " + ".join(p.formula for p in r.identification.phases) or "-",
+                      "weight_fractions": " / ".join("-" if p.weight_fraction is None else f"{p.weight_fraction:.2f}"
+                                                     for p in r.identification.phases),
+                      "residual": f"{r.identification.residual:.3f}", "unexplained": len(r.identification.unexplained_peaks),
+                      "prediction_id": r.prediction_id} for r in results if r.error is None], title=f"{len(results) - len(failed)} scans")
+        for r in failed:
+            console(stderr=True).print(f"{r.path}: {r.error}")
+    if failed:
+        raise typer.Exit(1)

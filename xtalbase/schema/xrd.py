@@ -88,7 +88,8 @@ class XrdPeak(Base):
 class XrdPeakIndex(Base):
     """Every computed pattern of one recipe in one blob (:class:`xtalbase.xrd.peak_index.PeakIndex` as ``.npz``).
 
-    ``fingerprint`` identifies the pattern set it was built from (count, id sum, largest id), so an index
+    ``fingerprint`` identifies the layout version and the pattern set it was built from (count and sums of ids,
+    structure ids and peak counts, largest id), so an index
     is only read while no pattern of its recipe was added or deleted.
     """
 

@@ -22,7 +22,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.xrd.peak_index import PeakIndex, load_index, parse_elements
 from xtalbase.xrd.phase_search import Identification, Reflections, SearchSettings, search_phases
 from xtalbase.xrd.scan_profile import prepare_scan
-from xtalbase.xrd.scans import Scan, read_scan, with_wavelength
+from xtalbase.xrd.scans import Scan, check_scan, read_scan, with_wavelength
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
@@ -48,17 +48,20 @@ class ScanResult:
     """One scan's identification with where it came from and, when stored, its pattern and prediction ids."""
 
     path: str
-    identification: Identification
+    identification: Identification | None
     candidates: CandidateFilter
     seconds: float
     pattern_id: int | None = None
     prediction_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.path, "pattern_id": self.pattern_id, "prediction_id": self.prediction_id,
-                "candidate_filter": self.candidates.to_dict(), "seconds": round(self.seconds, 3),
-                **self.identification.to_dict(), **self.extra}
+        out = {"file": self.path, "pattern_id": self.pattern_id, "prediction_id": self.prediction_id,
+               "candidate_filter": self.candidates.to_dict(), "seconds": round(self.seconds, 3)}
+        if self.error is not None:
+            return {**out, "error": self.error}
+        return {**out, **self.identification.to_dict(), **self.extra}
 
 
 def candidate_positions(db: "Database", index: PeakIndex, candidates: CandidateFilter) -> np.ndarray:
@@ -95,8 +98,7 @@ def identify_scan(db: "Database", scan: str | Path | Scan, *, elements: Iterable
 
     settings = settings or SearchSettings()
     started = time.perf_counter()
-    if not isinstance(scan, Scan):
-        scan = read_scan(scan)
+    scan = read_scan(scan) if not isinstance(scan, Scan) else check_scan(scan)
     scan = with_wavelength(scan, wavelength)
     rec = resolve_recipe(db, recipe)
     index = load_index(db, rec.id)
@@ -177,7 +179,7 @@ def read_sample_table(path: str | Path) -> dict[str, CandidateFilter]:
     path = Path(path)
     if not path.is_file():
         raise XtalbaseError(f"{path}: no such sample table")
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
         reader = csv.DictReader(fh)
         fields = [f.strip().lower() for f in reader.fieldnames or []]
         key = "file" if "file" in fields else "scan" if "scan" in fields else None
@@ -204,16 +206,23 @@ def read_sample_table(path: str | Path) -> dict[str, CandidateFilter]:
 def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict[str, CandidateFilter] | None = None,
                    elements: Iterable[str] | str | None = None, require: Iterable[str] | str | None = None, filter: str | None = None,
                    recipe: str | int | None = None, wavelength: float | None = None, settings: SearchSettings | None = None,
-                   store: bool = True, progress: Callable[[int], None] | None = None, axis_strain: bool = False) -> list[ScanResult]:
+                   store: bool = True, progress: Callable[[int], None] | None = None, axis_strain: bool = False,
+                   kalpha2: bool | None = None, on_error: str = "raise") -> list[ScanResult]:
     """:func:`identify_scan` for every path, candidates from ``samples`` (by file name) or the common filter.
 
     A scan missing from a given sample table is an error naming it (before any work). With ``store=True`` each scan is
-    imported as a measured pattern (idempotent) and its result stored as a prediction.
+    imported as a measured pattern (idempotent) and its result stored as a prediction; the same search of the same
+    scan with the same candidates is stored once. ``on_error="collect"``: a scan that cannot be read or searched gets
+    a result with ``error`` set and the others go on (``"raise"``, the default, stops at it).
     """
     from xtalbase.xrd.recipe import resolve_recipe
 
+    if on_error not in ("raise", "collect"):
+        raise XtalbaseError(f"on_error must be 'raise' or 'collect', got {on_error!r}")
     settings = settings or SearchSettings()
-    paths = [Path(p) for p in paths]
+    if store and any(isinstance(p, Scan) and not (p.path and Path(p.path).is_file()) for p in paths):
+        raise XtalbaseError("storing a result needs the scan's file: give paths (or Scan objects read from files)")
+    paths = [Path(p.path) if isinstance(p, Scan) else Path(p) for p in paths]
     if samples is not None and any(v is not None for v in (elements, require, filter)):
         raise XtalbaseError("give the candidates either per scan (a sample table) or for all scans (elements/require/filter), not both")
     if samples is not None:
@@ -225,9 +234,14 @@ def identify_scans(db: "Database", paths: Sequence[str | Path], *, samples: dict
     results = []
     for done, path in enumerate(paths, start=1):
         chosen = samples[path.name] if samples is not None else CandidateFilter(parse_elements(elements), parse_elements(require), filter)
-        result = identify_scan(db, path, elements=chosen.elements, require=chosen.require, filter=chosen.filter, recipe=rec.id,
-                               wavelength=wavelength, settings=settings, axis_strain=axis_strain)
-        if store:
+        try:
+            result = identify_scan(db, path, elements=chosen.elements, require=chosen.require, filter=chosen.filter, recipe=rec.id,
+                                   wavelength=wavelength, settings=settings, axis_strain=axis_strain, kalpha2=kalpha2)
+        except XtalbaseError as exc:
+            if on_error == "raise":
+                raise
+            result = ScanResult(str(path), None, chosen, 0.0, error=str(exc))
+        if store and result.error is None:
             _store_result(db, model_id, result)
         results.append(result)
         if progress is not None:
@@ -268,14 +282,21 @@ def _library_versions() -> dict[str, str]:
 
 def _store_result(db: "Database", model_id: int, result: ScanResult) -> None:
     """Import the scan (idempotent) and store its phase list as one prediction in an ``xrd-identify`` run."""
+    from xtalbase.platform.repositories.models import predictions_of_pattern
     from xtalbase.schema import Prediction
     from xtalbase.xrd.scans import import_scan
 
-    pattern_id = import_scan(db, result.path)["pattern_id"]
+    pattern_id = import_scan(db, result.path, wavelength=result.extra.get("wavelength"))["pattern_id"]
     ident = result.identification
     label = " + ".join(p.formula for p in ident.phases) or "none"
     payload = {**ident.to_dict(), "candidate_filter": result.candidates.to_dict(), "file": result.path,
-               "index_fingerprint": result.extra.get("index_fingerprint")}
+               "index_fingerprint": result.extra.get("index_fingerprint"), "wavelength": result.extra.get("wavelength")}
+    with db.session() as s:
+        for earlier in predictions_of_pattern(s, model_id, pattern_id):
+            same = {k: (earlier.payload or {}).get(k) for k in ("candidate_filter", "index_fingerprint", "wavelength")}
+            if same == {k: payload[k] for k in same}:  # this search of this scan is stored already
+                result.pattern_id, result.prediction_id = pattern_id, earlier.id
+                return
     with db.run("xrd-identify", {"file": result.path, "model_id": model_id, **result.candidates.to_dict()}) as run:
         run.link_input("xrd_pattern", pattern_id, label=Path(result.path).name)
         run.link_input("model", model_id)

@@ -7,7 +7,8 @@ group, cell mass and volume the report and the weight fractions need.
 
 Built once from the database and stored in it (``xrd_peak_indexes``, one row per recipe and pattern-set
 fingerprint; :mod:`xtalbase.platform.repositories.patterns`), so a search over 100,000 patterns reads one
-blob instead of 100,000 rows; a new or deleted pattern changes the fingerprint and the index is rebuilt.
+blob instead of 100,000 rows; a new or deleted pattern, or a new layout version, changes the fingerprint and the
+index is rebuilt.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ _LOADED: dict[tuple[str, int], tuple[tuple[int, str], PeakIndex]] = {}
 def load_index(db: "Database", recipe_id: int) -> PeakIndex:
     """The peak index of ``recipe_id``: from this process's cache, else the stored one, else built and stored.
 
-    The pattern set's fingerprint (count, id sum and largest id of its computed patterns) is read each time, and the
+    The pattern set's fingerprint (layout version; count, id sum, largest id, structure id sum and peak count of its
+    computed patterns) is read each time, and the
     cache is only used while the stored row for it is the same row (id and creation time), so patterns computed or
     deleted since, or a database recreated at the same URL, are never missed.
     """
@@ -174,7 +176,8 @@ def load_index(db: "Database", recipe_id: int) -> PeakIndex:
 
     key = (str(db.engine.url), int(recipe_id))
     with db.session() as s:
-        fingerprint = pattern_set_fingerprint(s, recipe_id)
+        # the layout version is part of the key, so an index stored by another version is replaced, never misread
+        fingerprint = f"v{INDEX_VERSION}:{pattern_set_fingerprint(s, recipe_id)}"
         stored_key = stored_peak_index_key(s, recipe_id, fingerprint)
         cached = _LOADED.get(key)
         if cached is not None and stored_key is not None and cached[0] == stored_key and cached[1].fingerprint == fingerprint:

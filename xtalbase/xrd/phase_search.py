@@ -25,7 +25,8 @@ carried from step to step, so one wrong early choice does not decide the answer.
 
 **Weight fractions** (Hill & Howard, J. Appl. Cryst. 20 (1987) 467): a phase's Rietveld scale on
 ``|F|²`` is ``S ∝ w / (ρ V²)``, so ``w_i ∝ S_i · M_i · V_i`` (cell mass M, cell volume V). Stored intensities
-are scaled to 100, so ``S_i = a_i / n_i`` with ``n_i`` the pattern's unscaled maximum. Micro-absorption and
+are scaled to 100 and drawn as unit-height peaks of the phase's width, so ``S_i = a_i · fwhm_i / n_i`` with
+``a_i`` the fitted height scale and ``n_i`` the pattern's unscaled maximum. Micro-absorption and
 preferred orientation are ignored: the fractions are rough.
 """
 
@@ -229,7 +230,7 @@ def search_phases(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, 
         beam = list(unique.values())[: settings.beam]
         if all(s.done for s in beam):
             break
-    best = _simplest_lookalikes(scan, index, min(beam, key=lambda s: s.residual), settings, fit_w, yy)
+    best = _simplest_lookalikes(scan, index, min(beam, key=lambda s: s.residual), settings, fit_w, screen_w, yy)
     return _report(scan, index, candidates, best, settings, fit_w, ranking, raw_max)
 
 
@@ -241,7 +242,7 @@ def reflection_count(scan: PreparedScan, index: PeakIndex, position: int, min_in
 
 
 def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, settings: SearchSettings, fit_w: float,
-                         yy: float) -> _State:
+                         screen_w: float, yy: float) -> _State:
     """Occam's rule among look-alikes: a chosen phase is swapped for one of its alternatives with fewer reflections
     when that one, refitted in its place, leaves the residual within :data:`ALTERNATIVE_MARGIN` of the phase's own
     drop. A superstructure or low-symmetry cell that reproduces a simple pattern (TiMnO4 I-4m2 or Ti6O11 for
@@ -264,7 +265,10 @@ def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, se
         allowed = state.residual + ALTERNATIVE_MARGIN * max(without - state.residual, 0.0)
         residual = scan.y - rest.scales @ rest.profiles if len(rest.members) else scan.y
         for _, alt in simpler:
-            gain, strain, shift, width = refine(scan, index, np.array([alt]), residual, rest, settings, fit_w, np.zeros(1))
+            # the alternative's strain is first screened over the whole range, then refined around it
+            alt_lines = screen_lines(scan, index, np.array([alt]), settings, screen_w)
+            _, coarse, _ = screen_scores(scan, alt_lines, np.maximum(residual, 0), settings, screen_w, np.array([state.shift or 0.0]))
+            gain, strain, shift, width = refine(scan, index, np.array([alt]), residual, rest, settings, fit_w, coarse)
             d, inten, _ = index.lines(np.array([alt]))
             sticks = (d.astype(float) * (1 + float(strain[0])), inten.astype(float))
             profile = render(sticks[0], sticks[1], scan.x, scan.lines, float(width[0]), 0.0, float(shift[0]))
@@ -334,7 +338,7 @@ def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _St
         # a new phase must account for a picked peak that the phases before it neither fit (half its net height)
         # nor could produce (no reflection of theirs there): misfit intensity is not a new phase
         mine = scales[-1] * np.interp(peak_x, scan.x, profile)
-        if len(peak_x) and not ((mine >= 0.5 * net) & (before < 0.5 * net) & ~covered & (net * 100 >= settings.min_peak)).any():
+        if not ((mine >= 0.5 * net) & (before < 0.5 * net) & ~covered & (net * 100 >= settings.min_peak)).any():
             continue
         rel = float(norm * norm) / yy
         strain = float(np.mean(axes)) if axes is not None else float(strains[i])
@@ -348,7 +352,7 @@ def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _St
         if child.members and child.members[-1] not in state.members:
             gain = state.residual - child.residual
             alts = tuple(o.members[-1] for o in children if o is not child and o.members and o.members[-1] not in state.members
-                         and state.residual - o.residual >= (1 - ALTERNATIVE_MARGIN) * gain)
+                         and abs((state.residual - o.residual) - gain) <= ALTERNATIVE_MARGIN * gain)
             child.alternatives = child.alternatives[:-1] + (alts,)
     return children
 
@@ -510,7 +514,9 @@ def screen_lines(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, se
     tt = two_theta_of(d, lam)
     keep = np.isfinite(tt) & (tt >= scan.x[0] - 1) & (tt <= scan.x[-1] + 1)
     tt, inten, owner = _merge_close(tt[keep], inten[keep].astype(float) * weight, owner[keep], fwhm / 4)
-    norm2 = _self_overlap(tt, inten, owner, len(positions), scan.step, fwhm)
+    # |p|² over the scan only: sticks just outside it are kept (a strain can move them in) but cannot be matched
+    inside = (tt >= scan.x[0]) & (tt <= scan.x[-1])
+    norm2 = _self_overlap(tt[inside], inten[inside], owner[inside], len(positions), scan.step, fwhm)
     slope = -2 * np.tan(np.radians(tt / 2)) * 180 / np.pi
     f32 = np.float32
     return ScreenLines(np.asarray(positions), tt.astype(f32), slope.astype(f32), inten.astype(f32), owner, norm2)
@@ -578,7 +584,8 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
     n = len(positions)
     if state.shift is None and settings.max_shift > 0:
         # around each candidate's screened shift, to half the screening grid's step either side
-        half = float(np.diff(shift_grid).min()) / 2 if shift_grid is not None and len(shift_grid) > 1 else settings.max_shift
+        # the grid's nominal step (clipping to ±max_shift can leave one shorter step at the ends)
+        half = float(np.diff(shift_grid).max()) / 2 if shift_grid is not None and len(shift_grid) > 1 else settings.max_shift
         local = np.arange(-half, half + 1e-9, max(fwhm / 4, 0.01))
         centre = np.zeros(n) if coarse_shift is None else np.asarray(coarse_shift, float)
         shifts = np.clip(centre[:, None] + local[None, :], -settings.max_shift, settings.max_shift)  # (R, Z)
@@ -715,7 +722,8 @@ def _report(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state:
         mass = index.cell_mass[list(state.members)]
         volume = index.volume[list(state.members)]
         raw = np.array([raw_max(int(index.structure_ids[m])) for m in state.members])
-        w = state.scales / np.where(raw > 0, raw, np.nan) * mass * volume
+        # the fit's scales are peak heights; a phase's integrated intensity is height × width
+        w = state.scales * np.asarray(state.widths) / np.where(raw > 0, raw, np.nan) * mass * volume
         weights = w / np.nansum(w) if np.nansum(w) > 0 else None
     phases = []
     for i, m in enumerate(state.members):

@@ -1,7 +1,7 @@
 """A measured scan made ready for phase search: net profile on a uniform grid, peak width, and candidate line positions.
 
 Everything the search compares lives on one uniform 2θ grid (``step`` degrees): the scan's net intensity
-(counts smoothed, SNIP background and two noise σ removed, clipped at zero, scaled to a maximum of 1; see
+(counts smoothed, SNIP background and one noise σ removed, clipped at zero, scaled to a maximum of 1; see
 :func:`net_counts`) and the candidates' broadened sticks.
 Candidate peaks are unit-height Gaussians of FWHM ``w``; the inner products the least-squares fit needs
 are then closed forms (see :func:`blurred` and :func:`pair_kernel`), so a candidate is scored from its stick
@@ -22,7 +22,7 @@ import numpy as np
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.xrd.engine import Pattern
-from xtalbase.xrd.scans import Scan, find_peaks, snip_background
+from xtalbase.xrd.scans import Scan, check_scan, find_peaks, snip_background
 
 #: Kα mean wavelength → ((Kα1 Å, weight), (Kα2 Å, weight)); weights 2:1 (the Kα2/Kα1 ratio 0.5).
 KALPHA: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
@@ -36,6 +36,10 @@ KALPHA: dict[float, tuple[tuple[float, float], tuple[float, float]]] = {
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 #: Net intensity counts from this many noise σ above the background (the rest is taken for noise).
 NOISE_FLOOR = 1.0
+#: A picked peak must rise this many noise σ above its surroundings to count (a scan needs at least one).
+MIN_SIGNAL = 5.0
+#: Coarsest 2θ step (degrees) a scan may have: lab peaks are 0.05-0.3° wide.
+MAX_SCAN_STEP = 0.1
 
 
 @dataclass
@@ -43,8 +47,9 @@ class PreparedScan:
     """A scan on the search grid.
 
     ``x`` (n,) 2θ degrees (uniform, ``step``), ``y`` (n,) net intensity scaled to max 1, ``scale`` the counts
-    of y = 1, ``background`` (n,) counts, ``fwhm`` the median FWHM (degrees) of its strongest peaks,
-    ``lines`` the (wavelength Å, weight) pairs each reflection is drawn with, ``peaks`` the picked peaks.
+    of y = 1, ``background`` (n,) counts, ``fwhm`` the FWHM (degrees) of its sharp peaks (:func:`peak_fwhm`),
+    ``lines`` the (wavelength Å, weight) pairs each reflection is drawn with, ``peaks`` the picked peaks that rise
+    :data:`MIN_SIGNAL` noise σ above their surroundings.
     """
 
     x: np.ndarray
@@ -78,7 +83,11 @@ def kalpha_lines(wavelength: float, kalpha2: bool | None = None) -> tuple[tuple[
 
 def prepare_scan(scan: Scan, two_theta_range: tuple[float, float] | None = None, *, step: float = 0.02,
                  background_width: float = 2.0, kalpha2: bool | None = None) -> PreparedScan:
-    """``scan`` (wavelength set) as the search sees it, limited to ``two_theta_range`` (degrees) when given."""
+    """``scan`` (wavelength set) as the search sees it, limited to ``two_theta_range`` (degrees) when given.
+
+    Refuses a scan whose step is coarser than :data:`MAX_SCAN_STEP` or in which no picked peak rises :data:`MIN_SIGNAL`
+    noise σ above its surroundings (flat, amorphous or pure-noise scans have no phase to find)."""
+    scan = check_scan(scan)
     if scan.wavelength is None:
         raise XtalbaseError(f"{scan.path}: the scan's wavelength is unknown; give one")
     x0, y0 = np.asarray(scan.two_theta, float), np.asarray(scan.intensity, float)
@@ -88,14 +97,26 @@ def prepare_scan(scan: Scan, two_theta_range: tuple[float, float] | None = None,
     if hi - lo < 10 * step:
         raise XtalbaseError(f"{scan.path}: the scan ({x0[0]:g}-{x0[-1]:g}° 2θ) and the candidates' 2θ range "
                             f"({two_theta_range}) barely overlap; nothing to compare")
+    scan_step = float(np.median(np.diff(x0)))
+    if scan_step > MAX_SCAN_STEP:
+        raise XtalbaseError(f"{scan.path}: 2θ step {scan_step:g}° is too coarse to resolve powder peaks (at most {MAX_SCAN_STEP:g}°)")
     smoothed, background, noise = net_counts(x0, y0, background_width)
     x = lo + step * np.arange(int(np.floor((hi - lo) / step + 1e-9)) + 1)
     net = np.interp(x, x0, np.maximum(smoothed - background - NOISE_FLOOR * noise, 0.0))
     top = float(net.max())
-    if not top > 0:
-        raise XtalbaseError(f"{scan.path}: no intensity above the background in {lo:g}-{hi:g}° 2θ")
     peaks = find_peaks(scan, background_width=background_width)
-    inside = (peaks.two_theta >= lo) & (peaks.two_theta <= hi)
+    # a picked peak counts only where it rises MIN_SIGNAL noise σ above its surroundings (±0.5°): noise wiggles, also
+    # those riding on an amorphous hump the background does not follow, are not peaks
+    at = np.clip(np.searchsorted(x0, peaks.two_theta), 0, len(x0) - 1)
+    reach = max(1, int(round(0.5 / scan_step)))
+    left = np.array([smoothed[max(0, i - reach):i + 1].min() for i in at]) if len(at) else np.zeros(0)
+    right = np.array([smoothed[i:i + reach + 1].min() for i in at]) if len(at) else np.zeros(0)
+    prominence = smoothed[at] - np.maximum(left, right) if len(at) else np.zeros(0)
+    significant = prominence >= MIN_SIGNAL * noise[at] if len(at) else np.zeros(0, dtype=bool)
+    inside = (peaks.two_theta >= lo) & (peaks.two_theta <= hi) & significant
+    if not inside.any() or not top > 1e-9 * max(float(np.abs(y0).max()), 1.0):
+        raise XtalbaseError(f"{scan.path}: no peak stands out of the noise in {lo:g}-{hi:g}° 2θ (none rises {MIN_SIGNAL:g} noise "
+                            f"σ above its surroundings): nothing crystalline to identify")
     peaks = Pattern(peaks.two_theta[inside], peaks.intensity[inside], peaks.d_spacing[inside], None, scan.wavelength, peaks.meta)
     return PreparedScan(x, net / top, step, float(scan.wavelength), kalpha_lines(scan.wavelength, kalpha2),
                         peak_fwhm(x0, smoothed - background, peaks), top, np.interp(x, x0, background), peaks,

@@ -52,7 +52,7 @@ def read_scan(path: str | Path, format: str | None = None) -> Scan:
     scan = reader(data, str(path))
     scan.meta["file_hash"] = sha256_bytes(data)
     scan.meta["format"] = fmt
-    return _checked(scan)
+    return check_scan(scan)
 
 
 def read_xy(data: bytes, name: str = "<xy>") -> Scan:
@@ -148,7 +148,8 @@ def with_wavelength(scan: Scan, wavelength: float | None = None, default: float 
     return scan
 
 
-def _checked(scan: Scan) -> Scan:
+def check_scan(scan: Scan) -> Scan:
+    """``scan`` with its points sorted by 2θ, or a clear error: too few points, NaN/inf, repeated 2θ, outside 0-180°."""
     x, y = np.asarray(scan.two_theta, dtype=float), np.asarray(scan.intensity, dtype=float)
     if len(x) < 10:
         raise XtalbaseError(f"{scan.path}: only {len(x)} points; a scan needs at least 10")

@@ -30,6 +30,12 @@ def find_model_by_artifact(session: "Session", algorithm: str, artifact_sha256: 
                            .order_by(Model.id)).first()
 
 
+def predictions_of_pattern(session: "Session", model_id: int, pattern_id: int) -> list[Prediction]:
+    """The predictions of ``model_id`` for the pattern ``pattern_id``, oldest first."""
+    return list(session.scalars(select(Prediction).where(Prediction.model_id == model_id, Prediction.pattern_id == pattern_id)
+                                .order_by(Prediction.id)))
+
+
 def newest_models(session: "Session", *, target: str | None = None, limit: int = 100) -> list[Model]:
     """At most ``limit`` models, newest first, optionally only those for ``target``."""
     stmt = select(Model).order_by(Model.id.desc()).limit(limit)
@@ -66,4 +72,5 @@ def structure_formulas(session: "Session", structure_ids: Sequence[int]) -> dict
     return out
 
 
-__all__ = ["count_predictions", "find_model_by_artifact", "get_model", "newest_models", "parent_model_id", "structure_formulas", "training_origin"]
+__all__ = ["count_predictions", "find_model_by_artifact", "get_model", "newest_models", "parent_model_id", "predictions_of_pattern",
+           "structure_formulas", "training_origin"]

@@ -73,10 +73,11 @@ def computed_pattern_rows(session: "Session", recipe_id: int) -> Iterator[tuple[
 
 
 def pattern_set_fingerprint(session: "Session", recipe_id: int) -> str:
-    """``count:id_sum:max_id`` of the computed patterns of ``recipe_id``: changes when one is added or deleted."""
-    count, total, top = session.execute(select(func.count(), func.sum(XrdPattern.id), func.max(XrdPattern.id)).where(
-        XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed")).one()
-    return f"{int(count or 0)}:{int(total or 0)}:{int(top or 0)}"
+    """``count:id_sum:max_id:structure_id_sum:npeaks_sum`` of the computed patterns of ``recipe_id``: changes when one is
+    added or deleted, also when SQLite reuses a deleted row id for a pattern of another structure or peak count."""
+    row = session.execute(select(func.count(), func.sum(XrdPattern.id), func.max(XrdPattern.id), func.sum(XrdPattern.structure_id),
+                                 func.sum(XrdPattern.npeaks)).where(XrdPattern.recipe_id == recipe_id, XrdPattern.kind == "computed")).one()
+    return ":".join(str(int(v or 0)) for v in row)
 
 
 def stored_peak_index(session: "Session", recipe_id: int, fingerprint: str) -> bytes | None:
