@@ -69,23 +69,27 @@ def test_demo_runs_the_whole_pipeline(demo_result):
     assert out["ingest"]["inserted"] == 406 and out["ingest"]["quarantined"] == 0
     assert out["xrd_patterns"] == 406 and out["measured_patterns"] == 8
     assert sum(out["split"]["counts"].values()) == 406
-    assert [m["algorithm"] for m in out["models"]] == ["extratrees", "xgboost"]
+    assert [(m["algorithm"], m["features"]) for m in out["models"]] == [("extratrees", "peaks11"), ("xgboost", "peaks11"),
+                                                                         ("cnn", "profile_aug")]
     for m in out["models"]:
         test = m["metrics"]["test"]
         assert test["accuracy"] > 2 * test["majority_accuracy"], test
         assert m["test_predictions"] == test["n"] and len(m["scan_predictions"]) == 8
-    assert len(out["plots"]) == 6 and all(Path(p).stat().st_size > 5000 for p in out["plots"])
+    # confusion, importances and surrogate per tree model; the CNN has no importances and no peaks11 surrogate
+    assert len(out["plots"]) == 7 and all(Path(p).stat().st_size > 5000 for p in out["plots"])
     assert [len(q["rows"]) > 0 for q in out["queries"]] == [True, True, True]
     assert out["seconds"] < 180
 
     db = xtalbase.connect(out["url"])
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(Model)) == 8
+        # 3 crystal-system, 1 property, 2 potentials, 3 CSP, 1 phase identification
+        assert s.scalar(select(func.count()).select_from(Model)) == 10
+        assert list(s.scalars(select(Model.algorithm).where(Model.task == "phase_identification"))) == ["xrd-profile-search"]
         assert sorted(s.scalars(select(Model.algorithm).where(Model.task == "csp"))) == ["cspml", "random", "template"]
         assert list(s.scalars(select(Model.target).where(Model.task == "regression"))) == ["formation_energy_per_atom"]
         assert sorted(s.scalars(select(Model.task).where(Model.task == "potential"))) == ["potential", "potential"]
         n_pred = s.scalar(select(func.count()).select_from(Prediction))
-        assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"]) + out["potentials"]["test_predictions"]
+        assert n_pred == sum(m["test_predictions"] + 8 for m in out["models"]) + out["potentials"]["test_predictions"] + 8
         assert s.scalar(select(func.count()).select_from(XrdPattern).where(XrdPattern.kind == "measured")) == 8
         # the demo reads only the data shipped inside the package, never ../shared
         paths = [Path(p).resolve() for p in s.scalars(select(Source.file_path))]
@@ -114,3 +118,19 @@ def test_demo_prints_tables_and_where_things_are(demo_result, capsys, monkeypatc
     pid = demo_result["models"][0]["example_prediction_id"]
     chain = runner.invoke(app, ["provenance", "prediction", str(pid), "--db", demo_result["url"], "--json"])
     assert chain.exit_code == 0 and json.loads(chain.stdout)["model_chain"]["training_structures"]["matches_recorded"]
+
+
+def test_demo_identifies_every_phase_named_by_the_scans(demo_result):
+    """The phase search over the vendored structures, each scan with its sample-table elements: every phase in a
+    scan's file name is among the phases returned, and every result is stored as a prediction."""
+    import re
+
+    from pymatgen.core import Composition
+
+    phases = {r["scan"]: r for r in demo_result["phases"]}
+    assert len(phases) == 8
+    for scan, result in phases.items():
+        named = {Composition(part).reduced_formula for part in re.split(r"[+]", scan)}
+        returned = {Composition(p["formula"]).reduced_formula for p in result["phases"]}
+        assert named <= returned, (scan, result["phases"])
+        assert result["prediction_id"] is not None

@@ -32,7 +32,9 @@ def train_xrd(
     split: Annotated[Optional[str], typer.Option(help="Split to train on (its --fold) and evaluate on (val, test).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset to train on instead of a split fold (evaluated on its split).")] = None,
     fold: Annotated[str, typer.Option(help="Training fold of --split.")] = "train",
-    features: Annotated[str, typer.Option(help="peaks11 (first 10 peak positions + peak count) | profile (broadened pattern).")] = "peaks11",
+    features: Annotated[str, typer.Option(help="peaks11 (first 10 peak positions + peak count) | profile (broadened pattern) | "
+                                               "peaks11_aug / profile_aug (trained on synthetic measured-like scans; "
+                                               "profile_aug with --algorithm cnn).")] = "peaks11",
     algorithm: Annotated[str, typer.Option(help=algorithm_help())] = "extratrees",
     recipe: Annotated[Optional[str], typer.Option(help=RECIPE_HELP)] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same inputs + seed = same model and artifact hash).")] = 0,

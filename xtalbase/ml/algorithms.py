@@ -40,6 +40,8 @@ class AlgorithmSpec:
     load : (artifact bytes, this spec) -> fitted estimator; must not execute code from the bytes.
     trusted_types : types a skops artifact of this algorithm may contain beyond :data:`SKOPS_BASE_TRUSTED`.
     tasks : the tasks it can learn (``classification``, ``regression``).
+    early_stopping : its ``fit`` takes ``eval_set=(X_val, y_val)`` and stops on it; ``train_xrd`` then passes
+        the split's val fold (whose metrics are marked ``used_for_early_stopping``).
     """
 
     name: str
@@ -50,6 +52,7 @@ class AlgorithmSpec:
     load: Callable[[bytes, "AlgorithmSpec"], Any]
     trusted_types: tuple[str, ...] = field(default=())
     tasks: tuple[str, ...] = ("classification", "regression")
+    early_stopping: bool = False
 
     def estimator_class(self) -> type:
         """The estimator class (imported on first use)."""
@@ -216,4 +219,28 @@ register_algorithm(AlgorithmSpec(
     name="mlp", summary="multilayer perceptron (torch; regression targets only)",
     estimator="xtalbase.ml.property_net:MLPPropertyRegressor", artifact_format="torch-mlp", dump=dump_torch_mlp,
     load=load_torch_mlp, tasks=("regression",),
+))
+
+
+def dump_torch_cnn(model: Any) -> bytes:
+    """An XRD CNN's weights, input scaling, classes and parameters (``torch.save`` of tensors and JSON text)."""
+    from xtalbase.ml.xrd_cnn import to_bytes
+
+    return to_bytes(model)
+
+
+def load_torch_cnn(data: bytes, spec: AlgorithmSpec) -> Any:
+    """Rebuild a ``ProfileCNNClassifier`` with ``torch.load(weights_only=True)`` (no pickle code runs)."""
+    from xtalbase.ml.xrd_cnn import from_bytes
+
+    try:
+        return from_bytes(data)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ArtifactError(f"cannot read torch-cnn artifact: {str(exc).splitlines()[0]}") from exc
+
+
+register_algorithm(AlgorithmSpec(
+    name="cnn", summary="1-D convolutional network on a profile (torch; classification only; use --features profile_aug)",
+    estimator="xtalbase.ml.xrd_cnn:ProfileCNNClassifier", artifact_format="torch-cnn", dump=dump_torch_cnn,
+    load=load_torch_cnn, tasks=("classification",), early_stopping=True,
 ))

@@ -12,6 +12,15 @@ is the JSON stored on the ``models`` row, e.g.::
 default: the count of weak reflections carries the extinction rules); ``merge_tol`` (2θ degrees) merges
 peaks closer than this before counting (0 = keep the engine's peaks as stored).
 
+Two *augmented* kinds are meant for models applied to measured scans (:mod:`xtalbase.ml.xrd_augment`):
+``peaks11_aug`` (the ``peaks11`` descriptor) and ``profile_aug`` (picked peaks broadened onto a 2θ grid, the
+CNN's input). Training replaces each computed pattern by ``n_augment`` synthetic scans peak-picked like a
+measured scan (:meth:`FeatureRecipe.augment`); :meth:`FeatureRecipe.transform` takes peaks that are already
+picked (a measured scan's, or a synthetic scan's) and leaves them as they are, and reads a computed pattern as
+a *clean* scan: sticks within ``scan_min``-``scan_max``, merged within ``merge_tol`` (0.05°) and at least
+``min_intensity`` (1 %) of the strongest. Both thresholds are below what the peak picking produces (peaks at
+least ~0.08° apart and 2 % prominent), so picked peaks pass through unchanged.
+
 The functions :func:`peaks11`, :func:`load_xrd_features` and :func:`peaks11_for_structures` are thin
 wrappers over a recipe for callers that hold arrays or structure ids.
 """
@@ -26,19 +35,27 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from xtalbase.errors import NotFound, XtalbaseError
+from xtalbase.ml.xrd_augment import AUGMENT_DEFAULTS
 from xtalbase.xrd.profile import DEFAULT_GRID, profile, profile_grid
 
 if TYPE_CHECKING:
     from xtalbase.platform.database import Database
 
-KINDS = ("peaks11", "profile")
+KINDS = ("peaks11", "profile", "peaks11_aug", "profile_aug")
+#: Kinds whose training rows are augmented synthetic scans (:mod:`xtalbase.ml.xrd_augment`).
+AUGMENTED_KINDS = ("peaks11_aug", "profile_aug")
 #: Every option of each kind with its default; a stored recipe holds all of them.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "peaks11": {"n_peaks": 10, "min_intensity": 0.0, "merge_tol": 0.0},
     "profile": {"two_theta_min": 0.0, "two_theta_max": 90.0, "step": 0.5, "fwhm": 0.3, "min_intensity": 0.0, "merge_tol": 0.0},
+    "peaks11_aug": {"n_peaks": 10, "min_intensity": 1.0, "merge_tol": 0.05, **AUGMENT_DEFAULTS},
+    # the grid runs from scan_min to scan_max in ``step`` degrees; picked peaks are drawn as Gaussians of ``fwhm`` with
+    # height intensity ** intensity_power (0.5 lifts weak peaks, whose positions carry the symmetry, towards the strong)
+    "profile_aug": {"step": 0.1, "fwhm": 0.2, "intensity_power": 1.0, "min_intensity": 1.0, "merge_tol": 0.05, **AUGMENT_DEFAULTS},
 }
 #: Options stored only when given, so recipes written before they existed keep their exact JSON.
-OPTIONAL: dict[str, dict[str, Any]] = {"peaks11": {}, "profile": {"shape": "gaussian", "eta": 0.5}}
+OPTIONAL: dict[str, dict[str, Any]] = {"peaks11": {}, "profile": {"shape": "gaussian", "eta": 0.5}, "peaks11_aug": {},
+                                       "profile_aug": {}}
 
 Peaks = tuple[np.ndarray, np.ndarray]
 
@@ -49,7 +66,7 @@ class FeatureRecipe:
 
     Parameters
     ----------
-    kind : ``"peaks11"`` or ``"profile"``.
+    kind : ``"peaks11"``, ``"profile"``, or their augmented versions ``"peaks11_aug"``, ``"profile_aug"``.
     params : the kind's options (see :data:`DEFAULTS`); build with :meth:`make` or :meth:`from_dict`, which
         validate them.
 
@@ -73,8 +90,10 @@ class FeatureRecipe:
             raise XtalbaseError(f"min_intensity is a percentage of the strongest peak in [0, 100), got {params['min_intensity']}")
         if float(params["merge_tol"]) < 0:
             raise XtalbaseError(f"merge_tol must be >= 0 (2θ degrees), got {params['merge_tol']}")
-        if self.kind == "peaks11" and int(params["n_peaks"]) < 1:
+        if self.kind in ("peaks11", "peaks11_aug") and int(params["n_peaks"]) < 1:
             raise XtalbaseError(f"n_peaks must be >= 1, got {params['n_peaks']}")
+        if self.kind in AUGMENTED_KINDS:
+            _check_augment(params)
         # a read-only view: the recipe is a value, and its dict is what the model row stores
         object.__setattr__(self, "params", MappingProxyType(params))
 
@@ -99,9 +118,14 @@ class FeatureRecipe:
         """The JSON-ready dict stored on a model: ``kind`` then every option."""
         return {"kind": self.kind, **self.params}
 
+    @property
+    def augmented(self) -> bool:
+        """Whether training rows are augmented synthetic scans (see :meth:`augment`)."""
+        return self.kind in AUGMENTED_KINDS
+
     def names(self) -> list[str]:
         """Column names of the feature matrix."""
-        if self.kind == "peaks11":
+        if self.kind in ("peaks11", "peaks11_aug"):
             return [f"peak{i + 1}" for i in range(int(self.params["n_peaks"]))] + ["npeaks"]
         return [f"I({x:g})" for x in self.grid_points()]
 
@@ -118,6 +142,10 @@ class FeatureRecipe:
         inten = np.asarray(intensity, dtype=float)
         order = np.argsort(tt, kind="stable")
         tt, inten = tt[order], inten[order]
+        if self.augmented:
+            # the window every synthetic scan covers; a measured scan's peaks outside it are never seen in training
+            inside = (tt >= float(self.params["scan_min"])) & (tt <= float(self.params["scan_max"]))
+            tt, inten = tt[inside], inten[inside]
         tol = float(self.params["merge_tol"])
         if tol > 0 and len(tt) > 1:
             # a new cluster starts wherever the gap to the previous peak is larger than tol
@@ -135,14 +163,32 @@ class FeatureRecipe:
     def row(self, two_theta: np.ndarray, intensity: np.ndarray) -> np.ndarray:
         """Features of one pattern, (n_features,) float32."""
         tt, inten = self.select(two_theta, intensity)
-        if self.kind == "peaks11":
+        if self.kind in ("peaks11", "peaks11_aug"):
             n = int(self.params["n_peaks"])
             out = np.zeros(n + 1, dtype=np.float32)
             out[: min(n, len(tt))] = tt[:n]
             out[n] = len(tt)
             return out
         extra = {k: self.params[k] for k in OPTIONAL["profile"] if k in self.params}
+        if self.kind == "profile_aug":
+            inten = np.maximum(inten, 0.0) ** float(self.params["intensity_power"])
         return profile(tt, inten, grid=self._grid(), fwhm=float(self.params["fwhm"]), **extra)
+
+    def augment(self, peaks: Sequence[Peaks], exact_hashes: Sequence[str], copies: Sequence[int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Features of augmented synthetic scans of computed patterns (an augmented kind only).
+
+        ``peaks`` are computed stick patterns and ``exact_hashes`` their structures' hashes (which seed the
+        copies); ``copies`` defaults to ``range(n_augment)``. Returns ``X`` (len(peaks) * len(copies),
+        n_features) float32 and the index into ``peaks`` of each row (see
+        :func:`xtalbase.ml.xrd_augment.augment_rows`).
+        """
+        from xtalbase.ml.xrd_augment import augment_rows
+
+        if not self.augmented:
+            raise XtalbaseError(f"feature kind {self.kind!r} is not augmented; choose one of {AUGMENTED_KINDS}")
+        copies = range(int(self.params["n_augment"])) if copies is None else copies
+        return augment_rows(self, peaks, exact_hashes, list(copies))
 
     def transform(self, peaks: Sequence[Peaks]) -> np.ndarray:
         """Feature matrix (n_patterns, n_features) float32 from (two_theta, intensity) peak lists."""
@@ -152,7 +198,40 @@ class FeatureRecipe:
 
     def _grid(self) -> tuple[float, float, float]:
         p = self.params
+        if self.kind == "profile_aug":
+            return float(p["scan_min"]), float(p["scan_max"]), float(p["step"])
         return float(p["two_theta_min"]), float(p["two_theta_max"]), float(p["step"])
+
+
+def _check_augment(params: Mapping[str, Any]) -> None:
+    """Refuse augmentation options outside their ranges (angles in degrees, fractions in [0, 1])."""
+    def bad(text: str) -> XtalbaseError:
+        return XtalbaseError(f"augmented feature recipe: {text}")
+
+    if int(params["n_augment"]) < 0 or int(params["n_augment"]) != params["n_augment"]:
+        raise bad(f"n_augment must be a whole number >= 0, got {params['n_augment']}")
+    if int(params["n_augment"]) == 0 and not params["include_clean"]:
+        raise bad("n_augment = 0 without include_clean leaves no training rows")
+    if not 0 < float(params["fwhm_min"]) <= float(params["fwhm_max"]):
+        raise bad(f"need 0 < fwhm_min <= fwhm_max (degrees), got {params['fwhm_min']}, {params['fwhm_max']}")
+    if "intensity_power" in params and not float(params["intensity_power"]) > 0:
+        raise bad(f"intensity_power must be > 0, got {params['intensity_power']}")
+    if int(params["impurity_max"]) < 0 or int(params["impurity_max"]) != params["impurity_max"]:
+        raise bad(f"impurity_max must be a whole number >= 0, got {params['impurity_max']}")
+    for key in ("kalpha2_probability", "eta_max", "impurity_probability"):
+        if not 0 <= float(params[key]) <= 1:
+            raise bad(f"{key} must be in [0, 1], got {params[key]}")
+    for key in ("kalpha2_ratio", "caglioti_max", "zero_shift", "po_sigma", "background_max"):
+        if float(params[key]) < 0:
+            raise bad(f"{key} must be >= 0, got {params[key]}")
+    if not 0 < float(params["counts_min"]) <= float(params["counts_max"]):
+        raise bad(f"need 0 < counts_min <= counts_max, got {params['counts_min']}, {params['counts_max']}")
+    if not 0 <= float(params["scan_min"]) < float(params["scan_max"]) <= 178 or not float(params["scan_step"]) > 0:
+        raise bad(f"need 0 <= scan_min < scan_max <= 178 and scan_step > 0 (degrees), got {params['scan_min']}, "
+                  f"{params['scan_max']}, {params['scan_step']}")
+    for key in ("wavelength", "kalpha1", "kalpha2"):
+        if not float(params[key]) > 0:
+            raise bad(f"{key} must be a positive wavelength in Å, got {params[key]}")
 
 
 def make_recipe(kind: str = "peaks11", **overrides: Any) -> dict[str, Any]:
@@ -250,5 +329,5 @@ def _legacy_recipe(kind: str, params: dict[str, Any]) -> FeatureRecipe:
     return FeatureRecipe.make(kind, **options)
 
 
-__all__ = ["DEFAULT_GRID", "FeatureRecipe", "feature_names", "featurize", "load_patterns", "load_xrd_features", "make_recipe",
+__all__ = ["AUGMENTED_KINDS", "DEFAULT_GRID", "FeatureRecipe", "feature_names", "featurize", "load_patterns", "load_xrd_features", "make_recipe",
            "peaks11", "peaks11_for_structures", "peaks11_row", "profile", "profile_grid", "select_peaks"]

@@ -88,8 +88,9 @@ def plots_for_model(db: "Database", model_id: int, folder: Path) -> list[Path]:
                 written.append(confusion_png(m["confusion_matrix"], [str(x) for x in m["confusion_labels"]],
                                              folder / f"{tag}_confusion.png", f"model {model.id} {model.algorithm}: {fold} fold"))
                 break
-        ranked = ranked_importances(estimator.feature_importances_, names)
-        written.append(importances_png(ranked, folder / f"{tag}_importances.png", f"model {model.id} {model.algorithm} feature importances"))
+        if hasattr(estimator, "feature_importances_"):  # trees have them; the CNN has none
+            ranked = ranked_importances(estimator.feature_importances_, names)
+            written.append(importances_png(ranked, folder / f"{tag}_importances.png", f"model {model.id} {model.algorithm} feature importances"))
         split = s.get(Split, model.split_id) if model.split_id else None
         if recipe.kind == "peaks11" and model.target == "crystal_system" and split is not None:
             train = load_fold(s, split_fold_ids(s, split, model.fold or "train"), "crystal_system", model.xrd_recipe_id, recipe)

@@ -16,7 +16,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.ml import artifacts, registry
 from xtalbase.ml.algorithms import make_estimator
 from xtalbase.ml.evaluation import classification_metrics, regression_metrics
-from xtalbase.ml.features import FeatureRecipe
+from xtalbase.ml.features import AUGMENTED_KINDS, FeatureRecipe
 from xtalbase.ml.targets import Target, get_target
 from xtalbase.ml.xrd_inputs import Fold, dataset_ids, get_dataset, get_split, load_fold, split_fold_ids
 from xtalbase.platform.provenance import code_version
@@ -45,16 +45,24 @@ class TrainReport:
     feature_recipe: dict[str, Any] = field(default_factory=dict)
 
 
-def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target: str | Target) -> tuple[Any, dict[str, Any], float]:
+def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target: str | Target,
+                     eval_set: Fold | None = None) -> tuple[Any, dict[str, Any], float]:
     """Fit ``estimator`` on ``train`` and compute metrics on every fold in ``evals``.
 
-    Returns ``(fitted estimator, metrics, fit seconds)``; metrics hold only deterministic numbers.
+    ``eval_set`` (rows of the val fold) goes to ``fit`` of an early-stopping estimator. Returns
+    ``(fitted estimator, metrics, fit seconds)``; metrics hold only deterministic numbers.
     """
     target = target if isinstance(target, Target) else get_target(target)
     start = time.perf_counter()
-    estimator.fit(train.X, train.y)
+    if eval_set is not None and len(eval_set):
+        estimator.fit(train.X, train.y, eval_set=(eval_set.X, eval_set.y))
+    else:
+        estimator.fit(train.X, train.y)
     fit_seconds = time.perf_counter() - start
-    metrics: dict[str, Any] = {"train": {"n": len(train)}}
+    # augmented rows repeat structures: n counts the structures (the set the training-set hash covers)
+    metrics: dict[str, Any] = {"train": {"n": len(train.exact_hashes)}}
+    if len(train) != len(train.exact_hashes):
+        metrics["train"]["n_rows"] = len(train)
     for fold, data in evals.items():
         if len(data) == 0:
             metrics[fold] = {"n": 0}
@@ -71,6 +79,8 @@ def fit_and_evaluate(estimator: Any, train: Fold, evals: dict[str, Fold], target
             if target.cubic_subset and cubic.sum() >= 2:
                 sub = regression_metrics(data.y.reshape(len(data), -1)[cubic, :1], pred[cubic, :1], ["cubic_a"])
                 metrics[fold].update({k: v for k, v in sub.items() if k != "n"}, n_cubic=int(cubic.sum()))
+    if eval_set is not None and len(eval_set) and "val" in metrics:
+        metrics["val"]["used_for_early_stopping"] = True
     return estimator, metrics, fit_seconds
 
 
@@ -83,13 +93,18 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
 
     Evaluates on the split's ``val`` and ``test`` folds (a dataset's split when it has one), stores the model
     row with its artifact inside a ``train`` run and returns a :class:`TrainReport`. A dataset extended from
-    another records the newest model trained on the parent as ``parent_model_id``.
+    another records the newest model trained on the parent as ``parent_model_id``. An augmented ``features``
+    kind (``peaks11_aug``, ``profile_aug``) trains on synthetic scans of the fold's patterns, seeded by ``seed``
+    unless ``feature_options`` names one; an early-stopping algorithm (``cnn``) stops on the val fold.
     """
     if (split is None) == (dataset is None):
         raise XtalbaseError("give exactly one of --split NAME or --dataset NAME")
     spec = get_target(target)
     task = spec.task
-    recipe_obj = FeatureRecipe.make(features, **(feature_options or {}))
+    feature_options = dict(feature_options or {})
+    if features in AUGMENTED_KINDS:
+        feature_options.setdefault("seed", seed)  # one seed makes the run: the synthetic scans follow it unless given
+    recipe_obj = FeatureRecipe.make(features, **feature_options)
     feature_recipe = recipe_obj.to_dict()
     try:
         estimator = make_estimator(algorithm, task, params, seed)
@@ -107,6 +122,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
                  for f, ids in sel.held.items() if ids}
         if task == "classification" and len(np.unique(train.y)) < 2:
             raise XtalbaseError(f"{where} has a single {target} class; a classifier needs at least two")
+        train, early = _augmented_inputs(s, train, evals, xrd_recipe, recipe_obj, algorithm)
         parent = parent_model_id or registry.parent_model_for(s, dataset_row, target)
         split_id, split_hash, split_row_name = (split_row.id, split_row.hash, split_row.name) if split_row else (None, None, None)
         dataset_id, dataset_hash, dataset_row_name = (
@@ -125,7 +141,7 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
         run.link_input("training_set", label=train.set_hash[:16], sha256=train.set_hash)
         if parent:
             run.link_input("model", parent)
-        fitted, metrics, fit_seconds = fit_and_evaluate(estimator, train, evals, spec)
+        fitted, metrics, fit_seconds = fit_and_evaluate(estimator, train, evals, spec, eval_set=early)
         blob, fmt = artifacts.dump(fitted)
         digest = artifacts.sha256(blob)
         hyper = {k: v for k, v in fitted.get_params().items() if k not in ("task", "random_state")}
@@ -137,13 +153,38 @@ def train_xrd(db: "Database", *, target: str = "crystal_system", split: str | No
         run.session.add(model)
         run.session.flush()
         run.link_output("model", model.id, label=name, sha256=digest)
-        run.summary.update(model_id=model.id, n_train=len(train), fit_seconds=round(fit_seconds, 3),
+        run.summary.update(model_id=model.id, n_train=len(train.exact_hashes), fit_seconds=round(fit_seconds, 3),
                            **{f"{f}_{k}": v for f, m in metrics.items() for k, v in m.items()
                               if k in ("accuracy", "top5_accuracy", "r2_a", "n")})
         model_id = model.id
     return TrainReport(model_id=model_id, run_id=run.id, target=target, algorithm=algorithm, metrics=metrics,
-                       artifact_sha256=digest, n_train=len(train), fit_seconds=fit_seconds,
+                       artifact_sha256=digest, n_train=len(train.exact_hashes), fit_seconds=fit_seconds,
                        total_seconds=time.perf_counter() - started, feature_recipe=feature_recipe)
+
+
+def _augmented_inputs(session: Any, train: Fold, evals: dict[str, Fold], xrd_recipe: Any, recipe: FeatureRecipe,
+                      algorithm: str) -> tuple[Fold, Fold | None]:
+    """The training rows and the early-stopping rows for ``recipe`` and ``algorithm``.
+
+    An augmented recipe replaces each training pattern by its synthetic scans (in the structure's fold, seeded
+    by its exact hash); an early-stopping algorithm gets the val fold, augmented the same way (one copy
+    besides the clean rows) so that it stops on data like the training rows. Held-out metrics stay on
+    ``evals``, the features ``xtalbase predict`` computes for the same structures.
+    """
+    from xtalbase.ml.algorithms import get_algorithm
+
+    if recipe.augmented and abs(float(recipe.params["wavelength"]) - float(xrd_recipe.wavelength)) > 1e-6:
+        raise XtalbaseError(f"feature recipe wavelength {recipe.params['wavelength']} Å differs from XRD recipe {xrd_recipe.id}'s "
+                            f"{xrd_recipe.wavelength} Å; the augmentation converts the stored 2θ through d-spacings at that wavelength")
+    val = evals.get("val")
+    early = val if get_algorithm(algorithm).early_stopping and val is not None and len(val) else None
+    if recipe.augmented:
+        from xtalbase.ml.xrd_augment import augment_fold
+
+        train = augment_fold(session, train, xrd_recipe.id, recipe)
+        if early is not None:
+            early = augment_fold(session, early, xrd_recipe.id, recipe, copies=[0])
+    return train, early
 
 
 @dataclass(frozen=True)
