@@ -25,13 +25,14 @@ pickle code runs); identical fitted networks give identical bytes.
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from xtalbase.ml.torch_artifacts import TorchPickleMixin, load_payload, network_from_state, save_payload, state_dict_of
 
 __all__ = ["ARTIFACT_FORMAT", "MLPPropertyRegressor", "from_bytes", "to_bytes"]
 
@@ -42,7 +43,7 @@ FREEZE = (None, "body")
 DTYPES = ("float32", "float64")
 
 
-class MLPPropertyRegressor(RegressorMixin, BaseEstimator):
+class MLPPropertyRegressor(TorchPickleMixin, RegressorMixin, BaseEstimator):
     """Multilayer perceptron for one numeric property (e.g. formation energy in eV/atom, band gap in eV).
 
     Parameters
@@ -114,18 +115,8 @@ class MLPPropertyRegressor(RegressorMixin, BaseEstimator):
         tags.input_tags.allow_nan = True  # NaN descriptor entries are imputed with the training mean
         return tags
 
-    def __getstate__(self) -> dict[str, Any]:
-        # a pickled (or deep-copied) model carries its weights as a weights_only state dict, never the module
-        state = super().__getstate__()
-        if "network_" in state:
-            state = dict(state, network_=_state_bytes(state["network_"]))
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        blob = state.get("network_")
-        super().__setstate__(dict(state, network_=None) if isinstance(blob, bytes) else state)
-        if isinstance(blob, bytes):
-            self.network_ = _network(self.architecture_, self.dropout, _load_state(blob), self.device, self.dtype)
+    def _build_network(self) -> Any:
+        return _build(self.architecture_, self.dropout)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, eval_set: tuple[Any, Any] | None = None,
@@ -333,36 +324,13 @@ def _build(architecture: dict[str, Any], dropout: float = 0.0) -> Any:
     return PropertyNet()
 
 
-def _network(architecture: dict[str, Any], dropout: float, state: dict[str, Any], device: str, dtype: str) -> Any:
-    """A network of ``architecture`` holding ``state``, on ``device`` in ``dtype``, in eval mode."""
-    import torch
-
-    net = _build(architecture, dropout)
-    net.load_state_dict(state)
-    return net.to(device=torch.device(device), dtype=getattr(torch, dtype)).eval()
-
-
-def _state_bytes(net: Any) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, buffer)
-    return buffer.getvalue()
-
-
-def _load_state(blob: bytes) -> dict[str, Any]:
-    import torch
-
-    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
-
-
 # ---------------------------------------------------------------------- artifact
 def to_bytes(model: MLPPropertyRegressor) -> bytes:
     """The artifact of a fitted network: weights, scalings, architecture and parameters (byte-stable)."""
     import torch
 
     check_is_fitted(model, "network_")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.network_.state_dict().items()}
+    state = state_dict_of(model.network_)
     params = {k: v for k, v in model.get_params().items() if k != "init_from"}
     params["hidden_layer_sizes"] = list(model.architecture_["hidden"])
     payload = {
@@ -375,23 +343,14 @@ def to_bytes(model: MLPPropertyRegressor) -> bytes:
         "y": torch.as_tensor(np.array([model.y_mean_, model.y_scale_], dtype=np.float64)),
         "state_dict": state,
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
+    return save_payload(payload)
 
 
 def _read_artifact(blob: bytes) -> dict[str, Any]:
     """The artifact's contents as numpy scalings, the architecture dict and the state dict (``weights_only``)."""
-    import torch
-
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise ValueError(f"init_from must be artifact bytes (xtalbase.ml.property_net.to_bytes), got {type(blob).__name__}")
-    try:
-        data = torch.load(io.BytesIO(bytes(blob)), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is refused with one message
-        raise ValueError(f"not an MLP property artifact ({type(exc).__name__}: {str(exc)[:200]})") from exc
-    if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
-        raise ValueError(f"not an MLP property artifact (format tag {data.get('format') if isinstance(data, dict) else None!r})")
+    data = load_payload(blob, _FORMAT_TAG, "an MLP property")
     y = data["y"].numpy()
     return {"architecture": json.loads(data["architecture"]), "params": json.loads(data["params"]),
             "history": json.loads(data["history"]), "x_mean": data["x_mean"].numpy(), "x_scale": data["x_scale"].numpy(),
@@ -411,5 +370,5 @@ def from_bytes(blob: bytes, *, device: str = "cpu") -> MLPPropertyRegressor:
     model.n_iter_ = data["history"]["n_iter"]
     model.stop_reason_ = data["history"]["stop_reason"]
     model.history_ = []
-    model.network_ = _network(model.architecture_, model.dropout, data["state_dict"], device, model.dtype)
+    model.network_ = network_from_state(lambda: _build(model.architecture_, model.dropout), data["state_dict"], device, model.dtype)
     return model

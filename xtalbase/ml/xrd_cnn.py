@@ -26,13 +26,14 @@ The artifact (:func:`to_bytes`) is ``torch.save`` of plain tensors and JSON text
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from xtalbase.ml.torch_artifacts import TorchPickleMixin, load_payload, network_from_state, save_payload, state_dict_of
 
 __all__ = ["ARTIFACT_FORMAT", "ProfileCNNClassifier", "from_bytes", "to_bytes"]
 
@@ -42,7 +43,7 @@ _FORMAT_TAG = "xtalbase-xrd-cnn-classifier/1"
 DTYPES = ("float32", "float64")
 
 
-class ProfileCNNClassifier(ClassifierMixin, BaseEstimator):
+class ProfileCNNClassifier(TorchPickleMixin, ClassifierMixin, BaseEstimator):
     """1-D CNN classifier on profiles sampled on a fixed grid (e.g. crystal system from an XRD profile).
 
     Parameters
@@ -108,18 +109,8 @@ class ProfileCNNClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.dtype = dtype
 
-    def __getstate__(self) -> dict[str, Any]:
-        # a pickled (or deep-copied) model carries its weights as a weights_only state dict, never the module
-        state = super().__getstate__()
-        if "network_" in state:
-            state = dict(state, network_=_state_bytes(state["network_"]))
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        blob = state.get("network_")
-        super().__setstate__(dict(state, network_=None) if isinstance(blob, bytes) else state)
-        if isinstance(blob, bytes):
-            self.network_ = _network(self.architecture_, self.dropout, _load_state(blob), self.device, self.dtype)
+    def _build_network(self) -> Any:
+        return _build(self.architecture_, self.dropout)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any, eval_set: tuple[Any, Any] | None = None,
@@ -300,29 +291,6 @@ def _build(architecture: dict[str, Any], dropout: float = 0.0) -> Any:
     return ProfileCNN()
 
 
-def _network(architecture: dict[str, Any], dropout: float, state: dict[str, Any], device: str, dtype: str) -> Any:
-    """A network of ``architecture`` holding ``state``, on ``device`` in ``dtype``, in eval mode."""
-    import torch
-
-    net = _build(architecture, dropout)
-    net.load_state_dict(state)
-    return net.to(device=torch.device(device), dtype=getattr(torch, dtype)).eval()
-
-
-def _state_bytes(net: Any) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, buffer)
-    return buffer.getvalue()
-
-
-def _load_state(blob: bytes) -> dict[str, Any]:
-    import torch
-
-    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
-
-
 # ---------------------------------------------------------------------- artifact
 def to_bytes(model: ProfileCNNClassifier) -> bytes:
     """The artifact of a fitted network: weights, input scaling, classes, architecture and parameters (byte-stable)."""
@@ -339,25 +307,16 @@ def to_bytes(model: ProfileCNNClassifier) -> bytes:
         "classes": json.dumps([c.item() if hasattr(c, "item") else c for c in model.classes_]),
         "history": json.dumps({"best_epoch": int(model.best_epoch_), "n_iter": int(model.n_iter_), "stop_reason": model.stop_reason_}),
         "x": torch.as_tensor(np.array([model.x_offset_, model.x_scale_], dtype=np.float64)),
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.network_.state_dict().items()},
+        "state_dict": state_dict_of(model.network_),
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
+    return save_payload(payload)
 
 
 def from_bytes(blob: bytes, *, device: str = "cpu") -> ProfileCNNClassifier:
     """The fitted :class:`ProfileCNNClassifier` of an artifact (read with ``weights_only=True``; nothing executes)."""
-    import torch
-
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise ValueError(f"a CNN artifact is bytes, got {type(blob).__name__}")
-    try:
-        data = torch.load(io.BytesIO(bytes(blob)), weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - anything unreadable is refused with one message
-        raise ValueError(f"not an XRD CNN artifact ({type(exc).__name__}: {str(exc)[:200]})") from exc
-    if not isinstance(data, dict) or data.get("format") != _FORMAT_TAG:
-        raise ValueError(f"not an XRD CNN artifact (format tag {data.get('format') if isinstance(data, dict) else None!r})")
+    data = load_payload(blob, _FORMAT_TAG, "an XRD CNN")
     params = dict(json.loads(data["params"]), device=device)
     model = ProfileCNNClassifier(**{k: v for k, v in params.items() if k in ProfileCNNClassifier().get_params()})
     model.architecture_ = json.loads(data["architecture"])
@@ -368,5 +327,5 @@ def from_bytes(blob: bytes, *, device: str = "cpu") -> ProfileCNNClassifier:
     history = json.loads(data["history"])
     model.best_epoch_, model.n_iter_, model.stop_reason_ = history["best_epoch"], history["n_iter"], history["stop_reason"]
     model.history_ = []
-    model.network_ = _network(model.architecture_, model.dropout, data["state_dict"], device, model.dtype)
+    model.network_ = network_from_state(lambda: _build(model.architecture_, model.dropout), data["state_dict"], device, model.dtype)
     return model
