@@ -25,7 +25,7 @@ from xtalbase.schema.arrays import pack
 from xtalbase.xrd import compute_xrd
 from xtalbase.xrd.match import score_candidates
 from xtalbase.xrd.peak_index import PeakIndex, build_index, element_mask, parse_elements
-from xtalbase.xrd.phase_search import SearchSettings, mixture_profile, peak_widths, search_phases
+from xtalbase.xrd.phase_search import SearchSettings, peak_widths, search_phases
 from xtalbase.xrd.scan_profile import blurred, kalpha_lines, pair_kernel, prepare_scan, render, two_theta_of
 from xtalbase.xrd.scans import Scan, find_peaks
 
@@ -214,16 +214,6 @@ def test_search_settings_are_validated_and_peak_widths_double_up_to_the_cap():
     assert SearchSettings(fit_fwhm=0.2, screen_fwhm=0.5).kernels(scan) == (0.2, 0.5)
     with pytest.raises(XtalbaseError, match="no candidate phases"):
         search_phases(scan, index(), np.array([], dtype=np.int64))
-
-
-def test_mixture_profile_is_the_scaled_sum_of_rendered_patterns():
-    lib = library()
-    x = np.round(np.arange(20.0, 60.0, 0.02), 4)
-    lines = kalpha_lines(CU_KA)
-    a, b = lib.raw["MnO_225"], lib.raw["TiO2_141"]
-    mixed = mixture_profile([a, b], [2.0, 0.5], x, 0.1, lines, strains=[0.001, 0.0], shift=0.02)
-    expected = 2.0 * render(*a, x, lines, 0.1, 0.001, 0.02) + 0.5 * render(*b, x, lines, 0.1, 0.0, 0.02)
-    np.testing.assert_allclose(mixed, expected)
 
 
 # --- the score: the true phase beats candidates with hundreds of peaks ----------------------------------------------

@@ -33,7 +33,7 @@ preferred orientation are ignored: the fractions are rough.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -183,7 +183,7 @@ class _State:
     residual: float       # |y - P a|² / |y|²
     history: tuple[float, ...]
     alternatives: tuple[tuple[int, ...], ...] = ()  # per member: candidates that fit nearly as well in its place
-    axes: tuple[tuple[float, float, float] | None, ...] = ()  # per member: strains of a, b, c when fitted per axis
+    axes: tuple[tuple[float, float, float] | None, ...] = ()  # per member: strains of a, b, c when fitted per axis, else None
     done: bool = False
 
 
@@ -252,14 +252,15 @@ def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, se
     for i in range(len(state.members)):
         alternatives = state.alternatives[i] if i < len(state.alternatives) else ()
         member = state.members[i]
-        simpler = sorted((reflection_count(scan, index, a), a) for a in alternatives
-                         if a not in state.members and reflection_count(scan, index, a) < reflection_count(scan, index, member))
+        own = reflection_count(scan, index, member)
+        counted = ((reflection_count(scan, index, a), a) for a in alternatives if a not in state.members)
+        simpler = sorted((count, a) for count, a in counted if count < own)
         if not simpler:
             continue
         others = np.ones(len(state.members), dtype=bool)
         others[i] = False
         rest = _State(_kept(state.members, others), _kept(state.strains, others), state.shift, _kept(state.widths, others),
-                      _kept(state.sticks, others), state.profiles[others], np.zeros(0), 1.0, ())
+                      _kept(state.sticks, others), state.profiles[others], np.zeros(0), 1.0, (), axes=_kept(state.axes, others))
         rest.scales = nnls(rest.profiles.T, scan.y)[0] if len(rest.members) else np.zeros(0)
         without = float(np.sum((scan.y - rest.scales @ rest.profiles) ** 2)) / yy if len(rest.members) else 1.0
         allowed = state.residual + ALTERNATIVE_MARGIN * max(without - state.residual, 0.0)
@@ -280,7 +281,7 @@ def _simplest_lookalikes(scan: PreparedScan, index: PeakIndex, state: _State, se
                 swapped = tuple(alternatives) + (member,)
                 alts = list(state.alternatives)
                 alts[i] = tuple(a for a in swapped if a != alt)
-                axes = list(_axes_of(state))
+                axes = list(state.axes)
                 axes[i] = None
                 state = _State(state.members[:i] + (alt,) + state.members[i + 1:], state.strains[:i] + (float(strain[0]),) + state.strains[i + 1:],
                                state.shift, state.widths[:i] + (float(width[0]),) + state.widths[i + 1:],
@@ -345,7 +346,7 @@ def _expand(scan: PreparedScan, index: PeakIndex, lines: ScreenLines, state: _St
         children.append(_State(_kept(state.members + (position,), keep), _kept(state.strains + (strain,), keep),
                                float(shift[i]), _kept(state.widths + (float(widths[i]),), keep), _kept(state.sticks + (sticks,), keep),
                                profiles[keep], scales[keep], rel, state.history + (rel,), _kept(state.alternatives + ((),), keep),
-                               _kept(_axes_of(state) + (axes,), keep)))
+                               _kept(state.axes + (axes,), keep)))
     children = [_prune(scan, index, child, yy, settings.min_peak) for child in children]
     # candidates whose own fit reaches within ALTERNATIVE_MARGIN of a child's gain are listed beside its new phase
     for child in children:
@@ -438,11 +439,6 @@ def fit_axes(scan: PreparedScan, refl: Reflections, residual: np.ndarray, state:
     return (refl.d_spacings(best[None, :3])[0], refl.intensity.astype(float)), tuple(float(v) for v in best[:3]), float(best[3])
 
 
-def _axes_of(state: _State) -> tuple:
-    """The per-member axis strains of ``state`` (``None`` for a uniform strain), padded to its members."""
-    return tuple(state.axes) + (None,) * (len(state.members) - len(state.axes))
-
-
 def _kept(values: tuple, keep: np.ndarray) -> tuple:
     """The entries of ``values`` whose phase kept a positive scale."""
     return tuple(v for v, k in zip(values, keep) if k)
@@ -486,7 +482,7 @@ def _prune(scan: PreparedScan, index: PeakIndex, state: _State, yy: float, min_p
         rel = float(norm * norm) / yy
         state = _State(_kept(state.members, keep), _kept(state.strains, keep), state.shift, _kept(state.widths, keep),
                        _kept(state.sticks, keep), profiles, scales, rel, state.history + (rel,), _kept(state.alternatives, keep),
-                       _kept(_axes_of(state), keep))
+                       _kept(state.axes, keep))
     return state
 
 
@@ -597,6 +593,7 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
     eps = np.clip(coarse_strain[:, None] + offsets[None, :], -settings.max_strain, settings.max_strain)  # (R, E)
     best = (np.full(n, -1.0), np.zeros(n), np.zeros(n), np.full(n, fwhm))
     k = len(state.profiles)
+    gram_inv = np.linalg.pinv(state.profiles @ state.profiles.T) if k else None
     for width in peak_widths(fwhm, step):
         r_blur = blurred(residual, step, width)
         p_blur = [blurred(p, step, width) for p in state.profiles]
@@ -617,7 +614,6 @@ def refine(scan: PreparedScan, index: PeakIndex, positions: np.ndarray, residual
         order = np.lexsort((tt_all, o_all))
         norm2 = _self_overlap(*_merge_close(tt_all[order], i_all[order], o_all[order], width / 8), n, step, width)
         if k:
-            gram_inv = np.linalg.pinv(state.profiles @ state.profiles.T)
             explained = np.einsum("icez,ij,jcez->cez", cross, gram_inv, cross)
             denom = np.maximum(norm2[:, None, None] - explained, 1e-9 * norm2[:, None, None])
         else:
@@ -735,16 +731,9 @@ def _report(scan: PreparedScan, index: PeakIndex, candidates: np.ndarray, state:
                             [{"structure_id": int(index.structure_ids[a]), "formula": str(index.formulas[a]),
                               "spacegroup": int(index.spacegroups[a]) or None}
                              for a in (state.alternatives[i] if i < len(state.alternatives) else ()) if a not in state.members],
-                            _axes_of(state)[i]))
+                            state.axes[i]))
     order = np.argsort([-p.intensity_share for p in phases], kind="stable")
     return Identification([phases[i] for i in order], float(state.shift or 0.0), float(state.residual), list(state.history),
                           [float(v) for v in peak_x[~explained]], ranking, int(len(candidates)),
                           {**settings.to_dict(), "fit_fwhm": fit_w, "scan_fwhm": scan.fwhm},
                           scan.x, y, contributions[order] if len(contributions) else contributions)
-
-
-def mixture_profile(patterns: Sequence[tuple[np.ndarray, np.ndarray]], scales: Sequence[float], x: np.ndarray, fwhm: float,
-                    lines: tuple[tuple[float, float], ...], strains: Sequence[float] | None = None, shift: float = 0.0) -> np.ndarray:
-    """Σ scale_i · profile_i of (d Å, intensity) patterns on grid ``x``: synthetic mixtures for tests and benchmarks."""
-    strains = strains if strains is not None else [0.0] * len(patterns)
-    return sum(s * render(d, i, x, lines, fwhm, e, shift) for (d, i), s, e in zip(patterns, scales, strains))
