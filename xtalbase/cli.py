@@ -26,6 +26,7 @@ from xtalbase.commands import predict as predict_commands
 from xtalbase.commands import provenance as provenance_commands
 from xtalbase.commands import query as query_commands
 from xtalbase.commands import runs as runs_commands
+from xtalbase.commands import serve as serve_commands
 from xtalbase.commands import split as split_commands
 from xtalbase.commands import train as train_commands
 from xtalbase.commands import xrd as xrd_commands
@@ -79,6 +80,7 @@ app.add_typer(potential_commands.app, name="potential")
 app.add_typer(mlip_commands.app, name="mlip")
 app.add_typer(csp_commands.app, name="csp")
 app.add_typer(provenance_commands.app, name="provenance")
+app.command("serve")(serve_commands.serve)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 LAYERS: dict[str, int] = {
     # entry points: the CLI, the package facade (``xtalbase.connect``), maintainer scripts
     "commands": 6, "xtalbase": 6, "data": 6,
+    # the HTTP server (OPTIMADE API, curator pages): an entry point beside the CLI
+    "server": 6,
     # the library's front door
     "api": 5,
     # capabilities
@@ -47,6 +49,7 @@ ALLOWED_SIDEWAYS: dict[tuple[str, str], str] = {
     ("csp", "mlip"): "candidate structures are relaxed with a stored potential",
     ("csp", "ml"): "candidates are scored with a registered model",
     ("csp", "ingest"): "generated structures are stored through ingest's identity and writer",
+    ("commands", "server"): "`xtalbase serve` starts the server application",
 }
 
 #: Names of the package facade that any layer may import (constants, no upward import happens).
