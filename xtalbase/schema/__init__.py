@@ -8,6 +8,7 @@ from xtalbase.schema.calculations import Calculation
 from xtalbase.schema.csp import CspEvaluation, CspPairResult, CspRun, CspSample
 from xtalbase.schema.descriptors import DescriptorRecipe, DescriptorValue
 from xtalbase.schema.ml import Dataset, DatasetMember, Model, Prediction, Split, SplitMember
+from xtalbase.schema.notes import StructureNote
 from xtalbase.schema.runs import Direction, LinkKind, Quarantine, Run, RunLink, RunNote, RunStatus
 from xtalbase.schema.structures import Source, SourceProperty, Structure, StructureElement
 from xtalbase.schema.xrd import XrdFailure, XrdPattern, XrdPeak, XrdPeakIndex, XrdRecipe
@@ -38,6 +39,7 @@ __all__ = [
     "SplitMember",
     "Structure",
     "StructureElement",
+    "StructureNote",
     "XrdFailure",
     "XrdPattern",
     "XrdPeak",

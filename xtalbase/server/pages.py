@@ -1,7 +1,172 @@
-"""The curator's HTML pages: search, structure, quarantine."""
+"""The curator's HTML pages: search, structure, quarantine, and the two write actions (note, re-ingest).
+
+Pages are rendered on the server with Jinja2 (autoescape on: every stored or typed value is HTML-escaped).
+Reads go through :mod:`xtalbase.server.page_data`; writes through :mod:`xtalbase.server.page_writes`, which refuses
+them (403) unless the server allows writes and the request carries the token.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import functools
+import math
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from xtalbase.errors import NotFound, XtalbaseError
+from xtalbase.server import page_data, page_writes
+from xtalbase.server.app import database, settings_of
 
 router = APIRouter()
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+#: Largest form body accepted (a corrected record is at most the 64 KiB ingest keeps, plus the form's overhead).
+MAX_FORM_BYTES = 1 << 20
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+@functools.cache
+def environment() -> Any:
+    """The Jinja2 environment of the page templates (autoescape on for every template)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _num
+    env.globals["zip"] = zip
+    env.filters["when"] = lambda t: "" if t is None else f"{t:%Y-%m-%d %H:%M:%S}"
+    return env
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    """A number for display: ``digits`` significant digits, ``–`` for a missing one."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+    return str(value)
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """``template`` rendered with ``context`` plus the server's write mode."""
+    settings = settings_of(request)
+    html = environment().get_template(template).render(writes=settings.allow_writes, request_path=request.url.path, **context)
+    return HTMLResponse(html, status_code=status)
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
+    """A page that says what went wrong (never a stack trace)."""
+    return render(request, "error.html", status=status, title=title, message=message)
+
+
+# --------------------------------------------------------------------------- reading pages
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def search_page(request: Request, filter: str = "", sort: str = "", page: int = 1, size: Optional[int] = None) -> HTMLResponse:
+    """The search page: a filter box with examples and one page of matching structures."""
+    result = page_data.search(database(request), filter, sort, page, page_data.page_size(size))
+
+    def link(n: int) -> str:
+        return "/?" + urlencode({"filter": result.filter, "sort": result.sort, "page": n, "size": result.size})
+
+    return render(request, "search.html", status=400 if result.error else 200, result=result, examples=page_data.EXAMPLE_FILTERS,
+                  sizes=page_data.PAGE_SIZES, sort_fields=page_data.SORT_FIELDS,
+                  prev_link=link(result.page - 1) if result.page > 1 else None,
+                  next_link=link(result.page + 1) if result.page < result.pages else None,
+                  first_link=link(1), last_link=link(result.pages))
+
+
+def _found(request: Request, template: str, missing: str, read: Any, key: int) -> HTMLResponse:
+    """``template`` over what ``read(db, key)`` returns, or a 404 page titled ``missing`` when it raises NotFound."""
+    try:
+        context = read(database(request), key)
+    except NotFound as exc:
+        return error_page(request, 404, missing, str(exc))
+    return render(request, template, **context)
+
+
+@router.get("/structures/{structure_id}", response_class=HTMLResponse, include_in_schema=False)
+def structure_page(request: Request, structure_id: int) -> HTMLResponse:
+    """One structure: lattice, symmetry, sites, sources, calculations, XRD pattern, predictions, notes."""
+    return _found(request, "structure.html", "Structure not found", page_data.structure_page, structure_id)
+
+
+@router.get("/quarantine", response_class=HTMLResponse, include_in_schema=False)
+def quarantine_page(request: Request, reason: str = "") -> HTMLResponse:
+    """Quarantined records: counts by reason and by run, and the newest records."""
+    return render(request, "quarantine.html", **page_data.quarantine_page(database(request), reason or None))
+
+
+@router.get("/quarantine/{quarantine_id}", response_class=HTMLResponse, include_in_schema=False)
+def quarantine_record_page(request: Request, quarantine_id: int) -> HTMLResponse:
+    """One quarantined record: reason, message, where it came from, its raw text (and the re-ingest form)."""
+    return _found(request, "quarantine_record.html", "Quarantine record not found", page_data.quarantine_detail, quarantine_id)
+
+
+# --------------------------------------------------------------------------- writing actions
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The URL-encoded form of a POST (the last value of each field); :class:`XtalbaseError` for another body."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
+        raise XtalbaseError(f"send the form as {FORM_TYPE}")
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        raise XtalbaseError(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise XtalbaseError(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()}
+
+
+async def _authorized_form(request: Request) -> dict[str, str] | HTMLResponse:
+    """The form of a write request, or the 403/400 page that refuses it."""
+    settings = settings_of(request)
+    if not settings.allow_writes:  # refused before reading the body: a read-only server takes no uploads
+        return error_page(request, 403, "Writes are disabled", "this server is read-only: write actions need "
+                          "`xtalbase serve --allow-writes --token ...`")
+    try:
+        form = await _form(request)
+    except XtalbaseError as exc:
+        return error_page(request, 400, "Bad request", str(exc))
+    try:
+        page_writes.check_write(settings, form, request.headers)
+    except page_writes.WriteRefused as exc:
+        return error_page(request, 403, "Write refused", str(exc))
+    return form
+
+
+@router.post("/structures/{structure_id}/notes", include_in_schema=False)
+async def add_note(request: Request, structure_id: int) -> Any:
+    """Add a note to a structure (needs writes and the token), then show the structure page."""
+    form = await _authorized_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
+    try:
+        await run_in_threadpool(page_writes.add_note, database(request), structure_id, form.get("text", ""))
+    except NotFound as exc:
+        return error_page(request, 404, "Structure not found", str(exc))
+    except XtalbaseError as exc:
+        return error_page(request, 400, "Note not added", str(exc))
+    return RedirectResponse(f"/structures/{structure_id}#notes", status_code=303)
+
+
+@router.post("/quarantine/{quarantine_id}/reingest", response_class=HTMLResponse, include_in_schema=False)
+async def reingest(request: Request, quarantine_id: int) -> HTMLResponse:
+    """Ingest a corrected version of a quarantined record (needs writes and the token) and show what happened."""
+    form = await _authorized_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
+    try:
+        result = await run_in_threadpool(page_writes.reingest, database(request), quarantine_id, form.get("record", ""))
+    except NotFound as exc:
+        return error_page(request, 404, "Quarantine record not found", str(exc))
+    except XtalbaseError as exc:
+        return error_page(request, 400, "Re-ingest failed", str(exc))
+    return render(request, "reingest_result.html", result=result)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from xtalbase.errors import NotFound
 from xtalbase.platform.repositories import chunks
-from xtalbase.schema import Dataset, Model, Prediction, Split, Structure
+from xtalbase.schema import Dataset, Model, Prediction, Split, Structure, XrdPattern
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -34,6 +34,14 @@ def predictions_of_pattern(session: "Session", model_id: int, pattern_id: int) -
     """The predictions of ``model_id`` for the pattern ``pattern_id``, oldest first."""
     return list(session.scalars(select(Prediction).where(Prediction.model_id == model_id, Prediction.pattern_id == pattern_id)
                                 .order_by(Prediction.id)))
+
+
+def predictions_of_structure(session: "Session", structure_id: int, limit: int = 50) -> list[Prediction]:
+    """The newest ``limit`` predictions made for a structure or for one of its computed patterns, newest first."""
+    patterns = select(XrdPattern.id).where(XrdPattern.structure_id == structure_id)
+    stmt = (select(Prediction).where((Prediction.structure_id == structure_id) | Prediction.pattern_id.in_(patterns))
+            .order_by(Prediction.id.desc()).limit(limit))
+    return list(session.scalars(stmt))
 
 
 def newest_models(session: "Session", *, target: str | None = None, limit: int = 100) -> list[Model]:
@@ -73,4 +81,4 @@ def structure_formulas(session: "Session", structure_ids: Sequence[int]) -> dict
 
 
 __all__ = ["count_predictions", "find_model_by_artifact", "get_model", "newest_models", "parent_model_id", "predictions_of_pattern",
-           "structure_formulas", "training_origin"]
+           "predictions_of_structure", "structure_formulas", "training_origin"]

@@ -85,6 +85,15 @@ def quarantine_count(session: "Session", reason: str | None = None) -> int:
     return int(session.scalar(stmt) or 0)
 
 
+def quarantine_counts(session: "Session", by: str) -> dict[Any, int]:
+    """How many quarantined records there are per ``reason`` or per ``run_id`` (``by``), largest group first."""
+    if by not in ("reason", "run_id"):
+        raise ValueError(f"quarantine counts are by 'reason' or 'run_id', not {by!r}")
+    key = Quarantine.__table__.c[by]
+    stmt = select(key, func.count()).group_by(key).order_by(func.count().desc(), key)
+    return {k: int(n) for k, n in session.execute(stmt)}
+
+
 def quarantine_record(session: "Session", quarantine_id: int) -> dict[str, Any]:
     """Every column of one quarantine row; :class:`NotFound` when there is none with that id."""
     q = session.get(Quarantine, quarantine_id)
@@ -96,7 +105,7 @@ def quarantine_record(session: "Session", quarantine_id: int) -> dict[str, Any]:
 
 
 __all__ = ["CALCULATION_COLUMNS", "QUARANTINE_COLUMNS", "calculation_rows", "calculations_of", "choose_calculations", "quarantine_count",
-           "quarantine_record", "quarantine_rows"]
+           "quarantine_counts", "quarantine_record", "quarantine_rows"]
 
 
 # ----------------------------------------------------------------------------------------- provenance reads
