@@ -11,6 +11,7 @@ import typer
 from xtalbase.commands._common import DbOpt, console, open_db
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+WILDCARDS = {"0.0.0.0", "::"}
 
 
 def _is_loopback(host: str) -> bool:
@@ -51,9 +52,11 @@ def serve(
         out.print(f"warning: listening on {host}:{port}, reachable from other machines"
                   + ("; write actions are enabled (token required)" if allow_writes else "; read-only"))
     database = open_db(ctx, db)
+    address = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    # a wildcard address is no address a client can use: links then follow the Host the client asked for
     settings = ServerSettings(db_url=database.url, allow_writes=allow_writes, token=token,
-                              base_url=base_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}")
+                              base_url=base_url or (None if host in WILDCARDS else address))
     app = create_app(settings, db=database)
-    out.print(f"xtalbase serving {redact_url(database.url)} at {settings.base_url} (OPTIMADE at /v1, pages at /)"
+    out.print(f"xtalbase serving {redact_url(database.url)} at {settings.base_url or address} (OPTIMADE at /v1, pages at /)"
               + ("; writes enabled" if allow_writes else "; read-only"))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -25,21 +25,24 @@ A second peak goes in its own parentheses:
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, String, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Float, Integer
+from sqlalchemy.types import Boolean, Float, Integer
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.schema import Calculation, Source, SourceProperty, Structure, StructureElement, XrdPeak, XrdRecipe
 
-__all__ = ["FilterError", "MAX_FILTER_COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_LENGTH", "check_filter_text",
-           "compile_filter", "deepest_parenthesis", "known_fields", "parse", "sort_column"]
+__all__ = ["FilterError", "MAX_FILTER_COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_LENGTH", "UnsupportedFilter",
+           "check_filter_text", "compile_filter", "deepest_parenthesis", "known_fields", "optimade_anonymous",
+           "optimade_reduced", "parse", "sort_column"]
 
 PROPERTY_PREFIX = "_xtalbase_property_"
 PEAK_PREFIX = "_xtalbase_xrd_peak_"
@@ -47,6 +50,15 @@ PEAK_PREFIX = "_xtalbase_xrd_peak_"
 
 class FilterError(XtalbaseError):
     """The filter string cannot be parsed or names something xtalbase cannot answer."""
+
+
+class UnsupportedFilter(FilterError):
+    """A well-formed filter on a field that is known but cannot be filtered on (OPTIMADE's 501 Not Implemented)."""
+
+
+#: ``distinct(column)``: every distinct stored value of a column, for comparisons that the stored spelling
+#: cannot answer in SQL (<, >, STARTS, ENDS, CONTAINS on formulas, which OPTIMADE spells in another element order).
+Distinct = Callable[[Any], list[Any]]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -68,6 +80,29 @@ def _strpos_default(element, compiler, **kw):  # noqa: ANN001 - SQLAlchemy compi
 def _strpos_pg(element, compiler, **kw):  # noqa: ANN001
     return "strpos(%s)" % compiler.process(element.clauses, **kw)
 
+
+class _in_json(FunctionElement):
+    """``column IN (the strings of a JSON array)``: one bound parameter however long the list (no limit on the number
+    of parameters; SQLite answers it with an ephemeral index, PostgreSQL with a hashed semi-join)."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_in_json)
+def _in_json_default(element, compiler, **kw):  # noqa: ANN001 - SQLAlchemy compiler hook
+    col, values = list(element.clauses)
+    return f"{compiler.process(col, **kw)} IN (SELECT value FROM json_each({compiler.process(values, **kw)}))"
+
+
+@compiles(_in_json, "postgresql")
+def _in_json_pg(element, compiler, **kw):  # noqa: ANN001
+    col, values = list(element.clauses)
+    return f"{compiler.process(col, **kw)} IN (SELECT jsonb_array_elements_text(CAST({compiler.process(values, **kw)} AS jsonb)))"
+
+
+#: Longest list of values written as an IN list of parameters; longer ones travel as one JSON parameter.
+INLINE_IN_VALUES = 100
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "=": lambda a, b: a == b,
@@ -106,6 +141,8 @@ class Field:
     related: Callable[[ColumnElement[bool]], Select] | None = None  # condition on column -> SELECT structure_id
     nullable: bool = False
     normalise: Callable[[Any], list[Any]] | None = None  # equality value -> accepted stored spellings
+    text: Any = None  # the column as text, for CONTAINS/STARTS/ENDS on a number (``id``)
+    spelling: Callable[[str], str] | None = None  # stored value -> the spelling that <, > compare (OPTIMADE's)
 
     @property
     def sortable(self) -> bool:
@@ -119,8 +156,10 @@ class Field:
             return and_(self.column.is_not(None), cond)
         return cond
 
-    def compare(self, op: str, value: Any, pos: int) -> ColumnElement[bool]:
+    def compare(self, op: str, value: Any, pos: int, distinct: Distinct | None = None) -> ColumnElement[bool]:
         value = self._check_value(value, pos)
+        if self.spelling is not None and op not in ("=", "!=") and distinct is not None:
+            return self._wrap(self._ordered(op, value, distinct, pos))
         if self.normalise is not None and op in ("=", "!="):
             spellings = self.normalise(value)
             return self._wrap(self.column.in_(spellings) if op == "=" else self.column.not_in(spellings))
@@ -137,12 +176,28 @@ class Field:
             cond = true()
         return cond if is_known else not_(cond)
 
-    def fuzzy(self, how: str, value: Any, pos: int) -> ColumnElement[bool]:
-        if self.kind != "string":
+    def _ordered(self, op: str, value: str, distinct: Distinct, pos: int) -> ColumnElement[bool]:
+        return self._shown(lambda shown: _OPS[op](shown, value), distinct)
+
+    def _shown(self, test: Callable[[str], bool], distinct: Distinct) -> ColumnElement[bool]:
+        # The stored spelling differs from the one shown: test the shown spelling of every distinct stored
+        # value in Python and select the stored values that pass.
+        passing = [v for v in distinct(self.column) if v is not None and test(self.spelling(v))]
+        if not passing:
+            return false()
+        if len(passing) <= INLINE_IN_VALUES:
+            return self.column.in_(passing)
+        return _in_json(self.column, literal(json.dumps(passing), String()))
+
+    def fuzzy(self, how: str, value: Any, pos: int, distinct: Distinct | None = None) -> ColumnElement[bool]:
+        if self.kind != "string" and self.text is None:
             raise FilterError(_where(f"{how} needs a string field; {self.name} is a {self.kind}", pos))
         if not isinstance(value, str):
             raise FilterError(_where(f"{self.name} {how} needs a string value, got {value!r}", pos))
-        col, n = self.column, len(value)
+        if self.spelling is not None and distinct is not None:
+            test = {"CONTAINS": lambda s: value in s, "STARTS": lambda s: s.startswith(value)}.get(how, lambda s: s.endswith(value))
+            return self._wrap(self._shown(test, distinct))
+        col, n = (self.column if self.text is None else self.text), len(value)
         if how == "CONTAINS":
             cond = _strpos(col, literal(value)) > 0
         elif how == "STARTS":
@@ -162,7 +217,20 @@ class Field:
                 raise FilterError(_where(f"{self.name} is a string; put the value in double quotes, e.g. {self.name}=\"{value}\"", pos))
         elif self.kind == "bool" and not isinstance(value, bool):
             raise FilterError(_where(f"{self.name} is TRUE or FALSE, not {_show(value)}", pos))
+        elif self.kind == "timestamp":
+            return _timestamp(self.name, value, pos)
         return value
+
+
+def _timestamp(name: str, value: Any, pos: int) -> datetime:
+    """An RFC 3339 / ISO 8601 filter value as an aware UTC datetime (no zone given: UTC)."""
+    if not isinstance(value, str):
+        raise FilterError(_where(f"{name} is a timestamp; give it as a quoted string, e.g. \"2024-01-31T12:00:00Z\"", pos))
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise FilterError(_where(f"{name}: {_show(value)} is not an ISO 8601 timestamp (e.g. \"2024-01-31T12:00:00Z\")", pos)) from None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
 def _bind_number(value: Any) -> Any:
@@ -245,6 +313,48 @@ def anonymous_formula_spellings(text: str) -> list[str]:
     return sorted({text, ascending, descending})
 
 
+def optimade_reduced(amounts: dict[str, float]) -> str:
+    """OPTIMADE's ``chemical_formula_reduced``: elements in alphabetical order, counts divided by their
+    greatest common divisor, 1 omitted (``{"Sr": 2, "Ti": 2, "O": 6}`` -> ``"O3SrTi"``)."""
+    scaled = _reduce(amounts)
+    return "".join(f"{el}{_fmt_amount(scaled[el])}" for el in sorted(scaled))
+
+
+def optimade_anonymous(amounts: dict[str, float]) -> str:
+    """OPTIMADE's ``chemical_formula_anonymous``: reduced counts in descending order named A, B, C, ...
+    (``{"Sr": 1, "Ti": 1, "O": 3}`` -> ``"A3BC"``); beyond Z the names go on as Aa, Ba, ..."""
+    counts = sorted(_reduce(amounts).values(), reverse=True)
+    return "".join(f"{_anonymous_name(i)}{_fmt_amount(a)}" for i, a in enumerate(counts))
+
+
+def _anonymous_name(i: int) -> str:
+    return chr(ord("A") + i % 26) + ("" if i < 26 else "abcdefghijklmnopqrstuvwxyz"[i // 26 - 1])
+
+
+def _reduce(amounts: dict[str, float]) -> dict[str, float]:
+    if amounts and all(float(a).is_integer() and a > 0 for a in amounts.values()):
+        g = functools.reduce(math.gcd, (int(a) for a in amounts.values()))
+        return {el: int(a) // g for el, a in amounts.items()}
+    return dict(amounts)
+
+
+def _stored_to_optimade(converter: Callable[[dict[str, float]], str]) -> Callable[[str], str]:
+    """A stored pymatgen formula -> OPTIMADE's spelling (text that is no formula is compared as it is)."""
+    @functools.lru_cache(maxsize=200_000)
+    def convert(text: str) -> str:
+        try:
+            return converter(_parse_formula(text))
+        except ValueError:
+            pass
+        try:  # brackets, as pymatgen writes some reduced formulas ("Zn3As2(HO)16")
+            from pymatgen.core import Composition
+
+            return converter({str(el): amount for el, amount in Composition(text).items()})
+        except (ValueError, KeyError):
+            return text
+    return convert
+
+
 def _parse_anonymous(text: str) -> list[float]:
     out, pos = [], 0
     for m in re.finditer(r"([A-Z][a-z]*)(\d*\.?\d*)", text):
@@ -282,6 +392,7 @@ def _structure_fields() -> dict[str, Field]:
         ("_xtalbase_canonical_hash", "string", s.canonical_hash, "hash of the standardised cell"),
     ]
     fields = {name: Field(name, kind, doc, column=col) for name, kind, col, doc in simple}
+    fields["id"].text = cast(s.id, String)
     fields["_xtalbase_space_group_number"] = Field(
         "_xtalbase_space_group_number", "number", "international space-group number (1-230)", s.spacegroup_number, nullable=True)
     fields["_xtalbase_space_group_symbol"] = Field(
@@ -292,10 +403,21 @@ def _structure_fields() -> dict[str, Field]:
     fields["_xtalbase_symprec"] = Field("_xtalbase_symprec", "number", "symmetry tolerance used, Å", s.symprec, nullable=True)
     fields["chemical_formula_reduced"] = Field(
         "chemical_formula_reduced", "string", "reduced formula; \"O3SrTi\" (OPTIMADE) and \"SrTiO3\" (pymatgen) both match; "
-        "STARTS/ENDS/CONTAINS apply to the stored pymatgen spelling", s.formula_reduced, normalise=reduced_formula_spellings)
+        "<, >, STARTS, ENDS, CONTAINS compare OPTIMADE's spelling given distinct= (the API), else the stored one", s.formula_reduced,
+        normalise=reduced_formula_spellings, spelling=_stored_to_optimade(optimade_reduced))
     fields["chemical_formula_anonymous"] = Field(
-        "chemical_formula_anonymous", "string", "anonymous formula; \"A3BC\" (OPTIMADE) and \"ABC3\" (pymatgen) both match",
-        s.formula_anonymous, normalise=anonymous_formula_spellings)
+        "chemical_formula_anonymous", "string", "anonymous formula; \"A3BC\" (OPTIMADE) and \"ABC3\" (pymatgen) both match; "
+        "<, >, STARTS, ENDS, CONTAINS compare OPTIMADE's spelling given distinct= (the API), else the stored one",
+        s.formula_anonymous, normalise=anonymous_formula_spellings, spelling=_stored_to_optimade(optimade_anonymous))
+    fields["chemical_formula_descriptive"] = Field(
+        "chemical_formula_descriptive", "string", "the reduced formula as stored (pymatgen's spelling, e.g. \"SrTiO3\")",
+        s.formula_reduced)
+    fields["immutable_id"] = Field("immutable_id", "string", "the structure's exact hash (never changes)", s.exact_hash)
+    fields["last_modified"] = Field("last_modified", "timestamp", "when the structure was stored (rows never change), UTC",
+                                    s.created_at)
+    fields["space_group_it_number"] = Field(
+        "space_group_it_number", "number", "international space-group number (1-230), as _xtalbase_space_group_number",
+        s.spacegroup_number, nullable=True)
     fields["_xtalbase_source"] = Field(
         "_xtalbase_source", "string", "name of a source database the structure was read from (any of its sources)",
         Source.database, related=_via_sources)
@@ -333,7 +455,7 @@ def _fields() -> dict[str, Field]:
 
 def known_fields() -> list[str]:
     """Names a filter may use, for error messages and documentation."""
-    special = ["elements", "nperiodic_dimensions", PROPERTY_PREFIX + "<name>",
+    special = ["elements", "nperiodic_dimensions", "structure_features", PROPERTY_PREFIX + "<name>",
                *(PEAK_PREFIX + k for k in PEAK_COLUMNS), "_xtalbase_xrd_recipe_id"]
     return sorted(_fields()) + special
 
@@ -384,11 +506,11 @@ def _is_peak_field(name: str) -> bool:
 _SE = StructureElement
 
 
-def _element_values(values: list[Any], prop: _Prop) -> list[str]:
+def _element_values(values: list[Any], prop: _Prop, what: str = "elements holds element symbols") -> list[str]:
     out = []
     for v in values:
         if not isinstance(v, str):
-            raise FilterError(_where(f"elements holds element symbols; put them in double quotes, e.g. \"Fe\" (got {_show(v)})", prop.pos))
+            raise FilterError(_where(f"{what}; put them in double quotes, e.g. \"Fe\" (got {_show(v)})", prop.pos))
         if v not in out:
             out.append(v)
     return out
@@ -425,6 +547,62 @@ def _has_only(elements: list[str]) -> ColumnElement[bool]:
     return Structure.id.in_(sub)
 
 
+# --------------------------------------------------------------------------- structure_features, unsupported fields
+
+#: The only structure feature xtalbase stores: a site with several species or a partial occupancy.
+DISORDER = "disorder"
+#: OPTIMADE's other structure features, which no stored structure has.
+OTHER_FEATURES = ("implicit_atoms", "site_attachments", "assemblies")
+
+
+def _is_disordered() -> ColumnElement[bool]:
+    return Structure.site_occupancies.is_not(None)
+
+
+def _features_has(mode: str, values: list[Any], prop: _Prop) -> ColumnElement[bool]:
+    wanted = set(_element_values(values, prop, what="structure_features holds feature names"))
+    if mode == "ONLY":
+        return not_(_is_disordered()) if DISORDER not in wanted else true()
+    has = {v: (_is_disordered() if v == DISORDER else false()) for v in wanted}
+    return and_(*has.values()) if mode == "ALL" else or_(*has.values())
+
+
+def _features_length(op: str, value: Any) -> ColumnElement[bool]:
+    # a structure's list is [] or ["disorder"]
+    return or_(and_(_is_disordered(), true() if _OPS[op](1, value) else false()),
+               and_(not_(_is_disordered()), true() if _OPS[op](0, value) else false()))
+
+
+#: Fields of an OPTIMADE structure that xtalbase returns but cannot filter on (answered 501 Not Implemented).
+UNFILTERABLE = {
+    "elements_ratios": "a list of floats", "dimension_types": "always [1, 1, 1]", "lattice_vectors": "a list of vectors",
+    "cartesian_site_positions": "a list of vectors", "species": "a list of dictionaries",
+    "species_at_sites": "a per-site list", "chemical_formula_hill": "not stored", "assemblies": "not stored",
+    "space_group_symmetry_operations_xyz": "not stored", "space_group_symbol_hall": "not stored",
+    "space_group_symbol_hermann_mauguin": "not stored", "space_group_symbol_hermann_mauguin_extended": "not stored",
+    "type": "always \"structures\"", "_xtalbase_xrd_peaks": "a pair of lists; filter peaks with _xtalbase_xrd_peak_2theta etc.",
+    "_xtalbase_predictions": "a list of dictionaries",
+}
+
+_PROVIDER = re.compile(r"_([a-z][a-z0-9]*)_")
+
+
+class _ForeignField(Field):
+    """A field of another provider (``_exmpl_x``): OPTIMADE treats its value as unknown, never as an error."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, "string", "another provider's field")
+
+    def compare(self, op: str, value: Any, pos: int, distinct: Distinct | None = None) -> ColumnElement[bool]:
+        return false()
+
+    def known(self, is_known: bool, pos: int) -> ColumnElement[bool]:
+        return false() if is_known else true()
+
+    def fuzzy(self, how: str, value: Any, pos: int, distinct: Distinct | None = None) -> ColumnElement[bool]:
+        return false()
+
+
 # --------------------------------------------------------------------------- transformer
 
 
@@ -435,11 +613,13 @@ def _unescape(token: str) -> str:
 class _ToSql:
     """Walks the lark tree bottom-up (lark ``Transformer`` protocol) and returns SQL expressions."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, distinct: Distinct | None = None, foreign: list[str] | None = None) -> None:
         from lark import Transformer
 
         outer = self
         self.text = text
+        self.distinct = distinct
+        self.foreign = foreign
 
         class T(Transformer):
             def __default__(self, data, children, meta):  # noqa: ANN001
@@ -530,11 +710,13 @@ class _ToSql:
         if kind == "value":
             return self._compare(prop, *args)
         if kind == "known":
-            return self._field(prop).known(args, prop.pos) if prop.name != "elements" else (true() if args else false())
+            if prop.name in ("elements", "structure_features", "nperiodic_dimensions"):
+                return true() if args else false()
+            return self._field(prop).known(args, prop.pos)
         if kind == "fuzzy":
-            if prop.name == "elements":
+            if prop.name in ("elements", "structure_features"):
                 raise FilterError(_where("elements is a list: use HAS, HAS ALL, HAS ANY or HAS ONLY", prop.pos))
-            return self._field(prop).fuzzy(args[0], args[1], prop.pos)
+            return self._field(prop).fuzzy(args[0], args[1], prop.pos, self.distinct)
         if kind == "set":
             return self._set(prop, *args)
         if kind == "length":
@@ -571,9 +753,16 @@ class _ToSql:
         if prop.name.startswith(PROPERTY_PREFIX) and len(prop.name) > len(PROPERTY_PREFIX):
             return _property_field(prop.name[len(PROPERTY_PREFIX):])
         fld = _fields().get(prop.name)
-        if fld is None:
-            raise FilterError(_where(f"unknown field {prop.name!r}; known fields: {', '.join(known_fields())}", prop.pos))
-        return fld
+        if fld is not None:
+            return fld
+        if prop.name in UNFILTERABLE:
+            raise UnsupportedFilter(_where(f"filtering on {prop.name} ({UNFILTERABLE[prop.name]}) is not supported", prop.pos))
+        provider = _PROVIDER.match(prop.name)
+        if self.foreign is not None and provider and provider.group(1) != "xtalbase":
+            if prop.name not in self.foreign:
+                self.foreign.append(prop.name)
+            return _ForeignField(prop.name)
+        raise FilterError(_where(f"unknown field {prop.name!r}; known fields: {', '.join(known_fields())}", prop.pos))
 
     def _compare(self, prop: _Prop, op: str, value: Any) -> Any:
         if _is_peak_field(prop.name):
@@ -584,14 +773,22 @@ class _ToSql:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise FilterError(_where(f"nperiodic_dimensions is a number, not {_show(value)}", prop.pos))
             return true() if _OPS[op](3, value) else false()  # every stored structure is 3D-periodic
+        if prop.name in ("structure_features", "elements"):
+            raise FilterError(_where(f"{prop.name} is a list: use HAS, HAS ALL, HAS ANY, HAS ONLY or LENGTH", prop.pos))
         fld = self._field(prop)
         if isinstance(value, _Prop):
             self._field(value)  # an unknown name on the right is reported as such
-        if prop.name == "id" and isinstance(value, str) and re.fullmatch(r"\s*[0-9]+\s*", value):
-            value = _number(value.strip(), prop.pos, integer=True)
-        return fld.compare(op, value, prop.pos)
+        if prop.name == "id" and isinstance(value, str):
+            if not re.fullmatch(r"[0-9]+", value):  # no stored id spells so; compare as text (OPTIMADE ids are strings)
+                return _OPS[op](fld.text, value)
+            value = _number(value, prop.pos, integer=True)
+        return fld.compare(op, value, prop.pos, self.distinct)
 
     def _set(self, prop: _Prop, mode: str, op: str, values: list[Any]) -> ColumnElement[bool]:
+        if prop.name == "structure_features" and op == "=":
+            return _features_has(mode, values, prop)
+        if prop.name != "elements" and isinstance(self._field(prop), _ForeignField):  # unknown, unsupported first
+            return false()
         if prop.name != "elements":
             raise FilterError(_where(f"HAS applies to list fields (elements); {prop.name} is not a list", prop.pos))
         if op != "=":
@@ -600,7 +797,11 @@ class _ToSql:
         return {"ALL": _has_all, "ANY": _has_any, "ONLY": _has_only}[mode](elements)
 
     def _length(self, prop: _Prop, op: str, value: int) -> ColumnElement[bool]:
+        if prop.name == "structure_features":
+            return _features_length(op, value)
         if prop.name != "elements":
+            if isinstance(self._field(prop), _ForeignField):
+                return false()
             raise FilterError(_where(f"LENGTH applies to list fields (elements); {prop.name} is not a list", prop.pos))
         return _OPS[op](Structure.nelements, _bind_number(value))
 
@@ -614,7 +815,7 @@ class PropertyField(Field):
                          .join(SourceProperty, SourceProperty.source_id == Source.id)
                          .where(SourceProperty.name == prop, cond))
 
-    def compare(self, op: str, value: Any, pos: int) -> ColumnElement[bool]:
+    def compare(self, op: str, value: Any, pos: int, distinct: Distinct | None = None) -> ColumnElement[bool]:
         if isinstance(value, _Prop):
             raise FilterError(_where(f"comparing {self.name} with another property is not supported", pos))
         if isinstance(value, bool):
@@ -763,8 +964,14 @@ def parse(text: str) -> Any:
         raise FilterError(f"invalid filter at position {(pos or 0) + 1}: {what}{hint}: {text!r}") from None
 
 
-def compile_filter(text: str | None) -> ColumnElement[bool]:
+def compile_filter(text: str | None, *, distinct: Distinct | None = None,
+                   foreign: list[str] | None = None) -> ColumnElement[bool]:
     """A SQLAlchemy boolean expression over ``structures`` for an OPTIMADE filter (``None``/blank: all rows).
+
+    ``distinct(column)`` (every distinct stored value of a column) lets ``<``/``>`` on the formula fields compare
+    OPTIMADE's spelling; without it they compare the stored one. Given a ``foreign`` list, fields of other
+    providers (``_exmpl_x``) are unknown values, as OPTIMADE asks, and their names are appended to it; without
+    one they are errors. Fields that exist but cannot be filtered raise :class:`UnsupportedFilter`.
 
     Filters longer than :data:`MAX_FILTER_LENGTH` characters, nested deeper than
     :data:`MAX_FILTER_DEPTH` parentheses, with more than :data:`MAX_FILTER_COMPARISONS`
@@ -779,7 +986,7 @@ def compile_filter(text: str | None) -> ColumnElement[bool]:
     tree = parse(text)
     _check_comparisons(tree)
     try:
-        return _ToSql(text).transform(tree)
+        return _ToSql(text, distinct, foreign).transform(tree)
     except FilterError:
         raise
     except RecursionError:  # the limits above keep filters far from this; a last net, not a path

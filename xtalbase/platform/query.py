@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Literal
 
@@ -67,23 +68,29 @@ class Query:
     fails at ``db.query(...)`` with a :class:`FilterError` naming the position.
     """
 
-    def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None) -> None:
+    def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None,
+                 optimade: bool = False) -> None:
         if limit is not None and (not isinstance(limit, int) or not 0 <= limit < 2**63):
             raise XtalbaseError(f"limit must be a non-negative 64-bit integer, got {limit!r}")
         self.db = db
         self.filter = filter
         self.sort = sort
         self.limit = limit
-        self.where = compile_filter(filter)
-        if sort:
-            col, descending = sort_column(sort)
-            first = col.desc() if descending else col.asc()
-            self._order = [first.nulls_last(), Structure.id.asc()]
-            self._sort_key: str | None = col.key
-            self._sort_desc = descending
-        else:
-            self._order = [Structure.id.asc()]
-            self._sort_key, self._sort_desc = None, False
+        #: Other providers' fields the filter named: with ``optimade=True`` (the API) they are unknown values, as
+        #: OPTIMADE asks, and the formula fields compare OPTIMADE's spelling with <, >, STARTS, ENDS, CONTAINS;
+        #: otherwise (``xtalbase query``) other providers' fields are errors and formulas compare the stored spelling.
+        self.foreign: list[str] = []
+        self.where = compile_filter(filter, distinct=self._distinct if optimade else None,
+                                    foreign=self.foreign if optimade else None)
+        # ``sort`` may list several keys, "a,-b": each ascending unless prefixed with -
+        keys = [sort_column(k.strip()) for k in sort.split(",")] if sort else []
+        self._sort_keys: list[tuple[str, bool]] = [(col.key, desc) for col, desc in keys]
+        self._order = [(col.desc() if desc else col.asc()).nulls_last() for col, desc in keys] + [Structure.id.asc()]
+
+    def _distinct(self, col: Any) -> list[Any]:
+        """Every distinct stored value of ``col`` (the filter's comparisons that SQL cannot answer on the stored spelling)."""
+        with self._connect() as conn:
+            return list(conn.execute(select(col).distinct()).scalars())
 
     def __repr__(self) -> str:
         return f"Query(filter={self.filter!r}, sort={self.sort!r}, limit={self.limit!r})"
@@ -103,6 +110,10 @@ class Query:
         with self.db.read_only_engine().connect() as conn:
             rows = conn.exec_driver_sql(prefix + sql).all()
         return "\n".join(" ".join(str(v) for v in (r[-1:] if self.db.backend == "sqlite" else r)) for r in rows)
+
+    def connect(self) -> Any:
+        """The read-only connection this query reads through (a context manager), for loading related rows."""
+        return self._connect()
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -126,14 +137,36 @@ class Query:
                               f"{self.db.backend} ({reason.splitlines()[0]}); use fewer parentheses") from None
 
     # ------------------------------------------------------------------ results
+    def _count_statement(self) -> Select:
+        if self.limit is None:
+            return select(func.count()).select_from(Structure).where(self.where)
+        return select(func.count()).select_from(self.statement().subquery())
+
     def count(self) -> int:
         """How many structures match (after ``limit``)."""
-        if self.limit is None:
-            stmt = select(func.count()).select_from(Structure).where(self.where)
-        else:
-            stmt = select(func.count()).select_from(self.statement().subquery())
         with self._connect() as conn:
-            return int(conn.execute(stmt).scalar_one())
+            return int(conn.execute(self._count_statement()).scalar_one())
+
+    def count_within(self, seconds: float) -> int | None:
+        """:meth:`count`, or ``None`` when counting takes longer than ``seconds`` (the database stops the statement:
+        PostgreSQL's ``statement_timeout``, a SQLite progress handler). For answers that may leave the count out."""
+        postgresql = self.db.backend == "postgresql"
+        with self._connect() as conn:
+            if postgresql:
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+            else:
+                deadline = time.monotonic() + seconds
+                raw = conn.connection.driver_connection
+                raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 1000)  # non-zero interrupts
+            try:
+                return int(conn.execute(self._count_statement()).scalar_one())
+            except DBAPIError as exc:
+                if ("statement timeout" if postgresql else "interrupted") not in str(exc.orig):
+                    raise
+                return None
+            finally:
+                if not postgresql:
+                    raw.set_progress_handler(None, 0)
 
     def ids(self) -> list[int]:
         """Structure ids in query order."""
@@ -145,9 +178,9 @@ class Query:
         import pandas as pd
 
         stmt = select(v_structures).where(v_structures.c.id.in_(self.statement()))
-        if self._sort_key is not None:
-            key = v_structures.c[self._sort_key]
-            stmt = stmt.order_by((key.desc() if self._sort_desc else key.asc()).nulls_last())
+        for name, desc in self._sort_keys:
+            key = v_structures.c[name]
+            stmt = stmt.order_by((key.desc() if desc else key.asc()).nulls_last())
         stmt = stmt.order_by(v_structures.c.id)
         with self._connect() as conn:
             result = conn.execute(stmt)
@@ -182,7 +215,7 @@ class Query:
             page = Query.__new__(Query)
             page.__dict__.update(self.__dict__)
             page.limit = n
-            if self._sort_key is None:
+            if not self._sort_keys:
                 page.where = self.where if last_id is None else (self.where & (Structure.id > last_id))
                 page_ids = page.ids()
             else:
