@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Iterable, Optional
 
 import typer
 
+from xtalbase.platform.config import SCHEDULER_HELP
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
@@ -20,6 +22,8 @@ DbOpt = Annotated[
     typer.Option("--db", help="Database URL; overrides --db before the command and $XTALBASE_DB_URL.", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")]
+#: Every bulk command's ``--scheduler`` (the Runner reads $XTALBASE_DASK_SCHEDULER when it is not given).
+SchedulerOpt = Annotated[Optional[str], typer.Option("--scheduler", help=SCHEDULER_HELP, show_default=False)]
 
 
 @dataclass

@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, ThreadsOpt, console, open_db, print_json, print_table, progress, torch_threads
+from xtalbase.commands._common import (
+    DbOpt,
+    JsonOpt,
+    SchedulerOpt,
+    ThreadsOpt,
+    console,
+    open_db,
+    print_json,
+    print_table,
+    progress,
+    torch_threads,
+)
 
 app = typer.Typer(help="Crystal-structure prediction: train, sample, import, evaluate and compare models on one stored split.",
                   no_args_is_help=True)
@@ -16,7 +27,8 @@ ModeOpt = Annotated[str, typer.Option(help="reference (CDVAE/DiffCSP definitions
 WorkersOpt = Annotated[int, typer.Option(help="Matcher worker processes.")]
 OxidationOpt = Annotated[str, typer.Option(help="SMACT table of the composition gate: installed (the reference code under the "
                                                 "installed SMACT) | smact14 (the SMACT 2.x table behind the published numbers).")]
-TimeoutOpt = Annotated[float, typer.Option(help="Seconds per (prediction, reference) pair before it is stopped and stored as a timeout; 0: none.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds per (prediction, reference) pair before it is stopped and stored as a timeout; "
+                                                "0: none. Local workers only: a Dask cluster does not stop a pair.")]
 
 
 def _split(handle, name: str):  # noqa: ANN001, ANN202
@@ -122,6 +134,7 @@ def evaluate(
     gating: Annotated[str, typer.Option(help="diffcsp (reference and prediction valid at k = 1) | cdvae (prediction only).")] = "diffcsp",
     oxidation_states: OxidationOpt = "installed",
     workers: WorkersOpt = 2,
+    scheduler: SchedulerOpt = None,
     timeout: TimeoutOpt = 60.0,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -133,7 +146,8 @@ def evaluate(
     info = handle.csp.get(run)
     with progress() as bar:
         task = bar.add_task(f"matching {info.name}", total=info.n_structures)
-        result = handle.csp.evaluate(run, mode=mode, k=k, gating=gating, workers=workers, timeout=timeout or None,
+        result = handle.csp.evaluate(run, mode=mode, k=k, gating=gating, workers=workers, scheduler=scheduler,
+                                     timeout=timeout or None,
                                      settings=MatchSettings(oxidation_states=oxidation_states),
                                      progress=lambda n: bar.update(task, completed=n))
     if as_json:
@@ -156,6 +170,7 @@ def leaderboard(
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of match rate vs k.")] = None,
     oxidation_states: OxidationOpt = "installed",
     workers: WorkersOpt = 2,
+    scheduler: SchedulerOpt = None,
     timeout: TimeoutOpt = 60.0,
     db: DbOpt = None,
 ) -> None:
@@ -167,7 +182,8 @@ def leaderboard(
     from xtalbase.csp.matching import MatchSettings
 
     handle = open_db(ctx, db)
-    board = handle.csp.leaderboard(_split(handle, split), mode=mode, ks=k, fold=fold, runs=run, workers=workers, timeout=timeout or None,
+    board = handle.csp.leaderboard(_split(handle, split), mode=mode, ks=k, fold=fold, runs=run, workers=workers, scheduler=scheduler,
+                                   timeout=timeout or None,
                                    settings=MatchSettings(oxidation_states=oxidation_states))
     if board["elsewhere"]:
         console(stderr=True).print(f"[yellow]warning:[/] {len(board['elsewhere'])} CSP run(s) on other split hashes are not "

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, open_db, print_json, print_table, progress
+from xtalbase.commands._common import DbOpt, JsonOpt, SchedulerOpt, open_db, print_json, print_table, progress
 
 #: Formats by file suffix.
 SUFFIXES = (".parquet", ".csv", ".json")
@@ -23,7 +23,7 @@ def describe(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the matrix (index structure_id) to .parquet, .csv "
                                                 "or .json.")] = None,
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes for structural recipes.")] = 1,
-    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="A dask.distributed scheduler address to compute on.")] = None,
+    scheduler: SchedulerOpt = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Compute again the structures stored with an error.")] = False,
     list_recipes: Annotated[bool, typer.Option("--list", help="List the stored recipes and exit.")] = False,
     db: DbOpt = None,

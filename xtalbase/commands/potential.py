@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from xtalbase.commands._common import DbOpt, JsonOpt, ThreadsOpt, console, open_db, print_json, print_table, progress, torch_threads
+from xtalbase.commands._common import (
+    DbOpt,
+    JsonOpt,
+    SchedulerOpt,
+    ThreadsOpt,
+    console,
+    open_db,
+    print_json,
+    print_table,
+    progress,
+    torch_threads,
+)
 
 app = typer.Typer(help="Machine-learning potentials: import n2p2 models, evaluate on stored DFT.", no_args_is_help=True)
 
@@ -43,6 +54,9 @@ def evaluate(
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on a dataset's members.")] = None,
     filter: Annotated[Optional[str], typer.Option("--filter", help="Evaluate on the structures an OPTIMADE filter selects.")] = None,
     threads: ThreadsOpt = 1,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes (one torch thread each; 1: "
+                                         "in this process on --threads).")] = 1,
+    scheduler: SchedulerOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -57,7 +71,7 @@ def evaluate(
     with progress() as bar:
         task = bar.add_task(f"evaluating potential {model_id}", total=None)
         result = evaluate_potential(handle, model_id, split=split, fold=fold, dataset=dataset, filter=filter,
-                                    on_progress=lambda n: bar.advance(task, n))
+                                    workers=workers, scheduler=scheduler, on_progress=lambda n: bar.advance(task, n))
     if as_json:
         print_json(result.summary())
         return

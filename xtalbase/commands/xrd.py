@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xtalbase.commands._common import RECIPE_HELP, DbOpt, JsonOpt, console, open_db, print_json, print_table, progress
+from xtalbase.commands._common import RECIPE_HELP, DbOpt, JsonOpt, SchedulerOpt, console, open_db, print_json, print_table, progress
 
 app = typer.Typer(help="Powder XRD: compute patterns, show them, import measured scans, identify phases.", no_args_is_help=True)
 
@@ -28,6 +28,7 @@ def compute(
     wavelength: WavelengthOpt = None,
     two_theta: TwoThetaOpt = (0.0, 90.0),
     workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    scheduler: SchedulerOpt = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also retry structures that failed for this recipe "
                                                "before (skipped otherwise).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Structures per computed and written batch.")] = 2000,
@@ -44,8 +45,8 @@ def compute(
     handle = open_db(ctx, db)
     with progress() as bar:
         task = bar.add_task("xrd", total=None)
-        summary = compute_missing(handle, _recipe_args(radiation, wavelength, two_theta), workers=workers, batch_size=batch_size,
-                                  hkl=hkl, retry_failed=retry_failed,
+        summary = compute_missing(handle, _recipe_args(radiation, wavelength, two_theta), workers=workers, scheduler=scheduler,
+                                  batch_size=batch_size, hkl=hkl, retry_failed=retry_failed,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
     if as_json:
         print_json(summary)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from xtalbase.errors import XtalbaseError
 from xtalbase.ingest.engines import DEFAULT_ENGINE, DEFAULT_SYMPREC, SYMMETRY_ENGINES
 from xtalbase.ingest.formats import FORMATS
+from xtalbase.platform.config import SCHEDULER_HELP
 
 if TYPE_CHECKING:
     from xtalbase.ingest.prepare import PrepareOptions
@@ -62,7 +63,8 @@ class IngestOptions:
     batch_size : int
         Records per database transaction.
     scheduler : str or None
-        Address of a ``dask.distributed`` scheduler to run the workers on.
+        Address of a ``dask.distributed`` scheduler whose workers prepare the records (and compute the XRD
+        follow-up) instead of ``workers`` local processes; default ``$XTALBASE_DASK_SCHEDULER``, ``""``: local.
     record_timeout : float
         Seconds one record may take in a worker (reading it, then validating and hashing it) before the worker
         is stopped and the record quarantined as ``timeout``; 0: no limit.
@@ -97,8 +99,7 @@ class IngestOptions:
     max_cell_offset: float = _opt(100.0, "bad_cell for a site further than this many cells outside the cell.")
     max_decompressed_mb: int = _opt(512, "too_large when a compressed file expands past this many MiB.", min=1)
     batch_size: int = _opt(BATCH_SIZE, "Records per database transaction.", cli=False, run_param=False)
-    scheduler: Optional[str] = _opt(None, "dask.distributed scheduler address (tcp://host:8786).", cli=False,
-                                    run_param=False)
+    scheduler: Optional[str] = _opt(None, SCHEDULER_HELP, run_param=False, show_default=False)
     # the slowest real record measured takes 0.13 s (docs/ingest.md "Budgets"): 60 s leaves a margin of 400x
     record_timeout: float = _opt(60.0, "Seconds a record may take in a worker before it is quarantined as 'timeout' "
                                        "(0: no limit).", min=0)

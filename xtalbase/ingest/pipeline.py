@@ -253,7 +253,7 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
     if opts.xrd and report.structure_ids:
         from xtalbase.xrd.builder import compute_missing
 
-        compute_missing(db, structure_ids=report.structure_ids, workers=opts.workers)
+        compute_missing(db, structure_ids=report.structure_ids, workers=opts.workers, scheduler=opts.scheduler)
         report.seconds = round(time.perf_counter() - started, 3)
     return report
 

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 #: Configurations per forward pass when evaluating.
 BATCH = 16
+#: Forward-pass batches per task when configurations are predicted by workers: a task always starts at a batch
+#: boundary, so every configuration is computed in the same batch, with the same numbers, wherever it runs.
+TASK_BATCHES = 4
 RANGE_TOLERANCE = 1e-9
 
 
@@ -97,9 +100,57 @@ def predict_configurations(model: Any, configs: Sequence[Any], *, stress: bool =
     return out
 
 
+def predict_on_workers(artifact: bytes, sha256: str, configs: Sequence[Any], *, workers: int = 1,
+                       scheduler: str | None = None, stress: bool = True,
+                       on_progress: Callable[[int], None] | None = None) -> list[PredictedConfiguration]:
+    """:func:`predict_configurations` of a stored potential, in tasks of :data:`TASK_BATCHES` batches computed by
+    ``workers`` local processes or the workers of a Dask ``scheduler`` (default ``$XTALBASE_DASK_SCHEDULER``).
+
+    The artifact (a few hundred kB) travels with each task and is loaded once per worker process; workers run torch
+    on one thread. With one local worker everything runs here, on this process's torch threads.
+    """
+    from xtalbase.platform.config import resolve_scheduler
+    from xtalbase.platform.runner import Runner
+
+    scheduler = resolve_scheduler(scheduler)
+    threads = None if workers <= 1 and scheduler is None else 1
+    size = BATCH * TASK_BATCHES
+    tasks = ((lo, (artifact, sha256, list(configs[lo:lo + size]), stress, threads)) for lo in range(0, len(configs), size))
+    out: list[PredictedConfiguration] = []
+    with Runner(_predict_task, workers=workers, scheduler=scheduler, name="potential") as runner:
+        for _, preds in runner.map(tasks):
+            out.extend(preds)
+            if on_progress:
+                on_progress(len(preds))
+    return out
+
+
+def _predict_task(artifact: bytes, sha256: str, configs: list[Any], stress: bool,
+                  threads: int | None) -> list[PredictedConfiguration]:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = _MODELS.get(sha256)
+    if model is None:
+        from xtalbase.mlip.model import from_bytes
+
+        _MODELS.clear()  # one potential per evaluation: keep only the latest in a long-lived worker
+        model = _MODELS[sha256] = from_bytes(artifact, expected_sha256=sha256)
+    return predict_configurations(model, configs, stress=stress)
+
+
+#: Potentials loaded in this (worker) process, by artifact sha256.
+_MODELS: dict[str, Any] = {}
+
+
 def evaluate(model: Any, configs: Sequence[Any], *, on_progress: Callable[[int], None] | None = None) -> Evaluation:
     """Predict every configuration and compare with its stored energy and forces (overall and per group)."""
-    preds = predict_configurations(model, configs, on_progress=on_progress)
+    return score(configs, predict_configurations(model, configs, on_progress=on_progress))
+
+
+def score(configs: Sequence[Any], preds: Sequence[PredictedConfiguration]) -> Evaluation:
+    """Predictions compared with the stored energies and forces of ``configs`` (overall and per group)."""
     result = _metrics(configs, preds)
     groups: dict[str, list[int]] = {}
     for k, c in enumerate(configs):
@@ -109,7 +160,7 @@ def evaluate(model: Any, configs: Sequence[Any], *, on_progress: Callable[[int],
     if len(groups) > 1 or (groups and sum(map(len, groups.values())) < len(configs)):
         result.groups = {g: _metrics([configs[k] for k in ks], [preds[k] for k in ks]).summary()
                          for g, ks in sorted(groups.items())}
-    result.predictions = preds
+    result.predictions = list(preds)
     return result
 
 

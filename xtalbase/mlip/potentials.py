@@ -294,8 +294,15 @@ def import_n2p2(db: "Database", folder: str | Path, *, name: str, units: str = "
 
 def load_potential(db: "Database", model_id: int | str, device: str = "cpu") -> Any:
     """The network of a registered potential (sha256-checked, ``weights_only`` load)."""
-    from xtalbase.ml.registry import get_model
     from xtalbase.mlip.model import from_bytes
+
+    blob, digest = potential_artifact(db, model_id)
+    return from_bytes(blob, expected_sha256=digest, device=device)
+
+
+def potential_artifact(db: "Database", model_id: int | str) -> tuple[bytes, str]:
+    """``(artifact bytes, recorded sha256)`` of a registered potential: what workers load it from."""
+    from xtalbase.ml.registry import get_model
 
     with db.session() as s:
         row = get_model(s, model_id)
@@ -303,8 +310,7 @@ def load_potential(db: "Database", model_id: int | str, device: str = "cpu") -> 
             raise XtalbaseError(f"model {row.id} is a {row.task} model, not a potential")
         if row.artifact is None:
             raise XtalbaseError(f"model {row.id} has no stored artifact")
-        blob, digest = bytes(row.artifact), row.artifact_sha256
-    return from_bytes(blob, expected_sha256=digest, device=device)
+        return bytes(row.artifact), row.artifact_sha256
 
 
 def selected_configurations(db: "Database", *, split: str | None = None, fold: str = "test", dataset: str | None = None,
@@ -322,13 +328,15 @@ def selected_configurations(db: "Database", *, split: str | None = None, fold: s
 
 
 def evaluate_potential(db: "Database", model_id: int | str, *, on_progress: Callable[[int], None] | None = None,
-                       **selection: Any) -> Any:
-    """An :class:`~xtalbase.mlip.evaluation.Evaluation` of a potential on selected stored configurations."""
-    from xtalbase.mlip.evaluation import evaluate
+                       workers: int = 1, scheduler: str | None = None, **selection: Any) -> Any:
+    """An :class:`~xtalbase.mlip.evaluation.Evaluation` of a potential on selected stored configurations, predicted
+    here, by ``workers`` local processes or on a Dask ``scheduler``'s workers (the same numbers on each)."""
+    from xtalbase.mlip.evaluation import predict_on_workers, score
 
-    model = load_potential(db, model_id)
+    blob, digest = potential_artifact(db, model_id)
     configs, _ = selected_configurations(db, **selection)
-    return evaluate(model, configs, on_progress=on_progress)
+    return score(configs, predict_on_workers(blob, digest, configs, workers=workers, scheduler=scheduler,
+                                             on_progress=on_progress))
 
 
 def predict_potential(db: "Database", model_id: int | str, *, source: str, on_progress: Callable[[int], None] | None = None,

@@ -266,23 +266,101 @@ def _exit_name(code: Optional[int]) -> str:
     return f"exit status {code}"
 
 
+#: Seconds a client waits for the scheduler to answer before the run fails (Dask's own default is 30 s).
+CONNECT_TIMEOUT = 5.0
+
+
 class DaskExecutor(Executor):
-    """Tasks on the workers of a running ``dask.distributed`` scheduler; the client is closed with the executor."""
+    """Tasks on the workers of a running ``dask.distributed`` scheduler; the client is closed with the executor.
 
-    def __init__(self, address: str) -> None:
+    Connecting checks that the scheduler answers within ``connect_timeout`` seconds (default
+    :data:`CONNECT_TIMEOUT`) and that every worker present runs the same xtalbase version as this process
+    (:func:`code_fingerprint`; other module bytes under the same version only log a warning); either failure is
+    one :class:`~xtalbase.errors.XtalbaseError`. ``slots`` is the number of worker threads found then. Tasks are
+    submitted with ``pure=False``: no hashing of their arguments, and two equal tasks both run. A task whose
+    worker dies is run again on another worker by the scheduler (up to its ``allowed-failures``), so the
+    consumer sees one result per task.
+    """
+
+    def __init__(self, address: str, connect_timeout: Optional[float] = None) -> None:
         from dask.distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
 
-        self._client = Client(address)
-        self._inner = self._client.get_executor()
+        connect_timeout = connect_timeout or CONNECT_TIMEOUT
+        try:
+            protocol, location = parse_address(address)
+            if protocol in ("tcp", "tls"):  # checked first: a client built on a bad address fails again when collected
+                parse_host_port(location)
+        except ValueError as exc:
+            raise XtalbaseError(f"{address!r} is not a Dask scheduler address ({exc}): expected e.g. tcp://host:8786") from None
+        try:
+            self._client = Client(address, timeout=connect_timeout, set_as_default=False)
+        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError...: one message
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise XtalbaseError(f"cannot reach the Dask scheduler at {address}: {detail} "
+                                f"(is `dask scheduler` running there?)") from None
+        try:
+            self.slots = _check_workers(self._client, address)
+        except BaseException:
+            self._client.close()
+            raise
+        self._inner = self._client.get_executor(pure=False)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         return self._inner.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         try:
-            self._inner.shutdown(wait=wait)
+            self._inner.shutdown(wait=wait and not cancel_futures)
         finally:
             self._client.close()
+
+
+def code_fingerprint() -> tuple[str, str]:
+    """``(version, sha256 prefix of the bytes of its modules)`` of this process's xtalbase.
+
+    Workers of a cluster must compute what this process would: a worker with another release could store other
+    rows under the same recipe hash. The digest is read from the files when first asked, not from the modules
+    loaded, so a checkout edited meanwhile differs without running other code: a warning, not an error.
+    """
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import hashlib
+        from pathlib import Path
+
+        from xtalbase import __version__
+
+        root = Path(__file__).resolve().parents[1]  # the xtalbase package
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        _FINGERPRINT = (__version__, digest.hexdigest()[:16])
+    return _FINGERPRINT
+
+
+_FINGERPRINT: Optional[tuple[str, str]] = None
+
+
+def _check_workers(client: Any, address: str) -> int:
+    """Worker threads now connected to ``client``'s scheduler, after checking they run this process's version."""
+    version, digest = code_fingerprint()
+    try:
+        theirs = client.run(code_fingerprint)
+    except Exception as exc:  # noqa: BLE001 - e.g. a worker without xtalbase cannot unpickle the function
+        raise XtalbaseError(f"the workers of the Dask scheduler at {address} cannot run xtalbase: "
+                            f"{type(exc).__name__}: {exc}") from None
+    other = sorted(f"{worker} ({found[0]})" for worker, found in theirs.items() if found[0] != version)
+    if other:
+        raise XtalbaseError(f"{len(other)} worker(s) of the Dask scheduler at {address} run another xtalbase version "
+                            f"than this process ({version}): {', '.join(other[:5])}; install {version} on the workers")
+    edited = sorted(worker for worker, found in theirs.items() if found[1] != digest)
+    if edited:
+        log.warning("%d worker(s) at %s have xtalbase %s with other module files than this process (%s...): "
+                    "results may differ", len(edited), address, version, ", ".join(edited[:3]))
+    slots = sum(client.nthreads().values())
+    if not slots:
+        log.warning("the Dask scheduler at %s has no workers yet: tasks wait until one joins", address)
+    return slots
 
 
 def get_executor(workers: int = 1, scheduler: str | None = None, budget: Budget | None = None) -> Executor:
@@ -294,10 +372,12 @@ def get_executor(workers: int = 1, scheduler: str | None = None, budget: Budget 
         1 runs inline; more starts that many local worker processes (:class:`WorkerPool`).
     scheduler : str, optional
         Address of a running ``dask.distributed`` scheduler (``tcp://host:8786``);
-        tasks then run on its workers through ``Client.get_executor()``.
+        tasks then run on its workers through ``Client.get_executor()`` and ``workers`` is not used.
+        :class:`~xtalbase.platform.runner.Runner` fills it from ``$XTALBASE_DASK_SCHEDULER``.
     budget : Budget, optional
         Limits per item and per worker: with any limit set, local work runs in a :class:`SupervisedPool` (one
-        child process even for ``workers=1``). Dask workers keep their own limits (``--memory-limit``).
+        child process even for ``workers=1``). Dask workers keep their own limits (``--memory-limit``); the time
+        per item is not enforced there.
     """
     if scheduler:
         return DaskExecutor(scheduler)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.budgets import Budget, BudgetExceeded
+from xtalbase.platform.config import resolve_scheduler
 from xtalbase.platform.executors import get_executor
 
 K = TypeVar("K")
@@ -42,9 +43,11 @@ class Runner(Generic[K, R]):
     workers : int
         1 runs inline; more starts local worker processes.
     scheduler : str, optional
-        A ``dask.distributed`` scheduler address; its workers run the tasks.
+        A ``dask.distributed`` scheduler address; its workers run the tasks and ``workers`` is ignored. Default:
+        ``$XTALBASE_DASK_SCHEDULER`` (:func:`~xtalbase.platform.config.resolve_scheduler`; ``""``: local workers).
     in_flight : int, optional
-        Most tasks submitted and not yet consumed (default ``2 * workers``, at least 2).
+        Most tasks submitted and not yet consumed (default ``2 * workers``, at least 2); on a cluster at least
+        twice its worker threads when the run starts.
     ordered : bool
         Yield results in submission order (True) or as they finish.
     name : str
@@ -74,7 +77,7 @@ class Runner(Generic[K, R]):
             raise XtalbaseError(f"workers must be at least 1 (got {workers})")
         if in_flight is not None and in_flight < 1:
             raise XtalbaseError(f"in_flight must be at least 1 (got {in_flight})")
-        self.fn, self.workers, self.scheduler = fn, workers, scheduler
+        self.fn, self.workers, self.scheduler = fn, workers, resolve_scheduler(scheduler)
         self.in_flight = in_flight or max(2, 2 * workers)
         self.ordered, self.name, self.progress = ordered, name, progress
         self.budget, self.retry = budget, retry
@@ -83,6 +86,13 @@ class Runner(Generic[K, R]):
     def __enter__(self) -> "Runner[K, R]":
         self._executor = get_executor(self.workers, self.scheduler, self.budget)
         self._executor.__enter__()
+        slots = getattr(self._executor, "slots", None)
+        if slots is not None:  # a cluster: its threads, not --workers, set how much work should wait in its queues
+            if self.workers > 1:
+                log.info("%s: workers=%d not used: the tasks run on the Dask cluster at %s (%d threads)",
+                         self.name, self.workers, self.scheduler, slots)
+            self.workers = max(1, slots)
+            self.in_flight = max(self.in_flight, 2 * self.workers)
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
