@@ -143,3 +143,13 @@ def test_example_fills_the_box_and_a_bad_filter_shows_its_position(page, shot, l
         caret = page.locator("#filter-caret .caret").inner_text()
         assert caret.index("^") == position - 1
         docs_screenshot(page, "web_filter_error")
+
+
+def test_a_failing_step_saves_a_screenshot_and_names_it(page, tmp_path, live):
+    path = tmp_path / "shots" / "failing.png"  # a folder that does not exist yet
+    page.goto(live.url + "/quarantine")
+    with pytest.raises(AssertionError) as failure:
+        with screenshot_on_failure(page, path):
+            assert page.locator("#no-such-element").count() == 1, "the step fails"
+    assert "the step fails" in str(failure.value) and str(path) in str(failure.value)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from markupsafe import escape
 
+from xtalbase.errors import XtalbaseError
 from xtalbase.platform.repositories.notes import notes_of_structure
 
 TOKEN = "test-token"
@@ -82,6 +83,18 @@ def test_search_rows_show_the_stored_columns(live):
     assert cells[0][6].startswith(row["source_database"])
 
 
+def test_search_rows_show_missing_values_as_missing(live):
+    # pandas keeps a missing text value as NaN, which is truthy: rows without an external id showed "extxyz:nan"
+    frame = live.db.query().frame()
+    assert len(frame) <= 100 and frame["source_external_id"].isna().any() and frame["source_external_id"].notna().any()
+    cells = {int(r[0]): r for r in table_rows(get(live, "/", size=100).text, "results")}
+    assert set(cells) == set(frame["id"])
+    for rec in frame.to_dict("records"):
+        external = rec["source_external_id"] if isinstance(rec["source_external_id"], str) else None
+        assert cells[rec["id"]][6].split(" (+")[0] == rec["source_database"] + (f":{external}" if external else "")
+        assert "nan" not in (cells[rec["id"]][2], cells[rec["id"]][3], cells[rec["id"]][5])
+
+
 @pytest.mark.parametrize(("bad", "culprit"), [('nsites > 3 AND elements HAS "Si', '"Si'), ("nsites > 3 AND foo = 1", "foo"),
                                               ("nsites >", None)])
 def test_a_bad_filter_shows_the_message_and_a_caret_at_its_position(live, bad, culprit):
@@ -95,9 +108,89 @@ def test_a_bad_filter_shows_the_message_and_a_caret_at_its_position(live, bad, c
     assert 'id="results"' not in response.text
 
 
+@pytest.mark.parametrize(("bad", "line", "pad"), [
+    ("   nsites > 3 AND foo = 1", "   nsites > 3 AND foo = 1", " " * 18),  # pasted with leading spaces
+    ("nsites > 3\tAND foo = 1", "nsites > 3\tAND foo = 1", " " * 10 + "\t    "),  # a tab is wider than a space
+    ("nsites > 3\nAND foo = 1", "AND foo = 1", " " * 4),  # a pasted second line: the caret under that line
+])
+def test_the_caret_stands_under_the_culprit_as_typed(live, bad, line, pad):
+    response = get(live, "/", filter=bad)
+    assert response.status_code == 400
+    assert int(re.search(r"position (\d+)", element(response.text, "filter-error")).group(1)) == bad.index("foo") + 1
+    shown = re.search(r'<pre id="filter-caret">(.*?)\n<span class="caret">(.*?)\^</span>', response.text, re.S)
+    assert shown and (html.unescape(shown.group(1)), shown.group(2)) == (line, pad)
+    assert html.escape(bad, quote=True) in response.text  # the box keeps what was typed
+
+
+def test_every_offered_example_and_sort_works(live):
+    from xtalbase.server.page_data import EXAMPLE_FILTERS
+
+    page = get(live, "/").text
+    examples = [html.unescape(e) for e in re.findall(r'class="example" data-filter="([^"]*)"', page)]
+    sorts = [html.unescape(v) for v in re.findall(r'<option value="([^"]*)"', re.search(r'<select id="sort".*?</select>', page, re.S).group(0))]
+    assert examples == list(EXAMPLE_FILTERS) and "-_xtalbase_density" in sorts
+    for flt in examples:  # a click fills the box; the search must then answer, not show an error
+        response = get(live, "/", filter=flt)
+        assert response.status_code == 200 and element(response.text, "result-count").endswith(".")
+        assert int(element(response.text, "result-count").split()[0]) == live.db.query(flt).count()
+    for sort in sorts:
+        assert [int(i) for i in LINK.findall(get(live, "/", sort=sort, size=10).text)] == live.db.query(sort=sort or None).ids()[:10]
+
+
 def test_a_bad_sort_field_is_an_error_not_a_crash(live):
     response = get(live, "/", filter="nsites > 1", sort="no_such_field")
     assert response.status_code == 400 and "no_such_field" in element(response.text, "filter-error")
+
+
+def test_odd_page_numbers_and_sizes_give_a_page_not_a_crash(live):
+    ids = live.db.query().ids()
+    pages = -(-len(ids) // 10)
+    huge = get(live, "/", size=10, page="9" * 40)  # past the end: the last page
+    assert huge.status_code == 200 and [int(i) for i in LINK.findall(huge.text)] == ids[(pages - 1) * 10:]
+    below = get(live, "/", size=-5, page=-7)  # the nearest offered size (10), the first page
+    assert below.status_code == 200 and [int(i) for i in LINK.findall(below.text)] == ids[:10]
+    none = get(live, "/", filter="nsites > 100000", page=3)
+    assert none.status_code == 200 and element(none.text, "result-count") == "0 structures match."
+    assert 'id="results"' not in none.text
+    for params in ({"page": "two"}, {"size": "1e3"}):
+        response = get(live, "/", **params)
+        assert response.status_code == 400 and response.headers["content-type"].startswith("text/html")
+        assert f"must be a whole number, got '{next(iter(params.values()))}'" in html.unescape(element(response.text, "error-message"))
+
+
+def test_a_far_page_reads_only_its_own_rows(served_db, monkeypatch):
+    from xtalbase.platform.query import Query
+    from xtalbase.server import page_data
+
+    loaded: list[int] = []
+    frame = Query.frame
+
+    def spy(self):  # noqa: ANN001, ANN202
+        out = frame(self)
+        loaded.append(len(out))
+        return out
+
+    monkeypatch.setattr(Query, "frame", spy)
+    for sort in ("", "-_xtalbase_density"):
+        ids = served_db.query("nelements >= 2", sort=sort or None).ids()
+        pages = -(-len(ids) // 10)
+        assert pages >= 3
+        for page in (2, pages):
+            result = page_data.search(served_db, "nelements >= 2", sort, page, 10)
+            assert [r["id"] for r in result.rows] == ids[(page - 1) * 10:page * 10]
+    # the page's rows only: not the offset + size rows before it
+    assert loaded and max(loaded) <= 10
+
+
+def test_times_are_shown_in_utc_whatever_the_database_session_zone():
+    from datetime import datetime, timedelta, timezone
+
+    from xtalbase.server.pages import environment
+
+    when = environment().filters["when"]
+    berlin = datetime(2026, 12, 6, 14, 30, 5, tzinfo=timezone(timedelta(hours=1)))  # PostgreSQL in a local zone
+    assert when(berlin) == when(datetime(2026, 12, 6, 13, 30, 5)) == "2026-12-06 13:30:05 UTC"  # SQLite: naive UTC
+    assert when(None) == ""
 
 
 # --------------------------------------------------------------------------- structure page
@@ -149,6 +242,15 @@ def test_unknown_structure_is_a_404_page(live):
     assert response.status_code == 404 and "no structure with id 987654" in response.text
 
 
+@pytest.mark.parametrize("key", ["2147483648", "9" * 30, "abc", "0", "-3", "1.5"])
+@pytest.mark.parametrize("path", ["/structures/{}", "/quarantine/{}"])
+def test_an_id_that_names_no_row_is_a_404_page(live, path, key):
+    # past the 32-bit id columns, PostgreSQL and SQLite's driver fail rather than find nothing: that was a 500
+    response = get(live, path.format(key))
+    assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+    assert "not found" in response.text
+
+
 @pytest.fixture(scope="module")
 def prediction(served_db):  # noqa: ANN001
     """A crystal-system model trained on a split of the served structures and its prediction for one structure."""
@@ -184,7 +286,55 @@ def test_structure_page_shows_predictions_with_their_provenance(live, prediction
     assert text["split"].strip().startswith("pages") and "matches the hash recorded" in text["training data"]
 
 
+def test_a_models_chain_is_read_once_per_structure_page(served_db, prediction, monkeypatch):
+    import xtalbase.ml.provenance as provenance
+    from xtalbase.ml.predict import predict_structures
+    from xtalbase.server import page_data
+
+    model, sid, pid = prediction
+    more = [predict_structures(served_db, model.model_id, [sid]).prediction_ids[0] for _ in range(2)]
+    calls: list[int] = []
+    chain = provenance.model_chain
+
+    def spy(session, model_id):  # noqa: ANN001, ANN202
+        calls.append(model_id)
+        return chain(session, model_id)
+
+    monkeypatch.setattr(provenance, "model_chain", spy)
+    shown = page_data.structure_page(served_db, sid)["predictions"]
+    # re-hashing the training set and reading its sources once per prediction made a page cost N model chains
+    assert calls == [model.model_id]
+    assert {p["id"] for p in shown} >= {pid, *more}
+    ours = [p for p in shown if p["id"] in {pid, *more}]
+    with served_db.session() as s:
+        full = {p["id"]: page_data._model_steps(provenance.prediction_chain(s, p["id"])["model_chain"]) for p in ours}
+    for p in ours:
+        assert p["steps"][0]["what"] == "predict run" and p["steps"][1:] == full[p["id"]]
+    assert len({p["steps"][0]["text"] for p in ours}) == len(ours)  # each its own predict run
+
+
 # --------------------------------------------------------------------------- quarantine
+
+
+def test_the_quarantine_list_does_not_read_the_raw_records(served_db):
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from xtalbase.server import page_data
+
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):  # noqa: ANN001, ANN202
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        listed = page_data.quarantine_page(served_db, None)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert listed["rows"] and any("quarantine" in s for s in statements)
+    # up to 500 rows of up to 64 KiB each that the list never shows
+    assert not [s for s in statements if "raw_text" in s]
 
 
 def test_quarantine_counts_equal_the_database(live):
@@ -246,6 +396,50 @@ def test_writes_need_the_right_token(live_writable, how):
     assert notes(live_writable.db, sid) == before
 
 
+def test_a_chunked_form_is_cut_off_at_the_limit():
+    import asyncio
+
+    from starlette.requests import Request
+
+    from xtalbase.server import pages
+
+    chunk, sent = b"text=" + b"a" * (64 * 1024), 0
+    total = 4 * pages.MAX_FORM_BYTES // len(chunk)
+
+    async def receive() -> dict:
+        nonlocal sent
+        sent += 1
+        return {"type": "http.request", "body": chunk, "more_body": sent < total}
+
+    # no Content-Length (chunked transfer): the size is known only while reading
+    request = Request({"type": "http", "method": "POST", "headers": [(b"content-type", pages.FORM_TYPE.encode())]}, receive)
+    with pytest.raises(XtalbaseError, match="larger than"):
+        asyncio.run(pages._form(request))
+    assert sent <= pages.MAX_FORM_BYTES // len(chunk) + 1 < total  # stopped at the limit, not after reading it all
+
+
+def test_an_oversized_form_is_refused_with_413(live_writable):
+    sid = live_writable.db.query().ids()[3]
+    before = notes(live_writable.db, sid)
+
+    def body():  # a generator: httpx sends it chunked, without Content-Length
+        yield f"token={TOKEN}&text=".encode()
+        for _ in range(40):
+            yield b"a" * 32768
+
+    response = httpx.post(f"{live_writable.url}/structures/{sid}/notes", content=body(), timeout=60,
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413 and "larger than" in response.text
+    assert notes(live_writable.db, sid) == before
+
+
+def test_writes_to_an_id_that_names_no_row_are_404_pages(live_writable):
+    for path, data in (("/structures/{}/notes", {"text": "x", "token": TOKEN}), ("/quarantine/{}/reingest", {"record": "x", "token": TOKEN})):
+        for key in ("9" * 30, "abc"):
+            response = post(live_writable, path.format(key), data)
+            assert response.status_code == 404 and response.headers["content-type"].startswith("text/html")
+
+
 def test_a_note_is_stored_and_shown_escaped(live_writable):
     sid = live_writable.db.query().ids()[2]
     page = get(live_writable, f"/structures/{sid}").text
@@ -259,6 +453,9 @@ def test_a_note_is_stored_and_shown_escaped(live_writable):
     assert by_header.status_code == 303 and notes(live_writable.db, sid)[-2:] == [text, "second note"]
     empty = post(live_writable, f"/structures/{sid}/notes", {"text": "   ", "token": TOKEN})
     assert empty.status_code == 400 and "needs some text" in empty.text
+    # PostgreSQL text cannot hold NUL: that was a 500 there (and stored on SQLite); now refused on both
+    nul = post(live_writable, f"/structures/{sid}/notes", {"text": "pasted\x00bytes", "token": TOKEN})
+    assert nul.status_code == 400 and "NUL" in nul.text and notes(live_writable.db, sid)[-2:] == [text, "second note"]
 
 
 def test_reingest_of_a_corrected_record_inserts_the_structure(live_writable):
@@ -292,6 +489,42 @@ def test_reingest_of_a_still_broken_record_quarantines_it_again(live_writable):
     assert "0 inserted" in element(response.text, "reingest-summary")
     assert [r[1] for r in table_rows(response.text, "quarantined-again")] == ["parse_error"]
     assert len(db.quarantine("parse_error")) == before + 1
+
+
+def test_reingest_keeps_the_original_runs_options_and_folder_names(live_writable, tmp_path):
+    from tests.server.conftest import BAD_RECORDS
+    from xtalbase.platform.repositories.structures import sources_of
+
+    db = live_writable.db
+    folder = tmp_path / "perov5_curated" / "batch1"  # the folder name gives the source database at ingest
+    folder.mkdir(parents=True)
+    bad = (BAD_RECORDS / "unknown_element.cif").read_text().replace("hand-made", "a second hand-made")
+    (folder / "kcl.cif").write_text(bad)
+    first = db.ingest([tmp_path / "perov5_curated"], licence="CC-BY-4.0 (curated)")
+    assert first.quarantined == 1
+    q = db.quarantine("unknown_element").iloc[0]
+    assert q["file_path"].endswith("kcl.cif")
+    response = post(live_writable, f"/quarantine/{q['id']}/reingest", {"record": bad.replace("Xx", "K"), "token": TOKEN})
+    assert response.status_code == 200, response.text
+    (new,) = [int(i) for i in LINK.findall(response.text)]
+    with db.session() as s:
+        (src,) = sources_of(s, new)
+        # as a first ingest of the corrected file would have stored it: not 'local' and no licence
+        assert (src.database, src.licence, src.file_path.rsplit("/", 1)[-1]) == ("perov5", "CC-BY-4.0 (curated)", "kcl.cif")
+
+
+@pytest.mark.parametrize(("file_path", "named", "folders"), [
+    ("/data/perov5/a/x.cif", ["/data/perov5"], ["perov5", "a"]),
+    ("/data/perov5/a/x.cif", ["/data", "/data/perov5/a"], ["a"]),  # the longest given path that holds the file
+    ("/data/x.cif", ["/data/x.cif"], []),                          # a file given by name: its name alone
+    ("/data/../../etc/x.cif", ["/data"], ["data", "etc"]),         # '..' dropped: nothing lands outside the folder
+    ("rel/mp_cgcnn/x.cif", ["rel"], ["rel", "mp_cgcnn"]),
+    ("/elsewhere/x.cif", ["/data"], []),
+])
+def test_the_folders_a_reingested_record_is_written_below(file_path, named, folders):
+    from xtalbase.server.page_writes import original_folders
+
+    assert original_folders(file_path, named) == folders
 
 
 def test_a_reingested_record_keeps_the_original_file_name():

@@ -61,6 +61,16 @@ class SearchResult:
         """How many pages the whole result fills (at least 1)."""
         return max(1, -(-self.total // self.size))
 
+    @property
+    def caret(self) -> tuple[str, str]:
+        """The line of the filter that holds the error's position, and what goes before the caret under it: a space
+        per character, a tab per tab (a tab is wider than a space in ``<pre>``), so the caret lines up."""
+        at = (self.position or 1) - 1
+        start = self.filter.rfind("\n", 0, at) + 1
+        end = self.filter.find("\n", at)
+        line = self.filter[start:end if end >= 0 else len(self.filter)].rstrip("\r")
+        return line, "".join(c if c == "\t" else " " for c in self.filter[start:at])
+
 
 def page_size(value: Optional[int]) -> int:
     """The offered page size nearest ``value`` (the default for ``None``)."""
@@ -75,11 +85,11 @@ def search(db: "Database", filter: str, sort: str, page: int, size: int) -> Sear
 
     result = SearchResult(filter=filter, sort=sort, page=max(1, page), size=size)
     try:
-        query = db.query(filter.strip() or None, sort=sort or None)
+        # the filter as typed (not stripped): the error's position counts the characters the curator sees
+        query = db.query(filter if filter.strip() else None, sort=sort or None)
         result.total = query.count()
         result.page = min(result.page, result.pages)
-        offset = (result.page - 1) * size
-        frame = db.query(query.filter, sort=query.sort, limit=offset + size).frame().iloc[offset:]
+        frame = _page_frame(query, (result.page - 1) * size, size)
     except FilterError as exc:
         result.error = str(exc)
         found = _POSITION.search(result.error)
@@ -92,13 +102,38 @@ def search(db: "Database", filter: str, sort: str, page: int, size: int) -> Sear
     return result
 
 
+def _page_frame(query: Any, offset: int, size: int) -> Any:
+    """The ``v_structures`` rows of the ``size`` matches after the first ``offset``, in the query's order.
+
+    Only the page's ids are read with OFFSET and only their rows are loaded: reading the first ``offset + size``
+    rows into a frame and keeping the tail made a far page of a large result load the whole result.
+    """
+    import copy
+
+    from xtalbase.schema import Structure
+
+    # TODO(query offset): Query has no ``offset`` yet; the OPTIMADE routes page the same way (statement + OFFSET)
+    with query.connect() as conn:
+        ids = list(conn.execute(query.statement().limit(size).offset(offset)).scalars())
+    page = copy.copy(query)  # as Query.pages does for a sorted page: the same order over the page's ids
+    page.where, page.limit = Structure.id.in_(ids), None
+    return page.frame()
+
+
 def _row(r: dict[str, Any]) -> dict[str, Any]:
+    r = {k: _missing(v) for k, v in r.items()}
     source = r["source_database"] or ""
-    if r.get("source_external_id"):
+    if r["source_external_id"]:
         source += f":{r['source_external_id']}"
     return {"id": int(r["id"]), "formula": r["formula_reduced"], "spacegroup_symbol": r["spacegroup_symbol"],
             "spacegroup_number": _int(r["spacegroup_number"]), "crystal_system": r["crystal_system"], "nsites": int(r["nsites"]),
             "density": r["density"], "source": source, "nsources": _int(r["nsources"])}
+
+
+def _missing(value: Any) -> Any:
+    """``None`` for a missing value: pandas gives NaN, which is truthy, for a missing one in a text column too
+    (its string dtype), so ``value or "–"`` would print "nan" and ``source + ...`` would fail."""
+    return None if isinstance(value, float) and value != value else value
 
 
 def _int(value: Any) -> Optional[int]:
@@ -125,7 +160,7 @@ def structure_page(db: "Database", structure_id: int) -> dict[str, Any]:
                "calculations": [_calculation(c, st.nsites)
                                 for c in structures_with_calculations(s, [structure_id]).calculations.get(structure_id, [])],
                "notes": [{"id": n.id, "created_at": n.created_at, "text": n.text} for n in notes_of_structure(s, structure_id)],
-               "predictions": [_prediction(s, p.id) for p in predictions_of_structure(s, structure_id, PREDICTIONS_SHOWN)]}
+               "predictions": _predictions(s, predictions_of_structure(s, structure_id, PREDICTIONS_SHOWN))}
     out["pattern"] = _pattern(db, structure_id)
     return out
 
@@ -221,16 +256,32 @@ def _hkl(family: Any) -> str:
     return ", ".join("(" + " ".join(str(i) for i in f[:3]) + ")" for f in family or [])
 
 
-def _prediction(session: Any, prediction_id: int) -> dict[str, Any]:
-    """A prediction with the steps of its provenance chain: model → training run → split/dataset → data."""
+def _predictions(session: Any, predictions: list[Any]) -> list[dict[str, Any]]:
+    """Each prediction with the steps of its provenance chain. A model's chain (its training set re-hashed, its
+    ingest runs and source files) is read once per page: predictions of one model share it."""
     from xtalbase.ml.provenance import prediction_chain
+    from xtalbase.platform.repositories.runs import get_run, run_dict
 
-    chain = prediction_chain(session, prediction_id)
-    p, mc = chain["prediction"], chain["model_chain"]
+    model_steps: dict[int, list[dict[str, str]]] = {}
+    out = []
+    for pred in predictions:
+        if pred.model_id in model_steps:
+            p = {"id": pred.id, "target": pred.target, "label": pred.label, "value": pred.value, "created_at": pred.created_at}
+            run = run_dict(get_run(session, pred.run_id)) if pred.run_id is not None else None
+        else:
+            chain = prediction_chain(session, pred.id)
+            p, run = chain["prediction"], chain.get("predict_run")
+            model_steps[pred.model_id] = _model_steps(chain["model_chain"])
+        steps = ([{"what": "predict run", "text": _run_text(run)}] if run else []) + model_steps[pred.model_id]
+        out.append({"id": p["id"], "target": p["target"], "label": p["label"], "value": p["value"],
+                    "created_at": p["created_at"], "model_id": pred.model_id, "steps": steps})
+    return out
+
+
+def _model_steps(mc: dict[str, Any]) -> list[dict[str, str]]:
+    """The steps of a model's chain: model → training run → XRD recipe → split/dataset → training data → sources."""
     m = mc["model"]
     steps: list[dict[str, str]] = []
-    if chain.get("predict_run"):
-        steps.append({"what": "predict run", "text": _run_text(chain["predict_run"])})
     steps.append({"what": "model", "text": f"{m['id']}{' ' + m['name'] if m['name'] else ''}: {m['algorithm']} {m['task']} of "
                   f"{m['target']}, seed {m['seed']}, artifact {m['artifact_format']} sha256 {(m['artifact_sha256'] or '')[:16]}, "
                   f"code {m['code_version']}"})
@@ -257,8 +308,7 @@ def _prediction(session: Any, prediction_id: int) -> dict[str, Any]:
         if sf:
             steps.append({"what": "source files", "text": f"{sf['n_files']} files, {sf['n_sources']} source records "
                           f"({_pairs(sf['databases'])}), files sha256 {sf['files_sha256'][:16]}"})
-    return {"id": p["id"], "target": p["target"], "label": p["label"], "value": p["value"], "created_at": p["created_at"],
-            "model_id": m["id"], "steps": steps}
+    return steps
 
 
 def _pairs(values: Any) -> str:
@@ -275,16 +325,16 @@ def _run_text(run: dict[str, Any]) -> str:
 
 def quarantine_page(db: "Database", reason: Optional[str]) -> dict[str, Any]:
     """Counts by reason and by run, and the newest quarantined records (of ``reason`` when given)."""
-    from xtalbase.platform.repositories.structures import quarantine_count, quarantine_counts, quarantine_rows
+    from xtalbase.platform.repositories.structures import QUARANTINE_COLUMNS, quarantine_count, quarantine_counts, quarantine_rows
 
+    # the list links to the record page: its raw text (up to 64 KiB a row) is not read here
+    listed = [c for c in QUARANTINE_COLUMNS if c != "raw_text"]
     with db.session() as s:
         by_reason = quarantine_counts(s, "reason")
         by_run = quarantine_counts(s, "run_id")
         total = quarantine_count(s)
         shown_total = quarantine_count(s, reason) if reason else total
-        rows = quarantine_rows(s, reason, limit=QUARANTINE_LIST_LIMIT)
-    for r in rows:
-        r.pop("raw_text", None)  # the list links to the record page; raw text can be 64 KiB each
+        rows = quarantine_rows(s, reason, limit=QUARANTINE_LIST_LIMIT, columns=listed)
     return {"by_reason": by_reason, "by_run": by_run, "total": total, "reason": reason, "rows": rows, "shown_total": shown_total,
             "limit": QUARANTINE_LIST_LIMIT}
 

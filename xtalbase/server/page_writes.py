@@ -11,7 +11,7 @@ import hmac
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from xtalbase.errors import XtalbaseError
 
@@ -75,28 +75,58 @@ def reingest_file_name(file_path: str, quarantine_id: int) -> str:
     return name if name and not name.startswith(".") else f"quarantine-{quarantine_id}.txt"
 
 
+def original_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ingest options the original run recorded (format, source, licence, symprec, disorder, thresholds), so the
+    corrected record is read, validated, keyed and attributed as it would have been; never how that run ran."""
+    from xtalbase.ingest.options import IngestOptions
+
+    known = set(IngestOptions.names()) - {"workers", "batch_size", "scheduler"}
+    return {k: v for k, v in params.items() if k in known}
+
+
+def original_folders(file_path: str, named_paths: Sequence[str]) -> list[str]:
+    """The folder names from the path the original run was given down to the file, the given folder's own name first:
+    ingest infers the source database from them (a ``perov5`` folder), so the corrected record is written below the
+    same names. Names only (no anchor, ``.`` or ``..``), so nothing is written outside the temporary folder."""
+    posix = file_path.replace("\\", "/")
+    for named in sorted((str(p).replace("\\", "/").rstrip("/") for p in named_paths), key=len, reverse=True):
+        if named and posix.startswith(named + "/"):
+            parts = [PurePosixPath(named).name, *PurePosixPath(posix[len(named) + 1:]).parts[:-1]]
+            return [p for p in parts if p not in ("", ".", "..", "/") and len(p.encode()) <= 255]
+    return []
+
+
 def reingest(db: "Database", quarantine_id: int, text: str) -> ReingestResult:
-    """Run ``text`` (the corrected record) through the real ingest pipeline, as a file named like the original.
+    """Run ``text`` (the corrected record) through the real ingest pipeline, as a file named like the original, below
+    the same folder names and with the options of the run that quarantined it.
 
     New structures get a note saying where they came from; the quarantine row itself is kept (it is the record of
     what was rejected)."""
+    from xtalbase.errors import NotFound
     from xtalbase.platform.repositories.notes import add_structure_note
+    from xtalbase.platform.repositories.runs import get_run
     from xtalbase.platform.repositories.structures import quarantine_record, quarantine_rows
 
     with db.session() as s:
         original = quarantine_record(s, quarantine_id)
+        try:
+            params = dict(get_run(s, original["run_id"]).params or {}) if original["run_id"] is not None else {}
+        except NotFound:
+            params = {}
     if not text.strip():
         raise XtalbaseError(f"quarantine record {quarantine_id}: the corrected record is empty")
     result = ReingestResult(quarantine_id, reingest_file_name(original["file_path"], quarantine_id))
+    folders = original_folders(original["file_path"], params.get("paths") or [])
     with tempfile.TemporaryDirectory(prefix="xtalbase-reingest-") as folder:
-        path = Path(folder) / result.file_name
+        path = Path(folder).joinpath(*folders, result.file_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        report = db.ingest([path], workers=1)
+        report = db.ingest([Path(folder, folders[0]) if folders else path], **{**original_options(params), "workers": 1})
     result.run_id, result.read, result.inserted, result.duplicates = report.run_id, report.read, report.inserted, report.duplicates
     result.structure_ids = list(report.structure_ids)
     with db.session() as s:
         if report.quarantined:
-            rows = quarantine_rows(s, limit=report.quarantined + 50)
+            rows = quarantine_rows(s, limit=report.quarantined + 50, columns=("id", "reason", "message", "record_locator", "run_id"))
             result.quarantined = [{k: r[k] for k in ("id", "reason", "message", "record_locator")} for r in rows
                                   if r["run_id"] == report.run_id]
         for sid in result.structure_ids:

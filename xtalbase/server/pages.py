@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlencode
@@ -28,6 +29,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: Largest form body accepted (a corrected record is at most the 64 KiB ingest keeps, plus the form's overhead).
 MAX_FORM_BYTES = 1 << 20
 
+#: Largest row id: the id columns are 32-bit INTEGER on PostgreSQL, so a larger number names no row (and would make
+#: the database, or SQLite's driver, fail instead of finding nothing).
+MAX_ID = 2**31 - 1
+
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -40,8 +45,16 @@ def environment() -> Any:
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = _num
     env.globals["zip"] = zip
-    env.filters["when"] = lambda t: "" if t is None else f"{t:%Y-%m-%d %H:%M:%S}"
+    env.filters["when"] = _when
     return env
+
+
+def _when(t: Optional[datetime]) -> str:
+    """A stored timestamp in UTC. PostgreSQL hands timestamps back in its session time zone (the server's local
+    one unless configured), SQLite as stored (UTC, naive): without converting, one page would show two clocks."""
+    if t is None:
+        return ""
+    return f"{(t.astimezone(timezone.utc) if t.tzinfo is not None else t):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _num(value: Any, digits: int = 4) -> str:
@@ -65,13 +78,41 @@ def error_page(request: Request, status: int, title: str, message: str) -> HTMLR
     return render(request, "error.html", status=status, title=title, message=message)
 
 
+class FormTooLarge(XtalbaseError):
+    """A form body over :data:`MAX_FORM_BYTES` (answered 413)."""
+
+
+def row_id(value: str) -> Optional[int]:
+    """``value`` (a path segment) as a row id, or ``None`` when it is no whole number from 1 to :data:`MAX_ID`."""
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_ID)):
+        return None
+    n = int(value)
+    return n if 1 <= n <= MAX_ID else None
+
+
+def whole_number(value: str, name: str) -> int:
+    """A query parameter as an integer, clamped to ±10**18 (no page count reaches it, and ``int()`` of thousands of
+    digits is refused); :class:`XtalbaseError` naming the parameter for anything else."""
+    text = value.strip()
+    digits = text.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):
+        raise XtalbaseError(f"{name} must be a whole number, got {value!r}")
+    n = int(digits) if len(digits) <= 18 else 10**18
+    return -n if text.startswith("-") else n
+
+
 # --------------------------------------------------------------------------- reading pages
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def search_page(request: Request, filter: str = "", sort: str = "", page: int = 1, size: Optional[int] = None) -> HTMLResponse:
+def search_page(request: Request, filter: str = "", sort: str = "", page: str = "1", size: str = "") -> HTMLResponse:
     """The search page: a filter box with examples and one page of matching structures."""
-    result = page_data.search(database(request), filter, sort, page, page_data.page_size(size))
+    try:
+        number = whole_number(page or "1", "page")
+        per_page = page_data.page_size(whole_number(size, "size") if size.strip() else None)
+    except XtalbaseError as exc:
+        return error_page(request, 400, "Bad request", str(exc))
+    result = page_data.search(database(request), filter, sort, number, per_page)
 
     def link(n: int) -> str:
         return "/?" + urlencode({"filter": result.filter, "sort": result.sort, "page": n, "size": result.size})
@@ -83,17 +124,21 @@ def search_page(request: Request, filter: str = "", sort: str = "", page: int = 
                   first_link=link(1), last_link=link(result.pages))
 
 
-def _found(request: Request, template: str, missing: str, read: Any, key: int) -> HTMLResponse:
-    """``template`` over what ``read(db, key)`` returns, or a 404 page titled ``missing`` when it raises NotFound."""
+def _found(request: Request, template: str, missing: str, read: Any, key: str) -> HTMLResponse:
+    """``template`` over what ``read(db, id)`` returns, or a 404 page titled ``missing`` when ``key`` is no id or
+    ``read`` raises NotFound."""
+    number = row_id(key)
     try:
-        context = read(database(request), key)
+        if number is None:
+            raise NotFound(f"{key!r} is not an id (a whole number from 1 to {MAX_ID})")
+        context = read(database(request), number)
     except NotFound as exc:
         return error_page(request, 404, missing, str(exc))
     return render(request, template, **context)
 
 
 @router.get("/structures/{structure_id}", response_class=HTMLResponse, include_in_schema=False)
-def structure_page(request: Request, structure_id: int) -> HTMLResponse:
+def structure_page(request: Request, structure_id: str) -> HTMLResponse:
     """One structure: lattice, symmetry, sites, sources, calculations, XRD pattern, predictions, notes."""
     return _found(request, "structure.html", "Structure not found", page_data.structure_page, structure_id)
 
@@ -105,7 +150,7 @@ def quarantine_page(request: Request, reason: str = "") -> HTMLResponse:
 
 
 @router.get("/quarantine/{quarantine_id}", response_class=HTMLResponse, include_in_schema=False)
-def quarantine_record_page(request: Request, quarantine_id: int) -> HTMLResponse:
+def quarantine_record_page(request: Request, quarantine_id: str) -> HTMLResponse:
     """One quarantined record: reason, message, where it came from, its raw text (and the re-ingest form)."""
     return _found(request, "quarantine_record.html", "Quarantine record not found", page_data.quarantine_detail, quarantine_id)
 
@@ -117,11 +162,15 @@ async def _form(request: Request) -> dict[str, str]:
     """The URL-encoded form of a POST (the last value of each field); :class:`XtalbaseError` for another body."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM_TYPE:
         raise XtalbaseError(f"send the form as {FORM_TYPE}")
-    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        raise XtalbaseError(f"the form is larger than {MAX_FORM_BYTES} bytes")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise XtalbaseError(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise FormTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    # read chunk by chunk and stop at the limit: a chunked body has no Content-Length to refuse it by
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
     return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True).items()}
 
 
@@ -133,6 +182,8 @@ async def _authorized_form(request: Request) -> dict[str, str] | HTMLResponse:
                           "`xtalbase serve --allow-writes --token ...`")
     try:
         form = await _form(request)
+    except FormTooLarge as exc:
+        return error_page(request, 413, "Form too large", str(exc))
     except XtalbaseError as exc:
         return error_page(request, 400, "Bad request", str(exc))
     try:
@@ -143,28 +194,34 @@ async def _authorized_form(request: Request) -> dict[str, str] | HTMLResponse:
 
 
 @router.post("/structures/{structure_id}/notes", include_in_schema=False)
-async def add_note(request: Request, structure_id: int) -> Any:
+async def add_note(request: Request, structure_id: str) -> Any:
     """Add a note to a structure (needs writes and the token), then show the structure page."""
     form = await _authorized_form(request)
     if isinstance(form, HTMLResponse):
         return form
+    number = row_id(structure_id)
+    if number is None:
+        return error_page(request, 404, "Structure not found", f"{structure_id!r} is not a structure id")
     try:
-        await run_in_threadpool(page_writes.add_note, database(request), structure_id, form.get("text", ""))
+        await run_in_threadpool(page_writes.add_note, database(request), number, form.get("text", ""))
     except NotFound as exc:
         return error_page(request, 404, "Structure not found", str(exc))
     except XtalbaseError as exc:
         return error_page(request, 400, "Note not added", str(exc))
-    return RedirectResponse(f"/structures/{structure_id}#notes", status_code=303)
+    return RedirectResponse(f"/structures/{number}#notes", status_code=303)
 
 
 @router.post("/quarantine/{quarantine_id}/reingest", response_class=HTMLResponse, include_in_schema=False)
-async def reingest(request: Request, quarantine_id: int) -> HTMLResponse:
+async def reingest(request: Request, quarantine_id: str) -> HTMLResponse:
     """Ingest a corrected version of a quarantined record (needs writes and the token) and show what happened."""
     form = await _authorized_form(request)
     if isinstance(form, HTMLResponse):
         return form
+    number = row_id(quarantine_id)
+    if number is None:
+        return error_page(request, 404, "Quarantine record not found", f"{quarantine_id!r} is not a quarantine record id")
     try:
-        result = await run_in_threadpool(page_writes.reingest, database(request), quarantine_id, form.get("record", ""))
+        result = await run_in_threadpool(page_writes.reingest, database(request), number, form.get("record", ""))
     except NotFound as exc:
         return error_page(request, 404, "Quarantine record not found", str(exc))
     except XtalbaseError as exc:

@@ -18,7 +18,7 @@ MAX_NOTE_LENGTH = 10_000
 
 def add_structure_note(session: "Session", structure_id: int, text: str) -> StructureNote:
     """Attach ``text`` to structure ``structure_id`` (the caller commits); :class:`NotFound` for an unknown structure,
-    :class:`XtalbaseError` for an empty or over-long note."""
+    :class:`XtalbaseError` for an empty or over-long note, or one with a NUL character."""
     if session.get(Structure, structure_id) is None:
         raise NotFound(f"no structure with id {structure_id}")
     text = text.strip()
@@ -26,6 +26,8 @@ def add_structure_note(session: "Session", structure_id: int, text: str) -> Stru
         raise XtalbaseError(f"structure {structure_id}: a note needs some text")
     if len(text) > MAX_NOTE_LENGTH:
         raise XtalbaseError(f"structure {structure_id}: a note has at most {MAX_NOTE_LENGTH} characters, got {len(text)}")
+    if "\x00" in text:  # PostgreSQL text cannot hold it (SQLite can): refused on both, never a database error
+        raise XtalbaseError(f"structure {structure_id}: a note cannot contain a NUL character (at {text.index(chr(0)) + 1})")
     note = StructureNote(structure_id=structure_id, text=text)
     session.add(note)
     session.flush()

@@ -66,10 +66,11 @@ def calculations_of(session: "Session", structure_ids: Sequence[int]) -> dict[in
 QUARANTINE_COLUMNS = ("id", "reason", "file_path", "record_locator", "run_id", "message", "raw_text")
 
 
-def quarantine_rows(session: "Session", reason: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """Quarantined records, newest first: ``id``, ``reason``, ``file_path``, ``record_locator``, ``run_id``,
-    ``message``, ``raw_text``; only ``reason`` when given; at most ``limit``."""
-    stmt = select(*(Quarantine.__table__.c[c] for c in QUARANTINE_COLUMNS)).order_by(Quarantine.id.desc())
+def quarantine_rows(session: "Session", reason: str | None = None, limit: int | None = None,
+                    columns: Sequence[str] = QUARANTINE_COLUMNS) -> list[dict[str, Any]]:
+    """Quarantined records, newest first: ``columns`` (default ``id``, ``reason``, ``file_path``, ``record_locator``,
+    ``run_id``, ``message``, ``raw_text``); only ``reason`` when given; at most ``limit``."""
+    stmt = select(*(Quarantine.__table__.c[c] for c in columns)).order_by(Quarantine.id.desc())
     if reason is not None:
         stmt = stmt.where(Quarantine.reason == reason)
     if limit is not None:
