@@ -9,6 +9,9 @@ identities (``structures.exact_hash``, ``sources (file_hash, record_locator)``,
 afterwards, so a re-run or a concurrent run never duplicates a row. A record that
 is stored leaves the quarantine in the same transaction (the quarantine lists what
 is *not* in the database). A process killed mid-batch leaves the whole batch rolled back.
+On PostgreSQL the structures, elements, sources, properties and calculations of a batch are
+streamed with ``COPY`` into staging tables of the same transaction and moved with
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (:mod:`xtalbase.platform.repositories.bulk`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import Connection, Table, exists, select, tuple_
 
 from xtalbase.ingest.matching import Matcher
 from xtalbase.platform.repositories import chunks, insert_ignore
+from xtalbase.platform.repositories.bulk import bulk_insert
 from xtalbase.schema import Calculation, Quarantine, Source, SourceProperty, Structure, StructureElement
 
 #: Arbitrary constant naming the ingest writer lock on PostgreSQL (pg_advisory_xact_lock).
@@ -120,13 +124,16 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
             "licence": info.licence, "raw_hash": src["raw_hash"], "warnings": src["warnings"], "run_id": run_id,
         })
         extras.append((properties, item["calculation"], structure_ids[item["structure"]["exact_hash"]]))
-    insert_ignore(conn, SOURCES, source_rows, ["file_hash", "record_locator"])
+    ids = {(fh, loc): sid for sid, fh, loc in bulk_insert(conn, SOURCES, source_rows, ["file_hash", "record_locator"],
+                                                          returning=("id", "file_hash", "record_locator"))}
     # a record quarantined by an earlier run and stored now (say with allow_disorder) leaves the quarantine
     for chunk in chunks([(r["file_hash"], r["record_locator"]) for r in source_rows]):
         conn.execute(QUARANTINE.delete().where(tuple_(QUARANTINE.c.file_hash, QUARANTINE.c.record_locator).in_(chunk)))
-    ids = dict(((fh, loc), sid) for fh, loc, sid in conn.execute(
-        select(SOURCES.c.file_hash, SOURCES.c.record_locator, SOURCES.c.id).where(
-            tuple_(SOURCES.c.file_hash, SOURCES.c.record_locator).in_([(r["file_hash"], r["record_locator"]) for r in source_rows]))))
+    # rows skipped on a conflict return nothing: their ids are read back
+    for chunk in chunks([(r["file_hash"], r["record_locator"]) for r in source_rows if (r["file_hash"], r["record_locator"]) not in ids]):
+        ids.update(((fh, loc), sid) for fh, loc, sid in conn.execute(
+            select(SOURCES.c.file_hash, SOURCES.c.record_locator, SOURCES.c.id).where(
+                tuple_(SOURCES.c.file_hash, SOURCES.c.record_locator).in_(chunk))))
     prop_rows, calc_rows = [], []
     for row, (properties, calc, structure_id) in zip(source_rows, extras):
         source_id = ids[(row["file_hash"], row["record_locator"])]
@@ -137,8 +144,8 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
                               "value_text": None if is_number else str(value)})
         if calc is not None:
             calc_rows.append({**calc, "structure_id": structure_id, "source_id": source_id, "run_id": run_id})
-    insert_ignore(conn, PROPERTIES, prop_rows, ["source_id", "name"])
-    insert_ignore(conn, CALCULATIONS, calc_rows, None)
+    bulk_insert(conn, PROPERTIES, prop_rows, ["source_id", "name"])
+    bulk_insert(conn, CALCULATIONS, calc_rows, None)
     return result
 
 
@@ -155,11 +162,13 @@ def _lock(conn: Connection) -> None:
 
 
 def _existing_sources(conn: Connection, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    # by (hash, locator) pairs, not by hash alone: a batch of a 10,000-record file would read back every
+    # earlier record of that file (quadratic in the file's size)
     found: set[tuple[str, str]] = set()
-    hashes = sorted({h for h, _ in keys})
-    for chunk in chunks(hashes):
+    for chunk in chunks(sorted(keys)):
         found.update((h, loc) for h, loc in conn.execute(
-            select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(SOURCES.c.file_hash.in_(chunk))))
+            select(SOURCES.c.file_hash, SOURCES.c.record_locator).where(
+                tuple_(SOURCES.c.file_hash, SOURCES.c.record_locator).in_(chunk))))
     return found & keys
 
 
@@ -195,15 +204,16 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         result.inserted += 1
         if item["calculation"] is None:
             candidates.setdefault(row["canonical_hash"], []).append((h, row))
-    insert_ignore(conn, STRUCTURES, list(new_rows.values()), ["exact_hash"])
-    for chunk in chunks(sorted(new_rows)):
+    by_exact.update((h, i) for i, h in bulk_insert(conn, STRUCTURES, list(new_rows.values()), ["exact_hash"],
+                                                   returning=("id", "exact_hash")))
+    for chunk in chunks(sorted(h for h in new_rows if h not in by_exact)):  # skipped on a conflict: read back
         for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))):
             by_exact[h] = i
     result.new_structure_ids.extend(by_exact[h] for h in new_rows)
     for h in new_rows:  # later batches meet these rows as stored candidates, keyed by id
         matcher.rekey(h, by_exact[h])
-    insert_ignore(conn, ELEMENTS, [{"structure_id": by_exact[h], "element": el, "amount": amount}
-                                   for h, els in new_elements.items() for el, amount in els.items()], ["structure_id", "element"])
+    bulk_insert(conn, ELEMENTS, [{"structure_id": by_exact[h], "element": el, "amount": amount}
+                                 for h, els in new_elements.items() for el, amount in els.items()], ["structure_id", "element"])
     for h, target in alias.items():
         by_exact[h] = target if isinstance(target, int) else by_exact[target]
     return by_exact

@@ -57,6 +57,9 @@ class Structure(Base):
     elements: Mapped[list["StructureElement"]] = relationship(back_populates="structure", cascade="all, delete-orphan")
     sources: Mapped[list["Source"]] = relationship(back_populates="structure")
 
+    # space group with an nsites range in one index range scan, index-only on PostgreSQL (migration 0013)
+    __table_args__ = (Index(None, "spacegroup_number", "nsites", "id"),)
+
     def __repr__(self) -> str:
         return f"Structure(id={self.id}, formula={self.formula_reduced!r}, sg={self.spacegroup_number})"
 

@@ -82,7 +82,8 @@ class XrdPeak(Base):
     intensity: Mapped[float] = mapped_column(Float)
     d_spacing: Mapped[float] = mapped_column(Float)
 
-    __table_args__ = (Index(None, "recipe_id", "two_theta"),)
+    # intensity and structure id too: a peak window with an intensity bound is read from the index alone (0013)
+    __table_args__ = (Index(None, "recipe_id", "two_theta", "intensity", "structure_id"),)
 
 
 class XrdPeakIndex(Base):

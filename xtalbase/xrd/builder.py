@@ -17,11 +17,12 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
-from sqlalchemy import Connection, delete, exists, insert, select
+from sqlalchemy import Connection, delete, exists, select
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK
 from xtalbase.platform.repositories import insert_ignore_statement
+from xtalbase.platform.repositories.bulk import bulk_insert
 from xtalbase.schema import Structure, XrdFailure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import pack
 from xtalbase.xrd.engine import Pattern
@@ -33,8 +34,8 @@ DEFAULT_BATCH = 2000
 
 
 def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = None, *, structure_ids: Sequence[int] | None = None,
-                    workers: int = 1, batch_size: int = DEFAULT_BATCH, hkl: bool = False, progress: Any = None,
-                    retry_failed: bool = False) -> dict[str, Any]:
+                    workers: int = 1, scheduler: str | None = None, batch_size: int = DEFAULT_BATCH, hkl: bool = False,
+                    progress: Any = None, retry_failed: bool = False) -> dict[str, Any]:
     """Compute and store patterns (and ``xrd_peaks`` rows) for structures that lack one for ``recipe``.
 
     Parameters
@@ -46,6 +47,9 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
         Only these structures (default: every structure in the database).
     workers : int
         Worker processes computing batches (the parent writes).
+    scheduler : str, optional
+        A ``dask.distributed`` scheduler whose workers compute the batches instead (default
+        ``$XTALBASE_DASK_SCHEDULER``; ``""``: local processes). Only this process writes.
     batch_size : int
         Structures per computed and written batch.
     hkl : bool
@@ -88,7 +92,7 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
                                    "computed": 0, "failed": [], "skipped_failed": 0 if retry_failed else len(failed_before)}
         batches = ((None, (load_structure_arrays(db, todo[lo:lo + batch_size]), options, hkl))
                    for lo in range(0, len(todo), batch_size))
-        with Runner(compute_chunk, workers=workers, name="xrd") as runner:
+        with Runner(compute_chunk, workers=workers, scheduler=scheduler, name="xrd") as runner:
             done = 0
             for _, (ids, (patterns, failures)) in runner.map(batches):
                 with db.engine.begin() as conn:
@@ -203,12 +207,11 @@ def write_patterns(conn: Connection, run_id: int | None, recipe_id: int, structu
     if not patterns:
         return 0
     rows = [pattern_row(p, kind="computed", structure_id=sid, recipe_id=recipe_id, run_id=run_id) for sid, p in zip(structure_ids, patterns)]
-    stmt = insert_ignore_statement(conn, XrdPattern.__table__, ("structure_id", "recipe_id")).returning(XrdPattern.id, XrdPattern.structure_id)
-    inserted = conn.execute(stmt, rows).all()
+    # COPY on PostgreSQL (pattern rows through a staging table, peaks straight in), executemany on SQLite
+    inserted = bulk_insert(conn, XrdPattern.__table__, rows, ("structure_id", "recipe_id"), returning=("id", "structure_id"))
     by_structure = dict(zip(structure_ids, patterns))
     peak_rows = [r for pid, sid in inserted for r in peak_rows_of(by_structure[sid], pid, recipe_id, sid)]
-    if peak_rows:
-        conn.execute(insert(XrdPeak), peak_rows)
+    bulk_insert(conn, XrdPeak.__table__, peak_rows, None)
     return len(inserted)
 
 

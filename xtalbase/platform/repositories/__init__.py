@@ -47,23 +47,31 @@ def insert_ignore_statement(conn: Connection, table: Table | Any, keys: Sequence
     return stmt.on_conflict_do_nothing(index_elements=list(keys)) if keys else stmt
 
 
-def insert_ignore(conn: Connection, table: Table | Any, rows: Iterable[dict[str, Any]], keys: Sequence[str] | None) -> None:
+def insert_ignore(conn: Connection, table: Table | Any, rows: Iterable[dict[str, Any]], keys: Sequence[str] | None,
+                  returning: Sequence[str] = ()) -> list[tuple[Any, ...]]:
     """Insert ``rows`` into ``table``, skipping those that collide on the unique columns ``keys``.
 
     Rows whose JSON columns hold ``None`` are sent without those keys (in groups), so the column default
-    (SQL NULL) is stored rather than the JSON literal ``null``.
+    (SQL NULL) is stored rather than the JSON literal ``null``. ``returning`` names columns returned for the
+    rows actually inserted. (PostgreSQL bulk writes go through :func:`.bulk.bulk_insert`, which streams with COPY.)
     """
     rows = list(rows)
     if not rows:
-        return
+        return []
     json_cols = {c.name for c in table.columns if c.type.__class__.__name__ in ("JSON", "JSONB") or "JSON" in repr(c.type)}
     groups: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         nulls = frozenset(k for k in json_cols if k in row and row[k] is None)
         groups[nulls].append({k: v for k, v in row.items() if k not in nulls} if nulls else row)
     stmt = insert_ignore_statement(conn, table, keys)
+    if returning:
+        stmt = stmt.returning(*(table.c[c] for c in returning))
+    out: list[tuple[Any, ...]] = []
     for group in groups.values():
-        conn.execute(stmt, group)
+        result = conn.execute(stmt, group)
+        if returning:
+            out.extend(tuple(r) for r in result.all())
+    return out
 
 
 def named_row(session: Any, model: type, name: str, kind: str) -> Any:
