@@ -70,6 +70,9 @@ def test_non_loopback_host_needs_public(small_db: str, monkeypatch: pytest.Monke
     assert "warning" in allowed.output and "reachable from other machines" in allowed.output
     assert calls == [{"host": "0.0.0.0", "port": 5099, "log_level": "warning"}]
     assert apps[0].state.settings.base_url is None  # links follow the client's Host, not "0.0.0.0"
+    for wildcard in ("::", "::0", "0:0:0:0:0:0:0:0"):  # every spelling of "all addresses", not only two
+        assert runner.invoke(app, ["--db", small_db, "serve", "--host", wildcard, "--public"]).exit_code == 0
+        assert apps[-1].state.settings.base_url is None, (wildcard, apps[-1].state.settings.base_url)
     loopback = runner.invoke(app, ["--db", small_db, "serve", "--host", "::1", "--port", "5099"])
     assert loopback.exit_code == 0 and "warning" not in loopback.output and calls[-1]["host"] == "::1"
 

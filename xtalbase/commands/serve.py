@@ -11,7 +11,14 @@ import typer
 from xtalbase.commands._common import DbOpt, console, open_db
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-WILDCARDS = {"0.0.0.0", "::"}
+
+
+def _is_wildcard(host: str) -> bool:
+    """Every address of the machine ("0.0.0.0", "::", "::0", ...): no address a client can use in a link."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,7 +62,7 @@ def serve(
     address = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     # a wildcard address is no address a client can use: links then follow the Host the client asked for
     settings = ServerSettings(db_url=database.url, allow_writes=allow_writes, token=token,
-                              base_url=base_url or (None if host in WILDCARDS else address))
+                              base_url=base_url or (None if _is_wildcard(host) else address))
     app = create_app(settings, db=database)
     out.print(f"xtalbase serving {redact_url(database.url)} at {settings.base_url or address} (OPTIMADE at /v1, pages at /)"
               + ("; writes enabled" if allow_writes else "; read-only"))

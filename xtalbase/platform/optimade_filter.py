@@ -142,7 +142,7 @@ class Field:
     nullable: bool = False
     normalise: Callable[[Any], list[Any]] | None = None  # equality value -> accepted stored spellings
     text: Any = None  # the column as text, for CONTAINS/STARTS/ENDS on a number (``id``)
-    spelling: Callable[[str], str] | None = None  # stored value -> the spelling that <, > compare (OPTIMADE's)
+    spelling: Callable[[str], str | None] | None = None  # stored value -> the spelling <, > compare (OPTIMADE's; None: null)
 
     @property
     def sortable(self) -> bool:
@@ -182,7 +182,8 @@ class Field:
     def _shown(self, test: Callable[[str], bool], distinct: Distinct) -> ColumnElement[bool]:
         # The stored spelling differs from the one shown: test the shown spelling of every distinct stored
         # value in Python and select the stored values that pass.
-        passing = [v for v in distinct(self.column) if v is not None and test(self.spelling(v))]
+        shown = ((v, self.spelling(v)) for v in distinct(self.column) if v is not None)
+        passing = [v for v, s in shown if s is not None and test(s)]
         if not passing:
             return false()
         if len(passing) <= INLINE_IN_VALUES:
@@ -338,18 +339,22 @@ def _reduce(amounts: dict[str, float]) -> dict[str, float]:
     return dict(amounts)
 
 
-def _stored_to_optimade(converter: Callable[[dict[str, float]], str]) -> Callable[[str], str]:
-    """A stored pymatgen formula -> OPTIMADE's spelling (text that is no formula is compared as it is)."""
+def _stored_to_optimade(converter: Callable[[dict[str, float]], str]) -> Callable[[str], str | None]:
+    """A stored pymatgen formula -> OPTIMADE's spelling (text that is no formula is compared as it is); ``None`` for
+    non-integer counts (a disordered structure), which the API shows as null, so no comparison selects them."""
+    def integral(amounts: dict[str, float]) -> str | None:
+        return converter(amounts) if all(float(a).is_integer() for a in amounts.values()) else None
+
     @functools.lru_cache(maxsize=200_000)
-    def convert(text: str) -> str:
+    def convert(text: str) -> str | None:
         try:
-            return converter(_parse_formula(text))
+            return integral(_parse_formula(text))
         except ValueError:
             pass
         try:  # brackets, as pymatgen writes some reduced formulas ("Zn3As2(HO)16")
             from pymatgen.core import Composition
 
-            return converter({str(el): amount for el, amount in Composition(text).items()})
+            return integral({str(el): amount for el, amount in Composition(text).items()})
         except (ValueError, KeyError):
             return text
     return convert
@@ -779,7 +784,9 @@ class _ToSql:
         if isinstance(value, _Prop):
             self._field(value)  # an unknown name on the right is reported as such
         if prop.name == "id" and isinstance(value, str):
-            if not re.fullmatch(r"[0-9]+", value):  # no stored id spells so; compare as text (OPTIMADE ids are strings)
+            # only the spelling ids are shown in ("42", not "042") is the number; compare the rest as text
+            # (OPTIMADE ids are strings: "042" is no id, it matches nothing)
+            if not re.fullmatch(r"0|[1-9][0-9]*", value):
                 return _OPS[op](fld.text, value)
             value = _number(value, prop.pos, integer=True)
         return fld.compare(op, value, prop.pos, self.distinct)

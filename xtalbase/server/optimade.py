@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -83,7 +84,10 @@ PROVIDER = {"name": "xtalbase", "description": "A database-backed materials data
 def meta(request: Request, *, more: bool = False, returned: Optional[int] = None, available: Optional[int] = None,
          warnings: Optional[list[str]] = None) -> dict[str, Any]:
     """OPTIMADE's top-level ``meta`` for ``request``."""
-    query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # OPTIMADE: the part of the URL after the (versioned) base URL, e.g. "/structures?filter=..."
+    path = request.url.path
+    versioned = path.find("/v1/")
+    query = (path[versioned + 3:] if versioned >= 0 else path) + (f"?{request.url.query}" if request.url.query else "")
     out: dict[str, Any] = {
         "query": {"representation": query},
         "api_version": API_VERSION,
@@ -166,7 +170,8 @@ def _integer(request: Request, name: str, default: int) -> int:
 
 def response_fields(text: Optional[str], warnings: list[str]) -> tuple[str, ...]:
     """The attributes to return: the defaults, or those listed (known OPTIMADE fields unknown to xtalbase come as
-    null; other providers' and unknown fields are left out with a warning)."""
+    null; provider fields (``_x_...``) that xtalbase does not know are left out with a warning; a name without a
+    prefix that OPTIMADE does not define is a 400, as OPTIMADE asks for unknown property names)."""
     if text is None:
         return DEFAULT_FIELDS
     standard = _standard_fields()
@@ -176,6 +181,8 @@ def response_fields(text: Optional[str], warnings: list[str]) -> tuple[str, ...]
             continue
         if name in BY_NAME or name in standard:
             out.append(name)
+        elif not name.startswith("_"):
+            raise ApiError(400, f"response_fields: {name!r} is no field of OPTIMADE structures", "response_fields")
         else:
             warnings.append(f"response_fields: {name!r} is not a field of xtalbase structures; left out")
     return tuple(out)
@@ -222,7 +229,7 @@ def listing_params(request: Request) -> Params:
 # --------------------------------------------------------------------------- loading a page
 
 
-def load_page(db: "Database", query: Any, ids: list[int], fields: tuple[str, ...]) -> Page:
+def load_page(query: Any, ids: list[int], fields: tuple[str, ...]) -> Page:
     """The rows behind ``ids``, loaded in one statement per table through ``query``'s read-only connection."""
     from xtalbase.platform.repositories import optimade as repo
     from xtalbase.platform.repositories.patterns import computed_peaks
@@ -230,7 +237,7 @@ def load_page(db: "Database", query: Any, ids: list[int], fields: tuple[str, ...
     with query.connect() as conn:
         page = Page(ids=ids, rows=repo.structure_rows(conn, ids), amounts=repo.element_amounts(conn, ids))
         if PEAKS in fields:
-            recipe = default_recipe(db)
+            recipe = default_recipe(conn)
             page.recipe = recipe
             page.peaks = computed_peaks(conn, ids, recipe[0]) if recipe else {}
         if PREDICTIONS in fields:
@@ -238,16 +245,22 @@ def load_page(db: "Database", query: Any, ids: list[int], fields: tuple[str, ...
     return page
 
 
-def default_recipe(db: "Database") -> Optional[tuple[int, float]]:
-    """``(id, wavelength)`` of the default XRD recipe (Cu Kα, 2θ 0-90°), ``None`` when it is not stored."""
+def default_recipe(conn: Any) -> Optional[tuple[int, float]]:
+    """``(id, wavelength)`` of the default XRD recipe (Cu Kα, 2θ 0-90°), ``None`` when it is not stored.
+
+    Read through the page's read-only connection: ``db.session()`` would open a writer transaction, which on SQLite
+    waits for (and holds) the write lock."""
+    from sqlalchemy.orm import Session
+
     from xtalbase.errors import NotFound
     from xtalbase.xrd.recipe import resolve_recipe
 
-    try:
-        recipe = resolve_recipe(db)
-    except NotFound:
-        return None
-    return recipe.id, recipe.wavelength
+    with Session(bind=conn) as session:
+        try:
+            recipe = resolve_recipe(session)
+        except NotFound:
+            return None
+        return recipe.id, recipe.wavelength
 
 
 def _query(db: "Database", filter: Optional[str], sort: Optional[str] = None) -> Any:
@@ -314,16 +327,17 @@ def structures(request: Request) -> dict[str, Any]:
     db = database(request)
     query = _query(db, params.filter, params.sort)
     # the count runs on its own connection while the page is read: the request waits for the slower, not the sum
-    counting = None if params.filter is None else _counter().submit(query.count_within, COUNT_BUDGET_S)
+    deadline = time.monotonic() + COUNT_BUDGET_S
+    counting = None if params.filter is None else _counter().submit(_count_until, query, deadline)
     with query.connect() as conn:
         # one id beyond the page tells whether there is more, whether or not the count is given
         ids = list(conn.execute(query.statement().limit(params.limit + 1).offset(params.offset)).scalars())
         available = total_structures(request, conn)
     more, ids = len(ids) > params.limit, ids[:params.limit]
     url = base_url(request)
-    page = load_page(db, query, ids, params.fields)
+    page = load_page(query, ids, params.fields)
     warnings = params.warnings + _foreign_warnings(query)
-    returned = available if counting is None else counting.result()
+    returned = available if counting is None else _count_result(counting, deadline)
     if returned is None:
         warnings.append(f"data_returned is left out: counting the matches took longer than {COUNT_BUDGET_S * 1000:.0f} ms; "
                         "follow links.next to page through them")
@@ -340,6 +354,25 @@ def _counter() -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="optimade-count")
+
+
+def _count_until(query: Any, deadline: float) -> Optional[int]:
+    """The query's count if it ends by ``deadline`` (``time.monotonic()``); ``None`` when it started too late."""
+    left = deadline - time.monotonic()
+    return query.count_within(left) if left > 0 else None
+
+
+def _count_result(counting: Any, deadline: float) -> Optional[int]:
+    """The count, or ``None``: the budget runs from the request, not from when a counting thread got free, so a
+    count still queued at the deadline is dropped instead of holding the answer."""
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    try:
+        return counting.result(timeout=max(0.0, deadline - time.monotonic()))
+    except FutureTimeout:
+        if counting.cancel():  # never started
+            return None
+        return counting.result()  # running: the database stops it at the deadline
 
 
 def total_structures(request: Request, conn: Any) -> int:
@@ -361,6 +394,9 @@ def _next_query(request: Request, offset: int, limit: int) -> str:
     return urlencode([*items, ("page_limit", str(limit)), ("page_offset", str(offset))])
 
 
+_ID = re.compile(r"[1-9][0-9]*")
+
+
 @router.get("/v1/structures/{entry_id}")
 @answer
 def structure(request: Request, entry_id: str) -> dict[str, Any]:
@@ -368,10 +404,11 @@ def structure(request: Request, entry_id: str) -> dict[str, Any]:
     params = listing_params(request)
     if params.filter:
         params.warnings.append("filter is ignored on a single entry")
-    if not entry_id.isdigit() or int(entry_id) >= 2**63:
+    # ids are ASCII digits without leading zeros (str.isdigit() also takes "²", which int() refuses)
+    if not _ID.fullmatch(entry_id) or int(entry_id) >= 2**63:
         raise ApiError(404, f"no structure with id {entry_id!r} (ids are positive integers)")
     db = database(request)
-    page = load_page(db, _query(db, None), [int(entry_id)], params.fields)
+    page = load_page(_query(db, None), [int(entry_id)], params.fields)
     data = resources(page, params.fields, base_url(request))
     if not data:
         raise ApiError(404, f"no structure with id {entry_id}")
