@@ -13,6 +13,9 @@ CASES = [
     ('elements HAS ONLY "Si","O"', lambda t: t.elements <= {"Si", "O"}, 1),
     ('elements HAS ONLY "Sc","Zr","Yb"', lambda t: t.elements <= {"Sc", "Zr", "Yb"}, 3),
     ('elements HAS ONLY "O","Si","Bi","N"', lambda t: t.elements <= {"O", "Si", "Bi", "N"}, 3),
+    # past HAS_ONLY_SUBSETS_UP_TO (12) listed elements the filter counts each structure's elements instead
+    ('elements HAS ONLY "O","Si","Bi","N","Sc","Zr","Yb","Ti","Sr","Ba","Ca","Mg","Al"',
+     lambda t: t.elements <= {"O", "Si", "Bi", "N", "Sc", "Zr", "Yb", "Ti", "Sr", "Ba", "Ca", "Mg", "Al"}, 8),
     ('NOT elements HAS "O"', lambda t: "O" not in t.elements, 23),
     ('elements LENGTH 3', lambda t: len(t.elements) == 3, 23),
     ('elements LENGTH >= 4', lambda t: len(t.elements) >= 4, 26),

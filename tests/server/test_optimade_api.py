@@ -208,12 +208,15 @@ def test_predictions_field(live) -> None:  # noqa: ANN001
         s.add(model)
         s.flush()
         s.add(Prediction(model_id=model.id, structure_id=sid, target="crystal_system", label="cubic", value=0.9))
+        s.add(Prediction(model_id=model.id, structure_id=sid, target="crystal_system", label="cubic", value=float("nan")))
         s.commit()
         model_id = model.id
     try:
         attrs = get(live, f"/v1/structures/{sid}", response_fields="_xtalbase_predictions").json()["data"]["attributes"]
-        assert attrs["_xtalbase_predictions"] == [{"model_id": model_id, "model_name": "test-model", "algorithm": "xgboost",
-                                                   "target": "crystal_system", "value": 0.9, "label": "cubic", "run_id": None}]
+        expected = {"model_id": model_id, "model_name": "test-model", "algorithm": "xgboost",
+                    "target": "crystal_system", "value": 0.9, "label": "cubic", "run_id": None}
+        # JSON has no NaN: a non-finite prediction is shown as null instead of failing the page
+        assert attrs["_xtalbase_predictions"] == [expected, {**expected, "value": None}]
     finally:
         with live.db.session() as s:
             s.query(Prediction).filter(Prediction.model_id == model_id).delete()

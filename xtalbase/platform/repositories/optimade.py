@@ -6,6 +6,7 @@ Each function reads a whole page in one statement per table (chunked IN lists), 
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 from sqlalchemy import func, select, type_coerce
@@ -45,6 +46,11 @@ def element_amounts(conn: "Connection", ids: Sequence[int]) -> dict[int, dict[st
     return out
 
 
+def _finite(value: float | None) -> float | None:
+    # JSON has no NaN or infinity: a model that predicted one is shown as null rather than failing the page
+    return value if value is None or math.isfinite(value) else None
+
+
 def predictions_of(conn: "Connection", ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     """``{id: [prediction, ...]}``: every stored prediction on the structures, with its model's id, name, target and
     algorithm and the run that made it, oldest first."""
@@ -57,7 +63,7 @@ def predictions_of(conn: "Connection", ids: Sequence[int]) -> dict[int, list[dic
         for r in conn.execute(stmt):
             out.setdefault(r.structure_id, []).append({
                 "model_id": r.model_id, "model_name": r.name, "algorithm": r.algorithm, "target": r.target,
-                "value": r.value, "label": r.label, "run_id": r.run_id})
+                "value": _finite(r.value), "label": r.label, "run_id": r.run_id})
     return out
 
 
