@@ -360,6 +360,7 @@ def report(result: dict[str, Any]) -> None:
     if result["models"] and result["models"][0]["example_prediction_id"]:
         out.print(f"provenance: xtalbase --db {result['url']} provenance prediction {result['models'][0]['example_prediction_id']}")
     out.print("plots:\n  " + "\n  ".join(result["plots"]))
+    out.print(f"browse it: xtalbase --db {result['url']} serve  (OPTIMADE at http://127.0.0.1:5000/v1, pages at /)")
     out.print(f"done in {result['seconds']:.1f} s")
 
 
