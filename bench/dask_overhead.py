@@ -152,13 +152,13 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="xtalbase-dask-bench-"))
     started = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tcp",
-                           dashboard_address=None)
+                           dashboard_address="127.0.0.1:0")
     startup = time.perf_counter() - started
     # the nanny's MALLOC_TRIM_THRESHOLD_=65536 fixes glibc's mmap threshold: every larger array is mmap'ed afresh
     os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)  # the first cluster's nannies left it here, for spawned workers
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         untrimmed = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tcp",
-                                 dashboard_address=None)
+                                 dashboard_address="127.0.0.1:0")
         untrimmed.wait_for_workers(2)  # the nannies read the setting as they start
     modes = {"inline": {"workers": 1}, "local processes (2)": {"workers": 2},
              "LocalCluster (2 workers)": {"scheduler": cluster.scheduler_address},

@@ -4,8 +4,9 @@ One ``LocalCluster`` per module (TCP on loopback, two worker processes of one th
 per backend: ingest of the ``tests/data/query`` structures, their XRD patterns and RDF descriptors against the same
 work on two local worker processes (same structure ids, exact and canonical hashes, pattern bytes, vectors); the
 same patterns when a worker busy with a task is killed mid-run (the scheduler runs its task again elsewhere, the
-main process writes each result once); CSP matching and a potential's evaluation with the same numbers; and an
-unreachable scheduler as one line of error.
+main process writes each result once); CSP matching and a potential's evaluation with the same numbers; an
+unreachable scheduler as one line of error; relative ingest paths, queued tasks cancelled on an error, and workers
+of another version or without xtalbase refused.
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def local_cluster() -> Iterator[Any]:
 
     with mock.patch.dict(os.environ), dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        # dashboard on a free port: None still binds 8787, which another cluster (a test beside, a user's) may hold
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tcp",
-                                      dashboard_address=None) as cluster:
+                                      dashboard_address="127.0.0.1:0") as cluster:
+            cluster.wait_for_workers(2, timeout=120)
             yield cluster
 
 
@@ -241,7 +244,7 @@ def test_an_unreachable_scheduler_is_one_clear_error_within_seconds(small_db, qu
     started = time.perf_counter()
     with pytest.raises(XtalbaseError, match=f"cannot reach the Dask scheduler at {address}: "):
         compute_missing(small_db, scheduler=address)
-    assert time.perf_counter() - started < 4
+    assert time.perf_counter() - started < 10  # 1 s of retries; Dask's own default would wait 30 s (margin for a busy CI)
     with pytest.raises(XtalbaseError, match="'nowhere' is not a Dask scheduler address"):
         compute_missing(small_db, scheduler="nowhere")
 
@@ -287,3 +290,102 @@ def test_workers_of_another_xtalbase_version_are_refused(cluster, monkeypatch):
     with pytest.raises(XtalbaseError, match=r"2 worker\(s\) of the Dask scheduler at .* run another xtalbase version"):
         executors.DaskExecutor(cluster.scheduler_address)
 
+
+
+def test_ingest_on_the_cluster_reads_relative_paths_from_the_submitting_directory(cluster, tmp_path, monkeypatch):
+    """The workers started in another directory (this one's is changed after the cluster started): a relative path
+    reaches them as an absolute one, and the stored ``file_path`` stays as given, as with local workers."""
+    from sqlalchemy import select
+
+    import xtalbase
+    from xtalbase.schema import Source
+
+    monkeypatch.chdir(QUERY_DATA)
+    out = {}
+    for name, where in (("local", {"workers": 1}), ("remote", {"scheduler": cluster.scheduler_address})):
+        db = xtalbase.connect(f"sqlite:///{tmp_path / name}.db")
+        db.init()
+        report = db.ingest(["cod"], **where)
+        with db.session() as s:
+            paths = sorted(s.scalars(select(Source.file_path)))
+        db.close()
+        out[name] = (report.inserted, report.quarantined, report.quarantined_by_reason, paths)
+    assert out["local"][0] > 0 and out["local"][1] == 0
+    assert out["remote"] == out["local"]
+    assert all(p.startswith("cod/") for p in out["remote"][3])
+
+
+def test_an_error_with_tasks_in_flight_cancels_them_on_the_cluster(cluster):
+    """Leaving the executor on an error cancels its queued tasks (as the local pools do) instead of waiting for them:
+    here 8 one-second tasks on 2 workers, 4 s of waiting otherwise."""
+    from xtalbase.platform.executors import DaskExecutor
+
+    futures = []
+    with pytest.raises(KeyboardInterrupt), DaskExecutor(cluster.scheduler_address) as executor:
+        futures.extend(executor.submit(time.sleep, 1.0) for _ in range(8))
+        interrupted = time.perf_counter()
+        raise KeyboardInterrupt
+    assert time.perf_counter() - interrupted < 2.5
+    assert sum(f.cancelled() for f in futures) >= 6  # at most the two running when it stopped may have finished
+
+
+def test_csp_matching_told_no_scheduler_keeps_its_per_pair_timeout(monkeypatch):
+    """``--scheduler ''`` (local workers, whatever the variable says) still runs pairs under their timeout: a pair of
+    two random 150-atom cells (~13 s in the matcher) is stopped after 1 s instead of running to its end here."""
+    import numpy as np
+
+    from xtalbase.csp.matching import MatchSettings, MatchTask, match_all
+    from xtalbase.platform.budgets import BudgetExceeded
+    from xtalbase.platform.convert import StructureArrays
+
+    monkeypatch.setenv("XTALBASE_DASK_SCHEDULER", f"tcp://127.0.0.1:{free_port()}")  # unreachable: must not be used
+    rng = np.random.default_rng(0)
+    big = [StructureArrays(np.eye(3) * 1800 ** (1 / 3), np.full(150, 14), rng.random((150, 3))) for _ in range(2)]
+    try:
+        statuses = {r["status"] for r in match_all([MatchTask(0, big[0], ((0, big[1]),), MatchSettings())],
+                                                   scheduler="", timeout=1.0)}
+    except BudgetExceeded as exc:  # stopped before its pair was marked (a slow first call): not a pair to pass over
+        statuses = {exc.reason}
+    assert statuses == {"timeout"}
+
+
+def test_a_worker_without_xtalbase_is_refused_by_name():
+    """A real worker process that cannot import xtalbase (hidden from it) beside a scheduler: one error naming it."""
+    import subprocess
+    import sys
+
+    from xtalbase.platform.executors import DaskExecutor
+
+    hide = ("import sys; sys.modules['xtalbase'] = None; from distributed.cli.dask_worker import main; "
+            "sys.argv[0] = 'dask-worker'; main()")
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", protocol="tcp", dashboard_address="127.0.0.1:0") as cluster:
+        worker = subprocess.Popen([sys.executable, "-c", hide, cluster.scheduler_address, "--nthreads", "1", "--no-nanny",
+                                   "--no-dashboard", "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            cluster.wait_for_workers(1, timeout=120)
+            with pytest.raises(XtalbaseError, match=r"^worker tcp://127\.0\.0\.1:\d+ of the Dask scheduler at "
+                                                    r".* cannot run xtalbase: .*xtalbase"):
+                DaskExecutor(cluster.scheduler_address)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+
+
+def test_the_work_in_flight_grows_with_workers_that_join_during_the_run(monkeypatch):
+    """A cluster with no worker when the run starts (an adaptive cluster, a SLURM job still queued): once 4 worker
+    threads join, up to 8 tasks are in flight, not the 2 sized at the start."""
+    from xtalbase.platform import runner as runner_module
+    from xtalbase.platform.runner import Runner
+
+    monkeypatch.setattr(runner_module, "RESIZE_SECONDS", 0.1)
+    peak = 0
+    with distributed.LocalCluster(n_workers=0, threads_per_worker=2, processes=True, host="127.0.0.1", protocol="tcp",
+                                  dashboard_address="127.0.0.1:0") as cluster, \
+            distributed.Client(cluster.scheduler_address, set_as_default=False) as watch:
+        with Runner(time.sleep, scheduler=cluster.scheduler_address) as runner:
+            assert runner.in_flight == 2
+            cluster.scale(2)
+            cluster.wait_for_workers(2, timeout=120)
+            for _ in runner.map((k, (0.2,)) for k in range(24)):
+                peak = max(peak, watch.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
+    assert peak >= 6

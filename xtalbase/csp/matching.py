@@ -168,7 +168,7 @@ def match_all(tasks: Iterable[MatchTask], *, workers: int = 1, scheduler: str | 
     # unordered, with a deep queue: pairs take 5 ms to seconds, and in submission order one slow task would idle
     # the other workers; the rows are put back in task order below
     with Runner(match_task, workers=workers, scheduler=scheduler, name="csp-match", progress=progress, ordered=False,
-                in_flight=IN_FLIGHT_PER_WORKER * workers, budget=budget if budget.active and scheduler is None else None,
+                in_flight=IN_FLIGHT_PER_WORKER * workers, budget=budget if budget.active else None,  # unused on a cluster
                 retry=_pass_over) as runner:
         for index, rows in runner.map((i, (t,)) for i, t in enumerate(tasks)):
             done[index] = rows

@@ -175,11 +175,13 @@ class DescriptorStore:
 
     def _compute(self, stored: StoredRecipe, todo: list[int], on_progress: Callable[[int, int], None] | None,
                  workers: int, scheduler: str | None, retry_failed: bool = False) -> dict[int, tuple[bytes | None, str | None]]:
+        from xtalbase.platform.config import resolve_scheduler
         from xtalbase.platform.runner import Runner
 
         recipe = stored.recipe
         out: dict[int, tuple[bytes | None, str | None]] = {}
-        params = {"recipe": stored.name, "recipe_hash": stored.hash, "structures": len(todo), "workers": workers, "scheduler": scheduler}
+        params = {"recipe": stored.name, "recipe_hash": stored.hash, "structures": len(todo), "workers": workers,
+                  "scheduler": resolve_scheduler(scheduler)}  # where it ran, $XTALBASE_DASK_SCHEDULER too
         with self.db.run("describe", params) as run, Runner(_compute_chunk, workers=workers, scheduler=scheduler,
                                                             name=f"describe {stored.name}") as runner:
             for start in range(0, len(todo), CHUNK):

@@ -10,6 +10,7 @@ and hashes; the main process writes each batch of results in one transaction
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from collections import Counter
@@ -36,6 +37,7 @@ from xtalbase.ingest.prepare import (
 )
 from xtalbase.ingest.rehash import rehash_outdated
 from xtalbase.ingest.writer import SOURCES, FileInfo, printable, write_batch
+from xtalbase.platform.config import resolve_scheduler
 from xtalbase.platform.hashing import file_sha256, sha256_bytes
 from xtalbase.platform.repositories import chunks
 from xtalbase.platform.runner import Runner
@@ -228,8 +230,12 @@ def ingest(db: "Database", paths: Sequence[str | Path] | str | Path, options: Op
         for p in params["paths"]:
             run.link_input("path", path=p)
         # the key (file infos, files finished) stays here; the units and settings go to a worker
+        # a cluster's workers run elsewhere, in another working directory: they get each file's absolute path
+        # (its stored file_path stays as given)
+        on_cluster = resolve_scheduler(opts.scheduler) is not None
         tasks = (((infos, finished), (units, prepare))
-                 for infos, units, finished in _tasks(db, files, opts.source, opts.licence, hints, walk))
+                 for infos, units, finished in _tasks(db, files, opts.source, opts.licence, hints, walk,
+                                                      absolute=on_cluster))
         pending: list[tuple[FileInfo, dict[str, Any]]] = []
         done_files = Fraction(0)  # exact: float shares of many files would end above or below the count
         matcher = Matcher()  # one per run: reduced cells of compared structures are kept across batches
@@ -297,7 +303,8 @@ def _stored_locators(db: "Database", hashes: list[str]) -> dict[str, set[str]]:
 
 def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optional[str],
            licence: Optional[str], hints: dict[Path, str],
-           walk: Optional[Walk] = None) -> Iterator[tuple[list[FileInfo], list[WorkUnit | FailedUnit], Fraction | int]]:
+           walk: Optional[Walk] = None, *,
+           absolute: bool = False) -> Iterator[tuple[list[FileInfo], list[WorkUnit | FailedUnit], Fraction | int]]:
     """Group files, and shares of the records of CSV files and of large CIF, MLIP JSON and extended XYZ files, into
     worker tasks, with already-stored records marked to skip.
 
@@ -305,6 +312,7 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
     :class:`FailedUnit`.
 
     Yields ``(file infos, work units, files finished by this task)``; a share finishes its fraction of a file.
+    With ``absolute`` the units name their files by absolute path (for workers in another directory).
     """
     step = 512
     walk = walk or Walk()
@@ -316,14 +324,15 @@ def _tasks(db: "Database", files: list[tuple[Path, str | None]], source: Optiona
         stored = _stored_locators(db, sorted({digest for digest, _ in hashes}))
         for (path, fmt), (digest, readable) in zip(chunk, hashes):
             info = FileInfo(printable(str(path)), digest, fmt or "unknown", source, licence, hints.get(path))
+            where = os.path.abspath(path) if absolute else str(path)
             failed = _failed_unit(path, walk)
             skip = frozenset(stored.get(digest, ()))
             shares = _record_shares(path, fmt) if readable and failed is None else None
             if shares is not None:
-                yield from _share_tasks(info, WorkUnit(str(path), fmt or "", skip), *shares)
+                yield from _share_tasks(info, WorkUnit(where, fmt or "", skip), *shares)
                 continue
             group_infos.append(info)
-            group_units.append(failed or WorkUnit(str(path), fmt or "", skip))
+            group_units.append(failed or WorkUnit(where, fmt or "", skip))
             if len(group_units) >= FILES_PER_TASK:
                 yield group_infos, group_units, len(group_units)
                 group_infos, group_units = [], []

@@ -106,8 +106,9 @@ def predict_on_workers(artifact: bytes, sha256: str, configs: Sequence[Any], *, 
     """:func:`predict_configurations` of a stored potential, in tasks of :data:`TASK_BATCHES` batches computed by
     ``workers`` local processes or the workers of a Dask ``scheduler`` (default ``$XTALBASE_DASK_SCHEDULER``).
 
-    The artifact (a few hundred kB) travels with each task and is loaded once per worker process; workers run torch
-    on one thread. With one local worker everything runs here, on this process's torch threads.
+    The artifact (the stored bytes: 20 kB for the mlearn n2p2 Mo potential) travels with each task and is loaded
+    once per worker process; workers run torch on one thread. With one local worker everything runs here, on this
+    process's torch threads.
     """
     from xtalbase.platform.config import resolve_scheduler
     from xtalbase.platform.runner import Runner

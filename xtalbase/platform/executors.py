@@ -309,11 +309,21 @@ class DaskExecutor(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         return self._inner.submit(fn, *args, **kwargs)
 
+    def slots_now(self) -> int:
+        """Worker threads connected now (one call to the scheduler): workers join and leave during a run."""
+        return int(self._client.scheduler_info(n_workers=0).get("total_threads", 0))
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         try:
             self._inner.shutdown(wait=wait and not cancel_futures)
         finally:
             self._client.close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        # Executor's own __exit__ waits for every submitted task: after an error or Ctrl-C the cluster would finish
+        # (and hold) up to `in_flight` results nobody reads; cancel them, as the local pools do
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
 
 
 def code_fingerprint() -> tuple[str, str]:
@@ -345,10 +355,20 @@ def _check_workers(client: Any, address: str) -> int:
     """Worker threads now connected to ``client``'s scheduler, after checking they run this process's version."""
     version, digest = code_fingerprint()
     try:
-        theirs = client.run(code_fingerprint)
-    except Exception as exc:  # noqa: BLE001 - e.g. a worker without xtalbase cannot unpickle the function
-        raise XtalbaseError(f"the workers of the Dask scheduler at {address} cannot run xtalbase: "
+        answers = client.run(code_fingerprint, on_error="return")
+    except Exception as exc:  # noqa: BLE001 - the scheduler itself failed to ask them
+        raise XtalbaseError(f"cannot ask the workers of the Dask scheduler at {address} for their xtalbase version: "
                             f"{type(exc).__name__}: {exc}") from None
+    theirs: dict[str, Any] = {}
+    for worker, found in answers.items():
+        if isinstance(found, OSError):  # CommClosedError too: a worker leaving (or restarting) as we asked
+            log.warning("worker %s of the Dask scheduler at %s did not answer the version check (%s): "
+                        "not checked, like a worker that joins later", worker, address, type(found).__name__)
+        elif isinstance(found, BaseException):  # e.g. no xtalbase there: the function cannot be unpickled
+            raise XtalbaseError(f"worker {worker} of the Dask scheduler at {address} cannot run xtalbase: "
+                                f"{type(found).__name__}: {found}")
+        else:
+            theirs[worker] = found
     other = sorted(f"{worker} ({found[0]})" for worker, found in theirs.items() if found[0] != version)
     if other:
         raise XtalbaseError(f"{len(other)} worker(s) of the Dask scheduler at {address} run another xtalbase version "

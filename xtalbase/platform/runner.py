@@ -26,6 +26,9 @@ from xtalbase.platform.budgets import Budget, BudgetExceeded
 from xtalbase.platform.config import resolve_scheduler
 from xtalbase.platform.executors import get_executor
 
+#: Seconds between two looks at a cluster's size during a run (workers of an adaptive cluster join late).
+RESIZE_SECONDS = 2.0
+
 K = TypeVar("K")
 R = TypeVar("R")
 
@@ -47,7 +50,7 @@ class Runner(Generic[K, R]):
         ``$XTALBASE_DASK_SCHEDULER`` (:func:`~xtalbase.platform.config.resolve_scheduler`; ``""``: local workers).
     in_flight : int, optional
         Most tasks submitted and not yet consumed (default ``2 * workers``, at least 2); on a cluster at least
-        twice its worker threads when the run starts.
+        twice its worker threads, counted when the run starts and again every :data:`RESIZE_SECONDS` as workers join.
     ordered : bool
         Yield results in submission order (True) or as they finish.
     name : str
@@ -82,6 +85,7 @@ class Runner(Generic[K, R]):
         self.ordered, self.name, self.progress = ordered, name, progress
         self.budget, self.retry = budget, retry
         self._executor: Optional[Executor] = None
+        self._resized = 0.0
 
     def __enter__(self) -> "Runner[K, R]":
         self._executor = get_executor(self.workers, self.scheduler, self.budget)
@@ -93,6 +97,7 @@ class Runner(Generic[K, R]):
                          self.name, self.workers, self.scheduler, slots)
             self.workers = max(1, slots)
             self.in_flight = max(self.in_flight, 2 * self.workers)
+            self._resized = time.monotonic()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -116,7 +121,7 @@ class Runner(Generic[K, R]):
         try:
             for key, args in tasks:
                 pending.append((key, args, executor.submit(self.fn, *args)))
-                while len(pending) >= self.in_flight:
+                while len(pending) >= self._room():
                     yield self._next(pending)
                     done += 1
                     self._tick(done)
@@ -131,6 +136,22 @@ class Runner(Generic[K, R]):
             raise
         log.info("%s: %d tasks in %.2f s on %d worker(s)%s", self.name, done, time.perf_counter() - started,
                  self.workers, f" at {self.scheduler}" if self.scheduler else "")
+
+    def _room(self) -> int:
+        """Tasks that may be in flight now. A cluster that started with few workers (an adaptive one, a SLURM job
+        still queued) would otherwise be fed the few tasks sized at the start for the whole run: it grows here."""
+        slots_now = getattr(self._executor, "slots_now", None)
+        if slots_now is not None and time.monotonic() - self._resized >= RESIZE_SECONDS:
+            self._resized = time.monotonic()
+            try:
+                slots = slots_now()
+            except OSError:  # the scheduler busy or reconnecting: keep the size, the tasks tell if it is gone
+                slots = 0
+            if slots > self.workers:
+                log.info("%s: the cluster has %d worker threads now: up to %d tasks in flight", self.name, slots, 2 * slots)
+                self.workers = slots
+                self.in_flight = max(self.in_flight, 2 * slots)
+        return self.in_flight
 
     def _next(self, pending: deque[tuple[K, tuple, Future]]) -> tuple[K, R]:
         while True:
