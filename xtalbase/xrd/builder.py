@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, exists, select
 
 from xtalbase.errors import XtalbaseError
+from xtalbase.platform.config import resolve_scheduler
 from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK
 from xtalbase.platform.repositories import insert_ignore_statement
 from xtalbase.platform.repositories.bulk import bulk_insert
@@ -80,7 +81,9 @@ def compute_missing(db: "Database", recipe: XrdRecipe | dict[str, Any] | None = 
         recipe_id, recipe_hash, options = rec.id, rec.hash, recipe_options(rec)
     if batch_size < 1:
         raise XtalbaseError(f"batch size must be >= 1, got {batch_size}")
-    params = {"recipe_id": recipe_id, "recipe_hash": recipe_hash, "workers": workers, "batch_size": batch_size, "hkl": hkl,
+    cluster = resolve_scheduler(scheduler)  # where it ran, recorded ($XTALBASE_DASK_SCHEDULER too); the runner resolves the same
+    params = {"recipe_id": recipe_id, "recipe_hash": recipe_hash, "workers": None if cluster else workers,
+              "scheduler": cluster, "batch_size": batch_size, "hkl": hkl,
               "structure_ids": len(structure_ids) if structure_ids is not None else "all", "retry_failed": retry_failed}
     t0 = time.perf_counter()
     with db.run("xrd", params) as run:
