@@ -64,6 +64,27 @@ def test_pages_cover_the_result_once(qdb):
     assert sum(len(p) for p in atoms_pages) == qdb.query("nsites < 4").count()
 
 
+def test_offset_windows_and_pages_follow_the_query_order(qdb):
+    every = qdb.query("nsites >= 3", sort="-_xtalbase_volume").ids()
+    assert len(every) > 12
+    assert qdb.query("nsites >= 3", sort="-_xtalbase_volume", offset=5, limit=4).ids() == every[5:9]
+    assert qdb.query("nsites >= 3", sort="-_xtalbase_volume", offset=5).count() == len(every) - 5
+    assert qdb.query("nsites >= 3", offset=len(every) + 3).ids() == []
+    query = qdb.query("nsites >= 3", sort="-_xtalbase_volume")
+    assert query.window(7, 3).ids() == every[7:10] and query.ids() == every  # the query itself is unchanged
+    page = query.page(7, 3)
+    assert list(page.frame()["id"]) == every[7:10] == [s.properties["xtalbase_id"] for s in page.structures()]
+    assert query.page(len(every), 3).ids() == []
+    # pages of a query with an offset start at the offset, in order, by id or sorted
+    by_id = qdb.query("nsites >= 3").ids()
+    assert [i for p in qdb.query("nsites >= 3", offset=4).pages(size=5) for i in p] == by_id[4:]
+    assert [i for p in qdb.query("nsites >= 3", sort="-_xtalbase_volume", offset=2, limit=9).pages(size=4)
+            for i in p] == every[2:11]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(XtalbaseError, match="offset"):
+            qdb.query(offset=bad)
+
+
 def test_explain_shows_parameters_inlined_and_a_plan(qdb):
     q = qdb.query('elements HAS ALL "Fe","O" AND nsites < 20')
     sql = q.explain()
@@ -152,3 +173,28 @@ def test_queries_inside_an_open_run_do_not_wait_for_its_write_lock(qdb):
         started = time.perf_counter()
         assert qdb.query("nsites > 20").count() == len(qdb.query("nsites > 20").ids()) > 0
         assert time.perf_counter() - started < 5
+
+
+def test_distinct_cache_keeps_values_until_a_structure_is_added_or_they_expire(db, monkeypatch):
+    import xtalbase.platform.query as query_module
+    from tests.conftest import TEST_DATA
+    from xtalbase.platform.query import DistinctCache, Query
+
+    reads = []
+    real = query_module.distinct_values
+    monkeypatch.setattr(query_module, "distinct_values", lambda conn, col: reads.append(col.key) or real(conn, col))
+    cif = TEST_DATA / "ingest" / "cif"
+    assert db.ingest([cif / "CaO.cif"]).inserted == 1
+    cache = DistinctCache(ttl_s=3600)
+
+    def ids(filter_: str, cache_: DistinctCache | None = cache) -> list[int]:
+        return Query(db, filter_, optimade=True, distinct_cache=cache_).ids()
+
+    assert len(ids('chemical_formula_reduced > "A"')) == 1 and len(reads) == 1
+    assert ids('chemical_formula_reduced STARTS "Ca"') == ids('chemical_formula_reduced < "Z"') and len(reads) == 1
+    assert db.ingest([cif / "CaTiO3.cif"]).inserted == 1
+    after = ids('chemical_formula_reduced STARTS "Ca"')  # a structure was added: read again, and the new one is found
+    assert len(reads) == 2 and len(after) == 2 and after == ids('chemical_formula_reduced STARTS "Ca"', None)
+    expired = DistinctCache(ttl_s=0)
+    ids('chemical_formula_reduced > "A"', expired), ids('chemical_formula_reduced > "A"', expired)
+    assert len(reads) == 2 + 1 + 2  # the uncached query above, then both expired reads

@@ -161,6 +161,8 @@ def test_cli_query_formats(qdb, tmp_path):
     assert [r["spacegroup_number"] for r in rows] == [62, 139, 166, 194, 198, 221, 225, 227]
     csv_out = runner.invoke(app, [*base, "--format", "csv", "--limit", "2"]).output.splitlines()
     assert len(csv_out) == 3 and csv_out[0].startswith("id,formula_reduced")
+    page = json.loads(runner.invoke(app, [*base, "--format", "json", "--offset", "3", "--limit", "2"]).output)
+    assert [r["spacegroup_number"] for r in page] == [194, 198]
     for fmt, ext in (("cif", "cif"), ("extxyz", "xyz")):
         path = tmp_path / f"cod.{ext}"
         assert runner.invoke(app, [*base, "--format", fmt, "--out", str(path)]).exit_code == 0

@@ -37,13 +37,14 @@ def query(
     format: Annotated[QueryFormat, typer.Option(
         "--format", "-f", help="Output: table, csv, json (one row per structure) or cif, poscar, extxyz (structures).")] = QueryFormat.table,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=0, help="At most N structures.")] = None,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip the first N matches (with --limit: one page).")] = 0,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a field (e.g. nsites, _xtalbase_density); prefix - for descending.")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Write to this file (for poscar with several structures: a folder, one file each).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Select structures with an OPTIMADE filter and print or export them."""
-    q = open_db(ctx, db).query(filter, sort=sort, limit=limit)
+    q = open_db(ctx, db).query(filter, sort=sort, limit=limit, offset=offset)
     fmt = QueryFormat(format)
     if fmt in (QueryFormat.table, QueryFormat.csv, QueryFormat.json):
         frame = q.frame()

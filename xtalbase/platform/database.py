@@ -131,11 +131,12 @@ class Database:
             "counts": self.counts() if rev else {},
         }
 
-    def query(self, filter: str | None = None, *, sort: str | None = None, limit: int | None = None) -> "Query":
-        """A lazy query over structures selected by an OPTIMADE ``filter``."""
+    def query(self, filter: str | None = None, *, sort: str | None = None, limit: int | None = None,
+              offset: int = 0) -> "Query":
+        """A lazy query over structures selected by an OPTIMADE ``filter`` (see :class:`~xtalbase.platform.query.Query`)."""
         from xtalbase.platform.query import Query
 
-        return Query(self, filter, sort=sort, limit=limit)
+        return Query(self, filter, sort=sort, limit=limit, offset=offset)
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Literal
@@ -25,6 +26,7 @@ from sqlalchemy.types import NullType
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.convert import attach_calculation, batch_to_ase, batch_to_pymatgen, decode_batch
 from xtalbase.platform.optimade_filter import FilterError, compile_filter, deepest_parenthesis, sort_column
+from xtalbase.platform.repositories.optimade import distinct_values, newest_structure_id
 from xtalbase.platform.repositories.structures import calculation_rows
 from xtalbase.schema import Structure
 
@@ -50,6 +52,28 @@ PageKind = Literal["ids", "frame", "structures", "atoms"]
 _TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "stack depth limit exceeded")
 
 
+class DistinctCache:
+    """Distinct stored values per column, read again once a structure was added or ``ttl_s`` seconds passed.
+
+    For a server answering many formula comparisons (<, >, STARTS...): at a million structures reading every
+    distinct formula costs about a second, too much to repeat per request.
+    """
+
+    def __init__(self, ttl_s: float = 10.0) -> None:
+        self.ttl_s = ttl_s
+        self._values: dict[str, tuple[int | None, list[Any], float]] = {}
+
+    def values(self, conn: Any, column: Any) -> list[Any]:
+        """The distinct values of ``column`` (read through ``conn`` unless a fresh copy is kept)."""
+        newest, now = newest_structure_id(conn), time.monotonic()
+        kept = self._values.get(column.key)
+        if kept is not None and kept[0] == newest and now - kept[2] < self.ttl_s:
+            return kept[1]
+        values = distinct_values(conn, column)
+        self._values[column.key] = (newest, values, now)  # one assignment: safe across the server's threads
+        return values
+
+
 class Query:
     """Structures selected by an OPTIMADE filter, optionally sorted and limited; evaluated on demand.
 
@@ -63,19 +87,24 @@ class Query:
         Ties and the default order are by structure id.
     limit : int, optional
         At most this many structures.
+    offset : int
+        Skip this many matches first (in query order): with ``limit``, one page of a listing.
 
     The filter and sort are checked when the query is made, so a bad filter
     fails at ``db.query(...)`` with a :class:`FilterError` naming the position.
     """
 
     def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None,
-                 optimade: bool = False) -> None:
-        if limit is not None and (not isinstance(limit, int) or not 0 <= limit < 2**63):
-            raise XtalbaseError(f"limit must be a non-negative 64-bit integer, got {limit!r}")
+                 offset: int = 0, optimade: bool = False, distinct_cache: "DistinctCache | None" = None) -> None:
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63):
+                raise XtalbaseError(f"{name} must be a non-negative 64-bit integer, got {value!r}")
         self.db = db
         self.filter = filter
         self.sort = sort
         self.limit = limit
+        self.offset = offset
+        self._distinct_cache = distinct_cache
         #: Other providers' fields the filter named: with ``optimade=True`` (the API) they are unknown values, as
         #: OPTIMADE asks, and the formula fields compare OPTIMADE's spelling with <, >, STARTS, ENDS, CONTAINS;
         #: otherwise (``xtalbase query``) other providers' fields are errors and formulas compare the stored spelling.
@@ -87,18 +116,38 @@ class Query:
         self._sort_keys: list[tuple[str, bool]] = [(col.key, desc) for col, desc in keys]
         self._order = [(col.desc() if desc else col.asc()).nulls_last() for col, desc in keys] + [Structure.id.asc()]
 
+    def window(self, offset: int, size: int) -> "Query":
+        """This query with its ``offset`` and ``limit`` set to the ``size`` matches after the first ``offset``."""
+        window = copy.copy(self)
+        window.offset, window.limit = offset, size
+        return window
+
+    def page(self, offset: int, size: int) -> "Query":
+        """This query narrowed to the ids of :meth:`window` ``(offset, size)``, in the same order.
+
+        The page's ids are read once (OFFSET over ids only), so loading the page's rows reads only those rows
+        however far the page is; an empty page selects nothing.
+        """
+        page = self.window(offset, size)
+        page.where, page.offset, page.limit = Structure.id.in_(page.ids()), 0, None
+        return page
+
     def _distinct(self, col: Any) -> list[Any]:
         """Every distinct stored value of ``col`` (the filter's comparisons that SQL cannot answer on the stored spelling)."""
         with self._connect() as conn:
-            return list(conn.execute(select(col).distinct()).scalars())
+            if self._distinct_cache is not None:
+                return self._distinct_cache.values(conn, col)
+            return distinct_values(conn, col)
 
     def __repr__(self) -> str:
-        return f"Query(filter={self.filter!r}, sort={self.sort!r}, limit={self.limit!r})"
+        return f"Query(filter={self.filter!r}, sort={self.sort!r}, limit={self.limit!r}, offset={self.offset!r})"
 
     # ------------------------------------------------------------------ statements
     def statement(self, *columns: Any) -> Select:
-        """The SELECT of ``columns`` (default: ``structures.id``) for this filter, order and limit."""
+        """The SELECT of ``columns`` (default: ``structures.id``) for this filter, order, offset and limit."""
         stmt = select(*(columns or (Structure.id,))).where(self.where).order_by(*self._order)
+        if self.offset:
+            stmt = stmt.offset(self.offset)
         return stmt.limit(self.limit) if self.limit is not None else stmt
 
     def explain(self, plan: bool = False) -> str:
@@ -138,12 +187,12 @@ class Query:
 
     # ------------------------------------------------------------------ results
     def _count_statement(self) -> Select:
-        if self.limit is None:
+        if self.limit is None and not self.offset:
             return select(func.count()).select_from(Structure).where(self.where)
         return select(func.count()).select_from(self.statement().subquery())
 
     def count(self) -> int:
-        """How many structures match (after ``limit``)."""
+        """How many structures match (after ``offset`` and ``limit``)."""
         with self._connect() as conn:
             return int(conn.execute(self._count_statement()).scalar_one())
 
@@ -205,7 +254,7 @@ class Query:
         """Iterate over the result ``size`` structures at a time, each page as ``kind``.
 
         The default order pages by id (keyset, so each page is one index range);
-        a sorted query pages by offset.
+        a sorted query, or one with an ``offset``, pages by offset.
         """
         if size <= 0:
             raise XtalbaseError(f"page size must be positive, got {size}")
@@ -214,13 +263,13 @@ class Query:
             n = size if self.limit is None else min(size, self.limit - done)
             page = Query.__new__(Query)
             page.__dict__.update(self.__dict__)
-            page.limit = n
-            if not self._sort_keys:
+            page.limit, page.offset = n, 0
+            if not self._sort_keys and not self.offset:
                 page.where = self.where if last_id is None else (self.where & (Structure.id > last_id))
                 page_ids = page.ids()
             else:
                 page_ids = []
-                page_stmt = self.statement().limit(n).offset(done)
+                page_stmt = self.statement().limit(n).offset(self.offset + done)
                 with self._connect() as conn:
                     page_ids = list(conn.execute(page_stmt).scalars())
                 page.where = Structure.id.in_(page_ids)

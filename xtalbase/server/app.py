@@ -31,6 +31,7 @@ def create_app(settings: ServerSettings, db: "Optional[Database]" = None) -> "Fa
 
     from xtalbase.api import Database
     from xtalbase.platform.provenance import package_version
+    from xtalbase.platform.query import DistinctCache
     from xtalbase.server import optimade, pages
 
     if settings.allow_writes and not settings.token:
@@ -38,6 +39,7 @@ def create_app(settings: ServerSettings, db: "Optional[Database]" = None) -> "Fa
     app = FastAPI(title="xtalbase", version=package_version(), docs_url="/docs", redoc_url=None)
     app.state.db = db if db is not None else Database(settings.db_url)
     app.state.settings = settings
+    app.state.distinct_cache = DistinctCache(optimade.TOTAL_TTL_S)  # formula comparisons of every request read it
     app.include_router(optimade.router)
     app.include_router(pages.router)
     return app

@@ -89,7 +89,7 @@ def search(db: "Database", filter: str, sort: str, page: int, size: int) -> Sear
         query = db.query(filter if filter.strip() else None, sort=sort or None)
         result.total = query.count()
         result.page = min(result.page, result.pages)
-        frame = _page_frame(query, (result.page - 1) * size, size)
+        frame = query.page((result.page - 1) * size, size).frame()
     except FilterError as exc:
         result.error = str(exc)
         found = _POSITION.search(result.error)
@@ -100,24 +100,6 @@ def search(db: "Database", filter: str, sort: str, page: int, size: int) -> Sear
         return result
     result.rows = [_row(r) for r in frame.to_dict("records")]
     return result
-
-
-def _page_frame(query: Any, offset: int, size: int) -> Any:
-    """The ``v_structures`` rows of the ``size`` matches after the first ``offset``, in the query's order.
-
-    Only the page's ids are read with OFFSET and only their rows are loaded: reading the first ``offset + size``
-    rows into a frame and keeping the tail made a far page of a large result load the whole result.
-    """
-    import copy
-
-    from xtalbase.schema import Structure
-
-    # TODO(query offset): Query has no ``offset`` yet; the OPTIMADE routes page the same way (statement + OFFSET)
-    with query.connect() as conn:
-        ids = list(conn.execute(query.statement().limit(size).offset(offset)).scalars())
-    page = copy.copy(query)  # as Query.pages does for a sorted page: the same order over the page's ids
-    page.where, page.limit = Structure.id.in_(ids), None
-    return page.frame()
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,11 @@ def count_structures(conn: "Connection") -> int:
     return int(conn.execute(select(func.count()).select_from(Structure)).scalar_one())
 
 
+def distinct_values(conn: "Connection", column: Any) -> list[Any]:
+    """Every distinct stored value of ``column`` (a column of ``structures``)."""
+    return list(conn.execute(select(column).distinct()).scalars())
+
+
 def newest_structure_id(conn: "Connection") -> int | None:
     """The largest structure id (``None`` for an empty database): ids only grow, so it tells when rows were added."""
     return conn.execute(select(func.max(Structure.id))).scalar_one()
