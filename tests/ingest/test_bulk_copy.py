@@ -52,8 +52,10 @@ def _populate(url: str) -> dict[str, list[tuple]]:
         report = db.ingest([DATA / "perov5_head.csv", CIF, DATA / "extxyz"], batch_size=7)
         assert report.inserted > 20 and report.quarantined < report.read, report
         compute_missing(db)
+        db.splits.create("s", strategy="random", fractions=(0.6, 0.2, 0.2), seed=3)
+        db.datasets.create("d", split="s", fold="train")
         return _dump(db, ["structures", "structure_elements", "sources", "source_properties", "calculations",
-                          "xrd_patterns", "xrd_peaks", "quarantine"])
+                          "xrd_patterns", "xrd_peaks", "quarantine", "split_members", "dataset_members"])
     finally:
         db.close()
 
@@ -69,7 +71,7 @@ def test_copy_and_executemany_store_the_same_rows_ids_and_hashes(tmp_path, copie
     with new_database_url("postgresql", tmp_path) as url:
         copied = _populate(url)
     assert {"structures", "structure_elements", "sources", "source_properties", "calculations", "xrd_patterns",
-            "xrd_peaks"} <= set(copies)
+            "xrd_peaks", "split_members", "dataset_members"} <= set(copies)
     monkeypatch.setattr(bulk, "ENABLED", False)
     n_copies = len(copies)
     with new_database_url("postgresql", tmp_path) as url:

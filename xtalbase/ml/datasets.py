@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from xtalbase.errors import NotFound, XtalbaseError
 from xtalbase.platform.hashing import set_hash  # noqa: F401 - also this module's public name
 from xtalbase.platform.repositories import chunks, named_row
+from xtalbase.platform.repositories.bulk import bulk_insert
 from xtalbase.schema import Dataset, DatasetMember, Run, Split, Structure
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
     from xtalbase.platform.database import Database
 
-_CHUNK = 20_000  # rows per executemany batch of dataset_members (IN lists use repositories.chunks)
+_CHUNK = 20_000  # dataset_members rows per bulk insert (IN lists use repositories.chunks)
 
 
 class DatasetError(XtalbaseError):
@@ -240,9 +241,8 @@ class DatasetStore:
                           description=description, n_members=len(members), sealed=False, run_id=run.id)
             s.add(row)
             s.flush()
-            for start in range(0, len(members), _CHUNK):
-                s.execute(DatasetMember.__table__.insert(),
-                          [dict(m, dataset_id=row.id) for m in members[start:start + _CHUNK]])
+            for start in range(0, len(members), _CHUNK):  # COPY on PostgreSQL
+                bulk_insert(s.connection(), DatasetMember.__table__, [dict(m, dataset_id=row.id) for m in members[start:start + _CHUNK]], None)
             s.execute(update(Dataset).where(Dataset.id == row.id).values(sealed=True))
             run.link_output("dataset", row.id, label=name, sha256=content)
             run.summary.update({"dataset": name, "hash": content, "n_members": len(members)})

@@ -48,7 +48,7 @@ SCALAR_COLUMNS = (
     "nelements", "nsites", "a", "b", "c", "alpha", "beta", "gamma", "volume", "density", "spacegroup_number",
     "spacegroup_symbol", "crystal_system", "symprec", "created_at", "run_id",
 )
-_CHUNK = 20_000  # rows per executemany batch of split_members (IN lists use repositories.chunks)
+_CHUNK = 20_000  # split_members rows per bulk insert (IN lists use repositories.chunks)
 
 
 @dataclass(frozen=True, eq=False)
@@ -407,12 +407,13 @@ class SplitStore:
 
 
 def write_members(session: Any, split_pk: int, ids: Sequence[int], folds: Sequence[str]) -> None:
-    """Insert ``split_members`` rows in chunks (executemany) inside the caller's transaction."""
+    """Insert ``split_members`` rows in chunks inside the caller's transaction (COPY on PostgreSQL, executemany on SQLite)."""
+    from xtalbase.platform.repositories.bulk import bulk_insert
+
+    conn = session.connection()
     for start in range(0, len(ids), _CHUNK):
-        session.execute(SplitMember.__table__.insert(), [  # Core executemany: no ORM bookkeeping per row
-            {"split_id": split_pk, "structure_id": int(i), "fold": f}
-            for i, f in zip(ids[start:start + _CHUNK], folds[start:start + _CHUNK])
-        ])
+        bulk_insert(conn, SplitMember.__table__, ({"split_id": split_pk, "structure_id": int(i), "fold": f}
+                                                  for i, f in zip(ids[start:start + _CHUNK], folds[start:start + _CHUNK])), None)
 
 
 def _filter_ids(db: "Database", filter: str) -> list[int]:
