@@ -88,6 +88,20 @@ def new_database_url(backend: str, folder: Path) -> Iterator[str]:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
+@contextlib.contextmanager
+def new_database(backend: str, folder: Path) -> Iterator:
+    """A new database on ``backend``, initialised (migrated to head); closed, and on PostgreSQL dropped, afterwards."""
+    import xtalbase
+
+    with new_database_url(backend, folder) as url:
+        handle = xtalbase.connect(url)
+        try:
+            handle.init()
+            yield handle
+        finally:
+            handle.close()
+
+
 @pytest.fixture
 def db(db_url: str):
     """An initialised (migrated to head) database on each backend."""
@@ -106,32 +120,22 @@ def db(db_url: str):
 @pytest.fixture(scope="module", params=BACKENDS)
 def trained_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The vendored MP subset, its patterns and the split ``models`` (:mod:`tests.ml.test_model_support`), per backend."""
-    import xtalbase
     from tests.ml.test_model_support import populate
 
-    with new_database_url(request.param, tmp_path_factory.mktemp("models")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            populate(db)
-            yield db
-        finally:
-            db.close()
+    with new_database(request.param, tmp_path_factory.mktemp("models")) as db:
+        populate(db)
+        yield db
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def qdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The ingested ``tests/data/query`` structures (:mod:`tests.platform.test_query_fixtures`), per backend."""
-    import xtalbase
     from tests.platform.test_query_fixtures import N_STRUCTURES, QUERY_DATA, STRUCTURE_FOLDERS
 
-    with new_database_url(request.param, tmp_path_factory.mktemp("query")) as url:
-        db = xtalbase.connect(url)
-        db.init()
+    with new_database(request.param, tmp_path_factory.mktemp("query")) as db:
         report = db.ingest([QUERY_DATA / name for name in STRUCTURE_FOLDERS])
         assert report.inserted == N_STRUCTURES, report
         yield db
-        db.close()
 
 
 @pytest.fixture(scope="module")
@@ -146,15 +150,9 @@ def truth(qdb) -> dict:
 def p5db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A database per backend with the 220 Perov-5 fixture rows and the split ``p5`` (60/20/20 grouped by formula);
     used by the CSP and property-model tests."""
-    import xtalbase
     from xtalbase.csp.tasks import perov5
 
-    with new_database_url(request.param, tmp_path_factory.mktemp("perov5")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            assert db.ingest([TEST_DATA / "splits" / "perov5_220.csv"]).inserted == 220
-            perov5(db.splits, "p5")
-            yield db
-        finally:
-            db.close()
+    with new_database(request.param, tmp_path_factory.mktemp("perov5")) as db:
+        assert db.ingest([TEST_DATA / "splits" / "perov5_220.csv"]).inserted == 220
+        perov5(db.splits, "p5")
+        yield db

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import BACKENDS, TEST_DATA, new_database_url
+from tests.conftest import BACKENDS, TEST_DATA, new_database
 from xtalbase.cli import app
 from xtalbase.descriptors.compositional import CompositionRecipe, composition_preset
 from xtalbase.errors import NotFound, XtalbaseError
@@ -27,19 +27,12 @@ def _write_cifs(folder) -> None:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def ddb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    import xtalbase
-
     folder = tmp_path_factory.mktemp("extra")
     _write_cifs(folder)
-    with new_database_url(request.param, tmp_path_factory.mktemp("descriptors")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            report = db.ingest([MP, folder], allow_disorder=True)
-            assert report.inserted == 26, report
-            yield db
-        finally:
-            db.close()
+    with new_database(request.param, tmp_path_factory.mktemp("descriptors")) as db:
+        report = db.ingest([MP, folder], allow_disorder=True)
+        assert report.inserted == 26, report
+        yield db
 
 
 def _ids(db, filter: str) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import BACKENDS, new_database_url, shared
+from tests.conftest import BACKENDS, new_database, shared
 
 runner = CliRunner()
 
@@ -119,15 +119,8 @@ class Stored:
 @contextlib.contextmanager
 def stored_database(backend: str, folder: Path) -> Iterator[Stored]:
     """A new initialised database on ``backend`` with ``folder`` for its files (dropped afterwards)."""
-    import xtalbase
-
-    with new_database_url(backend, folder) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            yield Stored(db, folder)
-        finally:
-            db.close()
+    with new_database(backend, folder) as db:
+        yield Stored(db, folder)
 
 
 @pytest.fixture(scope="package", params=BACKENDS)

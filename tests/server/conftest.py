@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.conftest import BACKENDS, TEST_DATA, new_database_url
+from tests.conftest import BACKENDS, TEST_DATA, new_database
 
 BAD_RECORDS = TEST_DATA / "ingest" / "bad"
 
@@ -71,16 +71,9 @@ def start_server(db, *, allow_writes: bool = False, token: str | None = None) ->
 @pytest.fixture(scope="module", params=BACKENDS)
 def served_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The populated database (see the module docstring), per backend."""
-    import xtalbase
-
-    with new_database_url(request.param, tmp_path_factory.mktemp("served")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            populate(db)
-            yield db
-        finally:
-            db.close()
+    with new_database(request.param, tmp_path_factory.mktemp("served")) as db:
+        populate(db)
+        yield db
 
 
 @pytest.fixture(scope="module")

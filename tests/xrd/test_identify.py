@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 import xtalbase
-from tests.conftest import BACKENDS, TEST_DATA, new_database_url, shared
+from tests.conftest import BACKENDS, TEST_DATA, new_database, shared
 from tests.xrd.test_phase_search import synthetic_scan
 from xtalbase.cli import app
 from xtalbase.errors import XtalbaseError
@@ -53,13 +53,8 @@ def loaded(db, names: list[str] | None = None):
 @pytest.fixture(scope="module", params=BACKENDS)
 def refdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """A database per backend with the eight references and their patterns, shared by the tests that only search."""
-    with new_database_url(request.param, tmp_path_factory.mktemp("refs")) as url:
-        db = xtalbase.connect(url)
-        try:
-            db.init()
-            yield loaded(db)
-        finally:
-            db.close()
+    with new_database(request.param, tmp_path_factory.mktemp("refs")) as db:
+        yield loaded(db)
 
 
 def chemistry(db) -> dict[int, tuple[str, set[str], int | None]]:
