@@ -193,37 +193,35 @@ async def _authorized_form(request: Request) -> dict[str, str] | HTMLResponse:
     return form
 
 
-@router.post("/structures/{structure_id}/notes", include_in_schema=False)
-async def add_note(request: Request, structure_id: str) -> Any:
-    """Add a note to a structure (needs writes and the token), then show the structure page."""
+async def _write(request: Request, raw_id: str, noun: str, failed: str, action: Any, field: str) -> Any:
+    """``(action(db, id, form[field]), id)`` for a write on the row ``raw_id``, or the page that refuses or reports it."""
     form = await _authorized_form(request)
     if isinstance(form, HTMLResponse):
         return form
-    number = row_id(structure_id)
+    number, missing = row_id(raw_id), f"{noun.capitalize()} not found"
     if number is None:
-        return error_page(request, 404, "Structure not found", f"{structure_id!r} is not a structure id")
+        return error_page(request, 404, missing, f"{raw_id!r} is not a {noun} id")
     try:
-        await run_in_threadpool(page_writes.add_note, database(request), number, form.get("text", ""))
+        return await run_in_threadpool(action, database(request), number, form.get(field, "")), number
     except NotFound as exc:
-        return error_page(request, 404, "Structure not found", str(exc))
+        return error_page(request, 404, missing, str(exc))
     except XtalbaseError as exc:
-        return error_page(request, 400, "Note not added", str(exc))
-    return RedirectResponse(f"/structures/{number}#notes", status_code=303)
+        return error_page(request, 400, failed, str(exc))
+
+
+@router.post("/structures/{structure_id}/notes", include_in_schema=False)
+async def add_note(request: Request, structure_id: str) -> Any:
+    """Add a note to a structure (needs writes and the token), then show the structure page."""
+    done = await _write(request, structure_id, "structure", "Note not added", page_writes.add_note, "text")
+    if isinstance(done, HTMLResponse):
+        return done
+    return RedirectResponse(f"/structures/{done[1]}#notes", status_code=303)
 
 
 @router.post("/quarantine/{quarantine_id}/reingest", response_class=HTMLResponse, include_in_schema=False)
 async def reingest(request: Request, quarantine_id: str) -> HTMLResponse:
     """Ingest a corrected version of a quarantined record (needs writes and the token) and show what happened."""
-    form = await _authorized_form(request)
-    if isinstance(form, HTMLResponse):
-        return form
-    number = row_id(quarantine_id)
-    if number is None:
-        return error_page(request, 404, "Quarantine record not found", f"{quarantine_id!r} is not a quarantine record id")
-    try:
-        result = await run_in_threadpool(page_writes.reingest, database(request), number, form.get("record", ""))
-    except NotFound as exc:
-        return error_page(request, 404, "Quarantine record not found", str(exc))
-    except XtalbaseError as exc:
-        return error_page(request, 400, "Re-ingest failed", str(exc))
-    return render(request, "reingest_result.html", result=result)
+    done = await _write(request, quarantine_id, "quarantine record", "Re-ingest failed", page_writes.reingest, "record")
+    if isinstance(done, HTMLResponse):
+        return done
+    return render(request, "reingest_result.html", result=done[0])
