@@ -21,7 +21,8 @@ the same files with ``db.ingest`` (validation, symmetry, hashes, the batch write
 
 ``--explain`` adds the PostgreSQL ``EXPLAIN (ANALYZE, BUFFERS)`` plan of the slowest filters; ``--no-copy``
 writes through executemany instead of COPY (the before/after of the PostgreSQL write step, timed separately
-as ``write s``); ``--write-step N`` times only the writer on N prepared records, COPY against executemany.
+as ``write s``); ``--write-step N`` times only the writer on N prepared records, COPY against executemany;
+``--xrd-write-step N`` times only the XRD writer on N structures' patterns, peaks as tuples against dictionaries.
 Results go to ``bench/results/scale_<n>.{json,md}``.
 
 Run: ``python bench/scale.py --n 10000`` (CI size) ... ``--n 1000000`` (by hand; hours).
@@ -279,6 +280,71 @@ def write_step(folder: Path, n: int, rounds: int) -> dict[str, Any]:
             "all": {m: [round(x, 1) for x in v] for m, v in rates.items()}}
 
 
+def _write_patterns_as_dicts(conn: Any, recipe_id: int, ids: list[int], patterns: list) -> None:
+    """The XRD writer before the tuple path: one dictionary per peak through ``bulk_insert``."""
+    from xtalbase.platform.repositories.bulk import bulk_insert
+    from xtalbase.schema import XrdPattern, XrdPeak
+    from xtalbase.xrd.builder import pattern_row, peak_rows_of
+
+    rows = [pattern_row(p, kind="computed", structure_id=sid, recipe_id=recipe_id, run_id=None) for sid, p in zip(ids, patterns)]
+    inserted = bulk_insert(conn, XrdPattern.__table__, rows, ("structure_id", "recipe_id"), returning=("id", "structure_id"))
+    by_structure = dict(zip(ids, patterns))
+    bulk_insert(conn, XrdPeak.__table__, [r for pid, sid in inserted for r in peak_rows_of(by_structure[sid], pid, recipe_id, sid)], None)
+
+
+def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> dict[str, Any]:
+    """Patterns/s of the XRD writer alone, peaks as tuples (``insert_tuples``) against the dictionary path it
+    replaced: the first ``n`` structures of ``folder`` ingested once per backend and their patterns computed once,
+    then written in batches of 2,000 into emptied tables, the two paths alternating ``rounds`` times each."""
+    from sqlalchemy import text
+
+    import xtalbase
+    from xtalbase.xrd.builder import DEFAULT_BATCH, compute_chunk, load_structure_arrays, write_patterns
+    from xtalbase.xrd.recipe import get_or_create_recipe, recipe_options
+
+    out: dict[str, Any] = {"structures": n, "rounds": rounds}
+    for backend in backends:
+        if backend == "postgresql":
+            url = pg_database("postgresql+psycopg://postgres@127.0.0.1:5432/scale_xrd_write", fresh=True)
+        else:
+            path = Path("/tmp/xtalbase-scale/scale_xrd_write.db")
+            for old in path.parent.glob(path.name + "*"):
+                old.unlink()
+            url = f"sqlite:///{path}"
+        db = xtalbase.connect(url)
+        db.init()
+        db.ingest(sorted(folder.glob("*.xyz"))[0], workers=2)
+        with db.session() as s:
+            recipe = get_or_create_recipe(s)
+            s.commit()
+            recipe_id, options = recipe.id, recipe_options(recipe)
+        ids = db.query(limit=n).ids()
+        batches = [compute_chunk(load_structure_arrays(db, ids[lo:lo + DEFAULT_BATCH]), options)[:2]
+                   for lo in range(0, len(ids), DEFAULT_BATCH)]
+        peaks = sum(len(p.two_theta) for _, (patterns, _) in batches for p in patterns)
+        rates: dict[str, list[float]] = {"tuples": [], "dicts": []}
+        for k in range(2 * rounds):
+            mode = "tuples" if k % 2 == 0 else "dicts"
+            with db.engine.begin() as conn:
+                conn.execute(text("DELETE FROM xrd_peaks"))
+                conn.execute(text("DELETE FROM xrd_patterns"))
+            t = time.perf_counter()
+            for got, (patterns, _) in batches:
+                with db.engine.begin() as conn:
+                    if mode == "tuples":
+                        write_patterns(conn, None, recipe_id, got, patterns)
+                    else:
+                        _write_patterns_as_dicts(conn, recipe_id, got, patterns)
+            rates[mode].append(len(ids) / (time.perf_counter() - t))
+        db.close()
+        tuples, dicts = statistics.median(rates["tuples"]), statistics.median(rates["dicts"])
+        out[backend] = {"patterns": len(ids), "peaks": peaks, "tuples_patterns_per_s": round(tuples, 1),
+                        "dicts_patterns_per_s": round(dicts, 1), "ratio": round(tuples / dicts, 2),
+                        "all": {m: [round(x, 1) for x in v] for m, v in rates.items()}}
+        print(f"{backend}: {out[backend]}", file=sys.stderr)
+    return out
+
+
 def measure(db: Any, args: argparse.Namespace, n_stored: int) -> dict[str, Any]:
     """Query latencies, object loads and split creation on a populated database."""
     from xtalbase.xrd.builder import compute_missing
@@ -375,6 +441,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE the slowest filters on PostgreSQL")
     parser.add_argument("--write-step", type=int, default=0, metavar="N",
                         help="only time the PostgreSQL batch writer on N prepared records, COPY against executemany")
+    parser.add_argument("--xrd-write-step", type=int, default=0, metavar="N",
+                        help="only time the XRD writer on the patterns of N structures, peaks as tuples against dictionaries")
     parser.add_argument("--out", type=Path, default=None, help="results stem (default bench/results/scale_<n>)")
     args = parser.parse_args()
     if not (SHARED / "perov5" / "test.csv").exists():
@@ -398,6 +466,12 @@ def main() -> None:
         result = write_step(data, args.write_step, 3)
         print(json.dumps(result))
         stem.with_name(stem.name + "_write_step").with_suffix(".json").write_text(json.dumps(result, indent=1))
+        return
+    if args.xrd_write_step:
+        write_structures(args.n, args.seed, data)
+        result = xrd_write_step(data, args.xrd_write_step, 2, [b.strip() for b in args.backends.split(",") if b.strip()])
+        print(json.dumps(result))
+        stem.with_name(stem.name + "_xrd_write_step").with_suffix(".json").write_text(json.dumps(result, indent=1))
         return
     if not args.reuse:
         print(f"generating {args.n:,} structures under {data} ...", file=sys.stderr)

@@ -24,14 +24,19 @@ VOLATILE = {"created_at"}
 def copies(monkeypatch):
     """Every bulk write of two rows or more goes through COPY; returns the list of tables copied into."""
     seen: list[str] = []
-    inner = bulk._copy_insert
+    inner, inner_tuples = bulk._copy_insert, bulk._copy_tuples
 
     def spy(conn, table, rows, keys, returning):
         seen.append(table.name)
         return inner(conn, table, rows, keys, returning)
 
+    def spy_tuples(conn, table, columns, rows):
+        seen.append(table.name)
+        return inner_tuples(conn, table, columns, rows)
+
     monkeypatch.setattr(bulk, "MIN_COPY_ROWS", 2)
     monkeypatch.setattr(bulk, "_copy_insert", spy)
+    monkeypatch.setattr(bulk, "_copy_tuples", spy_tuples)
     return seen
 
 

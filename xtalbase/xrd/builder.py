@@ -14,6 +14,7 @@ cannot go stale, and predictions refer to pattern ids.
 from __future__ import annotations
 
 import time
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ from xtalbase.errors import XtalbaseError
 from xtalbase.platform.config import resolve_scheduler
 from xtalbase.platform.repositories import IN_CHUNK as ID_CHUNK
 from xtalbase.platform.repositories import insert_ignore_statement
-from xtalbase.platform.repositories.bulk import bulk_insert
+from xtalbase.platform.repositories.bulk import bulk_insert, insert_tuples
 from xtalbase.schema import Structure, XrdFailure, XrdPattern, XrdPeak, XrdRecipe
 from xtalbase.schema.arrays import pack
 from xtalbase.xrd.engine import Pattern
@@ -213,8 +214,8 @@ def write_patterns(conn: Connection, run_id: int | None, recipe_id: int, structu
     # COPY on PostgreSQL (pattern rows through a staging table, peaks straight in), executemany on SQLite
     inserted = bulk_insert(conn, XrdPattern.__table__, rows, ("structure_id", "recipe_id"), returning=("id", "structure_id"))
     by_structure = dict(zip(structure_ids, patterns))
-    peak_rows = [r for pid, sid in inserted for r in peak_rows_of(by_structure[sid], pid, recipe_id, sid)]
-    bulk_insert(conn, XrdPeak.__table__, peak_rows, None)
+    insert_tuples(conn, XrdPeak.__table__, PEAK_COLUMNS,
+                  [row for pid, sid in inserted for row in peak_tuples(by_structure[sid], pid, recipe_id, sid)])
     return len(inserted)
 
 
@@ -238,10 +239,19 @@ def pattern_row(p: Pattern, **fields: Any) -> dict[str, Any]:
             "hkl_families": p.hkl_families, "wavelength": p.wavelength, **fields}
 
 
+#: The columns of :func:`peak_tuples`, in order.
+PEAK_COLUMNS = ("pattern_id", "rank", "recipe_id", "structure_id", "two_theta", "intensity", "d_spacing")
+
+
+def peak_tuples(p: Pattern, pattern_id: int, recipe_id: int | None, structure_id: int | None) -> Iterator[tuple[Any, ...]]:
+    """``xrd_peaks`` rows of one pattern as tuples of :data:`PEAK_COLUMNS`; rank 0 is the lowest 2θ."""
+    n = len(p.two_theta)
+    return zip(repeat(pattern_id, n), range(n), repeat(recipe_id, n), repeat(structure_id, n),
+               p.two_theta.tolist(), p.intensity.tolist(), p.d_spacing.tolist())
+
+
 def peak_rows_of(p: Pattern, pattern_id: int, recipe_id: int | None, structure_id: int | None) -> Iterator[dict[str, Any]]:
-    """``xrd_peaks`` rows of one pattern; rank 0 is the lowest 2θ."""
-    for rank, (tt, inten, d) in enumerate(zip(p.two_theta.tolist(), p.intensity.tolist(), p.d_spacing.tolist())):
-        yield {"pattern_id": pattern_id, "rank": rank, "recipe_id": recipe_id, "structure_id": structure_id,
-               "two_theta": tt, "intensity": inten, "d_spacing": d}
+    """``xrd_peaks`` rows of one pattern as dictionaries; rank 0 is the lowest 2θ."""
+    return (dict(zip(PEAK_COLUMNS, row)) for row in peak_tuples(p, pattern_id, recipe_id, structure_id))
 
 

@@ -10,6 +10,9 @@ into a temporary staging table created for this call (``ON COMMIT DROP``, droppe
 then moved with one ``INSERT ... SELECT ... ORDER BY ordinal ON CONFLICT (keys) DO NOTHING``: ids are assigned
 in the rows' order, and a row met twice keeps its first copy, as with the executemany path. Without ``keys``
 (plain inserts such as ``xrd_peaks``) the rows are copied straight into the table.
+
+:func:`insert_tuples` is the plain insert for many narrow rows given as tuples (``xrd_peaks``: hundreds per
+pattern): no per-row dictionaries, defaults or JSON handling, straight to ``COPY`` or the driver's executemany.
 """
 
 from __future__ import annotations
@@ -48,6 +51,38 @@ def bulk_insert(conn: Connection, table: Table | Any, rows: Iterable[dict[str, A
     return _copy_insert(conn, table, rows, keys, returning)
 
 
+def insert_tuples(conn: Connection, table: Table | Any, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:
+    """Insert ``rows`` (tuples of ``columns``' values, no JSON columns) into ``table`` in the caller's transaction.
+
+    Plain inserts (a collision is an error). Returns the number of rows sent.
+    """
+    if ENABLED and conn.dialect.name == "postgresql":
+        return _copy_tuples(conn, table, columns, rows)
+    rows = rows if isinstance(rows, list) else list(rows)
+    if rows:
+        marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in columns)
+        conn.exec_driver_sql(f"INSERT INTO {_target(conn, table)} ({_listed(columns)}) VALUES ({marks})", rows)
+    return len(rows)
+
+
+def _copy_tuples(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:
+    n = 0
+    with conn.connection.dbapi_connection.cursor() as cursor, \
+            cursor.copy(f"COPY {_target(conn, table)} ({_listed(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            n += 1
+    return n
+
+
+def _target(conn: Connection, table: Table) -> str:
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+def _listed(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
 def _columns(table: Table, rows: list[dict[str, Any]]) -> list[str]:
     """Columns given by any row, plus those with a Python-side default (which COPY would not fill)."""
     given = {k for r in rows for k in r}
@@ -66,8 +101,7 @@ def _copy_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], key
                  returning: Sequence[str]) -> list[tuple[Any, ...]]:
     names = _columns(table, rows)
     json_cols = {c.name for c in table.columns if "JSON" in type(c.type).__name__.upper() or "JSON" in repr(c.type)}
-    listed = ", ".join(f'"{n}"' for n in names)
-    target = conn.dialect.identifier_preparer.format_table(table)
+    listed, target = _listed(names), _target(conn, table)
     cursor = conn.connection.dbapi_connection.cursor()  # the same DBAPI connection: the caller's transaction
     try:
         values = (_row_values(table, r, names, json_cols) for r in rows)
@@ -102,4 +136,4 @@ def _row_values(table: Table, row: dict[str, Any], names: list[str], json_cols: 
     return tuple(out)
 
 
-__all__ = ["ENABLED", "MIN_COPY_ROWS", "bulk_insert", "uses_copy"]
+__all__ = ["ENABLED", "MIN_COPY_ROWS", "bulk_insert", "insert_tuples", "uses_copy"]
