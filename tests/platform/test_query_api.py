@@ -175,7 +175,7 @@ def test_queries_inside_an_open_run_do_not_wait_for_its_write_lock(qdb):
         assert time.perf_counter() - started < 5
 
 
-def test_distinct_cache_keeps_values_until_a_structure_is_added_or_they_expire(db, monkeypatch):
+def test_distinct_cache_keeps_spellings_until_a_structure_is_added_or_they_expire(db, monkeypatch):
     import xtalbase.platform.query as query_module
     from tests.conftest import TEST_DATA
     from xtalbase.platform.query import DistinctCache, Query

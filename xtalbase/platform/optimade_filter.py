@@ -31,7 +31,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import ColumnElement, Select, String, and_, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.ext.compiler import compiles
@@ -57,9 +57,19 @@ class UnsupportedFilter(FilterError):
     """A well-formed filter on a field that is known but cannot be filtered on (OPTIMADE's 501 Not Implemented)."""
 
 
-#: ``distinct(column)``: every distinct stored value of a column, for comparisons that the stored spelling
-#: cannot answer in SQL (<, >, STARTS, ENDS, CONTAINS on formulas, which OPTIMADE spells in another element order).
-Distinct = Callable[[Any], list[Any]]
+#: ``distinct(column, spelling)``: ``(stored, spelling(stored))`` for every distinct stored value of a column
+#: (see :func:`spelled`), for comparisons that the stored spelling cannot answer in SQL (<, >, STARTS, ENDS,
+#: CONTAINS on formulas, which OPTIMADE spells in another element order).
+Distinct = Callable[[Any, Callable[[str], "str | None"]], list[tuple[Any, str]]]
+
+
+def spelled(values: Iterable[Any], spelling: Callable[[str], str | None]) -> list[tuple[Any, str]]:
+    """``(value, spelling(value))`` of ``values``, leaving out nulls and values without a spelling."""
+    out = []
+    for v in values:
+        if v is not None and (shown := spelling(v)) is not None:
+            out.append((v, shown))
+    return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -183,8 +193,7 @@ class Field:
     def _shown(self, test: Callable[[str], bool], distinct: Distinct) -> ColumnElement[bool]:
         # The stored spelling differs from the one shown: test the shown spelling of every distinct stored
         # value in Python and select the stored values that pass.
-        shown = ((v, self.spelling(v)) for v in distinct(self.column) if v is not None)
-        passing = [v for v, s in shown if s is not None and test(s)]
+        passing = [v for v, shown in distinct(self.column, self.spelling) if test(shown)]
         if not passing:
             return false()
         if len(passing) <= INLINE_IN_VALUES:
@@ -986,8 +995,9 @@ def compile_filter(text: str | None, *, distinct: Distinct | None = None,
                    foreign: list[str] | None = None) -> ColumnElement[bool]:
     """A SQLAlchemy boolean expression over ``structures`` for an OPTIMADE filter (``None``/blank: all rows).
 
-    ``distinct(column)`` (every distinct stored value of a column) lets ``<``/``>`` on the formula fields compare
-    OPTIMADE's spelling; without it they compare the stored one. Given a ``foreign`` list, fields of other
+    ``distinct`` (:data:`Distinct`: every distinct stored value of a column with its OPTIMADE spelling) lets
+    ``<``/``>``/``STARTS``/``ENDS``/``CONTAINS`` on the formula fields compare OPTIMADE's spelling; without it they
+    compare the stored one. Given a ``foreign`` list, fields of other
     providers (``_exmpl_x``) are unknown values, as OPTIMADE asks, and their names are appended to it; without
     one they are errors. Fields that exist but cannot be filtered raise :class:`UnsupportedFilter`.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 from sqlalchemy import Select, column, func, select, table, type_coerce
 from sqlalchemy.exc import DBAPIError
@@ -25,7 +25,7 @@ from sqlalchemy.types import NullType
 
 from xtalbase.errors import XtalbaseError
 from xtalbase.platform.convert import attach_calculation, batch_to_ase, batch_to_pymatgen, decode_batch
-from xtalbase.platform.optimade_filter import FilterError, compile_filter, deepest_parenthesis, sort_column
+from xtalbase.platform.optimade_filter import FilterError, compile_filter, deepest_parenthesis, sort_column, spelled
 from xtalbase.platform.repositories.optimade import distinct_values, newest_structure_id
 from xtalbase.platform.repositories.structures import calculation_rows
 from xtalbase.schema import Structure
@@ -53,25 +53,26 @@ _TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "stack 
 
 
 class DistinctCache:
-    """Distinct stored values per column, read again once a structure was added or ``ttl_s`` seconds passed.
+    """The distinct stored values of a column with their OPTIMADE spellings (:data:`~.optimade_filter.Distinct`),
+    computed again once a structure was added or ``ttl_s`` seconds passed.
 
-    For a server answering many formula comparisons (<, >, STARTS...): at a million structures reading every
-    distinct formula costs about a second, too much to repeat per request.
+    For a server answering formula comparisons (<, >, STARTS...): at a million structures (885,900 distinct reduced
+    formulas) reading and re-spelling them took 13 s, each time; with the spellings kept, only the comparison runs.
     """
 
     def __init__(self, ttl_s: float = 10.0) -> None:
         self.ttl_s = ttl_s
-        self._values: dict[str, tuple[int | None, list[Any], float]] = {}
+        self._kept: dict[tuple[str, Any], tuple[int | None, list[tuple[Any, str]], float]] = {}
 
-    def values(self, conn: Any, column: Any) -> list[Any]:
-        """The distinct values of ``column`` (read through ``conn`` unless a fresh copy is kept)."""
-        newest, now = newest_structure_id(conn), time.monotonic()
-        kept = self._values.get(column.key)
+    def spelled(self, conn: Any, column: Any, spelling: Callable[[str], str | None]) -> list[tuple[Any, str]]:
+        """``(stored, shown)`` pairs of ``column`` (read through ``conn`` unless a fresh copy is kept)."""
+        key, newest, now = (column.key, spelling), newest_structure_id(conn), time.monotonic()
+        kept = self._kept.get(key)
         if kept is not None and kept[0] == newest and now - kept[2] < self.ttl_s:
             return kept[1]
-        values = distinct_values(conn, column)
-        self._values[column.key] = (newest, values, now)  # one assignment: safe across the server's threads
-        return values
+        pairs = spelled(distinct_values(conn, column), spelling)
+        self._kept[key] = (newest, pairs, now)  # one assignment: safe across the server's threads
+        return pairs
 
 
 class Query:
@@ -132,12 +133,13 @@ class Query:
         page.where, page.offset, page.limit = Structure.id.in_(page.ids()), 0, None
         return page
 
-    def _distinct(self, col: Any) -> list[Any]:
-        """Every distinct stored value of ``col`` (the filter's comparisons that SQL cannot answer on the stored spelling)."""
+    def _distinct(self, col: Any, spelling: Callable[[str], str | None]) -> list[tuple[Any, str]]:
+        """Every distinct stored value of ``col`` with its ``spelling`` (the filter's comparisons that SQL cannot
+        answer on the stored spelling)."""
         with self._connect() as conn:
             if self._distinct_cache is not None:
-                return self._distinct_cache.values(conn, col)
-            return distinct_values(conn, col)
+                return self._distinct_cache.spelled(conn, col, spelling)
+            return spelled(distinct_values(conn, col), spelling)
 
     def __repr__(self) -> str:
         return f"Query(filter={self.filter!r}, sort={self.sort!r}, limit={self.limit!r}, offset={self.offset!r})"
