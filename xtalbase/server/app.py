@@ -39,7 +39,9 @@ def create_app(settings: ServerSettings, db: "Optional[Database]" = None) -> "Fa
     app = FastAPI(title="xtalbase", version=package_version(), docs_url="/docs", redoc_url=None)
     app.state.db = db if db is not None else Database(settings.db_url)
     app.state.settings = settings
-    app.state.distinct_cache = DistinctCache(optimade.TOTAL_TTL_S)  # formula comparisons of every request read it
+    # A new structure renews it at once (ids only grow); a deleted one only leaves a formula that matches no row,
+    # so an hour's age costs nothing wrong, while renewing takes seconds at a million structures
+    app.state.distinct_cache = DistinctCache(ttl_s=3600)
     app.include_router(optimade.router)
     app.include_router(pages.router)
     return app
