@@ -23,6 +23,22 @@ TEST_DATA = ROOT / "tests" / "data"
 PG_URL = os.environ.get("XTALBASE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = [b.strip() for b in os.environ.get("XTALBASE_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
 
+#: Test modules that take longest (``pytest --durations``), longest first. With ``--dist loadfile
+#: --no-loadscope-reorder`` (pyproject's addopts) xdist hands out modules in collection order, so starting these
+#: first keeps one long module from running alone at the end while the other worker idles.
+LONGEST_MODULES = (
+    "tests/test_demo.py", "tests/mlip/test_expansion.py", "tests/ingest/test_safety.py", "tests/csp/test_store.py",
+    "tests/csp/test_cspml.py", "tests/platform/test_dask_cluster.py", "tests/ingest/test_budgets.py",
+    "tests/ml/test_xrd_measured_scans.py", "tests/ml/test_xrd_augment.py", "tests/ml/test_predict_xrd.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the items of :data:`LONGEST_MODULES` to the front, in that order; the rest keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    position = {id(item): n for n, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.nodeid.split("::")[0], len(rank)), position[id(item)]))
+
 
 def shared(*parts: str) -> Path:
     """Path under ``../shared/data``; skips the test with a clear message when it is absent."""
