@@ -80,9 +80,17 @@ def test_offset_windows_and_pages_follow_the_query_order(qdb):
     assert [i for p in qdb.query("nsites >= 3", offset=4).pages(size=5) for i in p] == by_id[4:]
     assert [i for p in qdb.query("nsites >= 3", sort="-_xtalbase_volume", offset=2, limit=9).pages(size=4)
             for i in p] == every[2:11]
-    for bad in (-1, 1.5, True):
+    # a window lies within the query's own offset and limit
+    limited = qdb.query("nsites >= 3", sort="-_xtalbase_volume", offset=2, limit=9)
+    assert limited.window(1, 5).ids() == every[3:8] and limited.window(7, 5).ids() == every[9:11]
+    assert limited.window(12, 5).ids() == [] and limited.page(1, 5).ids() == every[3:8]
+    for bad in (-1, 1.5, True, None):
         with pytest.raises(XtalbaseError, match="offset"):
             qdb.query(offset=bad)
+        with pytest.raises(XtalbaseError, match="offset"):
+            query.window(bad, 3)
+        with pytest.raises(XtalbaseError, match="size"):
+            query.page(0, bad)
 
 
 def test_explain_shows_parameters_inlined_and_a_plan(qdb):
@@ -198,3 +206,35 @@ def test_distinct_cache_keeps_spellings_until_a_structure_is_added_or_they_expir
     expired = DistinctCache(ttl_s=0)
     ids('chemical_formula_reduced > "A"', expired), ids('chemical_formula_reduced > "A"', expired)
     assert len(reads) == 2 + 1 + 2  # the uncached query above, then both expired reads
+
+
+def test_distinct_cache_is_renewed_once_when_many_requests_miss_at_once(db, monkeypatch):
+    import threading
+    import time
+
+    import xtalbase.platform.query as query_module
+    from tests.conftest import TEST_DATA
+    from xtalbase.platform.query import DistinctCache, Query
+
+    assert db.ingest([TEST_DATA / "ingest" / "cif" / "CaO.cif"]).inserted == 1
+    reads = []
+    real = query_module.distinct_values
+
+    def slow(conn, col):  # noqa: ANN001, ANN202
+        reads.append(col.key)
+        time.sleep(0.3)  # long enough that every thread misses before the first read ends
+        return real(conn, col)
+
+    monkeypatch.setattr(query_module, "distinct_values", slow)
+    cache, answers = DistinctCache(ttl_s=3600), []
+
+    def request() -> None:
+        answers.append(Query(db, 'chemical_formula_reduced STARTS "Ca"', optimade=True, distinct_cache=cache).ids())
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(answers) == 4 and all(a == answers[0] and len(a) == 1 for a in answers)
+    assert reads == ["formula_reduced"]  # one renewal; the other three waited for it

@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
@@ -52,6 +53,11 @@ PageKind = Literal["ids", "frame", "structures", "atoms"]
 _TOO_COMPLEX = ("parser stack overflow", "Expression tree is too large", "stack depth limit exceeded")
 
 
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise XtalbaseError(f"{name} must be a non-negative 64-bit integer, got {value!r}")
+
+
 class DistinctCache:
     """The distinct stored values of a column with their OPTIMADE spellings (:data:`~.optimade_filter.Distinct`),
     computed again once a structure was added or ``ttl_s`` seconds passed.
@@ -63,16 +69,31 @@ class DistinctCache:
     def __init__(self, ttl_s: float = 10.0) -> None:
         self.ttl_s = ttl_s
         self._kept: dict[tuple[str, Any], tuple[int | None, list[tuple[Any, str]], float]] = {}
+        self._renewing = threading.Lock()  # one request renews; the others wait for its answer, not redo it
 
     def spelled(self, conn: Any, column: Any, spelling: Callable[[str], str | None]) -> list[tuple[Any, str]]:
-        """``(stored, shown)`` pairs of ``column`` (read through ``conn`` unless a fresh copy is kept)."""
-        key, newest, now = (column.key, spelling), newest_structure_id(conn), time.monotonic()
+        """``(stored, shown)`` pairs of ``column`` (read through ``conn`` unless a fresh copy is kept).
+
+        Freshness is judged by the largest structure id: structures are only added (never deleted or changed
+        in place), and each ingest batch commits under the writer's lock, so a new structure raises it.
+        """
+        key, newest = (column.key, spelling), newest_structure_id(conn)
+        kept = self._fresh(key, newest)
+        if kept is not None:
+            return kept
+        with self._renewing:
+            kept = self._fresh(key, newest)
+            if kept is not None:
+                return kept
+            pairs = spelled(distinct_values(conn, column), spelling)
+            self._kept[key] = (newest, pairs, time.monotonic())
+            return pairs
+
+    def _fresh(self, key: tuple[str, Any], newest: int | None) -> list[tuple[Any, str]] | None:
         kept = self._kept.get(key)
-        if kept is not None and kept[0] == newest and now - kept[2] < self.ttl_s:
+        if kept is not None and kept[0] == newest and time.monotonic() - kept[2] < self.ttl_s:
             return kept[1]
-        pairs = spelled(distinct_values(conn, column), spelling)
-        self._kept[key] = (newest, pairs, now)  # one assignment: safe across the server's threads
-        return pairs
+        return None
 
 
 class Query:
@@ -97,9 +118,9 @@ class Query:
 
     def __init__(self, db: "Database", filter: str | None = None, *, sort: str | None = None, limit: int | None = None,
                  offset: int = 0, optimade: bool = False, distinct_cache: "DistinctCache | None" = None) -> None:
-        for name, value in (("limit", limit), ("offset", offset)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63):
-                raise XtalbaseError(f"{name} must be a non-negative 64-bit integer, got {value!r}")
+        if limit is not None:
+            _check_count("limit", limit)
+        _check_count("offset", offset)
         self.db = db
         self.filter = filter
         self.sort = sort
@@ -118,9 +139,13 @@ class Query:
         self._order = [(col.desc() if desc else col.asc()).nulls_last() for col, desc in keys] + [Structure.id.asc()]
 
     def window(self, offset: int, size: int) -> "Query":
-        """This query with its ``offset`` and ``limit`` set to the ``size`` matches after the first ``offset``."""
+        """The ``size`` matches after the first ``offset`` of this query's result (which may itself have an
+        ``offset`` and ``limit``: the window lies within it)."""
+        _check_count("offset", offset)
+        _check_count("size", size)
         window = copy.copy(self)
-        window.offset, window.limit = offset, size
+        window.offset = self.offset + offset
+        window.limit = size if self.limit is None else max(0, min(size, self.limit - offset))
         return window
 
     def page(self, offset: int, size: int) -> "Query":
