@@ -56,19 +56,22 @@ def insert_tuples(conn: Connection, table: Table | Any, columns: Sequence[str], 
 
     Plain inserts (a collision is an error). Returns the number of rows sent.
     """
+    unknown = [c for c in columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column(s) {unknown}")
     if ENABLED and conn.dialect.name == "postgresql":
         return _copy_tuples(conn, table, columns, rows)
     rows = rows if isinstance(rows, list) else list(rows)
     if rows:
         marks = ", ".join("?" if conn.dialect.paramstyle == "qmark" else "%s" for _ in columns)
-        conn.exec_driver_sql(f"INSERT INTO {_target(conn, table)} ({_listed(columns)}) VALUES ({marks})", rows)
+        conn.exec_driver_sql(f"INSERT INTO {_target(conn, table)} ({_listed(conn, columns)}) VALUES ({marks})", rows)
     return len(rows)
 
 
 def _copy_tuples(conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:
     n = 0
     with conn.connection.dbapi_connection.cursor() as cursor, \
-            cursor.copy(f"COPY {_target(conn, table)} ({_listed(columns)}) FROM STDIN") as copy:
+            cursor.copy(f"COPY {_target(conn, table)} ({_listed(conn, columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
             n += 1
@@ -79,8 +82,9 @@ def _target(conn: Connection, table: Table) -> str:
     return conn.dialect.identifier_preparer.format_table(table)
 
 
-def _listed(columns: Sequence[str]) -> str:
-    return ", ".join(f'"{c}"' for c in columns)
+def _listed(conn: Connection, columns: Sequence[str]) -> str:
+    quote = conn.dialect.identifier_preparer.quote_identifier
+    return ", ".join(quote(c) for c in columns)
 
 
 def _columns(table: Table, rows: list[dict[str, Any]]) -> list[str]:
@@ -101,7 +105,7 @@ def _copy_insert(conn: Connection, table: Table, rows: list[dict[str, Any]], key
                  returning: Sequence[str]) -> list[tuple[Any, ...]]:
     names = _columns(table, rows)
     json_cols = {c.name for c in table.columns if "JSON" in type(c.type).__name__.upper() or "JSON" in repr(c.type)}
-    listed, target = _listed(names), _target(conn, table)
+    listed, target = _listed(conn, names), _target(conn, table)
     cursor = conn.connection.dbapi_connection.cursor()  # the same DBAPI connection: the caller's transaction
     try:
         values = (_row_values(table, r, names, json_cols) for r in rows)
