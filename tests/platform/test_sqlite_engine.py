@@ -6,15 +6,15 @@ import xtalbase
 from xtalbase.platform.engine import SQLITE_BUSY_TIMEOUT_MS, SQLITE_CACHE_KIB
 
 
-def test_writer_and_reader_connections_get_wal_foreign_keys_the_timeout_and_the_page_cache(tmp_path):
+def test_writer_and_reader_connections_get_wal_foreign_keys_the_timeout_and_their_page_cache(tmp_path):
     db = xtalbase.connect(f"sqlite:///{tmp_path / 'x.db'}")
     try:
         db.init()
-        for engine in (db.engine, db.read_only_engine()):
+        for engine, cache in ((db.engine, -SQLITE_CACHE_KIB), (db.read_only_engine(), -2000)):
             with engine.connect() as conn:
                 pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                          for name in ("journal_mode", "foreign_keys", "busy_timeout", "cache_size")}
+                          for name in ("journal_mode", "foreign_keys", "busy_timeout", "cache_size", "query_only")}
             assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
-                              "cache_size": -SQLITE_CACHE_KIB}, engine
+                              "cache_size": cache, "query_only": int(engine is not db.engine)}, engine
     finally:
         db.close()

@@ -7,8 +7,9 @@ from sqlalchemy import Engine, create_engine, event
 from xtalbase.platform.config import parse_url
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
-#: SQLite's page cache per connection, in KiB (its default is 2 MiB), filled only as pages are read. Writing
-#: peaks into their three indexes runs faster with 64 MiB: ``bench/scale.py --xrd-write-step`` times both.
+#: SQLite's page cache per writer connection, in KiB (SQLite's default, kept by read-only connections, is 2 MiB),
+#: filled only as pages are read. Writing peaks into their three indexes runs faster with 64 MiB:
+#: ``bench/scale.py --xrd-write-step`` times both.
 SQLITE_CACHE_KIB = 65_536
 
 
@@ -42,9 +43,10 @@ def _sqlite_engine(url: str, path: str | None, read_only: bool) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         if read_only:
             cur.execute("PRAGMA query_only=ON")
+        else:  # the bulk writes; readers keep SQLite's default, for a server may pool many of them
+            cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cur.close()
 
     @event.listens_for(engine, "begin")
