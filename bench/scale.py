@@ -295,7 +295,9 @@ def _write_patterns_as_dicts(conn: Any, recipe_id: int, ids: list[int], patterns
 def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> dict[str, Any]:
     """Patterns/s of the XRD writer alone, peaks as tuples (``insert_tuples``) against the dictionary path it
     replaced: the first ``n`` structures of ``folder`` ingested once per backend and their patterns computed once,
-    then written in batches of 2,000 into emptied tables, the two paths alternating ``rounds`` times each."""
+    then written in batches of 2,000 into emptied tables, the paths alternating ``rounds`` times each. On SQLite a
+    third path is the tuple path with SQLite's default 2 MiB page cache instead of the engine's
+    (:data:`~xtalbase.platform.engine.SQLITE_CACHE_KIB`)."""
     from sqlalchemy import text
 
     import xtalbase
@@ -313,7 +315,7 @@ def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> di
             url = f"sqlite:///{path}"
         db = xtalbase.connect(url)
         db.init()
-        db.ingest(sorted(folder.glob("*.xyz"))[0], workers=2)
+        db.ingest(sorted(folder.glob("*.xyz"))[:math.ceil(n / FRAMES_PER_FILE)], workers=2)
         with db.session() as s:
             recipe = get_or_create_recipe(s)
             s.commit()
@@ -322,25 +324,31 @@ def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> di
         batches = [compute_chunk(load_structure_arrays(db, ids[lo:lo + DEFAULT_BATCH]), options)[:2]
                    for lo in range(0, len(ids), DEFAULT_BATCH)]
         peaks = sum(len(p.two_theta) for _, (patterns, _) in batches for p in patterns)
-        rates: dict[str, list[float]] = {"tuples": [], "dicts": []}
-        for k in range(2 * rounds):
-            mode = "tuples" if k % 2 == 0 else "dicts"
+        modes = ["tuples", "dicts"] + (["tuples_2mib_cache"] if backend == "sqlite" else [])
+        rates: dict[str, list[float]] = {m: [] for m in modes}
+        for k in range(len(modes) * rounds):
+            mode = modes[k % len(modes)]
+            db.engine.dispose()  # new connections: the page cache of each mode starts empty
             with db.engine.begin() as conn:
                 conn.execute(text("DELETE FROM xrd_peaks"))
                 conn.execute(text("DELETE FROM xrd_patterns"))
             t = time.perf_counter()
             for got, (patterns, _) in batches:
                 with db.engine.begin() as conn:
-                    if mode == "tuples":
-                        write_patterns(conn, None, recipe_id, got, patterns)
-                    else:
+                    if mode == "tuples_2mib_cache":
+                        conn.exec_driver_sql("PRAGMA cache_size=-2000")
+                    if mode == "dicts":
                         _write_patterns_as_dicts(conn, recipe_id, got, patterns)
+                    else:
+                        write_patterns(conn, None, recipe_id, got, patterns)
             rates[mode].append(len(ids) / (time.perf_counter() - t))
         db.close()
-        tuples, dicts = statistics.median(rates["tuples"]), statistics.median(rates["dicts"])
-        out[backend] = {"patterns": len(ids), "peaks": peaks, "tuples_patterns_per_s": round(tuples, 1),
-                        "dicts_patterns_per_s": round(dicts, 1), "ratio": round(tuples / dicts, 2),
+        median = {m: statistics.median(v) for m, v in rates.items()}
+        out[backend] = {"patterns": len(ids), "peaks": peaks, **{f"{m}_patterns_per_s": round(v, 1) for m, v in median.items()},
+                        "ratio": round(median["tuples"] / median["dicts"], 2),
                         "all": {m: [round(x, 1) for x in v] for m, v in rates.items()}}
+        if backend == "sqlite":
+            out[backend]["cache_ratio"] = round(median["tuples"] / median["tuples_2mib_cache"], 2)
         print(f"{backend}: {out[backend]}", file=sys.stderr)
     return out
 
