@@ -22,7 +22,9 @@ the same files with ``db.ingest`` (validation, symmetry, hashes, the batch write
 ``--explain`` adds the PostgreSQL ``EXPLAIN (ANALYZE, BUFFERS)`` plan of the slowest filters; ``--no-copy``
 writes through executemany instead of COPY (the before/after of the PostgreSQL write step, timed separately
 as ``write s``); ``--write-step N`` times only the writer on N prepared records, COPY against executemany;
-``--xrd-write-step N`` times only the XRD writer on N structures' patterns, peaks as tuples against dictionaries.
+``--xrd-write-step N`` times only the XRD writer on N structures' patterns, peaks as tuples against dictionaries;
+``--split-step ROUNDS`` times only split creation on an existing PostgreSQL database, members by COPY against
+executemany.
 Results go to ``bench/results/scale_<n>.{json,md}``.
 
 Run: ``python bench/scale.py --n 10000`` (CI size) ... ``--n 1000000`` (by hand; hours).
@@ -353,6 +355,27 @@ def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> di
     return out
 
 
+def split_step(db: Any, rounds: int, seed: int) -> dict[str, Any]:
+    """Seconds to create a random 80/10/10 split of every stored structure, members by COPY against executemany
+    (PostgreSQL; alternating, each split under a new name and seed so none is found already made)."""
+    from xtalbase.platform.repositories import bulk
+
+    times: dict[str, list[float]] = {"copy": [], "executemany": []}
+    for k in range(2 * rounds):
+        mode = "copy" if k % 2 == 0 else "executemany"
+        bulk.ENABLED = mode == "copy"
+        t = time.perf_counter()
+        split = db.splits.create(f"split-step-{mode}-{k}-{int(time.time())}", strategy="random",
+                                 fractions=(0.8, 0.1, 0.1), seed=seed + k)
+        times[mode].append(time.perf_counter() - t)
+    bulk.ENABLED = True
+    median = {m: statistics.median(v) for m, v in times.items()}
+    return {"members": split.summary()["n_members"], "rounds": rounds,
+            **{f"{m}_seconds": round(v, 2) for m, v in median.items()},
+            "ratio": round(median["executemany"] / median["copy"], 2),
+            "all": {m: [round(x, 2) for x in v] for m, v in times.items()}}
+
+
 def measure(db: Any, args: argparse.Namespace, n_stored: int) -> dict[str, Any]:
     """Query latencies, object loads and split creation on a populated database."""
     from xtalbase.xrd.builder import compute_missing
@@ -429,6 +452,26 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def one_step(args: argparse.Namespace, data: Path, label: str) -> tuple[str, dict[str, Any]] | None:
+    """``(name, result)`` of the one step asked for (``--write-step``, ``--split-step``, ``--xrd-write-step``), or None."""
+    import xtalbase
+
+    if args.write_step:
+        write_structures(args.n, args.seed, data)  # reused when already written
+        return "write_step", write_step(data, args.write_step, 3)
+    if args.split_step:
+        url = args.pg_url or f"postgresql+psycopg://postgres@127.0.0.1:5432/scale{label}"
+        db = xtalbase.connect(url)
+        try:
+            return "split_step", {"url": url, **split_step(db, args.split_step, args.seed)}
+        finally:
+            db.close()
+    if args.xrd_write_step:
+        write_structures(args.n, args.seed, data)
+        return "xrd_write_step", xrd_write_step(data, args.xrd_write_step, 2, [b.strip() for b in args.backends.split(",") if b.strip()])
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="structures to generate and ingest")
@@ -451,6 +494,8 @@ def main() -> None:
                         help="only time the PostgreSQL batch writer on N prepared records, COPY against executemany")
     parser.add_argument("--xrd-write-step", type=int, default=0, metavar="N",
                         help="only time the XRD writer on the patterns of N structures, peaks as tuples against dictionaries")
+    parser.add_argument("--split-step", type=int, default=0, metavar="ROUNDS",
+                        help="with --reuse --backends postgresql: only time split creation, members by COPY against executemany")
     parser.add_argument("--out", type=Path, default=None, help="results stem (default bench/results/scale_<n>)")
     args = parser.parse_args()
     if not (SHARED / "perov5" / "test.csv").exists():
@@ -469,17 +514,11 @@ def main() -> None:
     data = args.data or Path("/tmp/xtalbase-scale") / f"data-{args.n}-s{args.seed}"
     results: dict[str, Any] = {"n": args.n, "seed": args.seed, "workers": args.workers, "host": platform.node(),
                                "cpus": os.cpu_count(), "python": platform.python_version(), "backends": {}}
-    if args.write_step:
-        write_structures(args.n, args.seed, data)  # reused when already written
-        result = write_step(data, args.write_step, 3)
+    step = one_step(args, data, label)
+    if step is not None:
+        name, result = step
         print(json.dumps(result))
-        stem.with_name(stem.name + "_write_step").with_suffix(".json").write_text(json.dumps(result, indent=1))
-        return
-    if args.xrd_write_step:
-        write_structures(args.n, args.seed, data)
-        result = xrd_write_step(data, args.xrd_write_step, 2, [b.strip() for b in args.backends.split(",") if b.strip()])
-        print(json.dumps(result))
-        stem.with_name(stem.name + "_xrd_write_step").with_suffix(".json").write_text(json.dumps(result, indent=1))
+        stem.with_name(f"{stem.name}_{name}").with_suffix(".json").write_text(json.dumps(result, indent=1))
         return
     if not args.reuse:
         print(f"generating {args.n:,} structures under {data} ...", file=sys.stderr)
