@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Table, exists, select, tuple_
 
 from xtalbase.ingest.matching import Matcher
 from xtalbase.platform.repositories import chunks, insert_ignore
-from xtalbase.platform.repositories.bulk import bulk_insert
+from xtalbase.platform.repositories.bulk import bulk_insert, insert_ids
 from xtalbase.schema import Calculation, Quarantine, Source, SourceProperty, Structure, StructureElement
 
 #: Arbitrary constant naming the ingest writer lock on PostgreSQL (pg_advisory_xact_lock).
@@ -124,16 +124,10 @@ def write_batch(conn: Connection, run_id: int, entries: list[tuple[FileInfo, dic
             "licence": info.licence, "raw_hash": src["raw_hash"], "warnings": src["warnings"], "run_id": run_id,
         })
         extras.append((properties, item["calculation"], structure_ids[item["structure"]["exact_hash"]]))
-    ids = {(fh, loc): sid for sid, fh, loc in bulk_insert(conn, SOURCES, source_rows, ["file_hash", "record_locator"],
-                                                          returning=("id", "file_hash", "record_locator"))}
+    ids = insert_ids(conn, SOURCES, source_rows, ("file_hash", "record_locator"))
     # a record quarantined by an earlier run and stored now (say with allow_disorder) leaves the quarantine
     for chunk in chunks([(r["file_hash"], r["record_locator"]) for r in source_rows]):
         conn.execute(QUARANTINE.delete().where(tuple_(QUARANTINE.c.file_hash, QUARANTINE.c.record_locator).in_(chunk)))
-    # rows skipped on a conflict return nothing: their ids are read back
-    for chunk in chunks([(r["file_hash"], r["record_locator"]) for r in source_rows if (r["file_hash"], r["record_locator"]) not in ids]):
-        ids.update(((fh, loc), sid) for fh, loc, sid in conn.execute(
-            select(SOURCES.c.file_hash, SOURCES.c.record_locator, SOURCES.c.id).where(
-                tuple_(SOURCES.c.file_hash, SOURCES.c.record_locator).in_(chunk))))
     prop_rows, calc_rows = [], []
     for row, (properties, calc, structure_id) in zip(source_rows, extras):
         source_id = ids[(row["file_hash"], row["record_locator"])]
@@ -204,11 +198,7 @@ def _assign_structures(conn: Connection, run_id: int, fresh: list[tuple[FileInfo
         result.inserted += 1
         if item["calculation"] is None:
             candidates.setdefault(row["canonical_hash"], []).append((h, row))
-    by_exact.update((h, i) for i, h in bulk_insert(conn, STRUCTURES, list(new_rows.values()), ["exact_hash"],
-                                                   returning=("id", "exact_hash")))
-    for chunk in chunks(sorted(h for h in new_rows if h not in by_exact)):  # skipped on a conflict: read back
-        for i, h in conn.execute(select(STRUCTURES.c.id, STRUCTURES.c.exact_hash).where(STRUCTURES.c.exact_hash.in_(chunk))):
-            by_exact[h] = i
+    by_exact.update((h, i) for (h,), i in insert_ids(conn, STRUCTURES, list(new_rows.values()), ("exact_hash",)).items())
     result.new_structure_ids.extend(by_exact[h] for h in new_rows)
     for h in new_rows:  # later batches meet these rows as stored candidates, keyed by id
         matcher.rekey(h, by_exact[h])

@@ -21,9 +21,9 @@ import json
 from itertools import count
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, select, tuple_
 
-from xtalbase.platform.repositories import insert_ignore
+from xtalbase.platform.repositories import chunks, insert_ignore
 
 #: Set to ``False`` to send PostgreSQL bulk writes through the executemany path (benchmarks compare the two).
 ENABLED = True
@@ -49,6 +49,18 @@ def bulk_insert(conn: Connection, table: Table | Any, rows: Iterable[dict[str, A
     if not uses_copy(conn, len(rows)):
         return insert_ignore(conn, table, rows, keys, returning)
     return _copy_insert(conn, table, rows, keys, returning)
+
+
+def insert_ids(conn: Connection, table: Table | Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[tuple[Any, ...], int]:
+    """``{values of keys: id}`` of every row in ``rows`` after :func:`bulk_insert` on the unique ``keys``: the ids of
+    inserted rows come back from the insert, those of rows already stored (skipped) are read."""
+    key_cols = [table.c[k] for k in keys]
+    ids = {tuple(r[1:]): r[0] for r in bulk_insert(conn, table, rows, keys, returning=("id", *keys))}
+    skipped = sorted({tuple(r[k] for k in keys) for r in rows} - ids.keys())
+    for chunk in chunks(skipped):
+        where = key_cols[0].in_([k[0] for k in chunk]) if len(keys) == 1 else tuple_(*key_cols).in_(chunk)
+        ids.update((tuple(r[1:]), r[0]) for r in conn.execute(select(table.c.id, *key_cols).where(where)))
+    return ids
 
 
 def insert_tuples(conn: Connection, table: Table | Any, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> int:
@@ -140,4 +152,4 @@ def _row_values(table: Table, row: dict[str, Any], names: list[str], json_cols: 
     return tuple(out)
 
 
-__all__ = ["ENABLED", "MIN_COPY_ROWS", "bulk_insert", "insert_tuples", "uses_copy"]
+__all__ = ["ENABLED", "MIN_COPY_ROWS", "bulk_insert", "insert_ids", "insert_tuples", "uses_copy"]
