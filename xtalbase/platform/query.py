@@ -154,9 +154,13 @@ class Query:
         The page's ids are read once (OFFSET over ids only), so loading the page's rows reads only those rows
         however far the page is; an empty page selects nothing.
         """
+        return self._page(offset, size)[0]
+
+    def _page(self, offset: int, size: int) -> tuple["Query", list[int]]:
         page = self.window(offset, size)
-        page.where, page.offset, page.limit = Structure.id.in_(page.ids()), 0, None
-        return page
+        ids = page.ids()
+        page.where, page.offset, page.limit = Structure.id.in_(ids), 0, None
+        return page, ids
 
     def _distinct(self, col: Any, spelling: Callable[[str], str | None]) -> list[tuple[Any, str]]:
         """Every distinct stored value of ``col`` with its ``spelling`` (the filter's comparisons that SQL cannot
@@ -285,21 +289,17 @@ class Query:
         """
         if size <= 0:
             raise XtalbaseError(f"page size must be positive, got {size}")
+        keyset = not self._sort_keys and not self.offset
         done, last_id = 0, None
         while self.limit is None or done < self.limit:
             n = size if self.limit is None else min(size, self.limit - done)
-            page = Query.__new__(Query)
-            page.__dict__.update(self.__dict__)
-            page.limit, page.offset = n, 0
-            if not self._sort_keys and not self.offset:
-                page.where = self.where if last_id is None else (self.where & (Structure.id > last_id))
+            if keyset:
+                page = self.window(0, n)
+                if last_id is not None:
+                    page.where = self.where & (Structure.id > last_id)
                 page_ids = page.ids()
             else:
-                page_ids = []
-                page_stmt = self.statement().limit(n).offset(self.offset + done)
-                with self._connect() as conn:
-                    page_ids = list(conn.execute(page_stmt).scalars())
-                page.where = Structure.id.in_(page_ids)
+                page, page_ids = self._page(done, n)
             if not page_ids:
                 return
             yield page_ids if kind == "ids" else getattr(page, kind)()
