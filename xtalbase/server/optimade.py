@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -25,9 +25,6 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from xtalbase.server.app import database, settings_of
 from xtalbase.server.optimade_entries import BY_NAME, DEFAULT_FIELDS, PEAKS, PREDICTIONS, PROPERTIES, Page, resources
-
-if TYPE_CHECKING:
-    from xtalbase.api import Database
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -263,10 +260,10 @@ def default_recipe(conn: Any) -> Optional[tuple[int, float]]:
         return recipe.id, recipe.wavelength
 
 
-def _query(request: Request, db: "Database", filter: Optional[str], sort: Optional[str] = None) -> Any:
+def _query(request: Request, filter: Optional[str], sort: Optional[str] = None) -> Any:
     from xtalbase.platform.query import Query
 
-    return Query(db, filter, sort=sort, optimade=True, distinct_cache=request.app.state.distinct_cache)
+    return Query(database(request), filter, sort=sort, optimade=True, distinct_cache=request.app.state.distinct_cache)
 
 
 def _foreign_warnings(query: Any) -> list[str]:
@@ -324,14 +321,13 @@ def links(request: Request) -> dict[str, Any]:
 def structures(request: Request) -> dict[str, Any]:
     """A page of the structures that match ``filter``, in ``sort`` order (default: by id)."""
     params = listing_params(request)
-    db = database(request)
-    query = _query(request, db, params.filter, params.sort)
+    query = _query(request, params.filter, params.sort)
     # the count runs on its own connection while the page is read: the request waits for the slower, not the sum
     deadline = time.monotonic() + COUNT_BUDGET_S
     counting = None if params.filter is None else _counter().submit(_count_until, query, deadline)
-    # one id beyond the page tells whether there is more, whether or not the count is given
-    ids = query.window(params.offset, params.limit + 1).ids()
     with query.connect() as conn:
+        # one id beyond the page tells whether there is more, whether or not the count is given
+        ids = list(conn.execute(query.window(params.offset, params.limit + 1).statement()).scalars())
         available = total_structures(request, conn)
     more, ids = len(ids) > params.limit, ids[:params.limit]
     url = base_url(request)
@@ -407,8 +403,7 @@ def structure(request: Request, entry_id: str) -> dict[str, Any]:
     # ids are ASCII digits without leading zeros (str.isdigit() also takes "²", which int() refuses)
     if not _ID.fullmatch(entry_id) or int(entry_id) >= 2**63:
         raise ApiError(404, f"no structure with id {entry_id!r} (ids are positive integers)")
-    db = database(request)
-    page = load_page(_query(request, db, None), [int(entry_id)], params.fields)
+    page = load_page(_query(request, None), [int(entry_id)], params.fields)
     data = resources(page, params.fields, base_url(request))
     if not data:
         raise ApiError(404, f"no structure with id {entry_id}")
