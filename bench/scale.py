@@ -246,6 +246,15 @@ def time_filters(db: Any, repeat: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+def alternate(modes: list[str], rounds: int, once: Callable[[str, int], float]) -> dict[str, list[float]]:
+    """``once(mode, turn)`` for each mode ``rounds`` times, the modes taking turns so that all see the same load."""
+    out: dict[str, list[float]] = {m: [] for m in modes}
+    for turn in range(len(modes) * rounds):
+        mode = modes[turn % len(modes)]
+        out[mode].append(once(mode, turn))
+    return out
+
+
 def write_step(folder: Path, n: int, rounds: int) -> dict[str, Any]:
     """Records/s of the batch writer alone on PostgreSQL, COPY against executemany: the first ``n`` records of
     ``folder``, prepared once, written in batches of 500 into a new database per round (the two paths alternate,
@@ -263,19 +272,22 @@ def write_step(folder: Path, n: int, rounds: int) -> dict[str, Any]:
     options = PrepareOptions()
     items = [prepare_record(r, options, str(path)) for r, _ in zip(read_structures(path, "extxyz"), range(n))]
     info = FileInfo(path=str(path), file_hash=hashlib.sha256(path.read_bytes()).hexdigest(), format="extxyz")
-    rates: dict[str, list[float]] = {"copy": [], "executemany": []}
-    for k in range(2 * rounds):
-        mode = "copy" if k % 2 == 0 else "executemany"
+
+    def once(mode: str, _turn: int) -> float:
         bulk.ENABLED = mode == "copy"
         db = xtalbase.connect(pg_database("postgresql+psycopg://postgres@127.0.0.1:5432/scale_write_step", fresh=True))
         db.init()
-        with db.run("bench-write-step", {"mode": mode}) as run:
-            t = time.perf_counter()
-            for lo in range(0, len(items), BATCH_SIZE):
-                with db.engine.begin() as conn:
-                    write_batch(conn, run.id, [(info, item) for item in items[lo:lo + BATCH_SIZE]])
-            rates[mode].append(len(items) / (time.perf_counter() - t))
-        db.close()
+        try:
+            with db.run("bench-write-step", {"mode": mode}) as run:
+                t = time.perf_counter()
+                for lo in range(0, len(items), BATCH_SIZE):
+                    with db.engine.begin() as conn:
+                        write_batch(conn, run.id, [(info, item) for item in items[lo:lo + BATCH_SIZE]])
+                return len(items) / (time.perf_counter() - t)
+        finally:
+            db.close()
+
+    rates = alternate(["copy", "executemany"], rounds, once)
     bulk.ENABLED = True
     return {"records": len(items), "rounds": rounds,
             **{f"{m}_records_per_s": round(statistics.median(v), 1) for m, v in rates.items()},
@@ -327,9 +339,8 @@ def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> di
                    for lo in range(0, len(ids), DEFAULT_BATCH)]
         peaks = sum(len(p.two_theta) for _, (patterns, _) in batches for p in patterns)
         modes = ["tuples", "dicts"] + (["tuples_2mib_cache"] if backend == "sqlite" else [])
-        rates: dict[str, list[float]] = {m: [] for m in modes}
-        for k in range(len(modes) * rounds):
-            mode = modes[k % len(modes)]
+
+        def once(mode: str, _turn: int) -> float:
             db.engine.dispose()  # new connections: the page cache of each mode starts empty
             with db.engine.begin() as conn:
                 conn.execute(text("DELETE FROM xrd_peaks"))
@@ -343,7 +354,9 @@ def xrd_write_step(folder: Path, n: int, rounds: int, backends: list[str]) -> di
                         _write_patterns_as_dicts(conn, recipe_id, got, patterns)
                     else:
                         write_patterns(conn, None, recipe_id, got, patterns)
-            rates[mode].append(len(ids) / (time.perf_counter() - t))
+            return len(ids) / (time.perf_counter() - t)
+
+        rates = alternate(modes, rounds, once)
         db.close()
         median = {m: statistics.median(v) for m, v in rates.items()}
         out[backend] = {"patterns": len(ids), "peaks": peaks, **{f"{m}_patterns_per_s": round(v, 1) for m, v in median.items()},
@@ -360,17 +373,19 @@ def split_step(db: Any, rounds: int, seed: int) -> dict[str, Any]:
     (PostgreSQL; alternating, each split under a new name and seed so none is found already made)."""
     from xtalbase.platform.repositories import bulk
 
-    times: dict[str, list[float]] = {"copy": [], "executemany": []}
-    for k in range(2 * rounds):
-        mode = "copy" if k % 2 == 0 else "executemany"
+    made = []
+
+    def once(mode: str, turn: int) -> float:
         bulk.ENABLED = mode == "copy"
         t = time.perf_counter()
-        split = db.splits.create(f"split-step-{mode}-{k}-{int(time.time())}", strategy="random",
-                                 fractions=(0.8, 0.1, 0.1), seed=seed + k)
-        times[mode].append(time.perf_counter() - t)
+        made.append(db.splits.create(f"split-step-{mode}-{turn}-{int(time.time())}", strategy="random",
+                                     fractions=(0.8, 0.1, 0.1), seed=seed + turn))
+        return time.perf_counter() - t
+
+    times = alternate(["copy", "executemany"], rounds, once)
     bulk.ENABLED = True
     median = {m: statistics.median(v) for m, v in times.items()}
-    return {"members": split.summary()["n_members"], "rounds": rounds,
+    return {"members": made[-1].summary()["n_members"], "rounds": rounds,
             **{f"{m}_seconds": round(v, 2) for m, v in median.items()},
             "ratio": round(median["executemany"] / median["copy"], 2),
             "all": {m: [round(x, 2) for x in v] for m, v in times.items()}}
